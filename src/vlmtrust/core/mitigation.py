@@ -1,0 +1,111 @@
+"""The :class:`Mitigation` base class and the ``@mitigation`` registry.
+
+A mitigation answers a probe's finding. ``kind`` says what it produces: a new model directory
+(``model``), an inference-time wrapper spec (``wrapper``) or a cleaned dataset (``data``).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.probe import Params
+from vlmtrust.core.types import Capability, Pillar
+
+
+@dataclass(frozen=True)
+class HardenedArtifact:
+    """What a mitigation produced: ``spec`` is loadable with ``--model``."""
+
+    spec: str
+    out_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MitigationContext:
+    """Shared settings for a mitigation run."""
+
+    seed: int = 0
+    out_dir: Path = Path("hardened")
+    data: str | None = None
+    quick: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Mitigation(abc.ABC):
+    """Base class of every mitigation. Register subclasses with :func:`mitigation`."""
+
+    name: ClassVar[str]
+    pillar: ClassVar[Pillar]
+    kind: ClassVar[Literal["model", "wrapper", "data"]]
+    requires: ClassVar[Capability]
+    Params: ClassVar[type[BaseModel]] = Params
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
+        if params is None:
+            params = {}
+        if isinstance(params, dict):
+            try:
+                params = self.Params(**params)
+            except ValidationError as e:
+                first = e.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"])
+                raise InputError(
+                    f"mitigation {self.name}: bad parameter {loc!r}: {first['msg']}"
+                ) from None
+        self.params = params
+
+    @abc.abstractmethod
+    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
+        """Harden ``model``; write the result under ``ctx.out_dir``."""
+
+
+_M = TypeVar("_M", bound=type[Mitigation])
+_REGISTRY: dict[str, type[Mitigation]] = {}
+_LOADED = False
+
+
+def mitigation(name: str) -> Callable[[_M], _M]:
+    """Class decorator registering a mitigation under ``name``."""
+
+    def deco(cls: _M) -> _M:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"mitigation {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def registry() -> dict[str, type[Mitigation]]:
+    """All registered mitigations by name."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        import vlmtrust.mitigations as pkg
+
+        for mod in pkgutil.walk_packages(pkg.__path__, prefix="vlmtrust.mitigations."):
+            if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
+                importlib.import_module(mod.name)
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_mitigation(name: str) -> type[Mitigation]:
+    """Look a mitigation up by name, with a helpful error."""
+    reg = registry()
+    if name not in reg:
+        raise InputError(
+            f"unknown mitigation {name!r}. Run `vlmtrust list mitigations` to see the known ones."
+        )
+    return reg[name]

@@ -1,0 +1,184 @@
+"""The :class:`Probe` base class, the ``@probe`` registry and the :class:`ProbeContext`.
+
+A probe owns *what to ask* (:meth:`Probe.samples`), *how to score one batch*
+(:meth:`Probe.evaluate`) and *how to summarise* (:meth:`Probe.aggregate`). The runner owns
+batching, caching, resume, progress and writing. Probes never open files or call HTTP.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.results import Example, MetricResult, Plot, Record
+from vlmtrust.core.sample import Sample
+from vlmtrust.core.types import Capability, Pillar
+
+if TYPE_CHECKING:
+    from vlmtrust.models.base import Model
+
+
+class Params(BaseModel):
+    """Base of every probe's typed parameters (validated, recorded in the log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ProbeContext:
+    """What a probe may use besides the model: seed, data location, shared settings."""
+
+    seed: int = 0
+    data: str | None = None
+    """Dataset spec for probes that read user data (folder, manifest, ``hf-disk:`` path)."""
+    limit: int | None = None
+    """Cap on samples per probe (quick runs); ``None`` = the probe's default size."""
+    work_dir: Path | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def rng(self, *names: str) -> np.random.Generator:
+        """A generator seeded from the run seed and the given names (stable per purpose)."""
+        h = hashlib.sha256(("|".join((str(self.seed), *names))).encode()).digest()
+        return np.random.default_rng(int.from_bytes(h[:8], "little"))
+
+    def size(self, default: int) -> int:
+        """The number of samples to use: ``default`` unless ``limit`` caps it."""
+        return default if self.limit is None else min(default, self.limit)
+
+
+class Probe(abc.ABC):
+    """Base class of every probe. Register subclasses with :func:`probe`.
+
+    Example:
+        >>> from vlmtrust.core.probe import Probe, probe, Params
+        >>> @probe("capability/example_doc")
+        ... class Example(Probe):
+        ...     pillar = Pillar.CAPABILITY
+        ...     requires = Capability.EMBED
+        ...     def samples(self, ctx): return []
+        ...     def evaluate(self, model, batch, ctx): return []
+        ...     def aggregate(self, records, ctx): return []
+        >>> Example.name
+        'capability/example_doc'
+    """
+
+    name: ClassVar[str]
+    pillar: ClassVar[Pillar]
+    version: ClassVar[int] = 1
+    requires: ClassVar[Capability]
+    """Capabilities the model must have (all of them)."""
+    Params: ClassVar[type[BaseModel]] = Params
+    batch_size: ClassVar[int] = 32
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
+        if params is None:
+            params = {}
+        if isinstance(params, dict):
+            try:
+                params = self.Params(**params)
+            except ValidationError as e:
+                first = e.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"])
+                raise InputError(
+                    f"probe {self.name}: bad parameter {loc!r}: {first['msg']} "
+                    f"(see `vlmtrust list probes --verbose`)"
+                ) from None
+        self.params = params
+
+    @classmethod
+    def supports(cls, capabilities: Capability) -> bool:
+        """True when a model with ``capabilities`` can run this probe."""
+        return (cls.requires & capabilities) == cls.requires
+
+    def applicable(self, model: Model) -> bool:
+        """Whether this probe can run on ``model`` (override for finer checks)."""
+        return self.supports(model.capabilities)
+
+    @abc.abstractmethod
+    def samples(self, ctx: ProbeContext) -> Iterable[Sample]:
+        """The samples to evaluate, lazily. Ids must be unique and stable for a seed."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
+        """Run the model on a batch and score each sample (one :class:`Record` per sample).
+
+        Images in ``batch`` are already decoded and validated. Raise to fail the batch: the
+        runner retries sample by sample so one bad sample becomes one error record.
+        """
+
+    @abc.abstractmethod
+    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
+        """Summarise the successful records (in sample order) into metrics."""
+
+    def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
+        """Plots for the report (default: none)."""
+        return []
+
+    def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
+        """Worst cases / illustrative samples; images are filled in by the runner."""
+        return []
+
+    def record(self, sample: Sample, index: int = 0, **kw: Any) -> Record:
+        """Convenience: a :class:`Record` for ``sample`` carrying its attributes."""
+        return Record(sample_id=sample.id, index=index, attributes=dict(sample.attributes), **kw)
+
+
+_P = TypeVar("_P", bound=type[Probe])
+_REGISTRY: dict[str, type[Probe]] = {}
+_LOADED = False
+
+
+def probe(name: str) -> Callable[[_P], _P]:
+    """Class decorator registering a probe under ``name`` (``pillar/short_name``)."""
+
+    def deco(cls: _P) -> _P:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"probe {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtin() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import vlmtrust.probes as pkg
+
+    for mod in pkgutil.walk_packages(pkg.__path__, prefix="vlmtrust.probes."):
+        if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(mod.name)
+
+
+def registry() -> dict[str, type[Probe]]:
+    """All registered probes by name (built-ins are imported on first use)."""
+    _load_builtin()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_probe(name: str) -> type[Probe]:
+    """Look a probe up by name, with a helpful error."""
+    reg = registry()
+    if name not in reg:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(reg), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise InputError(
+            f"unknown probe {name!r}.{hint} Run `vlmtrust list probes` to see the known ones."
+        )
+    return reg[name]

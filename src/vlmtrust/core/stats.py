@@ -1,0 +1,202 @@
+"""Confidence intervals, group breakdowns and risk bands.
+
+Metrics elsewhere are plain functions ``f(y_true, y_score, **kw) -> float`` (fairlearn style);
+this module turns them into :class:`~vlmtrust.core.results.MetricResult` with a 95% bootstrap
+CI, per-group values (fairlearn ``MetricFrame``) and a risk band.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from vlmtrust.core.results import GroupValue, MetricResult, Thresholds
+from vlmtrust.core.types import RiskBand
+
+N_BOOTSTRAP = 1000
+
+
+def bootstrap_ci(
+    stat: Callable[..., float],
+    *arrays: ArrayLike,
+    n_boot: int = N_BOOTSTRAP,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float | None, float | None]:
+    """Percentile bootstrap CI of ``stat(*arrays)``, resampling rows jointly.
+
+    Resamples for which ``stat`` is undefined (raises ``ValueError`` or returns NaN, e.g. AUROC
+    on a single class) are skipped. Returns ``(None, None)`` when fewer than 2 rows exist.
+
+    Example:
+        >>> lo, hi = bootstrap_ci(lambda x: float(np.mean(x)), [0, 1, 1, 0, 1], seed=1)
+        >>> 0.0 <= lo <= hi <= 1.0
+        True
+    """
+    arrs = [np.asarray(a) for a in arrays]
+    n = len(arrs[0])
+    if n < 2:
+        return None, None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    vals = []
+    for row in idx:
+        try:
+            v = stat(*(a[row] for a in arrs))
+        except (ValueError, ZeroDivisionError):
+            continue
+        if v is not None and np.isfinite(v):
+            vals.append(float(v))
+    if len(vals) < max(10, n_boot // 10):
+        return None, None
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def mean_ci(values: ArrayLike, *, seed: int = 0) -> tuple[float | None, float | None, float | None]:
+    """Mean with a bootstrap CI; ``(None, None, None)`` for no values."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return None, None, None
+    lo, hi = bootstrap_ci(lambda x: float(np.mean(x)), arr, seed=seed)
+    return float(arr.mean()), lo, hi
+
+
+def risk_band(
+    value: float | None, thresholds: Thresholds | None, *, higher_is_better: bool
+) -> RiskBand | None:
+    """Band a value against thresholds (see :class:`Thresholds`)."""
+    if value is None or thresholds is None:
+        return None
+    if higher_is_better:
+        if value < thresholds.high:
+            return RiskBand.HIGH
+        if value < thresholds.moderate:
+            return RiskBand.MODERATE
+        return RiskBand.LOW
+    if value > thresholds.high:
+        return RiskBand.HIGH
+    if value > thresholds.moderate:
+        return RiskBand.MODERATE
+    return RiskBand.LOW
+
+
+def metric(
+    name: str,
+    fn: Callable[..., float],
+    *arrays: ArrayLike,
+    higher_is_better: bool,
+    groups: Sequence[str] | None = None,
+    group_by: str | None = None,
+    thresholds: tuple[float, float] | None = None,
+    description: str = "",
+    unit: str = "",
+    headline: bool = False,
+    seed: int = 0,
+    ci: bool = True,
+) -> MetricResult:
+    """Evaluate ``fn(*arrays)`` with a bootstrap CI, per-group values and a risk band.
+
+    Args:
+        name: metric name.
+        fn: plain metric function over row-aligned arrays.
+        *arrays: row-aligned inputs (e.g. ``y_true, y_score``).
+        higher_is_better: direction.
+        groups: optional group label per row; per-group values via fairlearn ``MetricFrame``.
+        group_by: the attribute name the groups come from (shown in the report).
+        thresholds: ``(moderate, high)`` risk thresholds, see :class:`Thresholds`.
+        description: one sentence for the report.
+        unit: e.g. ``"%"`` (values stay fractions; the report formats).
+        headline: show in the scorecard.
+        seed: bootstrap seed.
+        ci: compute the bootstrap CI.
+
+    Example:
+        >>> m = metric("acc", lambda y: float(np.mean(y)), [1, 0, 1, 1], higher_is_better=True)
+        >>> round(m.value, 2), m.n
+        (0.75, 4)
+    """
+    arrs = [np.asarray(a) for a in arrays]
+    n = len(arrs[0]) if arrs else 0
+    value: float | None
+    try:
+        value = float(fn(*arrs)) if n else None
+    except (ValueError, ZeroDivisionError):
+        value = None
+    lo, hi = bootstrap_ci(fn, *arrs, seed=seed) if ci and n and value is not None else (None, None)
+    th = Thresholds(moderate=thresholds[0], high=thresholds[1]) if thresholds else None
+    group_values: dict[str, GroupValue] = {}
+    if groups is not None and n:
+        group_values = group_breakdown(fn, arrs, groups, seed=seed, ci=ci)
+    return MetricResult(
+        name=name,
+        value=value,
+        ci_low=lo,
+        ci_high=hi,
+        n=n,
+        higher_is_better=higher_is_better,
+        description=description,
+        unit=unit,
+        groups=group_values,
+        group_by=group_by,
+        thresholds=th,
+        risk=risk_band(value, th, higher_is_better=higher_is_better),
+        headline=headline,
+    )
+
+
+def group_breakdown(
+    fn: Callable[..., float],
+    arrays: Sequence[NDArray[Any]],
+    groups: Sequence[str],
+    *,
+    seed: int = 0,
+    ci: bool = True,
+) -> dict[str, GroupValue]:
+    """Per-group values of ``fn`` through fairlearn's ``MetricFrame``, with bootstrap CIs."""
+    from fairlearn.metrics import MetricFrame
+
+    g = np.asarray([str(x) for x in groups])
+    if len(arrays) == 1:
+        y_true, y_pred = arrays[0], arrays[0]
+
+        def one(yt: Any, yp: Any) -> float:
+            return float(fn(np.asarray(yt)))
+
+        call: Callable[..., float] = one
+    else:
+        y_true, y_pred = arrays[0], arrays[1]
+        extra = arrays[2:]
+        if extra:
+            raise ValueError("group_breakdown supports one or two row-aligned arrays")
+
+        def two(yt: Any, yp: Any) -> float:
+            try:
+                return float(fn(np.asarray(yt), np.asarray(yp)))
+            except (ValueError, ZeroDivisionError):
+                return float("nan")
+
+        call = two
+    frame = MetricFrame(metrics=call, y_true=y_true, y_pred=y_pred, sensitive_features=g)
+    out: dict[str, GroupValue] = {}
+    for key, val in frame.by_group.items():
+        label = str(key[0] if isinstance(key, tuple) else key)
+        mask = g == label
+        sub = [a[mask] for a in arrays]
+        v = float(val)
+        lo, hi = bootstrap_ci(fn, *sub, seed=seed) if ci else (None, None)
+        out[label] = GroupValue(
+            value=v if np.isfinite(v) else None, ci_low=lo, ci_high=hi, n=int(mask.sum())
+        )
+    return out
+
+
+def accuracy(correct: ArrayLike) -> float:
+    """Mean of a 0/1 correctness vector."""
+    arr = np.asarray(correct, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("accuracy of no samples")
+    return float(arr.mean())

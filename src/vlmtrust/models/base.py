@@ -1,0 +1,246 @@
+"""Model interfaces, requests/generations, and the one model-spec parser.
+
+Two kinds of VLM share one small surface:
+
+* :class:`EmbeddingModel` (dual encoders: CLIP, SigLIP) — L2-normalised image and text
+  embeddings; with ``GRADIENT`` also ``to_pixels`` / ``image_features`` on [0, 1] pixels.
+* :class:`GenerativeModel` (LLaVA-class, OpenAI-compatible endpoints) — async ``generate``;
+  with ``GRADIENT`` also ``to_pixels`` / ``target_loss``.
+
+Specs (see the README table): ``hf:NAME_OR_DIR``, ``openai:MODEL@BASE_URL``,
+``reference:NAME``, ``hardened:DIR``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from vlmtrust.core.errors import CapabilityError, ModelSpecError
+from vlmtrust.core.sample import image_digest
+from vlmtrust.core.types import Capability
+
+if TYPE_CHECKING:
+    import torch
+
+ModelKind = Literal["dual", "generative"]
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One generation request: images + prompt in, text out."""
+
+    prompt: str
+    images: tuple[Image.Image, ...] = field(default=(), compare=False)
+    system: str | None = None
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    seed: int = 0
+
+    @property
+    def deterministic(self) -> bool:
+        """Greedy decoding: the answer is a function of the inputs (cacheable)."""
+        return self.temperature == 0.0
+
+    def digest(self) -> str:
+        """Content hash of the whole request (cache key part)."""
+        h = hashlib.blake2b(digest_size=16)
+        for part in (
+            self.prompt,
+            self.system or "",
+            str(self.max_new_tokens),
+            repr(self.temperature),
+            str(self.seed),
+            *(image_digest(im) for im in self.images),
+        ):
+            h.update(part.encode())
+            h.update(b"\x00")
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A model's answer to one request; ``error`` set when the backend failed for it."""
+
+    text: str
+    error: str | None = None
+    finish_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the request succeeded."""
+        return self.error is None
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What every backend exposes."""
+
+    spec: str
+    fingerprint: str
+    kind: ModelKind
+    capabilities: Capability
+
+
+@runtime_checkable
+class EmbeddingModel(Model, Protocol):
+    """A dual encoder. Embeddings are float32 and L2-normalised."""
+
+    logit_scale: float
+
+    def embed_images(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
+        """Embed images, shape ``(n, d)``."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Embed texts, shape ``(n, d)``."""
+        ...
+
+
+@runtime_checkable
+class GenerativeModel(Model, Protocol):
+    """A generative VLM."""
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Answer requests (batched or concurrent, backend's choice); one result each."""
+        ...
+
+
+class DifferentiableVision(Protocol):
+    """The GRADIENT capability: a differentiable path from [0, 1] pixels."""
+
+    def to_pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize/crop images to the model's input, as a float tensor in [0, 1], ``(B,3,H,W)``."""
+        ...
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image embeddings; normalisation (mean/std) happens inside."""
+        ...
+
+    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised text embeddings (no grad)."""
+        ...
+
+
+_T = TypeVar("_T")
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine from synchronous code (a fresh event loop per call)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from inside a running loop (e.g. a notebook): run in a worker thread.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def generate_sync(model: GenerativeModel, requests: Sequence[GenerateRequest]) -> list[Generation]:
+    """Synchronous convenience around :meth:`GenerativeModel.generate`."""
+    return run_sync(model.generate(requests))
+
+
+def require(model: Model, needed: Capability, what: str, hint: str = "") -> None:
+    """Raise :class:`CapabilityError` naming what is missing and what to do instead."""
+    missing = needed & ~model.capabilities
+    if missing:
+        names = ", ".join(missing.names())
+        msg = f"{what} needs {names.upper()} but model {model.spec} has only " + (
+            ", ".join(model.capabilities.names()).upper() or "nothing"
+        )
+        raise CapabilityError(msg + (f"; {hint}" if hint else ""))
+
+
+# --------------------------------------------------------------------------- spec parsing
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec."""
+
+    scheme: Literal["hf", "openai", "reference", "hardened"]
+    target: str
+    """``hf``: repo id or directory; ``openai``: model name; ``reference``: name; ``hardened``: dir."""
+    base_url: str | None = None
+    raw: str = ""
+
+
+SPEC_HELP = (
+    "use hf:REPO_OR_DIR, openai:MODEL@BASE_URL (e.g. openai:llava@http://127.0.0.1:8000/v1), "
+    "reference:NAME (see `vlmtrust list models`) or hardened:DIR"
+)
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Parse a model spec string.
+
+    Example:
+        >>> parse_spec("openai:llava@http://127.0.0.1:8000/v1").base_url
+        'http://127.0.0.1:8000/v1'
+        >>> parse_spec("reference:clip").target
+        'clip'
+    """
+    s = spec.strip()
+    scheme, sep, rest = s.partition(":")
+    if not sep or not rest:
+        raise ModelSpecError(f"model spec {spec!r} has no scheme: {SPEC_HELP}")
+    if scheme == "openai":
+        name, at, url = rest.rpartition("@")
+        if not at or not name or not url.startswith(("http://", "https://")):
+            raise ModelSpecError(
+                f"model spec {spec!r}: expected openai:MODEL@http(s)://HOST[:PORT]/v1"
+            )
+        return ModelSpec("openai", name, base_url=url.rstrip("/"), raw=s)
+    if scheme in ("hf", "reference", "hardened"):
+        return ModelSpec(scheme, rest, raw=s)  # type: ignore[arg-type]
+    raise ModelSpecError(f"model spec {spec!r}: unknown scheme {scheme!r}: {SPEC_HELP}")
+
+
+def load_model(spec: str, **kwargs: Any) -> Model:
+    """Load a model from a spec (the one entry point every command uses).
+
+    Keyword arguments go to the backend (``device``, ``dtype``, ``concurrency``, ...).
+    """
+    ms = parse_spec(spec)
+    if ms.scheme == "openai":
+        from vlmtrust.models.openai_compat import OpenAICompatModel
+
+        assert ms.base_url is not None
+        return OpenAICompatModel(ms.target, base_url=ms.base_url, spec=ms.raw, **kwargs)
+    if ms.scheme == "reference":
+        from vlmtrust.models.reference import reference_path
+
+        return _load_hf(str(reference_path(ms.target)), spec=ms.raw, **kwargs)
+    if ms.scheme == "hardened":
+        from vlmtrust.models.hardened import load_hardened
+
+        return load_hardened(ms.target, spec=ms.raw, **kwargs)
+    return _load_hf(ms.target, spec=ms.raw, **kwargs)
+
+
+def _load_hf(target: str, *, spec: str, **kwargs: Any) -> Model:
+    from vlmtrust.models.hf_common import detect_kind
+
+    kind = detect_kind(target)
+    if kind == "dual":
+        from vlmtrust.models.hf_dual import HFDualEncoder
+
+        return HFDualEncoder(target, spec=spec, **kwargs)
+    from vlmtrust.models.hf_generative import HFGenerativeModel
+
+    return HFGenerativeModel(target, spec=spec, **kwargs)
+
+
+def ensure_capability(model: Model, needed: Capability) -> None:
+    """Alias of :func:`require` for callers without a custom message."""
+    require(model, needed, "this operation")
