@@ -109,3 +109,42 @@ def get_mitigation(name: str) -> type[Mitigation]:
             f"unknown mitigation {name!r}. Run `vlmtrust list mitigations` to see the known ones."
         )
     return reg[name]
+
+
+WRAPPER_FILE = "wrapper.json"
+
+
+class WrapperMitigation(Mitigation):
+    """A mitigation applied at inference time around an unchanged model.
+
+    Subclasses implement :meth:`wrap`. :meth:`apply` records the base model spec and the
+    parameters in ``wrapper.json``; ``hardened:DIR`` loads the base model and wraps it again.
+    """
+
+    kind: ClassVar[Literal["model", "wrapper", "data"]] = "wrapper"
+
+    @abc.abstractmethod
+    def wrap(self, model: Any) -> Any:
+        """Return a model with the same surface as ``model``, hardened."""
+
+    def prepare(self, model: Any, ctx: MitigationContext) -> dict[str, Any]:
+        """Compute anything the wrapper needs from data (e.g. a calibrated threshold).
+
+        Returns extra parameters stored in ``wrapper.json`` (default: none).
+        """
+        return {}
+
+    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
+        """Write ``wrapper.json`` under ``ctx.out_dir``; the spec is ``hardened:DIR``."""
+        import json
+
+        extra = self.prepare(model, ctx)
+        params = {**self.params.model_dump(mode="json"), **extra}
+        if extra:
+            self.params = self.Params(**params)
+        ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"mitigation": self.name, "base": model.spec, "params": params}
+        (ctx.out_dir / WRAPPER_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        return HardenedArtifact(
+            spec=f"hardened:{ctx.out_dir}", out_dir=ctx.out_dir, summary={"wrapper": payload}
+        )

@@ -1,0 +1,152 @@
+"""The Python API; the CLI is a thin layer over it.
+
+Example:
+    >>> import vlmtrust
+    >>> log = vlmtrust.audit(model="reference:clip", probes=["capability/zero_shot"],
+    ...                      out="runs/demo", limit=64)  # doctest: +SKIP
+    >>> log.result("capability/zero_shot").metric("accuracy").value  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vlmtrust.core.errors import CapabilityError, InputError
+from vlmtrust.core.probe import Probe, ProbeContext, get_probe, registry
+from vlmtrust.core.results import AuditLog
+from vlmtrust.core.types import Pillar
+from vlmtrust.models.base import Model, load_model
+from vlmtrust.runner.cache import Cache, default_cache_path
+from vlmtrust.runner.engine import run_audit, write_index
+
+DEFAULT_MODELS = ("reference:clip", "reference:vlm")
+
+
+def select_probes(
+    model: Model,
+    names: Sequence[str | Probe] | None = None,
+    *,
+    pillars: Sequence[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Probe]:
+    """Instantiate the probes to run on ``model``.
+
+    With ``names``, exactly those (a probe the model cannot run is an error naming the
+    capability it lacks). Without, every registered probe the model's capabilities allow,
+    optionally restricted to ``pillars``.
+    """
+    params = params or {}
+    wanted_pillars = {Pillar(p) for p in pillars} if pillars else None
+    out: list[Probe] = []
+    if names:
+        for n in names:
+            p = n if isinstance(n, Probe) else get_probe(n)(params.get(n))
+            if not p.applicable(model):
+                need = ", ".join(p.requires.names()).upper()
+                raise CapabilityError(
+                    f"probe {p.name} needs {need}, which model {model.spec} lacks "
+                    f"(it has {', '.join(model.capabilities.names()).upper()})"
+                )
+            out.append(p)
+        return out
+    for name, cls in registry().items():
+        if wanted_pillars and cls.pillar not in wanted_pillars:
+            continue
+        if not cls.supports(model.capabilities):
+            continue
+        p = cls(params.get(name))
+        if p.applicable(model):
+            out.append(p)
+    return out
+
+
+def _run_name(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_")[:80] or "model"
+
+
+def audit(
+    model: str | Model | Sequence[str | Model] | None = None,
+    *,
+    probes: Sequence[str | Probe] | None = None,
+    pillars: Sequence[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    out: str | Path = "vlmtrust-runs/latest",
+    seed: int = 0,
+    limit: int | None = None,
+    data: str | None = None,
+    resume: bool = False,
+    cache: bool | str | Path | Cache = True,
+    progress: bool = False,
+) -> AuditLog | list[AuditLog]:
+    """Audit one model (or several) and write run directories.
+
+    Args:
+        model: a spec, a loaded model, or several; ``None`` audits the reference models.
+        probes: probe names (default: every probe the model supports).
+        pillars: restrict the default selection to these pillars.
+        params: per-probe parameters, ``{"robustness/adversarial": {"steps": 20}}``.
+        out: run directory (one model) or parent directory (several: one sub-run each plus
+            ``index.json``).
+        seed: the run seed; the same seed gives the same numbers on CPU.
+        limit: cap on samples per probe.
+        data: dataset spec for probes that read user data.
+        resume: continue an interrupted run in ``out``.
+        cache: ``True`` (default cache file), a path, a :class:`Cache`, or ``False``.
+        progress: show rich progress bars.
+
+    Returns:
+        The :class:`AuditLog` (one model) or a list of them (several).
+    """
+    models: list[str | Model]
+    single: bool
+    if model is None:
+        models, single = list(DEFAULT_MODELS), False
+    elif isinstance(model, str):
+        models, single = [model], True
+    elif isinstance(model, Sequence):
+        models, single = list(model), False
+    else:
+        models, single = [model], True
+    for n in probes or ():
+        if isinstance(n, str):
+            get_probe(n)  # fail fast on a typo, before loading any model
+    store = _open_cache(cache)
+    out = Path(out)
+    logs: list[AuditLog] = []
+    names: list[str] = []
+    for m in models:
+        loaded = load_model(m) if isinstance(m, str) else m
+        chosen = select_probes(loaded, probes if single else None, pillars=pillars, params=params)
+        if not single and probes:
+            chosen = [p for p in select_probes(loaded, None, params=params) if p.name in probes]
+        if not chosen:
+            raise InputError(
+                f"no probe to run on {loaded.spec}: check --probe/--pillar against "
+                "`vlmtrust list probes`"
+            )
+        run_dir = out if single else out / _run_name(loaded.spec)
+        ctx = ProbeContext(seed=seed, data=data, limit=limit)
+        logs.append(
+            run_audit(
+                loaded, chosen, out_dir=run_dir, ctx=ctx, resume=resume, cache=store,
+                progress=progress,
+            )
+        )
+        names.append(run_dir.name)
+    if single:
+        return logs[0]
+    write_index(out, names)
+    return logs
+
+
+def _open_cache(cache: bool | str | Path | Cache) -> Cache | None:
+    if cache is False:
+        return None
+    if isinstance(cache, Cache):
+        return cache
+    if cache is True:
+        return Cache(default_cache_path())
+    return Cache(Path(cache))

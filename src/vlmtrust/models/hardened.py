@@ -1,0 +1,45 @@
+"""``hardened:DIR`` — a model produced by ``vlmtrust harden``.
+
+``DIR`` is either a model directory written with ``save_pretrained`` (model mitigations) or a
+folder holding ``wrapper.json`` (inference-time wrappers), which names the base model spec,
+the mitigation and its parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vlmtrust.core.errors import ModelSpecError
+from vlmtrust.core.mitigation import WRAPPER_FILE, WrapperMitigation, get_mitigation
+
+
+def load_hardened(target: str, *, spec: str, **kwargs: Any) -> Any:
+    """Load a hardened model directory (model or wrapper)."""
+    path = Path(target)
+    if not path.is_dir():
+        raise ModelSpecError(
+            f"model spec {spec!r}: {target} is not a directory; pass the --out folder of "
+            "`vlmtrust harden`"
+        )
+    wrapper = path / WRAPPER_FILE
+    if wrapper.exists():
+        try:
+            payload = json.loads(wrapper.read_text())
+            name, base, params = payload["mitigation"], payload["base"], payload["params"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ModelSpecError(
+                f"{wrapper}: not a valid wrapper file ({e}); re-run `vlmtrust harden`"
+            ) from None
+        from vlmtrust.models.base import load_model
+
+        cls = get_mitigation(name)
+        if not issubclass(cls, WrapperMitigation):
+            raise ModelSpecError(f"{wrapper}: mitigation {name!r} is not a wrapper")
+        model = cls(params).wrap(load_model(base, **kwargs))
+        model.spec = spec
+        return model
+    from vlmtrust.models.base import _load_hf
+
+    return _load_hf(str(path), spec=spec, **kwargs)

@@ -1,0 +1,141 @@
+"""``capability/zero_shot`` — top-1 zero-shot classification accuracy of a dual encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.sample import Sample
+from vlmtrust.core.stats import accuracy, metric
+from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.probes import _data
+
+
+class ZeroShotParams(Params):
+    """Parameters of ``capability/zero_shot``."""
+
+    n: int = Field(200, ge=1, le=1_000_000, description="samples from the default data")
+    template: str = Field("a photo of a {}", description="class prompt; {} is the class name")
+    classes: list[str] | None = Field(
+        None, description="class names (default: from the dataset's labels)"
+    )
+
+
+@probe("capability/zero_shot")
+class ZeroShot(Probe):
+    """Top-1 zero-shot accuracy over labeled images, per class."""
+
+    pillar = Pillar.CAPABILITY
+    requires = Capability.EMBED
+    Params = ZeroShotParams
+    batch_size = 64
+    description = (
+        "Zero-shot classification: each image is assigned the class whose prompt embedding is "
+        "closest. Trust numbers mean little without capability beside them."
+    )
+
+    params: ZeroShotParams
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._text_cache: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
+
+    def n_samples(self, ctx: ProbeContext) -> int | None:
+        """Number of samples (for progress bars)."""
+        return ctx.size(self.params.n) if ctx.data is None else None
+
+    def class_names(self, ctx: ProbeContext) -> list[str]:
+        """The label set."""
+        if self.params.classes:
+            return list(self.params.classes)
+        return _data.class_names(ctx)
+
+    def samples(self, ctx: ProbeContext) -> Iterable[Any]:
+        """Labeled images: the user's dataset, or SynthWorld shapes."""
+        return _data.labeled_images(ctx, self.params.n, purpose="zero_shot")
+
+    def _class_embeddings(self, model: Any, ctx: ProbeContext) -> np.ndarray:
+        names = tuple(self.class_names(ctx))
+        key = (model.fingerprint, self.params.template, names)
+        if key not in self._text_cache:
+            texts = [self.params.template.format(c) for c in names]
+            self._text_cache[key] = np.asarray(model.embed_texts(texts), dtype=np.float32)
+        return self._text_cache[key]
+
+    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
+        """Classify a batch."""
+        names = self.class_names(ctx)
+        for s in batch:
+            if s.target not in names:
+                raise ValueError(f"sample {s.id}: label {s.target!r} is not among the classes")
+        txt = self._class_embeddings(model, ctx)
+        img = np.asarray(model.embed_images([s.images[0].load() for s in batch]))
+        sims = img.astype(np.float64) @ txt.astype(np.float64).T
+        out = []
+        for s, row in zip(batch, sims, strict=True):
+            pred = names[int(np.argmax(row))]
+            out.append(
+                self.record(
+                    s,
+                    output={"prediction": pred, "target": s.target},
+                    scores={"correct": float(pred == s.target), "margin": float(np.max(row))},
+                )
+            )
+        return out
+
+    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
+        """Top-1 accuracy with a CI and per-class values."""
+        correct = [r.scores["correct"] for r in records]
+        labels = [str(r.output["target"]) for r in records]
+        return [
+            metric(
+                "accuracy",
+                accuracy,
+                correct,
+                higher_is_better=True,
+                groups=labels,
+                group_by="class",
+                thresholds=(0.8, 0.5),
+                description="top-1 zero-shot accuracy",
+                unit="%",
+                headline=True,
+                seed=ctx.seed,
+            )
+        ]
+
+    def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
+        """Per-class accuracy bars."""
+        if not records:
+            return []
+        names = sorted({str(r.output["target"]) for r in records})
+        acc = [
+            float(np.mean([r.scores["correct"] for r in records if r.output["target"] == c]))
+            for c in names
+        ]
+        return [
+            Plot(
+                kind="bar",
+                title="Accuracy per class",
+                x_label="class",
+                y_label="accuracy",
+                series=[Series(name="accuracy", x=names, y=list(acc))],
+            )
+        ]
+
+    def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
+        """A few misclassified images."""
+        wrong = [r for r in records if r.scores.get("correct") == 0.0][:6]
+        return [
+            Example(
+                sample_id=r.sample_id,
+                title="misclassified",
+                output=str(r.output["prediction"]),
+                expected=str(r.output["target"]),
+            )
+            for r in wrong
+        ]

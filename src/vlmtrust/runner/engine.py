@@ -1,0 +1,448 @@
+"""The runner: samples → batches → model → records (streamed to disk) → metrics.
+
+It owns batching, caching, resume, progress and writing; probes own only what to ask and how
+to score. One bad sample becomes one error record; the run goes on.
+
+Run directory layout::
+
+    spec.json               model (spec, fingerprint), probes (params, versions), seed, version
+    results.json            the AuditLog
+    samples/<probe>.jsonl   one Record per line, appended as each batch completes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlmtrust.core.errors import CapabilityError, InputError, VlmtrustError
+from vlmtrust.core.probe import Probe, ProbeContext
+from vlmtrust.core.results import (
+    AuditLog,
+    ErrorSummary,
+    Example,
+    ModelInfo,
+    ProbeResult,
+    ProbeSpec,
+    Record,
+    RunSpec,
+)
+from vlmtrust.core.sample import Sample
+from vlmtrust.runner.cache import Cache, with_cache
+
+log = logging.getLogger("vlmtrust")
+
+MAX_ERRORS_KEPT = 20
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    text = msg[0] if msg else ""
+    if isinstance(e, VlmtrustError):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def samples_file(run_dir: Path, probe_name: str) -> Path:
+    """Where a probe's records live inside a run directory."""
+    return run_dir / "samples" / (probe_name.replace("/", "__") + ".jsonl")
+
+
+class RecordWriter:
+    """Appends records to a JSONL file, flushed and fsynced per batch (survives kill -9)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("a", encoding="utf-8")
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Append and make durable."""
+        if not records:
+            return
+        self._fh.write("".join(r.model_dump_json() + "\n" for r in records))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+
+def read_records(path: Path, *, repair: bool = False) -> list[Record]:
+    """Records of a samples file; later lines win for the same sample id.
+
+    A torn last line (the process was killed mid-write) is skipped and, with ``repair``,
+    cut off so appending continues cleanly.
+    """
+    if not path.exists():
+        return []
+    by_id: dict[str, Record] = {}
+    good_end = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                rec = Record.model_validate_json(raw)
+            except ValueError:
+                log.warning("%s: skipping unreadable line at byte %d", path, good_end)
+                good_end += len(raw)
+                continue
+            by_id[rec.sample_id] = rec
+            good_end += len(raw)
+    if repair and path.stat().st_size != good_end:
+        with path.open("r+b") as fh:
+            fh.truncate(good_end)
+    return sorted(by_id.values(), key=lambda r: r.index)
+
+
+@dataclass
+class _Progress:
+    advance: Callable[[int], None]
+
+
+def _error_record(sample_id: str, index: int, message: str, attributes: Any = None) -> Record:
+    return Record(
+        sample_id=sample_id, index=index, attributes=dict(attributes or {}), error=message
+    )
+
+
+def _evaluate_batch(
+    model: Any, probe: Probe, batch: list[tuple[int, Sample]], ctx: ProbeContext
+) -> list[Record]:
+    samples = [s for _, s in batch]
+    try:
+        records = probe.evaluate(model, samples, ctx)
+        if len(records) != len(samples):
+            raise RuntimeError(
+                f"probe {probe.name} returned {len(records)} records for {len(samples)} samples"
+            )
+    except (KeyboardInterrupt, CapabilityError):
+        raise
+    except Exception as e:
+        if len(batch) > 1:
+            # Isolate the bad sample(s): retry one by one.
+            out: list[Record] = []
+            for item in batch:
+                out.extend(_evaluate_batch(model, probe, [item], ctx))
+            return out
+        idx, s = batch[0]
+        log.debug("sample %s failed", s.id, exc_info=True)
+        return [_error_record(s.id, idx, _one_line(e), s.attributes)]
+    by_id = {s.id: i for i, s in batch}
+    fixed = []
+    for rec in records:
+        if rec.sample_id not in by_id:
+            raise RuntimeError(f"probe {probe.name} returned a record for unknown {rec.sample_id}")
+        fixed.append(rec.model_copy(update={"index": by_id[rec.sample_id]}))
+    return fixed
+
+
+def _prepare(sample: Sample) -> Sample:
+    """Decode and validate every image once (the safe loader raises one-line errors)."""
+    if all(ref.image is not None for ref in sample.images):
+        return sample
+    return sample.with_images(tuple(ref.loaded() for ref in sample.images))
+
+
+def _stream(
+    model: Any,
+    probe: Probe,
+    ctx: ProbeContext,
+    done: dict[str, Record],
+    batch_size: int,
+) -> Iterator[list[Record]]:
+    """Evaluate the probe's samples not in ``done``, yielding records batch by batch."""
+    seen: set[str] = set()
+    batch: list[tuple[int, Sample]] = []
+    pending_errors: list[Record] = []
+    for index, item in enumerate(probe.samples(ctx)):
+        if not isinstance(item, Sample):
+            # A data loader's error marker (bad manifest line, unreadable entry).
+            sid = str(getattr(item, "id", f"#{index}"))
+            if sid not in done:
+                pending_errors.append(_error_record(sid, index, str(getattr(item, "message", item))))
+            continue
+        if item.id in seen:
+            pending_errors.append(
+                _error_record(f"{item.id}#dup{index}", index, f"duplicate sample id {item.id!r}")
+            )
+            continue
+        seen.add(item.id)
+        if item.id in done:
+            continue
+        try:
+            prepared = _prepare(item)
+        except InputError as e:
+            pending_errors.append(_error_record(item.id, index, _one_line(e), item.attributes))
+            continue
+        batch.append((index, prepared))
+        if len(batch) >= batch_size:
+            yield pending_errors + _evaluate_batch(model, probe, batch, ctx)
+            batch, pending_errors = [], []
+    if batch or pending_errors:
+        yield pending_errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+
+
+def _fill_example_images(probe: Probe, ctx: ProbeContext, examples: list[Example]) -> None:
+    want = {e.sample_id for e in examples if e.image_png_b64 is None}
+    if not want:
+        return
+    from vlmtrust.data.images import thumbnail_png_b64
+
+    thumbs: dict[str, str] = {}
+    for item in probe.samples(ctx):
+        if isinstance(item, Sample) and item.id in want and item.images:
+            with contextlib.suppress(InputError):
+                thumbs[item.id] = thumbnail_png_b64(item.images[0].load())
+            if len(thumbs) == len(want):
+                break
+    for e in examples:
+        if e.image_png_b64 is None and e.sample_id in thumbs:
+            e.image_png_b64 = thumbs[e.sample_id]
+
+
+def evaluate_probe(
+    model: Any,
+    probe: Probe,
+    ctx: ProbeContext | None = None,
+    *,
+    done: Sequence[Record] = (),
+    writer: RecordWriter | None = None,
+    batch_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ProbeResult:
+    """Run one probe on one model and summarise it.
+
+    Args:
+        model: a loaded model (possibly cache-wrapped).
+        probe: a configured probe.
+        ctx: shared settings (seed, data, limit).
+        done: records already computed (``--resume``): their samples are skipped.
+        writer: where new records are appended as they complete.
+        batch_size: override the probe's batch size.
+        on_progress: called with the number of samples finished after each batch.
+
+    Returns:
+        The probe's :class:`ProbeResult`.
+    """
+    ctx = ctx or ProbeContext()
+    if not probe.applicable(model):
+        need = ", ".join(probe.requires.names()).upper()
+        raise CapabilityError(
+            f"probe {probe.name} needs {need}; model {model.spec} has "
+            f"{', '.join(model.capabilities.names()).upper() or 'nothing'} "
+            "— pick a model of the right kind or see `vlmtrust list probes`"
+        )
+    t0 = time.perf_counter()
+    by_id = {r.sample_id: r for r in done if r.ok}
+    records: list[Record] = list(by_id.values())
+    for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size):
+        if writer is not None:
+            writer.write(recs)
+        records.extend(recs)
+        if on_progress is not None:
+            on_progress(len(recs))
+    records.sort(key=lambda r: r.index)
+    ok = [r for r in records if r.ok]
+    errors = [r for r in records if not r.ok]
+    notes: list[str] = []
+    metrics, plots, examples = [], [], []
+    try:
+        metrics = probe.aggregate(ok, ctx)
+        plots = probe.plots(ok, ctx)
+        examples = probe.examples(ok, ctx)
+        _fill_example_images(probe, ctx, examples)
+    except Exception as e:  # a summary failure must not lose the other probes' results
+        log.exception("probe %s: summarising failed", probe.name)
+        notes.append(f"summarising failed: {_one_line(e)}")
+    return ProbeResult(
+        probe=probe.name,
+        pillar=probe.pillar,
+        version=probe.version,
+        params=probe.params.model_dump(mode="json"),
+        metrics=metrics,
+        plots=plots,
+        examples=examples,
+        n_samples=len(records),
+        n_errors=len(errors),
+        errors=[ErrorSummary(sample_id=r.sample_id, message=r.error or "") for r in errors][
+            :MAX_ERRORS_KEPT
+        ],
+        seconds=time.perf_counter() - t0,
+        notes=notes,
+    )
+
+
+def _git_sha() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def make_spec(model: Any, probes: Sequence[Probe], seed: int, label: str = "") -> RunSpec:
+    """The run's :class:`RunSpec`."""
+    from vlmtrust import __version__
+
+    return RunSpec(
+        model=ModelInfo(
+            spec=model.spec,
+            fingerprint=model.fingerprint,
+            kind=model.kind,
+            capabilities=model.capabilities.names(),
+        ),
+        probes=[
+            ProbeSpec(name=p.name, version=p.version, params=p.params.model_dump(mode="json"))
+            for p in probes
+        ],
+        seed=seed,
+        vlmtrust_version=__version__,
+        git_sha=_git_sha(),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        label=label,
+    )
+
+
+def _same_spec(a: RunSpec, b: RunSpec) -> bool:
+    return (
+        a.model.fingerprint == b.model.fingerprint
+        and a.seed == b.seed
+        and [p.model_dump() for p in a.probes] == [p.model_dump() for p in b.probes]
+    )
+
+
+def run_audit(
+    model: Any,
+    probes: Sequence[Probe],
+    *,
+    out_dir: Path,
+    ctx: ProbeContext | None = None,
+    resume: bool = False,
+    cache: Cache | None = None,
+    progress: bool = False,
+    label: str = "",
+) -> AuditLog:
+    """Run probes on one model, writing a run directory (see the module docstring).
+
+    With ``resume``, samples already in ``samples/*.jsonl`` are not recomputed (error records
+    are retried) and the results equal those of an uninterrupted run.
+    """
+    ctx = ctx or ProbeContext()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = make_spec(model, probes, ctx.seed, label)
+    spec_path = out_dir / "spec.json"
+    if resume and spec_path.exists():
+        old = RunSpec.model_validate_json(spec_path.read_text())
+        if not _same_spec(old, spec):
+            raise InputError(
+                f"{out_dir}: --resume needs the same model, probes, params and seed as the "
+                "interrupted run; use a new --out folder or drop --resume"
+            )
+        spec = old
+    elif not resume:
+        for p in probes:
+            samples_file(out_dir, p.name).unlink(missing_ok=True)
+    spec_path.write_text(spec.model_dump_json(indent=2) + "\n")
+    ctx.work_dir = out_dir
+    target = with_cache(model, cache)
+    t0 = time.perf_counter()
+    results: list[ProbeResult] = []
+    with _progress_bar(progress) as bar:
+        for p in probes:
+            path = samples_file(out_dir, p.name)
+            done = read_records(path, repair=True) if resume else []
+            writer = RecordWriter(path)
+            total = _estimate(p, ctx)
+            task = bar(f"{model.spec} · {p.name}", total)
+            try:
+                task.advance(len([r for r in done if r.ok]))
+                results.append(
+                    evaluate_probe(target, p, ctx, done=done, writer=writer, on_progress=task.advance)
+                )
+            finally:
+                writer.close()
+    audit = AuditLog(spec=spec, results=results, seconds=time.perf_counter() - t0)
+    _atomic_write(out_dir / "results.json", audit.model_dump_json(indent=2) + "\n")
+    return audit
+
+
+def _estimate(probe: Probe, ctx: ProbeContext) -> int | None:
+    fn = getattr(probe, "n_samples", None)
+    if fn is None:
+        return None
+    try:
+        n = fn(ctx)
+    except Exception:  # an estimate is only for the progress bar
+        return None
+    return int(n) if n is not None else None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int | None], _Progress]]:
+    if not enabled:
+        yield lambda name, total: _Progress(advance=lambda n: None)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    class _Rate(TextColumn):
+        def __init__(self) -> None:
+            super().__init__("")
+
+        def render(self, task: Any) -> Any:
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f}/s" if speed else "–/s", style="progress.data.speed")
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as prog:
+
+        def make(name: str, total: int | None) -> _Progress:
+            tid = prog.add_task(name, total=total)
+            return _Progress(advance=lambda n: prog.advance(tid, n))
+
+        yield make
+
+
+def write_index(parent: Path, runs: Sequence[str]) -> None:
+    """Write ``index.json`` for a multi-model audit (one sub-run per model)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(parent / "index.json", json.dumps({"runs": list(runs)}, indent=2) + "\n")
