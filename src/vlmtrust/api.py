@@ -43,7 +43,7 @@ def select_probes(
     out: list[Probe] = []
     if names:
         for n in names:
-            p = n if isinstance(n, Probe) else get_probe(n)(params.get(n))
+            p = n if isinstance(n, Probe) else get_probe(n)(dict(params.get(n) or {}))
             if not p.applicable(model):
                 need = ", ".join(p.requires.names()).upper()
                 raise CapabilityError(
@@ -57,7 +57,7 @@ def select_probes(
             continue
         if not cls.supports(model.capabilities):
             continue
-        p = cls(params.get(name))
+        p = cls(dict(params.get(name) or {}))
         if p.applicable(model):
             out.append(p)
     return out
@@ -131,7 +131,12 @@ def audit(
         ctx = ProbeContext(seed=seed, data=data, limit=limit)
         logs.append(
             run_audit(
-                loaded, chosen, out_dir=run_dir, ctx=ctx, resume=resume, cache=store,
+                loaded,
+                chosen,
+                out_dir=run_dir,
+                ctx=ctx,
+                resume=resume,
+                cache=store,
                 progress=progress,
             )
         )

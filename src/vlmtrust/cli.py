@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,8 +25,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 ModelOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--model", "-m", help="model spec (repeatable): hf:…, openai:MODEL@URL, reference:…, "
-        "hardened:DIR. Default: the reference models."
+        "--model",
+        "-m",
+        help="model spec (repeatable): hf:…, openai:MODEL@URL, reference:…, "
+        "hardened:DIR. Default: the reference models.",
     ),
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="run directory")]
@@ -35,9 +36,7 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="run seed (same seed, same 
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="cap on samples per probe")]
 DataOpt = Annotated[
     str | None,
-    typer.Option(
-        "--data", help="dataset: image folder, manifest.jsonl, or hf-disk:PATH[#split]"
-    ),
+    typer.Option("--data", help="dataset: image folder, manifest.jsonl, or hf-disk:PATH[#split]"),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -49,8 +48,9 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue an interrupt
 CacheOpt = Annotated[
     str | None,
     typer.Option(
-        "--cache", help="cache file (default $VLMTRUST_CACHE or ~/.cache/vlmtrust/cache.sqlite); "
-        "'off' disables"
+        "--cache",
+        help="cache file (default $VLMTRUST_CACHE or ~/.cache/vlmtrust/cache.sqlite); "
+        "'off' disables",
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
@@ -139,7 +139,12 @@ def _print_summary(logs: Any) -> None:
                 val = "–" if m.value is None else f"{m.value:.3f}"
                 ci = "" if m.ci_low is None else f"[{m.ci_low:.3f}, {m.ci_high:.3f}]"
                 table.add_row(
-                    r.probe, m.name, val, ci, str(m.n), m.risk.value if m.risk else "",
+                    r.probe,
+                    m.name,
+                    val,
+                    ci,
+                    str(m.n),
+                    m.risk.value if m.risk else "",
                     str(r.n_errors),
                 )
             if not heads:
@@ -204,8 +209,16 @@ def run(
         return
     out = out or Path("vlmtrust-runs") / "run"
     log = audit(
-        model[0], probes=probes, params=parse_params(param, scoped=True), out=out, seed=seed,
-        limit=limit, data=data, resume=resume, cache=_cache_arg(cache), progress=not quiet,
+        model[0],
+        probes=probes,
+        params=parse_params(param, scoped=True),
+        out=out,
+        seed=seed,
+        limit=limit,
+        data=data,
+        resume=resume,
+        cache=_cache_arg(cache),
+        progress=not quiet,
     )
     _print_summary(log)
     if report:
@@ -236,8 +249,16 @@ def audit_cmd(
     out = out or Path("vlmtrust-runs") / "audit"
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
     logs = audit(
-        target, pillars=pillar, params=parse_params(param, scoped=True), out=out, seed=seed,
-        limit=limit, data=data, resume=resume, cache=_cache_arg(cache), progress=not quiet,
+        target,
+        pillars=pillar,
+        params=parse_params(param, scoped=True),
+        out=out,
+        seed=seed,
+        limit=limit,
+        data=data,
+        resume=resume,
+        cache=_cache_arg(cache),
+        progress=not quiet,
     )
     _print_summary(logs)
     if report:
@@ -293,7 +314,9 @@ def compare(
 @_guard
 def harden(
     model: Annotated[str, typer.Option("--model", "-m", help="model spec to harden")],
-    mitigation: Annotated[str, typer.Option("--mitigation", help="see `vlmtrust list mitigations`")],
+    mitigation: Annotated[
+        str, typer.Option("--mitigation", help="see `vlmtrust list mitigations`")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="where the hardened model goes")],
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="mitigation parameter KEY=VALUE")
@@ -339,4 +362,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

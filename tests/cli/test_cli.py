@@ -19,7 +19,9 @@ def test_help_is_instant_and_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) < 1.0
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vlmtrust.cli", "--help"], capture_output=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "vlmtrust.cli", "--help"], capture_output=True, check=True
+    )
     assert time.perf_counter() - t < 3.0  # interpreter start included
 
 

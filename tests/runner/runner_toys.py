@@ -36,7 +36,9 @@ class ColourEncoder:
         self.images_seen += len(images)
         if self.delay_s:
             time.sleep(self.delay_s)
-        v = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)) for im in images])
+        v = np.stack(
+            [np.asarray(im.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)) for im in images]
+        )
         v = v - v.mean(axis=1, keepdims=True)
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
@@ -89,16 +91,23 @@ class ColourProbe(Probe):
         img = model.embed_images([s.images[0].load() for s in batch])
         pred = (img @ txt.T).argmax(axis=1)
         return [
-            self.record(s, output={"prediction": names[p]}, scores={"correct": float(names[p] == s.target)})
+            self.record(
+                s, output={"prediction": names[p]}, scores={"correct": float(names[p] == s.target)}
+            )
             for s, p in zip(batch, pred, strict=True)
         ]
 
     def aggregate(self, records: Sequence[Record], ctx):
         return [
             metric(
-                "accuracy", accuracy, [r.scores["correct"] for r in records],
-                higher_is_better=True, groups=[r.attributes["colour"] for r in records],
-                group_by="colour", headline=True, seed=ctx.seed,
+                "accuracy",
+                accuracy,
+                [r.scores["correct"] for r in records],
+                higher_is_better=True,
+                groups=[r.attributes["colour"] for r in records],
+                group_by="colour",
+                headline=True,
+                seed=ctx.seed,
             )
         ]
 

@@ -49,8 +49,12 @@ def test_bad_sample_becomes_error_record_and_run_goes_on(tmp_path):
 
 
 def test_same_seed_same_numbers(tmp_path):
-    a = run_audit(ColourEncoder(), [ColourProbe({"n": 24})], out_dir=tmp_path / "a", ctx=ProbeContext(seed=5))
-    b = run_audit(ColourEncoder(), [ColourProbe({"n": 24})], out_dir=tmp_path / "b", ctx=ProbeContext(seed=5))
+    a = run_audit(
+        ColourEncoder(), [ColourProbe({"n": 24})], out_dir=tmp_path / "a", ctx=ProbeContext(seed=5)
+    )
+    b = run_audit(
+        ColourEncoder(), [ColourProbe({"n": 24})], out_dir=tmp_path / "b", ctx=ProbeContext(seed=5)
+    )
     assert a.results[0].metrics == b.results[0].metrics
 
 
@@ -62,9 +66,13 @@ def _metrics(run: Path):
 def test_resume_after_kill_minus_9_equals_uninterrupted(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     full = tmp_path / "full"
-    subprocess.run([sys.executable, str(HERE / "_resume_worker.py"), str(full), "0", "0"], check=True, env=env)
+    subprocess.run(
+        [sys.executable, str(HERE / "_resume_worker.py"), str(full), "0", "0"], check=True, env=env
+    )
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, str(HERE / "_resume_worker.py"), str(cut), "0.25", "0"], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_resume_worker.py"), str(cut), "0.25", "0"], env=env
+    )
     path = samples_file(cut, "capability/test_colour")
     deadline = time.time() + 60
     while time.time() < deadline and (not path.exists() or len(path.read_text().splitlines()) < 16):
@@ -77,7 +85,9 @@ def test_resume_after_kill_minus_9_equals_uninterrupted(tmp_path):
     with path.open("a") as fh:
         fh.write('{"sample_id": "c06')
     assert not (cut / "results.json").exists()
-    subprocess.run([sys.executable, str(HERE / "_resume_worker.py"), str(cut), "0", "1"], check=True, env=env)
+    subprocess.run(
+        [sys.executable, str(HERE / "_resume_worker.py"), str(cut), "0", "1"], check=True, env=env
+    )
     assert _metrics(cut) == _metrics(full)
     done = read_records(path)
     assert len(done) == 64
@@ -91,7 +101,13 @@ def test_resume_refuses_a_different_spec(tmp_path):
 
     run_audit(ColourEncoder(), [ColourProbe({"n": 8})], out_dir=tmp_path, ctx=ProbeContext(seed=1))
     with pytest.raises(InputError, match="--resume needs the same"):
-        run_audit(ColourEncoder(), [ColourProbe({"n": 9})], out_dir=tmp_path, ctx=ProbeContext(seed=1), resume=True)
+        run_audit(
+            ColourEncoder(),
+            [ColourProbe({"n": 9})],
+            out_dir=tmp_path,
+            ctx=ProbeContext(seed=1),
+            resume=True,
+        )
 
 
 def test_cache_reuses_embeddings_across_runs(tmp_path):

@@ -87,7 +87,7 @@ def risk_band(
 def metric(
     name: str,
     fn: Callable[..., float],
-    *arrays: ArrayLike,
+    *arrays: ArrayLike | Sequence[Any],
     higher_is_better: bool,
     groups: Sequence[str] | None = None,
     group_by: str | None = None,

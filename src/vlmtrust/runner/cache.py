@@ -174,9 +174,7 @@ class CachedGenerativeModel(_Wrapper):
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
         """Answer from the cache where possible; only greedy, successful answers are stored."""
-        keys = [
-            f"{self.fingerprint}|gen|{r.digest()}" if r.deterministic else "" for r in requests
-        ]
+        keys = [f"{self.fingerprint}|gen|{r.digest()}" if r.deterministic else "" for r in requests]
         found = self.cache.get_many([k for k in keys if k])
         out: list[Generation | None] = []
         todo: list[int] = []

@@ -171,7 +171,9 @@ def _stream(
             # A data loader's error marker (bad manifest line, unreadable entry).
             sid = str(getattr(item, "id", f"#{index}"))
             if sid not in done:
-                pending_errors.append(_error_record(sid, index, str(getattr(item, "message", item))))
+                pending_errors.append(
+                    _error_record(sid, index, str(getattr(item, "message", item)))
+                )
             continue
         if item.id in seen:
             pending_errors.append(
@@ -374,7 +376,9 @@ def run_audit(
             try:
                 task.advance(len([r for r in done if r.ok]))
                 results.append(
-                    evaluate_probe(target, p, ctx, done=done, writer=writer, on_progress=task.advance)
+                    evaluate_probe(
+                        target, p, ctx, done=done, writer=writer, on_progress=task.advance
+                    )
                 )
             finally:
                 writer.close()

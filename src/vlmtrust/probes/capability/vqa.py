@@ -23,9 +23,7 @@ class VQAParams(Params):
 
     n: int = Field(120, ge=1, le=1_000_000, description="samples from the default data")
     max_new_tokens: int = Field(16, ge=1, le=4096)
-    suffix: str = Field(
-        "", description="appended to every question, e.g. ' Answer with one word.'"
-    )
+    suffix: str = Field("", description="appended to every question, e.g. ' Answer with one word.'")
 
 
 @probe("capability/vqa")
@@ -109,7 +107,11 @@ class VQA(Probe):
         acc = [
             float(
                 np.mean(
-                    [r.scores["correct"] for r in records if r.attributes.get("question", "all") == g]
+                    [
+                        r.scores["correct"]
+                        for r in records
+                        if r.attributes.get("question", "all") == g
+                    ]
                 )
             )
             for g in groups
