@@ -117,7 +117,7 @@ def _cache_arg(cache: str | None) -> Any:
 
 
 def _render(run_dir: Path, quiet: bool) -> None:
-    from vlmtrust.report import render_report
+    from vlmtrust.report.html import render_report
 
     html, md = render_report(run_dir)
     if not quiet:
@@ -293,19 +293,15 @@ def compare(
 ) -> None:
     """Show before/after deltas with CIs between two runs (e.g. audit vs re-audit)."""
     from rich.console import Console
-    from rich.table import Table
 
-    from vlmtrust.report.compare import compare_logs, load_log, render_compare
+    from vlmtrust.report.compare import compare_logs, deltas_table, render_compare
+    from vlmtrust.report.rundir import load_log
 
     for d in (run_a, run_b):
         _check_run_dir(d)
-    deltas = compare_logs(load_log(run_a), load_log(run_b))
-    table = Table(title=f"{run_a} → {run_b}")
-    for col in ("probe", "metric", "before", "after", "delta", "verdict"):
-        table.add_column(col)
-    for d in deltas:
-        table.add_row(*d.row())
-    Console().print(table)
+    if (run_a / "results.json").exists() and (run_b / "results.json").exists():
+        deltas = compare_logs(load_log(run_a / "results.json"), load_log(run_b / "results.json"))
+        Console().print(deltas_table(deltas, title=f"{run_a} → {run_b}"))
     html, md = render_compare(run_a, run_b, out_html=out)
     typer.echo(f"comparison: {html}\n            {md}")
 

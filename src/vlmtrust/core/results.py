@@ -135,6 +135,7 @@ class ProbeResult(_Model):
     probe: str
     pillar: Pillar
     version: int
+    description: str = ""
     params: dict[str, Any]
     metrics: list[MetricResult] = Field(default_factory=list)
     plots: list[Plot] = Field(default_factory=list)

@@ -272,6 +272,7 @@ def evaluate_probe(
         probe=probe.name,
         pillar=probe.pillar,
         version=probe.version,
+        description=probe.description,
         params=probe.params.model_dump(mode="json"),
         metrics=metrics,
         plots=plots,

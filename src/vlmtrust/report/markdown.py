@@ -1,0 +1,231 @@
+"""Render a run (or several models) as GitHub-flavoured Markdown: the HTML report minus images.
+
+Untrusted text (model outputs, prompts, sample ids, params, error messages) goes through
+:func:`md_escape`: HTML is turned into entities (so a Markdown renderer shows ``<script>`` as
+text instead of passing it through), Markdown punctuation is backslash-escaped (no code spans,
+links, images or emphasis can be injected), pipes cannot break table cells, and newlines become
+``<br>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from vlmtrust.core.types import RiskBand
+from vlmtrust.report.rundir import LoadedRun
+from vlmtrust.report.view import (
+    ExampleView,
+    MetricView,
+    PillarCard,
+    ProbeView,
+    RunView,
+    views_for,
+)
+
+__all__ = ["md_escape", "render_markdown", "risk_label"]
+
+_MD_PUNCT = re.compile(r"([\\`*_\[\]{}|~#!])")
+_RISK_ICON = {RiskBand.LOW: "🟢", RiskBand.MODERATE: "🟡", RiskBand.HIGH: "🔴"}
+
+
+def md_escape(text: object) -> str:
+    """Escape untrusted text for a Markdown document, table cells included.
+
+    Example:
+        >>> md_escape("<b>x</b>")
+        '&lt;b&gt;x&lt;/b&gt;'
+    """
+    s = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _MD_PUNCT.sub(r"\\\1", s)
+    return s.replace("\n", "<br>")
+
+
+def risk_label(risk: RiskBand | None, *, empty: str = "—") -> str:
+    """A risk band with a colour icon (``🔴 high``)."""
+    if risk is None:
+        return empty
+    return f"{_RISK_ICON[risk]} {risk.value}"
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
+    """A GitHub-style table (cells must already be escaped); ``align`` holds ``l``/``r``."""
+    aligns = [("---:" if a == "r" else "---") for a in align.ljust(len(header), "l")]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return [*out, ""]
+
+
+def _meta(view: RunView) -> list[str]:
+    rows = [
+        ["model", md_escape(view.spec)],
+        ["fingerprint", md_escape(view.fingerprint)],
+        [
+            "kind",
+            md_escape(
+                view.kind + (f" ({', '.join(view.capabilities)})" if view.capabilities else "")
+            ),
+        ],
+        ["seed", str(view.seed)],
+        ["vlmtrust", md_escape(view.version + (f" ({view.git_sha})" if view.git_sha else ""))],
+        ["date", md_escape(view.created)],
+    ]
+    if view.label:
+        rows.append(["label", md_escape(view.label)])
+    rows.append(["duration", view.seconds])
+    return md_table(["", ""], rows)
+
+
+def _card_row(card: PillarCard) -> list[str]:
+    if not card.audited:
+        return [card.pillar.value, "not audited", "—", "0", "—"]
+    heads = (
+        "<br>".join(
+            f"{md_escape(h.metric)} ({md_escape(h.probe)}): **{h.pm}** {h.ci}"
+            + (f" {risk_label(h.risk, empty='')}" if h.risk else "")
+            for h in card.headlines
+        )
+        or "no headline metric"
+    )
+    return [
+        card.pillar.value,
+        risk_label(card.risk, empty="no band"),
+        heads,
+        str(card.n_probes),
+        f"**{card.n_errors}**" if card.n_errors else "0",
+    ]
+
+
+def _metric_row(m: MetricView) -> list[str]:
+    name = f"**{md_escape(m.name)}**" + (" (headline)" if m.headline else "")
+    if m.description:
+        name += f"<br>{md_escape(m.description)}"
+    groups = "; ".join(f"{md_escape(g.label)}: {g.value} {g.ci} (n={g.n})" for g in m.groups)
+    if groups:
+        groups = f"by {md_escape(m.group_by or 'group')}: {groups}"
+    risk = risk_label(m.risk)
+    if m.thresholds:
+        risk += f"<br>{md_escape(m.thresholds)}"
+    return [
+        name,
+        m.value,
+        m.ci,
+        str(m.n),
+        f"{m.arrow} {'higher' if m.higher_is_better else 'lower'}",
+        risk,
+        groups or "—",
+    ]
+
+
+def _example(i: int, e: ExampleView) -> list[str]:
+    head = f"{i}. " + (f"**{md_escape(e.title)}** — " if e.title else "")
+    head += f"sample {md_escape(e.sample_id)}"
+    if e.thumbnail_b64:
+        head += " (input image in the HTML report)"
+    elif e.thumbnail_invalid:
+        head += " (thumbnail is not a valid PNG; not shown)"
+    lines = [head]
+    for label, text in (
+        ("prompt", e.prompt),
+        ("output", e.output),
+        ("expected", e.expected),
+        ("note", e.note),
+    ):
+        if text:
+            lines.append(f"   - {label}: {md_escape(text)}")
+    return lines
+
+
+def _probe(p: ProbeView, level: str) -> list[str]:
+    err = f"**{p.n_errors} errors**" if p.n_errors else "0 errors"
+    out = [
+        f"{level} {md_escape(p.probe)} — {risk_label(p.worst_risk, empty='no risk band')}",
+        "",
+        f"{p.pillar.value} · v{p.version} · {p.n_samples} samples · {err} · {p.seconds}",
+        "",
+    ]
+    if p.description:
+        out += [md_escape(p.description), ""]
+    out += [f"- {md_escape(n)}" for n in p.notes]
+    if p.notes:
+        out.append("")
+    if p.params:
+        out += ["**Parameters**", ""]
+        out += md_table(["parameter", "value"], [[md_escape(k), md_escape(v)] for k, v in p.params])
+    if p.metrics:
+        out += ["**Metrics**", ""]
+        out += md_table(
+            ["metric", "value", "95% CI", "n", "direction", "risk", "groups"],
+            [_metric_row(m) for m in p.metrics],
+            align="lrrrlll",
+        )
+    if p.plots:
+        out += ["**Plots** (drawn in the HTML report)", ""]
+        out += [f"- {plot.kind}: {md_escape(plot.title)}" for plot in p.plots]
+        out.append("")
+    if p.examples:
+        more = (
+            f" ({len(p.examples)} of {p.n_examples_total})"
+            if p.n_examples_total > len(p.examples)
+            else ""
+        )
+        out += [f"**Worst examples**{more}", ""]
+        for i, e in enumerate(p.examples, 1):
+            out += _example(i, e)
+        out.append("")
+    if p.n_errors:
+        first = f" First {len(p.errors)}:" if p.errors else ""
+        out += [f"**Errors:** {p.n_errors} of {p.n_samples} samples failed.{first}", ""]
+        out += [f"- {md_escape(sid)}: {md_escape(msg)}" for sid, msg in p.errors]
+        out.append("")
+    return out
+
+
+def _run(view: RunView, *, multi: bool) -> list[str]:
+    h2, h3 = ("###", "####") if multi else ("##", "###")
+    out: list[str] = []
+    if multi:
+        out += [f"## {md_escape(view.name)}", ""]
+    out += _meta(view)
+    out += [f"{h2} Scorecard", ""]
+    out += md_table(
+        ["pillar", "risk", "headline metrics (value ± CI half-width, 95% CI)", "probes", "errors"],
+        [_card_row(c) for c in view.scorecard],
+        align="lllrr",
+    )
+    out += [f"{h2} Probes", ""]
+    if not view.probes:
+        out += ["This run holds no probe results.", ""]
+    for p in view.probes:
+        out += _probe(p, h3)
+    return out
+
+
+def render_markdown(runs: Sequence[LoadedRun]) -> str:
+    """Render loaded runs (one, or several models) as one Markdown document."""
+    views = views_for(runs)
+    multi = len(views) > 1
+    out = ["# vlmtrust audit report", ""]
+    if multi:
+        out += [f"{len(views)} models.", "", "## Models", ""]
+        header = ["model", *(c.pillar.value for c in views[0].scorecard), "errors"]
+        rows = [
+            [
+                f"{md_escape(v.name)}<br>{md_escape(v.spec)}",
+                *(risk_label(c.risk, empty="no band") if c.audited else "—" for c in v.scorecard),
+                str(v.n_errors),
+            ]
+            for v in views
+        ]
+        out += md_table(header, rows)
+    for v in views:
+        out += _run(v, multi=multi)
+    out += [
+        "---",
+        "",
+        "Rendered by vlmtrust from the run files alone; model outputs are untrusted and shown"
+        " escaped. Plots and input images are in the HTML report.",
+        "",
+    ]
+    return "\n".join(out)

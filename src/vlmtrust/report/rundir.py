@@ -1,0 +1,203 @@
+"""Read run directories (one model, or a parent of several) from their files alone.
+
+A run directory holds ``results.json`` (an :class:`~vlmtrust.core.results.AuditLog`),
+``spec.json`` and ``samples/<probe>.jsonl``. A multi-model audit writes one such directory per
+model under a parent that holds ``index.json`` = ``{"runs": ["<subdir>", ...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.results import SCHEMA_VERSION, AuditLog, ErrorSummary
+
+__all__ = ["LoadedRun", "is_parent_dir", "load_log", "load_run", "load_runs"]
+
+MAX_ERRORS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """One model's run, read from disk.
+
+    Attributes:
+        directory: the run directory.
+        name: its name in a multi-model parent (the ``index.json`` entry), else the folder name.
+        log: the parsed ``results.json``.
+        sample_errors: per probe, error summaries recovered from ``samples/<probe>.jsonl`` for
+            probes whose result counts errors but lists none (at most
+            :data:`MAX_ERRORS_SHOWN` each).
+    """
+
+    directory: Path
+    name: str
+    log: AuditLog
+    sample_errors: dict[str, list[ErrorSummary]]
+
+    def errors_for(self, probe: str) -> list[ErrorSummary]:
+        """The error summaries to show for ``probe``: the log's own, else the samples file's."""
+        for r in self.log.results:
+            if r.probe == probe and r.errors:
+                return list(r.errors)
+        return list(self.sample_errors.get(probe, []))
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def load_log(path: Path) -> AuditLog:
+    """Parse a ``results.json`` file into an :class:`AuditLog`.
+
+    Raises:
+        InputError: the file is missing, not JSON, from a newer schema, or not an AuditLog.
+    """
+    if not path.is_file() and (path.parent / "spec.json").is_file():
+        raise InputError(
+            f"{path.parent}: the run has not finished (spec.json but no results.json) — resume"
+            " it with `vlmtrust run --resume`, then render the report"
+        )
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no results.json here — pass a run directory written by `vlmtrust run`"
+            " or `vlmtrust audit`"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"{path}: not readable JSON ({_one_line(exc)}) — re-run the audit to rewrite it"
+        ) from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a JSON object (an AuditLog) — re-run the audit")
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise InputError(
+            f"{path}: written with results schema v{version}, this vlmtrust reads"
+            f" v{SCHEMA_VERSION} — upgrade vlmtrust to render it"
+        )
+    try:
+        return AuditLog.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InputError(
+            f"{path}: not a valid AuditLog ({where}: {first.get('msg', 'invalid')}) — re-run"
+            " the audit to rewrite it"
+        ) from None
+
+
+def _samples_file(run_dir: Path, probe: str) -> Path | None:
+    base = run_dir / "samples"
+    candidates = [
+        base / f"{probe}.jsonl",
+        base / f"{probe.replace('/', '__')}.jsonl",
+        base / f"{probe.replace('/', '_')}.jsonl",
+        base / f"{probe.replace('/', '.')}.jsonl",
+    ]
+    for c in candidates:
+        try:
+            inside = c.resolve().is_relative_to(base.resolve())
+        except OSError:
+            continue
+        if inside and c.is_file():
+            return c
+    return None
+
+
+def _errors_from_samples(path: Path, limit: int) -> list[ErrorSummary]:
+    out: list[ErrorSummary] = []
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line of an interrupted run
+                if not isinstance(rec, dict) or not rec.get("error"):
+                    continue
+                out.append(
+                    ErrorSummary(
+                        sample_id=str(rec.get("sample_id", "?")), message=str(rec["error"])
+                    )
+                )
+                if len(out) >= limit:
+                    break
+    except OSError:
+        return out
+    return out
+
+
+def load_run(run_dir: Path, *, name: str | None = None) -> LoadedRun:
+    """Read one model's run directory.
+
+    Raises:
+        InputError: the directory or its ``results.json`` is missing or invalid.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(
+            f"{run_dir}: not a directory — pass a run directory written by `vlmtrust run`"
+        )
+    log = load_log(run_dir / "results.json")
+    sample_errors: dict[str, list[ErrorSummary]] = {}
+    for r in log.results:
+        if r.n_errors and not r.errors:
+            f = _samples_file(run_dir, r.probe)
+            if f is not None:
+                sample_errors[r.probe] = _errors_from_samples(f, MAX_ERRORS_SHOWN)
+    return LoadedRun(
+        directory=run_dir, name=name or run_dir.name, log=log, sample_errors=sample_errors
+    )
+
+
+def is_parent_dir(path: Path) -> bool:
+    """True when ``path`` is a multi-model parent (has ``index.json``, no ``results.json``)."""
+    path = Path(path)
+    return (path / "index.json").is_file() and not (path / "results.json").is_file()
+
+
+def _index(parent: Path) -> list[str]:
+    idx = parent / "index.json"
+    try:
+        raw = json.loads(idx.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f'{idx}: not readable JSON ({_one_line(exc)}) — write {{"runs": ["<subdir>"]}}'
+        ) from None
+    runs = raw.get("runs") if isinstance(raw, dict) else None
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, str) for r in runs):
+        raise InputError(
+            f'{idx}: expected {{"runs": ["<subdir>", ...]}} with at least one name'
+            " — fix the index or render a sub-run directly"
+        )
+    root = parent.resolve()
+    for r in runs:
+        target = (parent / r).resolve()
+        if Path(r).is_absolute() or not target.is_relative_to(root) or target == root:
+            raise InputError(
+                f"{idx}: run {r!r} is not a sub-directory of {parent} — list sub-directory"
+                " names only"
+            )
+    return list(runs)
+
+
+def load_runs(path: Path) -> list[LoadedRun]:
+    """Read a single run directory, or every run listed by a parent's ``index.json``.
+
+    Raises:
+        InputError: a directory, index or results file is missing or invalid.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(
+            f"{path}: not a directory — pass a run directory written by `vlmtrust run`"
+        )
+    if is_parent_dir(path):
+        return [load_run(path / r, name=r) for r in _index(path)]
+    return [load_run(path)]
