@@ -160,6 +160,15 @@ def group_breakdown(
     from fairlearn.metrics import MetricFrame
 
     g = np.asarray([str(x) for x in groups])
+    if len(g) < 2:
+        # fairlearn cannot tell a one-row feature column from a row of features.
+        try:
+            v1 = float(fn(*arrays)) if len(g) else float("nan")
+        except (ValueError, ZeroDivisionError):
+            v1 = float("nan")
+        return {
+            str(x): GroupValue(value=v1 if np.isfinite(v1) else None, n=1) for x in g.tolist()
+        }
     if len(arrays) == 1:
         y_true, y_pred = arrays[0], arrays[0]
 
