@@ -415,6 +415,10 @@ def from_pretrained(auto_cls: Any, t: HFTarget, **kwargs: Any) -> Any:
 def load_weights(auto_cls: Any, t: HFTarget, *, dtype: torch.dtype) -> Any:
     """Load a model's weights from safetensors only (pickle checkpoints are refused)."""
     key = "dtype" if transformers_major() >= 5 else "torch_dtype"
+    from transformers.utils import logging as hf_logging
+
+    # A per-tensor progress bar on every load clutters the audit's own progress display.
+    hf_logging.disable_progress_bar()
     return from_pretrained(auto_cls, t, use_safetensors=True, **{key: dtype})
 
 

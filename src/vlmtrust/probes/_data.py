@@ -35,37 +35,45 @@ def class_names(ctx: ProbeContext) -> list[str]:
     return list(ID_SHAPES)
 
 
+EVAL_SEED_OFFSET = 1_000_000
+"""Probes draw SynthWorld from ``seed + EVAL_SEED_OFFSET`` so they never see training scenes."""
+
+SHAPE_QUESTION = "What shape is in the image?"
+COLOUR_QUESTION = "What colour is the shape?"
+
+
+def eval_world(ctx: ProbeContext) -> Any:
+    """The SynthWorld generator probes use (disjoint from the reference models' training)."""
+    from vlmtrust.data.synthworld import SynthWorld
+
+    return SynthWorld(seed=ctx.seed + EVAL_SEED_OFFSET)
+
+
 def labeled_images(ctx: ProbeContext, n: int, *, purpose: str) -> Iterator[Any]:
     """Labeled images (``Sample.target`` = class name)."""
     if ctx.data is not None:
         yield from user_samples(ctx)
         return
-    from vlmtrust.data.synthworld import SynthWorld
-
-    world = SynthWorld(seed=ctx.seed)
-    for i, s in enumerate(world.shapes(ctx.size(n), split="id", stream=purpose)):
+    for s in eval_world(ctx).shapes(ctx.size(n), split="id"):
         yield Sample(
-            id=f"{purpose}-{i:05d}",
-            images=(ImageRef.from_image(s.image, label=f"synthworld:{purpose}:{i}"),),
-            prompt=None,
+            id=f"{purpose}-{s.id}",
+            images=(ImageRef.from_image(s.image, label=s.id),),
             target=s.attributes["shape"],
             attributes={"label": s.attributes["shape"], "colour": s.attributes["colour"]},
         )
 
 
 def vqa_samples(ctx: ProbeContext, n: int) -> Iterator[Any]:
-    """Questions with short expected answers."""
+    """Questions with short expected answers: alternately the shape and its colour."""
     if ctx.data is not None:
         yield from user_samples(ctx)
         return
-    from vlmtrust.data.synthworld import SynthWorld
-
-    world = SynthWorld(seed=ctx.seed)
-    for i, q in enumerate(world.vqa(ctx.size(n), stream="vqa")):
+    for i, s in enumerate(eval_world(ctx).shapes(ctx.size(n), split="id")):
+        shape_q = i % 2 == 0
         yield Sample(
-            id=f"vqa-{i:05d}",
-            images=(ImageRef.from_image(q.image, label=f"synthworld:vqa:{i}"),),
-            prompt=q.question,
-            target=q.answer,
-            attributes={"question": q.kind},
+            id=f"vqa-{s.id}",
+            images=(ImageRef.from_image(s.image, label=s.id),),
+            prompt=SHAPE_QUESTION if shape_q else COLOUR_QUESTION,
+            target=s.attributes["shape"] if shape_q else s.attributes["colour"],
+            attributes={"question": "shape" if shape_q else "colour"},
         )
