@@ -155,28 +155,22 @@ def _prepare(sample: Sample) -> Sample:
     return sample.with_images(tuple(ref.loaded() for ref in sample.images))
 
 
-def _stream(
-    model: Any,
-    probe: Probe,
-    ctx: ProbeContext,
-    done: dict[str, Record],
-    batch_size: int,
-) -> Iterator[list[Record]]:
-    """Evaluate the probe's samples not in ``done``, yielding records batch by batch."""
+def _batches(
+    probe: Probe, ctx: ProbeContext, done: dict[str, Record], batch_size: int
+) -> Iterator[tuple[list[Record], list[tuple[int, Sample]]]]:
+    """Group the probe's pending samples into decoded batches (plus error records)."""
     seen: set[str] = set()
     batch: list[tuple[int, Sample]] = []
-    pending_errors: list[Record] = []
+    errors: list[Record] = []
     for index, item in enumerate(probe.samples(ctx)):
         if not isinstance(item, Sample):
             # A data loader's error marker (bad manifest line, unreadable entry).
             sid = str(getattr(item, "id", f"#{index}"))
             if sid not in done:
-                pending_errors.append(
-                    _error_record(sid, index, str(getattr(item, "message", item)))
-                )
+                errors.append(_error_record(sid, index, str(getattr(item, "message", item))))
             continue
         if item.id in seen:
-            pending_errors.append(
+            errors.append(
                 _error_record(f"{item.id}#dup{index}", index, f"duplicate sample id {item.id!r}")
             )
             continue
@@ -186,14 +180,72 @@ def _stream(
         try:
             prepared = _prepare(item)
         except InputError as e:
-            pending_errors.append(_error_record(item.id, index, _one_line(e), item.attributes))
+            errors.append(_error_record(item.id, index, _one_line(e), item.attributes))
             continue
         batch.append((index, prepared))
         if len(batch) >= batch_size:
-            yield pending_errors + _evaluate_batch(model, probe, batch, ctx)
-            batch, pending_errors = [], []
-    if batch or pending_errors:
-        yield pending_errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+            yield errors, batch
+            batch, errors = [], []
+    if batch or errors:
+        yield errors, batch
+
+
+_DONE = object()
+
+
+def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Produce ``items`` in a background thread, ``depth`` ahead of the consumer.
+
+    Sample generation and image decoding then overlap the model's forward passes (torch and
+    PIL release the GIL). Measured in bench/bench_runner.py: it is what keeps the runner's
+    wall time close to the bare forward passes.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for it in items:
+                while not stop.is_set():
+                    try:
+                        q.put(it, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(e)
+
+    t = threading.Thread(target=work, name="vlmtrust-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            it = q.get()
+            if it is _DONE:
+                return
+            if isinstance(it, BaseException):
+                raise it
+            yield it
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def _stream(
+    model: Any,
+    probe: Probe,
+    ctx: ProbeContext,
+    done: dict[str, Record],
+    batch_size: int,
+) -> Iterator[list[Record]]:
+    """Evaluate the probe's samples not in ``done``, yielding records batch by batch."""
+    for errors, batch in _prefetch(_batches(probe, ctx, done, batch_size)):
+        yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
 
 
 def _fill_example_images(probe: Probe, ctx: ProbeContext, examples: list[Example]) -> None:
