@@ -1,0 +1,263 @@
+"""``robustness/calibration`` — expected calibration error of zero-shot predictions.
+
+Confidence is the top softmax probability of ``logit_scale * cosines`` (the model's own learned
+temperature, as CLIP uses it). ECE with 15 equal-width bins (Guo et al. 2017; REFERENCE.md):
+``sum_b |B_b|/n * |acc(B_b) - conf(B_b)|``. Computed on clean images and on the same images
+under ImageNet-C corruptions (a model that is confident *and* wrong under shift is the risk),
+with reliability diagrams for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pydantic import Field, field_validator
+
+from vlmtrust.attacks.corruptions import check_corruption, corrupt
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.results import MetricResult, Plot, Record, Series
+from vlmtrust.core.sample import Sample
+from vlmtrust.core.stats import accuracy, metric
+from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.probes.robustness import _zeroshot as zs
+from vlmtrust.probes.robustness.corruptions import evaluate_classification
+
+N_BINS = 15
+
+
+def _bins(confidence: NDArray[np.float64], n_bins: int) -> NDArray[np.int64]:
+    # equal-width bins (lo, hi]; confidence 0 goes to the first bin
+    idx = np.ceil(confidence * n_bins).astype(np.int64) - 1
+    return np.clip(idx, 0, n_bins - 1)
+
+
+def expected_calibration_error(
+    correct: ArrayLike, confidence: ArrayLike, *, n_bins: int = N_BINS
+) -> float:
+    """ECE with ``n_bins`` equal-width confidence bins.
+
+    Example:
+        >>> round(expected_calibration_error([1, 0, 1, 1], [0.9, 0.9, 0.6, 0.6]), 6)
+        0.4
+    """
+    c = np.asarray(correct, dtype=np.float64)
+    p = np.asarray(confidence, dtype=np.float64)
+    if c.size == 0 or c.shape != p.shape:
+        raise ValueError("ECE needs equal-length, non-empty correctness and confidence arrays")
+    b = _bins(p, n_bins)
+    acc_sum = np.bincount(b, weights=c, minlength=n_bins)
+    conf_sum = np.bincount(b, weights=p, minlength=n_bins)
+    return float(np.abs(acc_sum - conf_sum).sum() / c.size)
+
+
+def reliability(
+    correct: ArrayLike, confidence: ArrayLike, *, n_bins: int = N_BINS
+) -> tuple[list[float], list[float | None], list[float | None], list[int]]:
+    """Per bin: centre, accuracy, mean confidence and count (``None`` for empty bins)."""
+    c = np.asarray(correct, dtype=np.float64)
+    p = np.asarray(confidence, dtype=np.float64)
+    b = _bins(p, n_bins)
+    centres = [(i + 0.5) / n_bins for i in range(n_bins)]
+    accs: list[float | None] = []
+    confs: list[float | None] = []
+    counts: list[int] = []
+    for i in range(n_bins):
+        m = b == i
+        counts.append(int(m.sum()))
+        accs.append(float(c[m].mean()) if m.any() else None)
+        confs.append(float(p[m].mean()) if m.any() else None)
+    return centres, accs, confs, counts
+
+
+class CalibrationParams(Params):
+    """Parameters of ``robustness/calibration``."""
+
+    n: int = Field(40, ge=1, le=1_000_000, description="clean images")
+    corruptions: list[str] = Field(
+        default_factory=lambda: [
+            "gaussian_noise",
+            "defocus_blur",
+            "fog",
+            "contrast",
+            "jpeg_compression",
+        ],
+        description="corruptions for the shifted condition",
+    )
+    severity: int = Field(3, ge=1, le=5)
+    template: str = Field(zs.DEFAULT_TEMPLATE, description="class prompt")
+    n_bins: int = Field(N_BINS, ge=2, le=100)
+
+    @field_validator("corruptions")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for name in v:
+            try:
+                check_corruption(name, 1)
+            except InputError as e:  # pydantic turns ValueError into the probe's one-line error
+                raise ValueError(str(e)) from None
+        return list(dict.fromkeys(v))
+
+
+@probe("robustness/calibration")
+class Calibration(Probe):
+    """ECE and reliability diagrams of zero-shot confidence, clean vs corrupted."""
+
+    pillar = Pillar.ROBUSTNESS
+    requires = Capability.EMBED
+    Params = CalibrationParams
+    batch_size = 64
+    description = (
+        "Calibration: does the zero-shot confidence match the accuracy? ECE (15 bins) and "
+        "reliability diagrams on clean and corrupted images."
+    )
+
+    params: CalibrationParams
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._cache = zs.TextCache()
+
+    def n_samples(self, ctx: ProbeContext) -> int | None:
+        """Number of samples (for progress bars)."""
+        if ctx.data is not None:
+            return None
+        return ctx.size(self.params.n) * (1 + len(self.params.corruptions))
+
+    def samples(self, ctx: ProbeContext) -> Iterable[Any]:
+        """Clean images and each under every configured corruption (one severity)."""
+        return self._gen(ctx)
+
+    def _gen(self, ctx: ProbeContext) -> Iterator[Any]:
+        bases, errors, classes = zs.base_images(ctx, self.params.n, purpose="calibration")
+        yield from errors
+        for i, b in enumerate(bases):
+            common = {**b.attributes, "base": b.id}
+            yield zs.make_sample(
+                f"{b.id}/clean",
+                b.image,
+                b.label,
+                classes,
+                attributes={**common, "condition": "clean", "corruption": "none"},
+            )
+            for name in self.params.corruptions:
+                img = corrupt(b.image, name, self.params.severity, seed=(ctx.seed * 7919 + i))
+                yield zs.make_sample(
+                    f"{b.id}/{name}",
+                    img,
+                    b.label,
+                    classes,
+                    attributes={**common, "condition": "corrupted", "corruption": name},
+                )
+
+    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
+        """Zero-shot prediction with its confidence."""
+        return evaluate_classification(
+            self,
+            model,
+            batch,
+            self._cache,
+            template=self.params.template,
+            question="",
+            max_new_tokens=1,
+            seed=ctx.seed,
+        )
+
+    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
+        """ECE, accuracy and mean confidence per condition."""
+        out: list[MetricResult] = []
+        nb = self.params.n_bins
+
+        def ece(c: Any, p: Any) -> float:
+            return expected_calibration_error(c, p, n_bins=nb)
+
+        for cond in ("clean", "corrupted"):
+            rows = [r for r in records if r.attributes.get("condition") == cond]
+            if not rows:
+                continue
+            c = [r.scores["correct"] for r in rows]
+            p = [r.scores["confidence"] for r in rows]
+            groups = [r.attributes["corruption"] for r in rows] if cond == "corrupted" else None
+            out.append(
+                metric(
+                    f"ece/{cond}",
+                    ece,
+                    c,
+                    p,
+                    higher_is_better=False,
+                    groups=groups,
+                    group_by="corruption" if groups else None,
+                    thresholds=(0.1, 0.2),
+                    description=f"expected calibration error ({nb} bins), {cond} images",
+                    headline=cond == "corrupted",
+                    seed=ctx.seed,
+                )
+            )
+            out.append(
+                metric(
+                    f"accuracy/{cond}",
+                    accuracy,
+                    c,
+                    higher_is_better=True,
+                    description=f"zero-shot accuracy, {cond} images",
+                    unit="%",
+                    seed=ctx.seed,
+                )
+            )
+            out.append(
+                metric(
+                    f"overconfidence/{cond}",
+                    _gap,
+                    p,
+                    c,
+                    higher_is_better=False,
+                    description=f"mean confidence - accuracy, {cond} images (> 0: overconfident)",
+                    unit="%",
+                    seed=ctx.seed,
+                )
+            )
+            out.append(
+                metric(
+                    f"confidence/{cond}",
+                    accuracy,
+                    p,
+                    higher_is_better=False,
+                    description=f"mean top-1 confidence, {cond} images (compare with accuracy)",
+                    unit="%",
+                    seed=ctx.seed,
+                    ci=False,
+                )
+            )
+        return out
+
+    def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
+        """Reliability diagram: accuracy per confidence bin, clean and corrupted."""
+        series = []
+        for cond in ("clean", "corrupted"):
+            rows = [r for r in records if r.attributes.get("condition") == cond]
+            if not rows:
+                continue
+            centres, accs, _, _ = reliability(
+                [r.scores["correct"] or 0.0 for r in rows],
+                [r.scores["confidence"] or 0.0 for r in rows],
+                n_bins=self.params.n_bins,
+            )
+            series.append(Series(name=cond, x=centres, y=accs))
+        if not series:
+            return []
+        return [
+            Plot(
+                kind="reliability",
+                title="Reliability diagram (perfect calibration: the diagonal)",
+                x_label="confidence",
+                y_label="accuracy",
+                series=series,
+            )
+        ]
+
+
+def _gap(confidence: Any, correct: Any) -> float:
+    return float(np.mean(confidence) - np.mean(correct))

@@ -1,0 +1,438 @@
+"""``robustness/ood_detection`` — zero-shot OOD detection: MCM, MaxLogit and Energy.
+
+In-distribution (ID) images should score higher than out-of-distribution (OOD) images on a
+score computed from the raw cosines ``s`` between the image and the ID class prompts
+(REFERENCE.md; ID is the positive class):
+
+* MCM (Ming et al., NeurIPS 2022): ``max_i softmax(s / tau)_i`` with ``tau = 1`` on raw
+  cosines, in float64 (with ``tau = 1`` the softmax is nearly flat: float32 ties).
+* MaxLogit (Hendrycks et al. 2022): ``max_i s_i``.
+* Energy (Liu et al. 2020): ``T * logsumexp(s / T)``, ``T = 1`` (higher = more ID; this sign).
+
+Reported per score: AUROC, AUPR-In (average precision with ID positive) and FPR at 95% TPR,
+with bootstrap CIs, and ROC curves. Default data: SynthWorld ID shapes vs the held-out shapes.
+With ``--data`` the user's dataset is ID and ``ood_data`` (a dataset spec) is required.
+Abstaining models (``robustness/ood_guard``) also get their rejection rates on ID and OOD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pydantic import Field
+
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.sample import Sample
+from vlmtrust.core.stats import accuracy, metric
+from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.probes.robustness import _zeroshot as zs
+
+F64 = NDArray[np.float64]
+
+# --------------------------------------------------------------------------- scores
+
+
+def mcm_score(cos: ArrayLike, *, tau: float = 1.0) -> F64:
+    """Maximum concept matching: ``max softmax(s / tau)`` per row, float64.
+
+    Example:
+        >>> float(mcm_score([[0.3, 0.1]])[0]) > 0.5
+        True
+    """
+    s = np.asarray(cos, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] == 0:
+        raise InputError("MCM needs a (n_images, n_classes) cosine matrix with >= 1 class")
+    return np.asarray(zs.softmax(s / tau).max(axis=1), dtype=np.float64)
+
+
+def max_logit_score(cos: ArrayLike) -> F64:
+    """``max_i s_i`` per row."""
+    return np.asarray(np.asarray(cos, dtype=np.float64).max(axis=1), dtype=np.float64)
+
+
+def energy_score(cos: ArrayLike, *, temperature: float = 1.0) -> F64:
+    """``T * logsumexp(s / T)`` per row (higher = more in-distribution)."""
+    from scipy.special import logsumexp
+
+    s = np.asarray(cos, dtype=np.float64)
+    return np.asarray(temperature * logsumexp(s / temperature, axis=1), dtype=np.float64)
+
+
+SCORES: dict[str, Callable[[ArrayLike], F64]] = {
+    "mcm": mcm_score,
+    "max_logit": max_logit_score,
+    "energy": energy_score,
+}
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _check(y_true: ArrayLike, score: ArrayLike) -> tuple[F64, F64]:
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(score, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError("y_true and score must be 1-D and of equal length")
+    if y.min(initial=1) == y.max(initial=0) or len(y) == 0:
+        raise ValueError("need both ID (1) and OOD (0) samples")
+    return y, s
+
+
+def auroc(y_true: ArrayLike, score: ArrayLike) -> float:
+    """Area under the ROC curve, ID = positive class (1); ties count one half.
+
+    Mann-Whitney form (fast enough for a 1,000-resample bootstrap; equals scikit-learn's
+    ``roc_auc_score``).
+    """
+    from scipy.stats import rankdata
+
+    y, s = _check(y_true, score)
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    ranks = rankdata(s)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _curve(y: F64, s: F64) -> tuple[F64, F64, F64]:
+    """Cumulative true/false positives at each distinct threshold (descending) and thresholds."""
+    order = np.argsort(-s, kind="mergesort")
+    ys, ss = y[order], s[order]
+    last = np.r_[np.nonzero(np.diff(ss))[0], ys.size - 1]  # last index of each distinct score
+    tps = np.cumsum(ys)[last]
+    fps = (last + 1) - tps
+    return tps.astype(np.float64), fps.astype(np.float64), ss[last]
+
+
+def aupr_in(y_true: ArrayLike, score: ArrayLike) -> float:
+    """Area under the precision-recall curve with ID positive (average precision).
+
+    ``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds (scikit-learn's definition).
+    """
+    y, s = _check(y_true, score)
+    tps, fps, _ = _curve(y, s)
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def fpr_at_tpr(y_true: ArrayLike, score: ArrayLike, *, tpr: float = 0.95) -> float:
+    """Share of OOD samples accepted at the threshold that accepts ``tpr`` of ID samples.
+
+    The threshold is the largest one whose TPR (ID accepted, ``score >= threshold``) reaches
+    ``tpr``.
+
+    Example:
+        >>> fpr_at_tpr([1, 1, 1, 1, 0, 0], [0.9, 0.8, 0.7, 0.6, 0.65, 0.1])
+        0.5
+    """
+    y, s = _check(y_true, score)
+    tps, fps, _ = _curve(y, s)
+    tpr_curve = tps / tps[-1]
+    idx = int(np.searchsorted(tpr_curve, tpr - 1e-12, side="left"))
+    return float(fps[min(idx, len(fps) - 1)] / fps[-1])
+
+
+def threshold_at_tpr(id_scores: ArrayLike, *, tpr: float = 0.95) -> float:
+    """The score threshold accepting (``score >= t``) at least ``tpr`` of the ID scores."""
+    s = np.sort(np.asarray(id_scores, dtype=np.float64))
+    if s.size == 0:
+        raise InputError("cannot calibrate a threshold on an empty ID set; give ID images")
+    k = int(np.floor((1.0 - tpr) * s.size + 1e-9))
+    return float(s[min(k, s.size - 1)])
+
+
+# --------------------------------------------------------------------------- probe
+
+
+class OODParams(Params):
+    """Parameters of ``robustness/ood_detection``."""
+
+    n_id: int = Field(100, ge=1, le=1_000_000, description="ID images (SynthWorld default)")
+    n_ood: int = Field(100, ge=1, le=1_000_000, description="OOD images (SynthWorld default)")
+    ood_data: str | None = Field(
+        None, description="dataset spec of OOD images (required with --data)"
+    )
+    ood_source: Literal["heldout", "id_control"] = Field(
+        "heldout",
+        description="SynthWorld OOD set: held-out shapes, or 'id_control' = more ID images "
+        "(a control run: every score should give AUROC near 0.5)",
+    )
+    classes: list[str] | None = Field(None, description="ID class names (default: ID labels)")
+    template: str = Field(zs.DEFAULT_TEMPLATE, description="class prompt")
+    tau: float = Field(1.0, gt=0.0, description="MCM temperature on raw cosines")
+    temperature: float = Field(1.0, gt=0.0, description="energy temperature")
+
+
+@probe("robustness/ood_detection")
+class OODDetection(Probe):
+    """Separating in- from out-of-distribution images with MCM, MaxLogit and Energy."""
+
+    pillar = Pillar.ROBUSTNESS
+    requires = Capability.EMBED
+    Params = OODParams
+    batch_size = 64
+    description = (
+        "Zero-shot OOD detection: can the model's scores tell in-distribution images from "
+        "unseen kinds? AUROC / AUPR-In / FPR@95%TPR for MCM, MaxLogit and Energy."
+    )
+
+    params: OODParams
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._cache = zs.TextCache()
+
+    def n_samples(self, ctx: ProbeContext) -> int | None:
+        """Number of samples (for progress bars)."""
+        if ctx.data is not None:
+            return None
+        return ctx.size(self.params.n_id) + ctx.size(self.params.n_ood)
+
+    def samples(self, ctx: ProbeContext) -> Iterable[Any]:
+        """ID images then OOD images; an empty side raises :class:`InputError`."""
+        return self._gen(ctx)
+
+    def _gen(self, ctx: ProbeContext) -> Iterator[Any]:
+        p = self.params
+        if ctx.data is None:
+            classes = p.classes or zs.id_classes()
+            id_items: list[Any] = [
+                zs.make_sample(sid, im, lab, classes, attributes={"set": "id", "class": lab})
+                for sid, im, lab in zs.synth_shapes(
+                    ctx, ctx.size(p.n_id), purpose="ood", split="id"
+                )
+            ]
+            ood_items: list[Any] = [
+                zs.make_sample(sid, im, lab, classes, attributes={"set": "ood", "class": lab})
+                for sid, im, lab in zs.synth_shapes(
+                    ctx,
+                    ctx.size(p.n_ood),
+                    purpose="ood" if p.ood_source == "heldout" else "ood-control",
+                    split="ood" if p.ood_source == "heldout" else "id",
+                )
+            ]
+        else:
+            if p.ood_data is None:
+                raise InputError(
+                    "robustness/ood_detection with --data needs an OOD set: pass "
+                    "--param ood_data=DATASET_SPEC (images of kinds outside your labels)"
+                )
+            id_items = self._user(ctx.data, ctx.size(p.n_id), "id", p.classes)
+            labels = sorted({s.target for s in id_items if isinstance(s, Sample) and s.target})
+            classes = p.classes or labels
+            ood_items = self._user(p.ood_data, ctx.size(p.n_ood), "ood", classes)
+            id_items = [self._relabel(s, classes) for s in id_items]
+        check_sets(
+            sum(isinstance(s, Sample) for s in id_items),
+            sum(isinstance(s, Sample) for s in ood_items),
+        )
+        yield from id_items
+        yield from ood_items
+
+    @staticmethod
+    def _relabel(item: Any, classes: Sequence[str]) -> Any:
+        if not isinstance(item, Sample):
+            return item
+        return zs.make_sample(
+            item.id,
+            item.images[0].load(),
+            str(item.target or ""),
+            classes,
+            attributes={"set": "id", "class": str(item.target or "")},
+        )
+
+    @staticmethod
+    def _user(spec: str, n: int, which: str, classes: Sequence[str] | None) -> list[Any]:
+        from vlmtrust.data.datasets import iter_dataset
+
+        out: list[Any] = []
+        for item in iter_dataset(spec):
+            if len(out) >= n:
+                break
+            if isinstance(item, Sample):
+                try:
+                    image = item.images[0].load()
+                except InputError as e:
+                    from vlmtrust.data.datasets import DataError
+
+                    out.append(DataError(f"{which}/{item.id}", str(e)))
+                    continue
+                out.append(
+                    zs.make_sample(
+                        f"{which}/{item.id}",
+                        image,
+                        str(item.target or ""),
+                        list(classes or []),
+                        attributes={"set": which, "class": str(item.target or "")},
+                    )
+                )
+            else:
+                out.append(item)
+        return out
+
+    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
+        """Compute MCM, MaxLogit and Energy for each image (and the guard's abstentions)."""
+        classes = list(batch[0].metadata["classes"]) if batch else []
+        if not classes:
+            raise InputError(
+                "robustness/ood_detection: no ID class names; pass --param classes=[...] or "
+                "label the ID images"
+            )
+        texts = zs.class_prompts(classes, self.params.template)
+        preds = zs.predict(model, [s.pil_images()[0] for s in batch], texts, self._cache)
+        mcm = mcm_score(preds.cos, tau=self.params.tau)
+        mx = max_logit_score(preds.cos)
+        en = energy_score(preds.cos, temperature=self.params.temperature)
+        out = []
+        for i, s in enumerate(batch):
+            out.append(
+                self.record(
+                    s,
+                    output={"prediction": classes[int(preds.index[i])], "set": s.attributes["set"]},
+                    scores={
+                        "is_id": float(s.attributes["set"] == "id"),
+                        "mcm": float(mcm[i]),
+                        "max_logit": float(mx[i]),
+                        "energy": float(en[i]),
+                        "abstained": float(preds.abstained[i]),
+                    },
+                )
+            )
+        return out
+
+    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
+        """AUROC, AUPR-In, FPR@95TPR per score (CIs), plus guard rejection rates."""
+        y = np.array([r.scores["is_id"] for r in records], dtype=np.float64)
+        check_sets(int((y == 1).sum()), int((y == 0).sum()))
+        out: list[MetricResult] = []
+        for name in SCORES:
+            s = np.array([r.scores[name] for r in records], dtype=np.float64)
+            out.append(
+                metric(
+                    f"auroc/{name}",
+                    auroc,
+                    y,
+                    s,
+                    higher_is_better=True,
+                    thresholds=(0.9, 0.75) if name == "mcm" else None,
+                    description=f"AUROC of {name} separating ID (positive) from OOD",
+                    headline=name == "mcm",
+                    seed=ctx.seed,
+                )
+            )
+            out.append(
+                metric(
+                    f"aupr_in/{name}",
+                    aupr_in,
+                    y,
+                    s,
+                    higher_is_better=True,
+                    description=f"area under precision-recall of {name}, ID positive",
+                    seed=ctx.seed,
+                )
+            )
+            out.append(
+                metric(
+                    f"fpr95/{name}",
+                    fpr_at_tpr,
+                    y,
+                    s,
+                    higher_is_better=False,
+                    thresholds=(0.3, 0.6) if name == "mcm" else None,
+                    description=f"share of OOD accepted when 95% of ID is accepted ({name})",
+                    unit="%",
+                    seed=ctx.seed,
+                )
+            )
+        if any("abstained" in r.scores for r in records):
+            ab = np.array([r.scores.get("abstained") or 0.0 for r in records])
+            out.append(
+                metric(
+                    "ood_rejection_rate",
+                    accuracy,
+                    ab[y == 0],
+                    higher_is_better=True,
+                    description="share of OOD images the model abstains on (0 without a guard)",
+                    unit="%",
+                    seed=ctx.seed,
+                )
+            )
+            out.append(
+                metric(
+                    "id_rejection_rate",
+                    accuracy,
+                    ab[y == 1],
+                    higher_is_better=False,
+                    description="share of ID images the model abstains on (0 without a guard)",
+                    unit="%",
+                    seed=ctx.seed,
+                )
+            )
+        return out
+
+    def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
+        """ROC curves of the three scores."""
+        from sklearn.metrics import roc_curve
+
+        y = np.array([r.scores["is_id"] for r in records], dtype=np.float64)
+        if len(set(y.tolist())) < 2:
+            return []
+        series = []
+        for name in SCORES:
+            s = np.array([r.scores[name] for r in records], dtype=np.float64)
+            fpr, tpr, _ = roc_curve(y, s)
+            keep = _thin(len(fpr), 200)
+            series.append(
+                Series(name=name, x=[float(v) for v in fpr[keep]], y=[float(v) for v in tpr[keep]])
+            )
+        return [
+            Plot(
+                kind="roc",
+                title="ROC: ID (positive) vs OOD",
+                x_label="false positive rate (OOD accepted)",
+                y_label="true positive rate (ID accepted)",
+                series=series,
+            )
+        ]
+
+    def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
+        """OOD images the model is most confident are in-distribution (by MCM)."""
+        ood = sorted(
+            (r for r in records if r.scores.get("is_id") == 0.0),
+            key=lambda r: -(r.scores["mcm"] or 0.0),
+        )[:6]
+        return [
+            Example(
+                sample_id=r.sample_id,
+                title=f"OOD {r.attributes.get('class')!r} looks in-distribution",
+                output=str(r.output.get("prediction")),
+                expected="out-of-distribution",
+                note=f"MCM {r.scores['mcm']:.4f}, max cosine {r.scores['max_logit']:.3f}",
+            )
+            for r in ood
+        ]
+
+
+def check_sets(n_id: int, n_ood: int) -> None:
+    """Raise one clear :class:`InputError` when the ID or the OOD set is empty."""
+    if n_id == 0:
+        raise InputError(
+            "robustness/ood_detection: the in-distribution (ID) set is empty; give ID images "
+            "(--data, or n_id >= 1)"
+        )
+    if n_ood == 0:
+        raise InputError(
+            "robustness/ood_detection: the OOD set is empty; give OOD images "
+            "(--param ood_data=DATASET_SPEC, or n_ood >= 1)"
+        )
+
+
+def _thin(n: int, k: int) -> NDArray[np.int64]:
+    if n <= k:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
