@@ -1,0 +1,152 @@
+"""robustness/adversarial: detects reference:clip's missing adversarial training; controls."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlmtrust.core.errors import CapabilityError, InputError
+from vlmtrust.core.probe import ProbeContext, get_probe
+from vlmtrust.core.types import Capability
+from vlmtrust.probes.robustness.adversarial import AdversarialProbe, eps_label
+from vlmtrust.runner.engine import evaluate_probe
+
+torch.set_num_threads(1)
+
+
+def _has_reference(name: str) -> bool:
+    import vlmtrust
+
+    return (Path(vlmtrust.__file__).parent / "reference" / "models" / name).is_dir()
+
+
+@pytest.fixture(scope="module")
+def ref_clip() -> Any:
+    if not _has_reference("clip"):
+        pytest.skip("reference:clip is not shipped yet")
+    from vlmtrust.models.base import load_model
+
+    return load_model("reference:clip")
+
+
+class EmbedOnly:
+    """A dual model without GRADIENT (like a remote embedding API): EMBED only."""
+
+    kind = "dual"
+    capabilities = Capability.EMBED
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.spec = "embed-only:" + inner.spec
+        self.fingerprint = "embed-only-" + inner.fingerprint
+        self.logit_scale = inner.logit_scale
+
+    def embed_images(self, images: Any) -> Any:
+        return self.inner.embed_images(images)
+
+    def embed_texts(self, texts: Any) -> Any:
+        return self.inner.embed_texts(texts)
+
+
+def test_registered_and_params_validate() -> None:
+    assert get_probe("robustness/adversarial") is AdversarialProbe
+    p = AdversarialProbe({"eps": "4/255, 1/255,2/255"})
+    assert p.p.eps == pytest.approx([1 / 255, 2 / 255, 4 / 255])
+    assert [eps_label(e) for e in p.p.eps] == ["1/255", "2/255", "4/255"]
+    for bad in ({"eps": 2.0}, {"eps": "x/255"}, {"norm": "l3"}, {"steps": 0}):
+        with pytest.raises(InputError) as e:
+            AdversarialProbe(bad)
+        assert "\n" not in str(e.value) and "robustness/adversarial" in str(e.value)
+
+
+def test_whitebox_on_model_without_gradient_says_use_transfer(ref_clip: Any) -> None:
+    probe = AdversarialProbe({"mode": "whitebox", "n": 2})
+    batch = list(probe.samples(ProbeContext(seed=0)))
+    with pytest.raises(CapabilityError) as e:
+        probe.evaluate(EmbedOnly(ref_clip), batch, ProbeContext(seed=0))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "--param mode=transfer --param surrogate=" in msg
+
+
+def test_detects_reference_clip_has_no_adversarial_training(ref_clip: Any) -> None:
+    ctx = ProbeContext(seed=0)
+    res = evaluate_probe(ref_clip, AdversarialProbe({"n": 32}), ctx)
+    assert res.n_errors == 0 and res.n_samples == 32
+    clean = res.metric("clean_accuracy").value
+    rob1 = res.metric("robust_accuracy@1/255").value
+    rob2 = res.metric("robust_accuracy@2/255")
+    rob4 = res.metric("robust_accuracy@4/255").value
+    asr2 = res.metric("attack_success_rate@2/255").value
+    assert clean is not None and rob1 is not None and rob4 is not None and asr2 is not None
+    assert rob2.value is not None
+    # reference:clip is accurate on clean shapes (model card: 81.8%) ...
+    assert clean >= 0.65
+    # ... and small L∞ budgets break it (planted flaw: no adversarial training)
+    assert rob4 <= clean - 0.35
+    assert rob4 <= rob2.value <= rob1 <= clean
+    assert res.metric("attack_success_rate@4/255").value >= 0.6  # type: ignore[operator]
+    assert asr2 >= 0.3
+    assert rob2.headline
+    # at 4/255 the probe raises the risk band (at 2/255 this small 64x64 model keeps ~50%)
+    assert res.metric("robust_accuracy@4/255").risk in ("moderate", "high")
+    assert set(rob2.groups) <= {s.target for s in AdversarialProbe({"n": 32}).samples(ctx)}
+    # the curve: clean at 0 then robust accuracy per ε, with CIs
+    (plot,) = res.plots
+    s = plot.series[0]
+    assert plot.kind == "line" and s.x == [0.0, 1.0, 2.0, 4.0]
+    assert s.y[0] == pytest.approx(clean) and s.y[2] == pytest.approx(rob2.value)
+    assert s.lo is not None and s.hi is not None
+    lo0, y0, hi0 = s.lo[0], s.y[0], s.hi[0]
+    assert lo0 is not None and y0 is not None and hi0 is not None and lo0 <= y0 <= hi0
+    # examples: successful attacks, thumbnail = clean | adversarial | magnified perturbation
+    assert len(res.examples) == 4
+    ex = res.examples[0]
+    assert ex.image_png_b64 is not None and "→" in ex.title
+    im = Image.open(io.BytesIO(base64.b64decode(ex.image_png_b64)))
+    assert im.width > 2.5 * im.height
+    arr = np.asarray(im.convert("RGB"), dtype=np.float64)
+    w = (im.width - 2 * max(2, im.height // 32)) // 3
+    panel = arr[:, -w:]
+    assert 100 < panel.mean() < 155  # centred on gray ...
+    assert panel.std() > 10  # ... and visibly non-zero
+
+
+def test_quiet_controls(ref_clip: Any) -> None:
+    """No false alarm: a negligible budget leaves accuracy intact; transfer path works."""
+    ctx = ProbeContext(seed=1)
+    tiny = evaluate_probe(ref_clip, AdversarialProbe({"n": 24, "eps": [0.05 / 255]}), ctx)
+    clean = tiny.metric("clean_accuracy").value
+    rob = tiny.metric("robust_accuracy@0.05/255").value
+    assert clean is not None and rob is not None
+    assert rob >= clean - 0.05
+    assert tiny.metric("attack_success_rate@0.05/255").risk == "low"
+    # transfer: crafted on reference:clip, shown to an EMBED-only copy of it -> mode=transfer
+    tr = evaluate_probe(EmbedOnly(ref_clip), AdversarialProbe({"n": 24, "eps": "4/255"}), ctx)
+    assert tr.n_errors == 0
+    rec_clean = tr.metric("clean_accuracy").value
+    rec_rob = tr.metric("robust_accuracy@4/255").value
+    assert rec_clean is not None and rec_rob is not None
+    assert rec_clean >= 0.6 and rec_rob <= rec_clean - 0.3
+
+
+def test_generative_whitebox_and_transfer(tiny_llava: Any, tiny_clip: Any) -> None:
+    """Mechanics on the tiny random LLaVA: targeted/untargeted attacks and transfer run."""
+    ctx = ProbeContext(seed=0)
+    params = {"n": 2, "steps": 2, "eps": "2/255"}
+    for goal in ("untargeted", "targeted"):
+        res = evaluate_probe(tiny_llava, AdversarialProbe({**params, "goal": goal}), ctx)
+        assert res.n_errors == 0, res.errors
+        names = {m.name for m in res.metrics}
+        assert {"clean_accuracy", "robust_accuracy@2/255", "attack_success_rate@2/255"} <= names
+        assert res.examples[0].prompt and res.examples[0].image_png_b64
+    tr = AdversarialProbe({**params, "mode": "transfer", "surrogate": tiny_clip.spec})
+    res = evaluate_probe(tiny_llava, tr, ctx)
+    assert res.n_errors == 0

@@ -1,0 +1,169 @@
+"""robustness/fare and robustness/tecoa: reduced runs still raise robust accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.mitigation import MitigationContext, get_mitigation
+from vlmtrust.core.probe import ProbeContext
+from vlmtrust.models.base import load_model
+from vlmtrust.probes.robustness.adversarial import AdversarialProbe
+from vlmtrust.runner.engine import evaluate_probe
+
+torch.set_num_threads(1)
+
+# A reduced run (25 steps, 2-step inner PGD) on a larger budget, where reference:clip starts
+# near 0 robust accuracy so a short run shows a clear gain. The full recipe (AdvTrainParams
+# defaults, ε = 2/255) is measured in the F1 report / bench, not here.
+REDUCED = {
+    "steps": 25,
+    "batch_size": 32,
+    "attack_steps": 2,
+    "n_train": 800,
+    "n_eval": 64,
+    "eval_steps": 5,
+    "lr": 5e-4,
+    "warmup": 0,
+    "eps": "8/255",
+}
+
+
+def _has_reference(name: str) -> bool:
+    import vlmtrust
+
+    return (Path(vlmtrust.__file__).parent / "reference" / "models" / name).is_dir()
+
+
+@pytest.fixture(scope="module")
+def ref_clip() -> Any:
+    if not _has_reference("clip"):
+        pytest.skip("reference:clip is not shipped yet")
+    return load_model("reference:clip")
+
+
+def test_params_and_bad_input(tiny_clip: Any, tiny_llava: Any, tmp_path: Path) -> None:
+    fare = get_mitigation("robustness/fare")
+    assert fare({"eps": "4/255"}).params.eps == pytest.approx(4 / 255)  # type: ignore[attr-defined]
+    for bad in ({"eps": 3}, {"eps": "-1/255"}, {"steps": 0}, {"lr": 2.0}):
+        with pytest.raises(InputError) as e:
+            fare(bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(InputError, match="only for generative"):
+        fare({"encoder": "reference:clip"}).apply(tiny_clip, MitigationContext(out_dir=tmp_path))
+    from vlmtrust.core.errors import CapabilityError
+
+    with pytest.raises(CapabilityError, match="dual encoders"):
+        get_mitigation("robustness/tecoa")().apply(tiny_llava, MitigationContext(out_dir=tmp_path))
+
+
+def test_tecoa_reduced_run_raises_robust_accuracy(ref_clip: Any, tmp_path: Path) -> None:
+    ctx = MitigationContext(seed=0, out_dir=tmp_path / "tecoa")
+    original = {k: v.clone() for k, v in ref_clip.model.state_dict().items()}
+    art = get_mitigation("robustness/tecoa")(REDUCED).apply(ref_clip, ctx)
+    s = art.summary
+    before, after = s["before"], s["after"]
+    assert before["clean_accuracy"] >= 0.65
+    assert before["robust_accuracy"] <= 0.1  # planted flaw: no adversarial training
+    assert after["robust_accuracy"] >= before["robust_accuracy"] + 0.08
+    # the caller's model is untouched; the text side of the copy stayed frozen
+    assert all(torch.equal(v, ref_clip.model.state_dict()[k]) for k, v in original.items())
+    hardened: Any = load_model(art.spec)
+    assert hardened.kind == "dual"
+    ht = hardened.model.state_dict()
+    text_keys = [k for k in original if k.startswith("text_model.")]
+    vis_keys = [k for k in original if k.startswith("vision_model.")]
+    assert text_keys and all(torch.equal(ht[k], original[k]) for k in text_keys)
+    assert any(not torch.equal(ht[k], original[k]) for k in vis_keys)
+    # the probe agrees on fresh data: robust accuracy at 8/255 is higher on the hardened model
+    probe = {"n": 32, "eps": "8/255", "steps": 5}
+    pctx = ProbeContext(seed=3)
+    base = evaluate_probe(ref_clip, AdversarialProbe(probe), pctx).metric("robust_accuracy@8/255")
+    hard = evaluate_probe(hardened, AdversarialProbe(probe), pctx).metric("robust_accuracy@8/255")
+    assert base.value is not None and hard.value is not None
+    assert hard.value >= base.value + 0.06
+
+
+def _feature_shift(model: Any, pixels: torch.Tensor) -> float:
+    """Mean squared embedding shift a 5-step PGD achieves at 8/255 (FARE's own objective)."""
+    from vlmtrust.attacks.pgd import AttackConfig, attack, embedding_distance
+
+    with torch.no_grad():
+        clean = model.image_features(pixels)
+    res = attack(embedding_distance(model, clean), pixels, AttackConfig(eps=8 / 255, steps=5))
+    return float(res.loss.mean())
+
+
+def test_fare_reduced_run_keeps_clean_embedding(ref_clip: Any, tmp_path: Path) -> None:
+    ctx = MitigationContext(seed=0, out_dir=tmp_path / "fare")
+    art = get_mitigation("robustness/fare")(REDUCED).apply(ref_clip, ctx)
+    s = art.summary
+    assert s["after"]["robust_accuracy"] >= s["before"]["robust_accuracy"] + 0.03
+    assert (tmp_path / "fare" / "hardening.json").is_file()
+    hardened: Any = load_model(art.spec)
+    from vlmtrust.data.synthworld import SynthWorld
+
+    images = [x.image for x in SynthWorld(seed=99).shapes(32)]
+    px = ref_clip.to_pixels(images)
+    # robustness in embedding space: the attack moves hardened embeddings far less
+    assert _feature_shift(hardened, px) <= 0.7 * _feature_shift(ref_clip, px)
+    a, b = ref_clip.embed_images(images), hardened.embed_images(images)
+    assert float((a * b).sum(axis=1).mean()) >= 0.8  # clean embeddings stay close
+
+
+def test_swap_vision_tower_into_llava(
+    tiny_llava: Any, tiny_llava_dir: Path, tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    from vlmtrust.mitigations.robustness.fare import swap_vision_tower, towers_match
+
+    clip = load_model(f"hf:{tiny_clip_dir}")
+    # perturb the CLIP tower so the swap is visible
+    with torch.no_grad():
+        for p in clip.model.vision_model.parameters():  # type: ignore[attr-defined]
+            p.add_(0.01)
+    assert towers_match(tiny_llava, clip)
+    out = swap_vision_tower(tiny_llava_dir, clip, tmp_path / "swapped")
+    gen: Any = load_model(f"hardened:{out}")
+    assert gen.kind == "generative"
+    dst = gen.model.model.vision_tower.state_dict()
+    src = clip.model.vision_model.state_dict()  # type: ignore[attr-defined]
+    assert all(torch.equal(dst[k], src[k]) for k in dst)
+    from PIL import Image
+
+    from vlmtrust.models.base import GenerateRequest, generate_sync
+
+    (g,) = generate_sync(
+        gen,
+        [GenerateRequest("What shape?", images=(Image.new("RGB", (32, 32)),), max_new_tokens=3)],
+    )
+    assert g.ok
+    # a tower with other shapes is refused with one line
+    with torch.no_grad():
+        emb = clip.model.vision_model.embeddings  # type: ignore[attr-defined]
+        emb.position_embedding = torch.nn.Embedding(
+            emb.position_embedding.num_embeddings + 1, emb.position_embedding.embedding_dim
+        )
+    assert not towers_match(tiny_llava, clip)
+    with pytest.raises(InputError) as e:
+        swap_vision_tower(tiny_llava, clip, tmp_path / "bad")
+    assert "\n" not in str(e.value) and "position_embedding" in str(e.value)
+
+
+def test_fare_on_generative_swaps_trained_tower(
+    tiny_llava: Any, tiny_clip: Any, tmp_path: Path
+) -> None:
+    p = {"steps": 2, "batch_size": 8, "n_train": 16, "n_eval": 0, "encoder": tiny_clip.spec}
+    art = get_mitigation("robustness/fare")(p).apply(
+        tiny_llava, MitigationContext(out_dir=tmp_path)
+    )
+    gen = load_model(art.spec)
+    enc = load_model(f"hf:{art.summary['encoder_dir']}")
+    dst = gen.model.model.vision_tower.state_dict()  # type: ignore[attr-defined]
+    src = enc.model.vision_model.state_dict()  # type: ignore[attr-defined]
+    orig = tiny_clip.model.vision_model.state_dict()
+    assert all(torch.equal(dst[k], src[k]) for k in dst)
+    assert any(not torch.equal(src[k], orig[k]) for k in src)  # it was trained
