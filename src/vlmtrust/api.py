@@ -43,7 +43,11 @@ def select_probes(
     out: list[Probe] = []
     if names:
         for n in names:
-            p = n if isinstance(n, Probe) else get_probe(n)(dict(params.get(n) or {}))
+            if isinstance(n, Probe):
+                p = n
+            else:
+                cls = get_probe(n)
+                p = cls({**cls.defaults_for(model.kind), **(params.get(n) or {})})
             if not p.applicable(model):
                 need = ", ".join(p.requires.names()).upper()
                 raise CapabilityError(
@@ -57,7 +61,7 @@ def select_probes(
             continue
         if not cls.supports(model.capabilities):
             continue
-        p = cls(dict(params.get(name) or {}))
+        p = cls({**cls.defaults_for(model.kind), **(params.get(name) or {})})
         if p.applicable(model):
             out.append(p)
     return out

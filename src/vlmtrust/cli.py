@@ -126,13 +126,14 @@ def _render(run_dir: Path, quiet: bool) -> None:
 
 def _print_summary(logs: Any) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for log in logs if isinstance(logs, list) else [logs]:
         table = Table(title=f"{log.spec.model.spec}", show_lines=False)
         for col in ("probe", "metric", "value", "95% CI", "n", "risk", "errors"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col in ("probe", "metric", "95% CI"))
         for r in log.results:
             heads = [m for m in r.metrics if m.headline] or r.metrics[:1]
             for m in heads:

@@ -97,6 +97,14 @@ class Probe(abc.ABC):
         self.params = params
 
     @classmethod
+    def defaults_for(cls, kind: str) -> dict[str, Any]:
+        """Parameter defaults for a model kind (``dual``/``generative``); user values win.
+
+        Lets a probe keep the default audit fast where one kind is much slower to query.
+        """
+        return {}
+
+    @classmethod
     def supports(cls, capabilities: Capability) -> bool:
         """True when a model with ``capabilities`` can run this probe."""
         return (cls.requires & capabilities) == cls.requires
