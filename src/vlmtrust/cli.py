@@ -131,7 +131,7 @@ def _print_summary(logs: Any) -> None:
 
     console = Console()
     for log in logs if isinstance(logs, list) else [logs]:
-        table = Table(title=f"{log.spec.model.spec}", show_lines=False)
+        table = Table(title=escape(log.spec.model.spec), show_lines=False)
         for col in ("probe", "metric", "value", "95% CI", "n", "risk", "errors"):
             table.add_column(col, no_wrap=col in ("probe", "metric", "95% CI"))
         for r in log.results:
@@ -140,8 +140,8 @@ def _print_summary(logs: Any) -> None:
                 val = "–" if m.value is None else f"{m.value:.3f}"
                 ci = "" if m.ci_low is None else f"[{m.ci_low:.3f}, {m.ci_high:.3f}]"
                 table.add_row(
-                    r.probe,
-                    m.name,
+                    escape(r.probe),
+                    escape(m.name),
                     val,
                     ci,
                     str(m.n),
@@ -149,7 +149,7 @@ def _print_summary(logs: Any) -> None:
                     str(r.n_errors),
                 )
             if not heads:
-                table.add_row(r.probe, "–", "–", "", "0", "", str(r.n_errors))
+                table.add_row(escape(r.probe), "–", "–", "", "0", "", str(r.n_errors))
         console.print(table)
 
 
