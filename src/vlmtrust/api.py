@@ -68,7 +68,43 @@ def select_probes(
 
 
 def _run_name(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_")[:80] or "model"
+    import hashlib
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_")[:60] or "model"
+    if base == spec:
+        return base
+    # Distinct specs may sanitise to the same name: add a short hash of the spec.
+    return f"{base}-{hashlib.sha256(spec.encode()).hexdigest()[:6]}"
+
+
+def _check_inputs(
+    probes: Sequence[str | Probe] | None,
+    pillars: Sequence[str] | None,
+    params: Mapping[str, Mapping[str, Any]] | None,
+) -> None:
+    """Fail fast, before any model loads, on typos in probe, pillar or parameter names."""
+    import difflib
+
+    known = registry()
+    for n in probes or ():
+        if isinstance(n, str):
+            get_probe(n)
+    valid = [p.value for p in Pillar]
+    for pil in pillars or ():
+        if pil not in valid:
+            raise InputError(f"unknown pillar {pil!r}: choose from {', '.join(valid)}")
+    for name in params or {}:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=2)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise InputError(f"--param names unknown probe {name!r}{hint}")
+        fields = known[name].Params.model_fields
+        for key in (params or {})[name]:
+            if key not in fields:
+                raise InputError(
+                    f"--param {name}.{key}: {name} has no parameter {key!r} "
+                    f"(it has {', '.join(fields) or 'none'})"
+                )
 
 
 def audit(
@@ -114,9 +150,7 @@ def audit(
         models, single = list(model), False
     else:
         models, single = [model], True
-    for n in probes or ():
-        if isinstance(n, str):
-            get_probe(n)  # fail fast on a typo, before loading any model
+    _check_inputs(probes, pillars, params)
     store = _open_cache(cache)
     out = Path(out)
     logs: list[AuditLog] = []
@@ -132,6 +166,9 @@ def audit(
                 "`vlmtrust list probes`"
             )
         run_dir = out if single else out / _run_name(loaded.spec)
+        # Remote endpoints can change behind the same name: their answers are cached only
+        # when the user names a cache explicitly.
+        use = store if cache is not True or not _is_remote(loaded) else None
         ctx = ProbeContext(seed=seed, data=data, limit=limit)
         logs.append(
             run_audit(
@@ -140,7 +177,7 @@ def audit(
                 out_dir=run_dir,
                 ctx=ctx,
                 resume=resume,
-                cache=store,
+                cache=use,
                 progress=progress,
             )
         )
@@ -149,6 +186,11 @@ def audit(
         return logs[0]
     write_index(out, names)
     return logs
+
+
+def _is_remote(model: Model) -> bool:
+    # Wrappers (guards, defense prompts) keep the base's fingerprint inside their own.
+    return "openai:" in model.fingerprint
 
 
 def _open_cache(cache: bool | str | Path | Cache) -> Cache | None:

@@ -28,3 +28,23 @@ class CapabilityError(VlmtrustError):
 
 class BackendError(VlmtrustError):
     """A model backend failed (after retries) for one request."""
+
+
+def one_line(e: BaseException | str, limit: int = 400) -> str:
+    """Render an exception (or text) as one line: the promise every user-facing error keeps.
+
+    Library exceptions keep their message; others are prefixed with their type. Newlines are
+    folded and very long messages cut.
+
+    Example:
+        >>> one_line(ValueError("bad" + chr(10) + "value"))
+        'ValueError: bad | value'
+    """
+    if isinstance(e, BaseException):
+        text = str(e).strip()
+        if not isinstance(e, VlmtrustError):
+            text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    else:
+        text = e.strip()
+    text = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

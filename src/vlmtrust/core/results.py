@@ -177,6 +177,8 @@ class RunSpec(_Model):
     model: ModelInfo
     probes: list[ProbeSpec]
     seed: int
+    data: str | None = Field(default=None, description="dataset spec (--data), if any")
+    limit: int | None = Field(default=None, description="cap on samples per probe (--limit)")
     vlmtrust_version: str
     git_sha: str | None = None
     created: str

@@ -123,7 +123,8 @@ class HFDualEncoder:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
         # after loading: a Hub download has put the resolved commit in the cache by now
-        self.fingerprint: str = fingerprint(t)
+        # dtype is part of it: fp16 GPU embeddings must not be served to an fp32 CPU run
+        self.fingerprint: str = f"{fingerprint(t)}|{str(self.dtype).removeprefix('torch.')}"
 
     def __repr__(self) -> str:
         return f"HFDualEncoder({self.spec!r}, model_type={self.model_type!r}, device={self.device})"

@@ -137,7 +137,8 @@ class HFGenerativeModel:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
         # after loading: a Hub download has put the resolved commit in the cache by now
-        self.fingerprint: str = fingerprint(t)
+        # dtype is part of it: fp16 GPU embeddings must not be served to an fp32 CPU run
+        self.fingerprint: str = f"{fingerprint(t)}|{str(self.dtype).removeprefix('torch.')}"
 
     def __repr__(self) -> str:
         return (

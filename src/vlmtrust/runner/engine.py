@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmtrust.core.errors import CapabilityError, InputError, VlmtrustError
+from vlmtrust.core.errors import CapabilityError, InputError, VlmtrustError, one_line
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import (
     AuditLog,
@@ -42,14 +42,6 @@ from vlmtrust.runner.cache import Cache, with_cache
 log = logging.getLogger("vlmtrust")
 
 MAX_ERRORS_KEPT = 20
-
-
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
-    text = msg[0] if msg else ""
-    if isinstance(e, VlmtrustError):
-        return text
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def samples_file(run_dir: Path, probe_name: str) -> Path:
@@ -138,7 +130,7 @@ def _evaluate_batch(
             return out
         idx, s = batch[0]
         log.debug("sample %s failed", s.id, exc_info=True)
-        return [_error_record(s.id, idx, _one_line(e), s.attributes)]
+        return [_error_record(s.id, idx, one_line(e), s.attributes)]
     by_id = {s.id: i for i, s in batch}
     fixed = []
     for rec in records:
@@ -156,18 +148,27 @@ def _prepare(sample: Sample) -> Sample:
 
 
 def _batches(
-    probe: Probe, ctx: ProbeContext, done: dict[str, Record], batch_size: int
+    probe: Probe,
+    ctx: ProbeContext,
+    done: dict[str, Record],
+    batch_size: int,
+    seen: set[str],
 ) -> Iterator[tuple[list[Record], list[tuple[int, Sample]]]]:
-    """Group the probe's pending samples into decoded batches (plus error records)."""
-    seen: set[str] = set()
+    """Group the probe's pending samples into decoded batches (plus error records).
+
+    ``seen`` collects every id the stream yields (resume keeps only records still in it).
+    """
     batch: list[tuple[int, Sample]] = []
     errors: list[Record] = []
     for index, item in enumerate(probe.samples(ctx)):
         if not isinstance(item, Sample):
             # A data loader's error marker (bad manifest line, unreadable entry).
             sid = str(getattr(item, "id", f"#{index}"))
+            seen.add(sid)
             if sid not in done:
-                errors.append(_error_record(sid, index, str(getattr(item, "message", item))))
+                errors.append(
+                    _error_record(sid, index, one_line(str(getattr(item, "message", item))))
+                )
             continue
         if item.id in seen:
             errors.append(
@@ -180,7 +181,7 @@ def _batches(
         try:
             prepared = _prepare(item)
         except InputError as e:
-            errors.append(_error_record(item.id, index, _one_line(e), item.attributes))
+            errors.append(_error_record(item.id, index, one_line(e), item.attributes))
             continue
         batch.append((index, prepared))
         if len(batch) >= batch_size:
@@ -206,20 +207,23 @@ def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(x: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for it in items:
-                while not stop.is_set():
-                    try:
-                        q.put(it, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(it):
                     return
-            q.put(_DONE)
+            put(_DONE)
         except BaseException as e:  # handed to the consumer, raised there
-            q.put(e)
+            put(e)
 
     t = threading.Thread(target=work, name="vlmtrust-prefetch", daemon=True)
     t.start()
@@ -234,6 +238,8 @@ def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     finally:
         stop.set()
         t.join(timeout=5)
+        if t.is_alive():
+            log.warning("prefetch thread still busy after the consumer stopped")
 
 
 def _stream(
@@ -242,9 +248,10 @@ def _stream(
     ctx: ProbeContext,
     done: dict[str, Record],
     batch_size: int,
+    seen: set[str],
 ) -> Iterator[list[Record]]:
     """Evaluate the probe's samples not in ``done``, yielding records batch by batch."""
-    for errors, batch in _prefetch(_batches(probe, ctx, done, batch_size)):
+    for errors, batch in _prefetch(_batches(probe, ctx, done, batch_size, seen)):
         yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
 
 
@@ -300,13 +307,16 @@ def evaluate_probe(
         )
     t0 = time.perf_counter()
     by_id = {r.sample_id: r for r in done if r.ok}
-    records: list[Record] = list(by_id.values())
-    for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size):
+    seen: set[str] = set()
+    records: list[Record] = []
+    for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size, seen):
         if writer is not None:
             writer.write(recs)
         records.extend(recs)
         if on_progress is not None:
             on_progress(len(recs))
+    # Earlier records count only if the current sample stream still contains them.
+    records.extend(r for sid, r in by_id.items() if sid in seen)
     records.sort(key=lambda r: r.index)
     ok = [r for r in records if r.ok]
     errors = [r for r in records if not r.ok]
@@ -319,7 +329,7 @@ def evaluate_probe(
         _fill_example_images(probe, ctx, examples)
     except Exception as e:  # a summary failure must not lose the other probes' results
         log.exception("probe %s: summarising failed", probe.name)
-        notes.append(f"summarising failed: {_one_line(e)}")
+        notes.append(f"summarising failed: {one_line(e)}")
     return ProbeResult(
         probe=probe.name,
         pillar=probe.pillar,
@@ -351,7 +361,9 @@ def _git_sha() -> str | None:
     return sha if out.returncode == 0 and len(sha) == 40 else None
 
 
-def make_spec(model: Any, probes: Sequence[Probe], seed: int, label: str = "") -> RunSpec:
+def make_spec(
+    model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str = ""
+) -> RunSpec:
     """The run's :class:`RunSpec`."""
     from vlmtrust import __version__
 
@@ -366,7 +378,9 @@ def make_spec(model: Any, probes: Sequence[Probe], seed: int, label: str = "") -
             ProbeSpec(name=p.name, version=p.version, params=p.params.model_dump(mode="json"))
             for p in probes
         ],
-        seed=seed,
+        seed=ctx.seed,
+        data=ctx.data,
+        limit=ctx.limit,
         vlmtrust_version=__version__,
         git_sha=_git_sha(),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -378,6 +392,8 @@ def _same_spec(a: RunSpec, b: RunSpec) -> bool:
     return (
         a.model.fingerprint == b.model.fingerprint
         and a.seed == b.seed
+        and a.data == b.data
+        and a.limit == b.limit
         and [p.model_dump() for p in a.probes] == [p.model_dump() for p in b.probes]
     )
 
@@ -401,14 +417,15 @@ def run_audit(
     ctx = ctx or ProbeContext()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = make_spec(model, probes, ctx.seed, label)
+    spec = make_spec(model, probes, ctx, label)
     spec_path = out_dir / "spec.json"
     if resume and spec_path.exists():
         old = RunSpec.model_validate_json(spec_path.read_text())
         if not _same_spec(old, spec):
             raise InputError(
                 f"{out_dir}: --resume needs the same model, probes, params and seed as the "
-                "interrupted run; use a new --out folder or drop --resume"
+                "interrupted run (and the same --data and --limit); use a new --out folder or drop "
+                "--resume"
             )
         spec = old
     elif not resume:
@@ -426,6 +443,7 @@ def run_audit(
             writer = RecordWriter(path)
             total = _estimate(p, ctx)
             task = bar(f"{model.spec} · {p.name}", total)
+            t_probe = time.perf_counter()
             try:
                 task.advance(len([r for r in done if r.ok]))
                 results.append(
@@ -433,11 +451,31 @@ def run_audit(
                         target, p, ctx, done=done, writer=writer, on_progress=task.advance
                     )
                 )
+            except VlmtrustError as e:
+                # A probe that cannot run here (missing data, capability) is reported, and the
+                # other probes still run.
+                log.warning("probe %s: %s", p.name, one_line(e))
+                results.append(_failed_result(p, one_line(e), time.perf_counter() - t_probe))
             finally:
                 writer.close()
-    audit = AuditLog(spec=spec, results=results, seconds=time.perf_counter() - t0)
-    _atomic_write(out_dir / "results.json", audit.model_dump_json(indent=2) + "\n")
+            audit = AuditLog(spec=spec, results=results, seconds=time.perf_counter() - t0)
+            _atomic_write(out_dir / "results.json", audit.model_dump_json(indent=2) + "\n")
+    if not probes:
+        audit = AuditLog(spec=spec, results=[], seconds=time.perf_counter() - t0)
+        _atomic_write(out_dir / "results.json", audit.model_dump_json(indent=2) + "\n")
     return audit
+
+
+def _failed_result(probe: Probe, message: str, seconds: float) -> ProbeResult:
+    return ProbeResult(
+        probe=probe.name,
+        pillar=probe.pillar,
+        version=probe.version,
+        description=probe.description,
+        params=probe.params.model_dump(mode="json"),
+        seconds=seconds,
+        notes=[f"probe did not run: {message}"],
+    )
 
 
 def _estimate(probe: Probe, ctx: ProbeContext) -> int | None:
@@ -482,7 +520,7 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int | None], _Progre
             return Text(f"{speed:.1f}/s" if speed else "–/s", style="progress.data.speed")
 
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", markup=False, style="bold"),
         BarColumn(),
         MofNCompleteColumn(),
         _Rate(),
