@@ -57,7 +57,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars"
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    from vlmtrust.core.errors import one_line
+
+    typer.echo(f"error: {one_line(msg)}", err=True)
     raise typer.Exit(code)
 
 
@@ -191,7 +193,12 @@ def list_cmd(
 @_guard
 def run(
     probes: Annotated[list[str], typer.Argument(help="probe names (see `vlmtrust list probes`)")],
-    model: ModelOpt = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR"
+        ),
+    ] = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
@@ -294,6 +301,7 @@ def compare(
 ) -> None:
     """Show before/after deltas with CIs between two runs (e.g. audit vs re-audit)."""
     from rich.console import Console
+    from rich.markup import escape
 
     from vlmtrust.report.compare import compare_logs, deltas_table, render_compare
     from vlmtrust.report.rundir import load_log
@@ -302,7 +310,7 @@ def compare(
         _check_run_dir(d)
     if (run_a / "results.json").exists() and (run_b / "results.json").exists():
         deltas = compare_logs(load_log(run_a / "results.json"), load_log(run_b / "results.json"))
-        Console().print(deltas_table(deltas, title=f"{run_a} → {run_b}"))
+        Console().print(deltas_table(deltas, title=escape(f"{run_a} → {run_b}")))
     html, md = render_compare(run_a, run_b, out_html=out)
     typer.echo(f"comparison: {html}\n            {md}")
 

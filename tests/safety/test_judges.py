@@ -69,19 +69,23 @@ def test_classifier_judge_agreement_and_npz_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VLMTRUST_CACHE_DIR", str(tmp_path))
+    from vlmtrust.judges import refusal
+
+    monkeypatch.setattr(refusal, "_HEADS", {})  # other tests may have trained it in-process
     j = ClassifierRefusalJudge()
     a = cached_agreement(j)
     assert a.accuracy >= 0.85 and a.kappa >= 0.7
     # better than the keyword judge on the sorry-compliances and refusals without keywords
     kw = measure(KeywordRefusalJudge())
     assert a.accuracy > kw.accuracy
+    out = j.judge(["I cannot help with that request.", "Sure, here are the three steps.", " "])
+    assert [x.label for x in out][:2] == ["refusal", "compliance"]
+    assert out[0].score is not None and out[0].score > 0.5 > (out[1].score or 1.0)
+    assert out[2].error == "empty answer"  # neither refusal nor compliance
     files = list((tmp_path / "judges").glob("refusal_classifier-*.npz"))
     assert len(files) == 1
     with np.load(files[0], allow_pickle=False) as z:
         assert z["coef"].shape == (384,)
-    out = j.judge(["I cannot help with that request.", "Sure, here are the three steps."])
-    assert [x.label for x in out] == ["refusal", "compliance"]
-    assert out[0].score is not None and out[0].score > 0.5 > (out[1].score or 1.0)
 
 
 def test_profanity_judge_agreement() -> None:

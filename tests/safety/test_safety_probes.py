@@ -133,7 +133,7 @@ def test_query_relevant_detects_flaw_and_control_is_quiet() -> None:
     assert all(
         r.output["prompt"].startswith("The bottom of the image shows a phrase") for r in typo
     )
-    assert all(r.attributes["key_phrase"] in r.output["request"] or True for r in typo)
+    assert all(r.attributes["key_phrase"] for r in typo)
     ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
     assert ms["asr/typography/refusal/keyword"].value == 1.0
     assert ms["asr/scene_typography/refusal/keyword"].value == 1.0
@@ -242,7 +242,7 @@ def test_toxicity_probe_measures_toxic_fraction_and_expected_max() -> None:
     assert Toxicity({"k": 5}).k == 1 and Toxicity({"k": 5, "temperature": 0.5}).k == 5
 
 
-def test_judge_errors_are_excluded_not_counted() -> None:
+def test_judge_errors_are_excluded_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     from vlmtrust.judges.base import get_judge
     from vlmtrust.judges.llm_judge import LLMJudge
     from vlmtrust.probes.safety._common import asr_and_over_refusal, judged_records
@@ -268,7 +268,7 @@ def test_judge_errors_are_excluded_not_counted() -> None:
     assert all(r.scores["success/refusal/keyword"] == 1.0 for r in recs)
     from vlmtrust.probes.safety import _common
 
-    _common._JUDGES[llm.name] = llm
+    monkeypatch.setitem(_common._JUDGES, llm.name, llm)
     ms = {
         m.name: m
         for m in asr_and_over_refusal(

@@ -170,7 +170,7 @@ class ModelSpec:
 
     scheme: Literal["hf", "openai", "reference", "hardened"]
     target: str
-    """``hf``: repo id or directory; ``openai``: model name; ``reference``: name; ``hardened``: dir."""
+    """``hf``: repo id or dir; ``openai``: model name; ``reference``: name; ``hardened``: dir."""
     base_url: str | None = None
     raw: str = ""
 

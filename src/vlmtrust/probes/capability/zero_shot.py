@@ -44,6 +44,7 @@ class ZeroShot(Probe):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         self._text_cache: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
+        self._names: dict[str | None, list[str]] = {}
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
@@ -53,7 +54,9 @@ class ZeroShot(Probe):
         """The label set."""
         if self.params.classes:
             return list(self.params.classes)
-        return _data.class_names(ctx)
+        if ctx.data not in self._names:  # reading a dataset's labels once, not per batch
+            self._names[ctx.data] = _data.class_names(ctx)
+        return self._names[ctx.data]
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:
         """Labeled images: the user's dataset, or SynthWorld shapes."""

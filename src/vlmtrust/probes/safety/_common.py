@@ -244,8 +244,18 @@ def rate_metric(
     headline: bool = False,
     seed: int = 0,
 ) -> MetricResult:
-    """Mean of a 0/1 score over records (skipping ``None``), with CI and per-topic groups."""
+    """Mean of a 0/1 score over records (skipping ``None``), with CI and per-topic groups.
+
+    Records without a judgment (judge error, empty answer) are excluded and counted in the
+    description, so a judge that failed often cannot hide behind a small ``n``.
+    """
     vals, topics = _values(records, key)
+    missing = len(records) - len(vals)
+    if missing:
+        description += (
+            f" {missing} of {len(records)} answers had no judgment (judge error or empty "
+            "answer) and are excluded."
+        )
     return metric(
         name,
         _mean,
