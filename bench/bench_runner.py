@@ -54,7 +54,7 @@ def main() -> None:
     # Same batches as the runner: the folder's sample order, the probe's batch size.
     from vlmtrust.data.datasets import iter_dataset
 
-    order = [s for s in iter_dataset(str(data))]
+    order = list(iter_dataset(str(data)))
     batches = [
         [s.images[0].load() for s in order[i : i + probe.batch_size]]
         for i in range(0, len(order), probe.batch_size)
@@ -68,10 +68,9 @@ def main() -> None:
             _ = (img @ txt.T).argmax(axis=1)
         return time.perf_counter() - t
 
-    def runner(out: Path, cache: object) -> float:
+    def runner(out: Path, cache: Cache | bool) -> float:
         t = time.perf_counter()
-        audit(args.model if False else model, probes=["capability/zero_shot"], out=out,
-              data=str(data), cache=cache)  # type: ignore[arg-type]
+        audit(model, probes=["capability/zero_shot"], out=out, data=str(data), cache=cache)
         return time.perf_counter() - t
 
     forward_only()  # warm-up (thread pools, allocator)
@@ -80,8 +79,10 @@ def main() -> None:
         fw.append(forward_only())
         rn.append(runner(tmp / f"run{r}", False))
     f, g = float(np.median(fw)), float(np.median(rn))
-    print(f"overhead: N={args.n} forward-only {f:.2f}s  runner {g:.2f}s  ratio {g / f:.3f} "
-          f"(target <= 1.15)")
+    print(
+        f"overhead: N={args.n} forward-only {f:.2f}s  runner {g:.2f}s  ratio {g / f:.3f} "
+        f"(target <= 1.15)"
+    )
 
     cold, warm = [], []
     for r in range(args.repeats):

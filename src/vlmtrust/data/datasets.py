@@ -901,7 +901,7 @@ def _hf_row(
 
 
 def _hf_image(cell: object, name: str) -> ImageRef:
-    from vlmtrust.data.images import load_image, load_image_bytes
+    from vlmtrust.data.images import load_image_bytes
 
     if not isinstance(cell, dict):
         raise ValueError(f"image cell {name} is empty")
@@ -910,7 +910,12 @@ def _hf_image(cell: object, name: str) -> ImageRef:
         return ImageRef.from_image(load_image_bytes(data, name), label=name)
     path = cell.get("path")
     if isinstance(path, str) and path:
-        return ImageRef.from_image(load_image(path), label=path)
+        # A saved dataset may come from anyone: a path-only cell could point anywhere on this
+        # machine (and its pixels would end up in reports or remote requests).
+        raise ValueError(
+            f"image cell {name} points to an external file instead of embedding the image — "
+            "re-save the dataset with the images embedded (Image feature with bytes)"
+        )
     raise ValueError(f"image cell {name} is empty")
 
 

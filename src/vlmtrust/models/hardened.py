@@ -34,6 +34,14 @@ def load_hardened(target: str, *, spec: str, **kwargs: Any) -> Any:
             ) from None
         from vlmtrust.models.base import load_model
 
+        if not isinstance(base, str) or (
+            base.startswith("hardened:")
+            and Path(base.removeprefix("hardened:")).resolve() == path.resolve()
+        ):
+            raise ModelSpecError(
+                f"{wrapper}: base {base!r} must name another model (it points at itself); "
+                "re-run `vlmtrust harden` on the original model"
+            )
         cls = get_mitigation(name)
         if not issubclass(cls, WrapperMitigation):
             raise ModelSpecError(f"{wrapper}: mitigation {name!r} is not a wrapper")
