@@ -224,7 +224,8 @@ def load_model(spec: str, **kwargs: Any) -> Model:
     if ms.scheme == "hardened":
         from vlmtrust.models.hardened import load_hardened
 
-        return load_hardened(ms.target, spec=ms.raw, **kwargs)
+        model: Model = load_hardened(ms.target, spec=ms.raw, **kwargs)
+        return model
     return _load_hf(ms.target, spec=ms.raw, **kwargs)
 
 

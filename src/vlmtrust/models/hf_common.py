@@ -418,7 +418,7 @@ def load_weights(auto_cls: Any, t: HFTarget, *, dtype: torch.dtype) -> Any:
     from transformers.utils import logging as hf_logging
 
     # A per-tensor progress bar on every load clutters the audit's own progress display.
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     return from_pretrained(auto_cls, t, use_safetensors=True, **{key: dtype})
 
 

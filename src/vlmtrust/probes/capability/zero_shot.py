@@ -43,7 +43,9 @@ class ZeroShot(Probe):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        self._text_cache: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
+        from vlmtrust.probes.robustness._zeroshot import TextCache
+
+        self._texts = TextCache()
         self._names: dict[str | None, list[str]] = {}
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
@@ -62,31 +64,29 @@ class ZeroShot(Probe):
         """Labeled images: the user's dataset, or SynthWorld shapes."""
         return _data.labeled_images(ctx, self.params.n, purpose="zero_shot")
 
-    def _class_embeddings(self, model: Any, ctx: ProbeContext) -> np.ndarray:
-        names = tuple(self.class_names(ctx))
-        key = (model.fingerprint, self.params.template, names)
-        if key not in self._text_cache:
-            texts = [self.params.template.format(c) for c in names]
-            self._text_cache[key] = np.asarray(model.embed_texts(texts), dtype=np.float32)
-        return self._text_cache[key]
-
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
-        """Classify a batch."""
+        """Classify a batch (an abstaining model's abstentions count as wrong)."""
+        from vlmtrust.probes.robustness import _zeroshot as zs
+
         names = self.class_names(ctx)
         for s in batch:
             if s.target not in names:
                 raise ValueError(f"sample {s.id}: label {s.target!r} is not among the classes")
-        txt = self._class_embeddings(model, ctx)
-        img = np.asarray(model.embed_images([s.images[0].load() for s in batch]))
-        sims = img.astype(np.float64) @ txt.astype(np.float64).T
+        prompts = [self.params.template.format(c) for c in names]
+        pred = zs.predict(model, [s.images[0].load() for s in batch], prompts, self._texts)
         out = []
-        for s, row in zip(batch, sims, strict=True):
-            pred = names[int(np.argmax(row))]
+        for i, s in enumerate(batch):
+            label = names[int(pred.index[i])]
+            abstained = bool(pred.abstained[i])
             out.append(
                 self.record(
                     s,
-                    output={"prediction": pred, "target": s.target},
-                    scores={"correct": float(pred == s.target), "margin": float(np.max(row))},
+                    output={"prediction": None if abstained else label, "target": s.target},
+                    scores={
+                        "correct": float(label == s.target and not abstained),
+                        "abstained": float(abstained),
+                        "margin": float(np.max(pred.cos[i])),
+                    },
                 )
             )
         return out
@@ -95,7 +95,21 @@ class ZeroShot(Probe):
         """Top-1 accuracy with a CI and per-class values."""
         correct = [r.scores["correct"] for r in records]
         labels = [str(r.output["target"]) for r in records]
-        return [
+        abstained = [r.scores.get("abstained") or 0.0 for r in records]
+        extra = []
+        if any(abstained):
+            extra.append(
+                metric(
+                    "abstention_rate",
+                    accuracy,
+                    abstained,
+                    higher_is_better=False,
+                    description="share of images the (guarded) model declined to classify",
+                    unit="%",
+                    seed=ctx.seed,
+                )
+            )
+        return extra + [
             metric(
                 "accuracy",
                 accuracy,
