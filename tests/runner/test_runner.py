@@ -153,3 +153,35 @@ def test_cache_is_safe_under_concurrent_writers(tmp_path):
         p.join(120)
     assert all(p.exitcode == 0 for p in procs)
     assert len(Cache(path)) == 4 * 20 * 25
+
+
+def test_resume_refuses_a_different_limit(tmp_path):
+    from vlmtrust.core.errors import InputError
+
+    run_audit(ColourEncoder(), [ColourProbe({"n": 8})], out_dir=tmp_path, ctx=ProbeContext(limit=4))
+    with pytest.raises(InputError, match="--limit"):
+        run_audit(
+            ColourEncoder(),
+            [ColourProbe({"n": 8})],
+            out_dir=tmp_path,
+            ctx=ProbeContext(limit=2),
+            resume=True,
+        )
+
+
+def test_a_probe_that_cannot_run_does_not_end_the_run(tmp_path):
+    from vlmtrust.core.errors import InputError
+
+    class Broken(ColourProbe):
+        def samples(self, ctx):
+            raise InputError("data x.jsonl: no such file — pass an existing --data")
+
+    Broken.name = "capability/test_broken"
+    log = run_audit(ColourEncoder(), [Broken({"n": 4}), ColourProbe({"n": 6})], out_dir=tmp_path)
+    assert [r.probe for r in log.results] == ["capability/test_broken", "capability/test_colour"]
+    assert log.results[0].notes == [
+        "probe did not run: data x.jsonl: no such file — pass an existing --data"
+    ]
+    assert log.results[1].metric("accuracy").n == 6
+    saved = AuditLog.model_validate_json((tmp_path / "results.json").read_text())
+    assert saved.results[0].notes == log.results[0].notes
