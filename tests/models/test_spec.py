@@ -188,7 +188,7 @@ def test_hub_id_loads_from_local_cache(
     assert fingerprint("vlmtrust-test/tiny-clip@v2") == "vlmtrust-test/tiny-clip@v2"
     assert detect_kind("vlmtrust-test/tiny-clip") == "dual"
     m = load_model("hf:vlmtrust-test/tiny-clip", device="cpu")
-    assert m.kind == "dual" and m.fingerprint.endswith(commit)
+    assert m.kind == "dual" and m.fingerprint == f"vlmtrust-test/tiny-clip@{commit}|float32"
     assert m.spec == "hf:vlmtrust-test/tiny-clip"
 
 
