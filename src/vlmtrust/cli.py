@@ -166,7 +166,7 @@ def list_cmd(
         from vlmtrust.core.probe import registry
 
         for name, cls in registry().items():
-            need = "+".join(cls.requires.names()) or "any"
+            need = "+".join(cls.requires.names()) or "/".join(cls.requires_any.names()) or "any"
             typer.echo(f"{name:34s} {cls.pillar.value:11s} needs {need:18s} {cls.description}")
             if verbose:
                 for fname, f in cls.Params.model_fields.items():

@@ -77,6 +77,8 @@ class Probe(abc.ABC):
     version: ClassVar[int] = 1
     requires: ClassVar[Capability]
     """Capabilities the model must have (all of them)."""
+    requires_any: ClassVar[Capability] = Capability.NONE
+    """If set, the model must also have at least one of these (e.g. EMBED or GENERATE)."""
     Params: ClassVar[type[BaseModel]] = Params
     batch_size: ClassVar[int] = 32
     description: ClassVar[str] = ""
@@ -107,6 +109,8 @@ class Probe(abc.ABC):
     @classmethod
     def supports(cls, capabilities: Capability) -> bool:
         """True when a model with ``capabilities`` can run this probe."""
+        if cls.requires_any and not (cls.requires_any & capabilities):
+            return False
         return (cls.requires & capabilities) == cls.requires
 
     def applicable(self, model: Model) -> bool:

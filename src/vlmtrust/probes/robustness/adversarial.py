@@ -174,6 +174,7 @@ class AdversarialProbe(Probe):
     pillar = Pillar.ROBUSTNESS
     version = 1
     requires = Capability.NONE
+    requires_any = Capability.EMBED | Capability.GENERATE
     Params = AdversarialParams
     batch_size = 16
     description = (
@@ -198,8 +199,10 @@ class AdversarialProbe(Probe):
         return {"n": 16} if kind == "generative" else {}
 
     def applicable(self, model: Model) -> bool:
-        """Any dual or generative model (transfer attacks need no gradients)."""
-        return bool(model.capabilities & (Capability.EMBED | Capability.GENERATE))
+        """Any dual or generative model; ``mode=whitebox`` also needs GRADIENT."""
+        if self.p.mode == "whitebox" and not model.capabilities & Capability.GRADIENT:
+            return False
+        return super().applicable(model)
 
     # ------------------------------------------------------------------ samples
 

@@ -129,6 +129,7 @@ class Corruptions(Probe):
 
     pillar = Pillar.ROBUSTNESS
     requires = Capability.NONE
+    requires_any = Capability.EMBED | Capability.GENERATE
     Params = CorruptionsParams
     batch_size = 64
     description = (
@@ -141,11 +142,6 @@ class Corruptions(Probe):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         self._cache = zs.TextCache()
-
-    def applicable(self, model: Any) -> bool:
-        """Dual encoders (EMBED) and generative models (GENERATE)."""
-        caps = model.capabilities
-        return bool(caps & Capability.EMBED) or bool(caps & Capability.GENERATE)
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""

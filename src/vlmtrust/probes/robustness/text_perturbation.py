@@ -148,6 +148,7 @@ class TextPerturbation(Probe):
 
     pillar = Pillar.ROBUSTNESS
     requires = Capability.NONE
+    requires_any = Capability.EMBED | Capability.GENERATE
     Params = TextPerturbationParams
     batch_size = 64
     description = (
@@ -160,11 +161,6 @@ class TextPerturbation(Probe):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         self._cache = zs.TextCache()
-
-    def applicable(self, model: Any) -> bool:
-        """Dual encoders (EMBED) and generative models (GENERATE)."""
-        caps = model.capabilities
-        return bool(caps & Capability.EMBED) or bool(caps & Capability.GENERATE)
 
     def _kinds(self) -> list[str]:
         return ["identity", *[k for k in self.params.kinds if k != "identity"]]
