@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params
+from vlmtrust.core.probe import Params, validate_params
 from vlmtrust.core.types import Capability, Pillar
 
 
@@ -52,18 +52,9 @@ class Mitigation(abc.ABC):
     description: ClassVar[str] = ""
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
-        if params is None:
-            params = {}
-        if isinstance(params, dict):
-            try:
-                params = self.Params(**params)
-            except ValidationError as e:
-                first = e.errors()[0]
-                loc = ".".join(str(x) for x in first["loc"])
-                raise InputError(
-                    f"mitigation {self.name}: bad parameter {loc!r}: {first['msg']}"
-                ) from None
-        self.params = params
+        self.params = validate_params(
+            self.Params, params, f"mitigation {self.name}", "see `vlmtrust list mitigations -v`"
+        )
 
     @abc.abstractmethod
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:

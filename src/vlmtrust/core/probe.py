@@ -28,6 +28,20 @@ if TYPE_CHECKING:
     from vlmtrust.models.base import Model
 
 
+def validate_params(
+    cls: type[BaseModel], raw: BaseModel | dict[str, Any] | None, what: str, hint: str
+) -> BaseModel:
+    """Validate user parameters into ``cls``; the first problem becomes one clear line."""
+    if isinstance(raw, BaseModel):
+        return raw
+    try:
+        return cls(**(raw or {}))
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise InputError(f"{what}: bad parameter {loc!r}: {first['msg']} ({hint})") from None
+
+
 class Params(BaseModel):
     """Base of every probe's typed parameters (validated, recorded in the log)."""
 
@@ -84,19 +98,9 @@ class Probe(abc.ABC):
     description: ClassVar[str] = ""
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
-        if params is None:
-            params = {}
-        if isinstance(params, dict):
-            try:
-                params = self.Params(**params)
-            except ValidationError as e:
-                first = e.errors()[0]
-                loc = ".".join(str(x) for x in first["loc"])
-                raise InputError(
-                    f"probe {self.name}: bad parameter {loc!r}: {first['msg']} "
-                    f"(see `vlmtrust list probes --verbose`)"
-                ) from None
-        self.params = params
+        self.params = validate_params(
+            self.Params, params, f"probe {self.name}", "see `vlmtrust list probes --verbose`"
+        )
 
     @classmethod
     def defaults_for(cls, kind: str) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""SynthWorld: seeded procedural image-text data with ground truth on every sample.
+
+Scenes: shapes (in-distribution and held-out OOD classes), person-like figures with a group
+style and occupation cues, typography (incl. the typographic attack), ID-card documents with
+synthetic PII, FigStep-layout requests and memorisation canaries. Pillow and numpy only.
+
+Example:
+    >>> from vlmtrust.data.synthworld import SynthWorld
+    >>> world = SynthWorld(seed=0, image_size=64)
+    >>> [s.attributes["shape"] for s in world.shapes(3)] == [
+    ...     s.attributes["shape"] for s in SynthWorld(0, 64).shapes(3)]
+    True
+"""
+
+from vlmtrust.data.synthworld._vocab import (
+    BACKGROUNDS,
+    COLOURS,
+    FIGSTEP_PROMPT,
+    GROUPS,
+    ID_SHAPES,
+    MAJORITY_GROUP,
+    OCCUPATIONS,
+    OOD_SHAPES,
+    POSITIONS,
+    SENTENCES,
+    SIZES,
+    TEXTURES,
+    WORDS,
+)
+from vlmtrust.data.synthworld.generator import (
+    CANARY_WORDS,
+    PII_FIELDS,
+    PII_POOL,
+    Request,
+    SynthSample,
+    SynthWorld,
+    render_figstep_image,
+    request_pool,
+)
+
+__all__ = [
+    "BACKGROUNDS",
+    "CANARY_WORDS",
+    "COLOURS",
+    "FIGSTEP_PROMPT",
+    "GROUPS",
+    "ID_SHAPES",
+    "MAJORITY_GROUP",
+    "OCCUPATIONS",
+    "OOD_SHAPES",
+    "PII_FIELDS",
+    "PII_POOL",
+    "POSITIONS",
+    "Request",
+    "SENTENCES",
+    "SIZES",
+    "TEXTURES",
+    "WORDS",
+    "SynthSample",
+    "SynthWorld",
+    "render_figstep_image",
+    "request_pool",
+]
