@@ -67,14 +67,15 @@ def select_probes(
     return out
 
 
-def _run_name(spec: str) -> str:
+def _run_name(spec: str, taken: set[str]) -> str:
+    """A folder name for a model's sub-run; distinct specs never share one."""
     import hashlib
 
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_")[:60] or "model"
-    if base == spec:
-        return base
-    # Distinct specs may sanitise to the same name: add a short hash of the spec.
-    return f"{base}-{hashlib.sha256(spec.encode()).hexdigest()[:6]}"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("_")[:60] or "model"
+    if name in taken:
+        name = f"{name}-{hashlib.sha256(spec.encode()).hexdigest()[:6]}"
+    taken.add(name)
+    return name
 
 
 def _check_inputs(
@@ -154,6 +155,7 @@ def audit(
     store = _open_cache(cache)
     out = Path(out)
     logs: list[AuditLog] = []
+    taken: set[str] = set()
     names: list[str] = []
     for m in models:
         loaded = load_model(m) if isinstance(m, str) else m
@@ -165,7 +167,7 @@ def audit(
                 f"no probe to run on {loaded.spec}: check --probe/--pillar against "
                 "`vlmtrust list probes`"
             )
-        run_dir = out if single else out / _run_name(loaded.spec)
+        run_dir = out if single else out / _run_name(loaded.spec, taken)
         # Remote endpoints can change behind the same name: their answers are cached only
         # when the user names a cache explicitly.
         use = store if cache is not True or not _is_remote(loaded) else None
