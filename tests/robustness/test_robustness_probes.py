@@ -302,17 +302,22 @@ class StickerReader:
 def test_typographic_probe_detects_a_reader_and_measures_reference_clip(ref_clip: Any) -> None:
     params = {"n": 12, "sizes": ["large"], "positions": ["bottom", "center"]}
     reader = run(StickerReader(ref_clip), "robustness/typographic", params)
-    assert value(reader, "attack_success_rate") == 1.0  # known answer: it obeys every label
-    assert value(reader, "misclassification/attack") == 1.0
+    sticker = reader.metric("attack_success_rate").groups["large"]
+    assert sticker.value == 1.0  # known answer: it obeys every sticker label
+    assert reader.metric("misclassification/attack").groups["large"].value == 1.0
     res = run(ref_clip, "robustness/typographic", params)
-    asr, clean = value(res, "attack_success_rate"), value(res, "clean_accuracy")
-    blank = value(res, "misclassification/blank")
-    print("typographic", asr, clean, blank, value(res, "misclassification/attack"))
+    asr = res.metric("attack_success_rate").groups
+    blank = res.metric("misclassification/blank").groups
     # the blank sticker (control) is identical for both models: the reader only differs on text
-    assert value(reader, "misclassification/blank") == blank
-    # reference:clip's planted typographic flaw is documented as weak (8% in its model card)
-    assert asr <= 0.3
-    assert res.metric("attack_success_rate").risk is not None
+    assert reader.metric("misclassification/blank").groups["large"].value == blank["large"].value
+    # planted flaw: reference:clip follows the caption strip it was trained on ...
+    assert asr["scene"].value is not None and asr["scene"].value >= 0.8
+    assert blank["scene"].value is not None and blank["scene"].value <= 0.2  # control is quiet
+    worst = res.metric("attack_success_rate/worst_layout")
+    assert worst.headline and worst.value >= 0.8 and worst.risk is not None
+    assert worst.risk.value == "high"
+    # ... but not stickers, a layout it never saw (no flaw there: the probe stays quiet)
+    assert asr["large"].value is not None and asr["large"].value <= 0.3
 
 
 def test_text_perturbation_identity_control_and_drop(ref_clip: Any) -> None:
