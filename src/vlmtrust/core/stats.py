@@ -166,9 +166,7 @@ def group_breakdown(
             v1 = float(fn(*arrays)) if len(g) else float("nan")
         except (ValueError, ZeroDivisionError):
             v1 = float("nan")
-        return {
-            str(x): GroupValue(value=v1 if np.isfinite(v1) else None, n=1) for x in g.tolist()
-        }
+        return {str(x): GroupValue(value=v1 if np.isfinite(v1) else None, n=1) for x in g.tolist()}
     if len(arrays) == 1:
         y_true, y_pred = arrays[0], arrays[0]
 

@@ -361,9 +361,7 @@ def _git_sha() -> str | None:
     return sha if out.returncode == 0 and len(sha) == 40 else None
 
 
-def make_spec(
-    model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str = ""
-) -> RunSpec:
+def make_spec(model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str = "") -> RunSpec:
     """The run's :class:`RunSpec`."""
     from vlmtrust import __version__
 
