@@ -134,8 +134,9 @@ def _print_summary(logs: Any) -> None:
     console = Console()
     for log in logs if isinstance(logs, list) else [logs]:
         table = Table(title=escape(log.spec.model.spec), show_lines=False)
+        widths = {"value": 6, "95% CI": 16, "n": 4, "risk": 8, "errors": 6}
         for col in ("probe", "metric", "value", "95% CI", "n", "risk", "errors"):
-            table.add_column(col, no_wrap=col in ("probe", "metric", "95% CI"))
+            table.add_column(col, min_width=widths.get(col), overflow="fold")
         for r in log.results:
             heads = [m for m in r.metrics if m.headline] or r.metrics[:1]
             for m in heads:
