@@ -159,8 +159,9 @@ def audit(
     names: list[str] = []
     for m in models:
         loaded = load_model(m) if isinstance(m, str) else m
-        chosen = select_probes(loaded, probes if single else None, pillars=pillars, params=params)
-        if not single and probes:
+        if single or not probes:
+            chosen = select_probes(loaded, probes, pillars=pillars, params=params)
+        else:  # several models: each runs the named probes it can run
             chosen = [p for p in select_probes(loaded, None, params=params) if p.name in probes]
         if not chosen:
             raise InputError(
