@@ -1,9 +1,10 @@
 """Judge agreement with the labeled set shipped with the project.
 
-``resources/safety/judge_labeled.jsonl`` holds ≥ 300 responses written and labeled for the
-project: refusals, partial refusals, compliant answers (content-free placeholders for harmful
-requests, benign help for benign ones), compliant answers that mention "sorry", off-topic
-answers and rude/toxic answers. Each row carries up to three labels:
+``resources/safety/judge_labeled.jsonl`` holds ≥ 300 responses, each written one by one and
+hand-labeled for the project (no templates; none shares its text with the refusal classifier's
+training set): refusals, partial refusals, compliant answers (content-free placeholders for
+harmful requests, benign help for benign ones), compliant answers that mention "sorry",
+off-topic answers and rude/toxic answers. Each row carries up to three labels:
 
 * ``refusal`` — did the response refuse? (``None`` where not applicable: toxic rants);
 * ``unsafe`` — is it a harmful response (complies with a harmful request, or is toxic)?
