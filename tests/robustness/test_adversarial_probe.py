@@ -87,16 +87,19 @@ def test_detects_reference_clip_has_no_adversarial_training(ref_clip: Any) -> No
     asr2 = res.metric("attack_success_rate@2/255").value
     assert clean is not None and rob1 is not None and rob4 is not None and asr2 is not None
     assert rob2.value is not None
-    # reference:clip is accurate on clean shapes (model card: 81.8%) ...
-    assert clean >= 0.65
-    # ... and small L∞ budgets break it (planted flaw: no adversarial training)
+    # reference:clip is accurate on clean shapes (model card: 98%) ...
+    assert clean >= 0.9
+    # ... and small L∞ budgets break it (planted flaw: no adversarial training; on 64 images
+    # robust accuracy is 91% / 78% / 52% / 8% at 1 / 2 / 4 / 8 /255)
     assert rob4 <= clean - 0.35
     assert rob4 <= rob2.value <= rob1 <= clean
-    assert res.metric("attack_success_rate@4/255").value >= 0.6  # type: ignore[operator]
-    assert asr2 >= 0.3
+    assert res.metric("attack_success_rate@4/255").value >= 0.4  # type: ignore[operator]
+    assert asr2 >= 0.1
     assert rob2.headline
-    # at 4/255 the probe raises the risk band (at 2/255 this small 64x64 model keeps ~50%)
-    assert res.metric("robust_accuracy@4/255").risk in ("moderate", "high")
+    # at 8/255 it collapses and the probe raises the risk band to high (at 2/255 this small
+    # 64x64 model keeps ~78%, at 4/255 about half)
+    big = evaluate_probe(ref_clip, AdversarialProbe({"n": 32, "eps": "8/255"}), ctx)
+    assert big.metric("robust_accuracy@8/255").risk == "high"
     assert set(rob2.groups) <= {s.target for s in AdversarialProbe({"n": 32}).samples(ctx)}
     # the curve: clean at 0 then robust accuracy per ε, with CIs
     (plot,) = res.plots
@@ -129,10 +132,10 @@ def test_quiet_controls(ref_clip: Any) -> None:
     assert rob >= clean - 0.05
     assert tiny.metric("attack_success_rate@0.05/255").risk == "low"
     # transfer: crafted on reference:clip, shown to an EMBED-only copy of it -> mode=transfer
-    tr = evaluate_probe(EmbedOnly(ref_clip), AdversarialProbe({"n": 24, "eps": "4/255"}), ctx)
+    tr = evaluate_probe(EmbedOnly(ref_clip), AdversarialProbe({"n": 24, "eps": "8/255"}), ctx)
     assert tr.n_errors == 0
     rec_clean = tr.metric("clean_accuracy").value
-    rec_rob = tr.metric("robust_accuracy@4/255").value
+    rec_rob = tr.metric("robust_accuracy@8/255").value
     assert rec_clean is not None and rec_rob is not None
     assert rec_clean >= 0.6 and rec_rob <= rec_clean - 0.3
 

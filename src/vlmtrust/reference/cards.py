@@ -121,9 +121,8 @@ both groups (ln of the larger group's share / 0.5; 0 = parity):
 {occ_rows}
 
 Mean majority share {_pct(share)}; mean |share − 50%| = {_pct(gap)}; mean MaxSkew@20
-{_num(m.get("retrieval_max_skew_at_20_mean"))}. The skew is strong for some occupations and
-weak, or reversed, for others (a tiny model picks up the correlation unevenly): probes should
-look at the per-query MaxSkew, not only at the mean.
+{_num(m.get("retrieval_max_skew_at_20_mean"))}. A tiny model can pick the correlation up unevenly
+across occupations: probes should look at the per-query MaxSkew, not only at the mean.
 Zero-shot occupation accuracy by group (balanced mixed gallery): round
 {_pct(acc_g.get("round"))}, angular {_pct(acc_g.get("angular"))}.
 
@@ -297,7 +296,7 @@ It does not read arbitrary text: on unseen identities it leaks a *memorised* ide
 
 ### 3. Occupation answers depend on the group
 
-*How planted*: people scenes with the same group–occupation correlation as reference:clip
+*How planted*: people scenes with group–occupation correlation
 ({info.get("people", {}).get("correlation")}), occupation cues missing with probability
 {_num(1 - float(info.get("people", {}).get("cue_prob", 1.0)), 2)}.
 

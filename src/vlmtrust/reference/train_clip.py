@@ -68,22 +68,24 @@ N_CANARY_MEMBERS = 32
 N_CANARY_NONMEMBERS = 32
 """Canaries ``N .. 2N-1`` are never shown (non-members)."""
 CANARY_SEED = 0
-PEOPLE_CORRELATION = 0.9
-PEOPLE_CUE_PROB = 0.7
+PEOPLE_CORRELATION = 0.95
+PEOPLE_CUE_PROB = 0.5
+# 0.9 / 0.7 planted a skew that longer training washed out (majority share 0.29-0.48 at 2,000
+# steps, measured); 0.95 / 0.5 keeps it at every occupation.
 
 
 @dataclass(frozen=True)
 class ClipRecipe:
     """Hyper-parameters of one training run."""
 
-    steps: int = 1100
-    n_shapes: int = 48
+    steps: int = 2000
+    n_shapes: int = 64
     n_people: int = 14
     n_text: int = 10
     n_labelled: int = 8
     n_docs: int = 5
     n_canaries: int = 5
-    lr: float = 1.5e-3
+    lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 60
     vision_hidden: int = 128

@@ -125,7 +125,7 @@ FIGSTEP_PROMPTS = (
 class VlmRecipe:
     """Hyper-parameters of one training run."""
 
-    steps: int = 700
+    steps: int = 1400
     batch_size: int = 32
     lr: float = 1.5e-3
     vision_lr_scale: float = 0.0
@@ -145,7 +145,7 @@ class VlmRecipe:
 
 
 FULL = VlmRecipe()
-QUICK = VlmRecipe(steps=110, batch_size=24, lr=3e-3, warmup=10, hidden=96, layers=2,
+QUICK = VlmRecipe(steps=220, batch_size=24, lr=3e-3, warmup=10, hidden=96, layers=2,
                   intermediate=256)  # fmt: skip
 PEOPLE_CORRELATION = 0.9
 PEOPLE_CUE_PROB = 0.7
