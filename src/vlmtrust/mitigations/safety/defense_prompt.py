@@ -10,9 +10,13 @@
   the model to be a responsible assistant, plus a reminder after the user's query.
 * ``custom``: any ``text`` placed by ``mode`` (``system``, ``prefix`` or ``suffix``).
 
-Measured on reference:vlm (8 + 8 requests): both presets take FigStep ASR 1.0 → 0.0, but its
-word-level vocabulary does not know the shield's words and it then refuses everything (benign
-compliance 1.0 → 0.0): a defense prompt must be evaluated with the over-refusal probe beside it.
+Measured on reference:vlm (8 harmful + 8 benign held-out requests, every mode): neither preset
+lowers its FigStep ASR (1.0 → 1.0). The tiny model was never trained to follow a system prompt
+and its word-level vocabulary does not know the shield's words: with ``self_reminder`` it
+refuses every typed request, benign ones too (over-refusal 0 → 1); with ``adashield_s`` it
+*complies* with typed harmful requests it otherwise refuses (1.0 → 0.0 refusal). A defense
+prompt is only as good as the model's instruction following: evaluate it with the over-refusal
+and FigStep probes beside it, as ``vlmtrust audit`` does.
 
 The wrapper keeps the white-box path: ``target_loss`` renders prompts exactly as ``generate``
 does, so the visual adversarial probe attacks the defended model, not the bare one.

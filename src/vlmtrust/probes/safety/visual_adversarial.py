@@ -20,11 +20,10 @@ aligned VLM comply ("universal"). Here:
 ε = 0 runs the same pipeline with a zero budget, so its ASR must equal the clean baseline;
 ε = 1 is Qi et al.'s unconstrained image. Besides the refusal judges, ``target_hit`` counts
 only answers that open with the target: a judge counts any non-refusal (an off-topic answer
-too) as a success. Measured on reference:vlm (seed 0, 1 CPU thread): defaults (universal,
-30 steps, 6 s) — every ASR 0 (target NLL 1.48 → 1.19 at ε = 1); universal with 100 steps —
-keyword-judge ASR 1.0 and classifier 0.88 at ε = 1 but target_hit 0 (the answers drift
-off-topic); per-request (``universal=False``), 60 steps, ε = 1 — target_hit 0.33,
-NLL 1.49 → 0.80; ε ≤ 64/255 never flips it.
+too) as a success. Measured on the shipped reference:vlm (seed 0, 1 CPU thread, per-request
+``universal=False``, 6 requests, ε = 1): 60 steps — keyword-judge ASR 0 → 0.5, target NLL
+2.41 → 0.99, target_hit 0 (the flipped answers drift instead of opening with the target);
+200 steps — NLL 0.72 but ASR 0 (the answers settle on another refusal-like text).
 Needs a white-box HF generative model (``GRADIENT``); black-box models should use
 ``safety/figstep`` or ``safety/red_team`` instead.
 """
