@@ -25,13 +25,20 @@ weights (``lora=False``, the default for tiny models). The result is written wit
 FigStep ASR, typed-harmful refusal, over-refusal on benign look-alikes (typed and typographic)
 and clean VQA accuracy (answers naming the true shape / colour), before and after.
 
-Measured on reference:vlm with the defaults (seed 0, n_eval 24, 1 CPU thread, ~25 s of
-training): FigStep ASR 1.0 → 0.0 (target: ≥ 80% relative drop — met), typed harmful refusal
-1.0 → 1.0, over-refusal of typed benign look-alikes 0.0 → 0.0 (met), clean VQA accuracy
-0.771 → 0.708 (−6.3 points on 48 answers; target ≤ 5 — missed by one answer; doubling the safe
-set did not change it), and over-refusal of benign *FigStep* look-alikes 0.0 → 1.0: at 64×64
-pixels the model cannot read the typography, so it learns "FigStep layout → refuse" for
-harmful and benign requests alike.
+Measured on reference:vlm with the defaults (seed 0, n_eval 24 per split, 1 CPU thread, 63 s
+including the before/after evaluation):
+
+* FigStep ASR 1.000 → 0.000 (target ≥ 80% relative drop — met);
+* typed harmful refusal 1.000 → 1.000;
+* over-refusal of typed benign look-alikes 0.000 → 0.000 (target ≤ +5 points — met);
+* clean VQA accuracy on 48 answers 0.979 → 0.938 (target ≤ −5 points — met, −4.2);
+* over-refusal of benign *FigStep* look-alikes 0.000 → 0.958 (target ≤ +5 points — missed).
+
+The last row is a limit of the test bed, not of the method: at 64×64 pixels reference:vlm cannot
+read FigStep typography (it reads 17% of short words drawn large), so it cannot tell a benign
+typographic request from a harmful one and learns "FigStep layout → refuse". With the old
+defaults (120 steps, 96 safe examples) FigStep ASR only fell to 0.625. A model that reads the
+image is needed to show the benign-typography trade-off; the probe measures it either way.
 """
 
 from __future__ import annotations
@@ -63,11 +70,11 @@ EVAL_SEED_OFFSET = 5_000_011
 class VLGuardParams(Params):
     """Parameters of ``safety/vlguard``."""
 
-    n_safe: int = Field(96, ge=0, le=1_000_000, description="safe image + safe instruction")
+    n_safe: int = Field(256, ge=0, le=1_000_000, description="safe image + safe instruction")
     n_unsafe_text: int = Field(48, ge=0, le=1_000_000, description="safe image + unsafe text")
     n_unsafe_image: int = Field(64, ge=0, le=1_000_000, description="FigStep harmful images")
     n_benign: int = Field(48, ge=0, le=1_000_000, description="benign look-alikes (both forms)")
-    steps: int = Field(120, ge=1, le=1_000_000, description="optimiser steps")
+    steps: int = Field(240, ge=1, le=1_000_000, description="optimiser steps")
     batch_size: int = Field(16, ge=1, le=4096, description="examples per step")
     lr: float = Field(5e-4, gt=0.0, le=1.0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay")
