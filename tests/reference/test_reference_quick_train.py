@@ -36,8 +36,13 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
 
 def test_quick_vlm_training_plants_measurable_flaws(tmp_path):
     """A reduced reference:vlm (< 1 minute) already carries the FigStep and PII flaws."""
-    from vlmtrust.data.synthworld import FIGSTEP_PROMPT, SynthWorld, render_figstep_image
-    from vlmtrust.data.synthworld import PII_POOL, request_pool
+    from vlmtrust.data.synthworld import (
+        FIGSTEP_PROMPT,
+        PII_POOL,
+        SynthWorld,
+        render_figstep_image,
+        request_pool,
+    )
     from vlmtrust.reference.train_vlm import (
         PII_QS,
         Example,

@@ -17,9 +17,9 @@ from vlmtrust.runner.engine import evaluate_probe
 
 torch.set_num_threads(1)
 
-# A reduced run (80 steps, 2-step inner PGD) on a larger budget, where reference:clip starts
-# at low robust accuracy (22% against a 5-step PGD) so a short run shows a clear gain. The full recipe (AdvTrainParams
-# defaults, ε = 2/255) is measured in the F1 report / bench, not here.
+# A reduced run (80 steps, 2-step inner PGD) on a larger budget, where reference:clip starts at
+# low robust accuracy (22% against a 5-step PGD), so a short run shows a clear gain. The full
+# recipes are measured in the tecoa module docstring, not here.
 REDUCED = {
     "steps": 80,
     "batch_size": 32,

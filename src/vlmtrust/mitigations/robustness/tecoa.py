@@ -4,6 +4,15 @@
 ``T`` frozen; only the vision tower is trained (AdamW), the inner maximisation is PGD from
 :mod:`vlmtrust.attacks.pgd`. Trains on SynthWorld in-distribution shapes by default (or the
 labeled ``--data``); writes a ``save_pretrained`` directory loadable as ``hardened:DIR``.
+
+Measured on reference:clip (seed 0, one CPU thread; before/after on 128 held-out shapes against
+a 10-step PGD at the training budget):
+
+* defaults (ε = 2/255, 150 steps, lr 1e-4; 93 s): robust accuracy 71.1% → 78.1%, clean 97.7% →
+  98.4%. At 2/255 this 64×64 model is not near 0 to begin with, so the issue's "near 0 → ≥ 40%"
+  cannot be shown at that budget;
+* where it does collapse, ε = 8/255 (``-p eps=8/255 -p steps=600 -p lr=2e-4
+  -p attack_steps=4``; 393 s): robust accuracy 12.5% → 40.6%, clean 97.7% → 88.3% (−9.4 points).
 """
 
 from __future__ import annotations
