@@ -63,7 +63,7 @@ def _corruption_eval(model: object, n: int, seed: int) -> dict[str, float]:
     }
 
 
-def bench_mixgen(spec: str, steps: int, n_eval: int, seed: int) -> None:
+def bench_mixgen(spec: str, steps: int, n_eval: int, seed: int, lr: float = 2e-5) -> None:
     import torch
 
     from vlmtrust.mitigations.robustness.mixgen import finetune, training_pairs
@@ -75,7 +75,7 @@ def bench_mixgen(spec: str, steps: int, n_eval: int, seed: int) -> None:
     rows[spec] = _corruption_eval(load_model(spec), n_eval, seed)
     for mix in (False, True):
         model = load_model(spec)
-        rep = finetune(model, pairs, steps=steps, batch_size=64, mixgen=mix, seed=seed)
+        rep = finetune(model, pairs, steps=steps, batch_size=64, lr=lr, mixgen=mix, seed=seed)
         label = f"{'MixGen' if mix else 'plain'} fine-tune ({steps} steps, {rep.seconds:.0f}s)"
         rows[label] = _corruption_eval(model, n_eval, seed)
     keys = list(next(iter(rows.values())))
@@ -98,13 +98,14 @@ def main() -> None:
     ap.add_argument("--mixgen", action="store_true", help="run the MixGen comparison")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--n-eval", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=2e-5, help="fine-tuning learning rate (--mixgen)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="reference:clip", help="dual encoder spec (--mixgen)")
     args = ap.parse_args()
     np.random.seed(0)
     Image.init()
     if args.mixgen:
-        bench_mixgen(args.model, args.steps, args.n_eval, args.seed)
+        bench_mixgen(args.model, args.steps, args.n_eval, args.seed, args.lr)
     else:
         bench_speed((64, 224), args.n)
 
