@@ -319,3 +319,23 @@ def test_agrees_with_art_on_reference_clip() -> None:
     theirs = acc(art_pgd_attack(model, text, model.logit_scale, x, y, cfg))
     assert abs(ours - theirs) <= 0.02 + 1e-9, (ours, theirs)
     assert ours < acc(x)  # the budget is large enough to matter
+
+
+def test_patch_embedding_matmul_matches_convolution() -> None:
+    """The attack-time rewrite of ViT patch convolutions is exact in values and gradients."""
+    from vlmtrust.attacks.pgd import patch_embeddings_as_matmul
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, kernel_size=4, stride=4, bias=True),  # patchify: rewritten
+        torch.nn.Conv2d(8, 8, kernel_size=3, padding=1),  # ordinary conv: left alone
+    )
+    x = torch.rand(2, 3, 18, 17, requires_grad=True)  # ragged border, dropped like the conv
+    y_ref = net(x)
+    (g_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+    with patch_embeddings_as_matmul(net) as n_rewritten:
+        assert n_rewritten == 1
+        y = net(x)
+        (g,) = torch.autograd.grad(y.square().sum(), x)
+    assert "forward" not in vars(net[0])  # restored
+    assert torch.allclose(y, y_ref, atol=1e-5) and torch.allclose(g, g_ref, atol=1e-5)
