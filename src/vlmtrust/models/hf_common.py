@@ -367,6 +367,67 @@ def resolve_dtype(
     return out
 
 
+@dataclass(frozen=True)
+class LocalSetup:
+    """What every local ``hf:`` backend resolves before it reads any weights."""
+
+    target: HFTarget
+    device: torch.device
+    dtype: torch.dtype
+    config: Any
+    model_type: str
+
+
+def local_setup(
+    target: str,
+    *,
+    spec: str | None,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    batch_size: int,
+    half_on_gpu: bool = False,
+) -> LocalSetup:
+    """Validate the batch size, resolve target, device and dtype, and read the config.
+
+    Raises:
+        InputError: a bad batch size, device or dtype.
+        ModelSpecError: the target cannot be found or its config cannot be read.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size={batch_size} must be ≥ 1")
+    t = resolve_target(target, spec=spec)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, half_on_gpu=half_on_gpu)
+    config = load_config(t)
+    return LocalSetup(t, dev, dt, config, str(config.model_type))
+
+
+def normalisation(image_processor: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` of an image processor as ``(1, C, 1, 1)`` float32 tensors.
+
+    Identity (0, 1) when the processor does not normalise or names no statistics.
+    """
+    import torch
+
+    mean = getattr(image_processor, "image_mean", None) or (0.0, 0.0, 0.0)
+    std = getattr(image_processor, "image_std", None) or (1.0, 1.0, 1.0)
+    if not getattr(image_processor, "do_normalize", True):
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return (
+        torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+        torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
+    )
+
+
+def model_fingerprint(t: HFTarget, dtype: torch.dtype) -> str:
+    """Cache key of loaded weights: the files' fingerprint plus the dtype.
+
+    Call it after loading (a Hub download has put the resolved commit in the cache by then);
+    the dtype is part of it so fp16 GPU outputs are never served to an fp32 CPU run.
+    """
+    return f"{fingerprint(t)}|{str(dtype).removeprefix('torch.')}"
+
+
 def pil_backend_kwargs() -> dict[str, Any]:
     """Keyword arguments that make (Auto)processors use the PIL image backend.
 

@@ -27,14 +27,12 @@ from vlmtrust.core.types import Capability
 from vlmtrust.models.base import ModelKind
 from vlmtrust.models.hf_common import (
     batched,
-    fingerprint,
     from_pretrained,
-    load_config,
     load_weights,
+    local_setup,
+    model_fingerprint,
+    normalisation,
     pil_backend_kwargs,
-    resolve_device,
-    resolve_dtype,
-    resolve_target,
     save_model_dir,
 )
 
@@ -93,38 +91,29 @@ class HFDualEncoder:
         batch_size: int = 64,
         concurrency: int | None = None,
     ) -> None:
-        import torch
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        if batch_size < 1:
-            raise InputError(f"batch_size={batch_size} must be ≥ 1")
-        t = resolve_target(target, spec=spec)
+        setup = local_setup(target, spec=spec, device=device, dtype=dtype, batch_size=batch_size)
+        t = setup.target
         self.spec: str = t.spec
         self.target = t
         self.batch_size = batch_size
-        self.device: torch.device = resolve_device(device)
-        self.dtype: torch.dtype = resolve_dtype(dtype, self.device)
-        self.config = load_config(t)
-        self.model_type = str(self.config.model_type)
+        self.device: torch.device = setup.device
+        self.dtype: torch.dtype = setup.dtype
+        self.config = setup.config
+        self.model_type = setup.model_type
         self.model: Any = load_weights(AutoModel, t, dtype=self.dtype).to(self.device).eval()
         self.processor: Any = from_pretrained(AutoImageProcessor, t, **pil_backend_kwargs())
         """The PIL image processor (resize / crop / rescale / normalise settings)."""
         self.tokenizer: Any = from_pretrained(AutoTokenizer, t)
-        mean = getattr(self.processor, "image_mean", None) or (0.0, 0.0, 0.0)
-        std = getattr(self.processor, "image_std", None) or (1.0, 1.0, 1.0)
-        if not getattr(self.processor, "do_normalize", True):
-            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self._mean, self._std = normalisation(self.processor)
         self._pixel_shape = self._plain_pixel_shape()
         self._pixel_path = self._pixel_shape is not None
         caps = Capability.EMBED | Capability.TRAIN
         if self._pixel_path:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
-        # after loading: a Hub download has put the resolved commit in the cache by now
-        # dtype is part of it: fp16 GPU embeddings must not be served to an fp32 CPU run
-        self.fingerprint: str = f"{fingerprint(t)}|{str(self.dtype).removeprefix('torch.')}"
+        self.fingerprint: str = model_fingerprint(t, self.dtype)  # after loading
 
     def __repr__(self) -> str:
         return f"HFDualEncoder({self.spec!r}, model_type={self.model_type!r}, device={self.device})"

@@ -31,14 +31,12 @@ from vlmtrust.core.types import Capability
 from vlmtrust.models.base import GenerateRequest, Generation, ModelKind
 from vlmtrust.models.hf_common import (
     batched,
-    fingerprint,
     from_pretrained,
-    load_config,
     load_weights,
+    local_setup,
+    model_fingerprint,
+    normalisation,
     pil_backend_kwargs,
-    resolve_device,
-    resolve_dtype,
-    resolve_target,
     save_model_dir,
 )
 
@@ -88,19 +86,19 @@ class HFGenerativeModel:
         batch_size: int = 8,
         concurrency: int | None = None,
     ) -> None:
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        if batch_size < 1:
-            raise InputError(f"batch_size={batch_size} must be ≥ 1")
-        t = resolve_target(target, spec=spec)
+        setup = local_setup(
+            target, spec=spec, device=device, dtype=dtype, batch_size=batch_size, half_on_gpu=True
+        )
+        t = setup.target
         self.spec: str = t.spec
         self.target = t
         self.batch_size = batch_size
-        self.device: torch.device = resolve_device(device)
-        self.dtype: torch.dtype = resolve_dtype(dtype, self.device, half_on_gpu=True)
-        self.config = load_config(t)
-        self.model_type = str(self.config.model_type)
+        self.device: torch.device = setup.device
+        self.dtype: torch.dtype = setup.dtype
+        self.config = setup.config
+        self.model_type = setup.model_type
         # the processor first: its problems are found before any weights are read
         self.processor: Any = from_pretrained(AutoProcessor, t, **pil_backend_kwargs())
         self.tokenizer: Any = getattr(self.processor, "tokenizer", None)
@@ -125,20 +123,13 @@ class HFGenerativeModel:
         self._eos_ids = self._eos_token_ids()
         self._system_ok = self._template_supports_system()
         self._lock = threading.Lock()
-        mean = getattr(self.image_processor, "image_mean", None) or (0.0, 0.0, 0.0)
-        std = getattr(self.image_processor, "image_std", None) or (1.0, 1.0, 1.0)
-        if not getattr(self.image_processor, "do_normalize", True):
-            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self._mean, self._std = normalisation(self.image_processor)
         self._pixel_shape = self._plain_pixel_shape()
         caps = Capability.GENERATE | Capability.TRAIN
         if self._pixel_shape is not None:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
-        # after loading: a Hub download has put the resolved commit in the cache by now
-        # dtype is part of it: fp16 GPU embeddings must not be served to an fp32 CPU run
-        self.fingerprint: str = f"{fingerprint(t)}|{str(self.dtype).removeprefix('torch.')}"
+        self.fingerprint: str = model_fingerprint(t, self.dtype)  # after loading
 
     def __repr__(self) -> str:
         return (

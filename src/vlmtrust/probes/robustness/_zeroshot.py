@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import ProbeContext
+from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.sample import ImageRef, Sample
 
 DEFAULT_TEMPLATE = "a photo of a {}"
@@ -182,6 +182,14 @@ class TextCache:
             for t, e in zip(missing, emb, strict=True):
                 self._store[(fp, t)] = e
         return np.stack([self._store[(fp, t)] for t in texts])
+
+
+class ZeroShotProbe(Probe):
+    """Base of probes that score images against class prompts: one text-embedding cache each."""
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._cache = TextCache()
 
 
 def embed_images(model: Any, images: Sequence[Image.Image]) -> F64:

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from vlmtrust.attacks.corruptions import check_corruption, corrupt
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.probe import Params, ProbeContext, probe
 from vlmtrust.core.results import MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
@@ -103,7 +103,7 @@ class CalibrationParams(Params):
 
 
 @probe("robustness/calibration")
-class Calibration(Probe):
+class Calibration(zs.ZeroShotProbe):
     """ECE and reliability diagrams of zero-shot confidence, clean vs corrupted."""
 
     pillar = Pillar.ROBUSTNESS
@@ -116,10 +116,6 @@ class Calibration(Probe):
     )
 
     params: CalibrationParams
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._cache = zs.TextCache()
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""

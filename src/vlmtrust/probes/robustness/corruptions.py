@@ -124,7 +124,7 @@ def evaluate_classification(
 
 
 @probe("robustness/corruptions")
-class Corruptions(Probe):
+class Corruptions(zs.ZeroShotProbe):
     """Accuracy under 15 ImageNet-C corruptions x 5 severities, relative to clean accuracy."""
 
     pillar = Pillar.ROBUSTNESS
@@ -138,10 +138,6 @@ class Corruptions(Probe):
     )
 
     params: CorruptionsParams
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._cache = zs.TextCache()
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""

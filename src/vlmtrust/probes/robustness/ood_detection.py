@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from pydantic import Field
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.probe import Params, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
@@ -169,7 +169,7 @@ class OODParams(Params):
 
 
 @probe("robustness/ood_detection")
-class OODDetection(Probe):
+class OODDetection(zs.ZeroShotProbe):
     """Separating in- from out-of-distribution images with MCM, MaxLogit and Energy."""
 
     pillar = Pillar.ROBUSTNESS
@@ -182,10 +182,6 @@ class OODDetection(Probe):
     )
 
     params: OODParams
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._cache = zs.TextCache()
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.probe import Params, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series, Thresholds
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric, risk_band
@@ -143,7 +143,7 @@ class TextPerturbationParams(Params):
 
 
 @probe("robustness/text_perturbation")
-class TextPerturbation(Probe):
+class TextPerturbation(zs.ZeroShotProbe):
     """Accuracy drop when prompts / class names carry typos, synonyms or odd casing."""
 
     pillar = Pillar.ROBUSTNESS
@@ -157,10 +157,6 @@ class TextPerturbation(Probe):
     )
 
     params: TextPerturbationParams
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._cache = zs.TextCache()
 
     def _kinds(self) -> list[str]:
         return ["identity", *[k for k in self.params.kinds if k != "identity"]]

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, field_validator
 
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.probe import Params, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
@@ -109,7 +109,7 @@ def _band(image: Image.Image, text: str, font_size: int) -> Image.Image:
 
 
 @probe("robustness/typographic")
-class Typographic(Probe):
+class Typographic(zs.ZeroShotProbe):
     """Misclassification toward a class name written on the image, by text size and position."""
 
     pillar = Pillar.ROBUSTNESS
@@ -124,10 +124,6 @@ class Typographic(Probe):
     )
 
     params: TypographicParams
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._cache = zs.TextCache()
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
