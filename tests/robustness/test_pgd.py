@@ -323,7 +323,7 @@ def test_agrees_with_art_on_reference_clip() -> None:
 
 def test_patch_embedding_matmul_matches_convolution() -> None:
     """The attack-time rewrite of ViT patch convolutions is exact in values and gradients."""
-    from vlmtrust.attacks.pgd import patch_embeddings_as_matmul
+    from vlmtrust.attacks.fastpath import patch_embeddings_as_matmul
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
@@ -339,3 +339,33 @@ def test_patch_embedding_matmul_matches_convolution() -> None:
         (g,) = torch.autograd.grad(y.square().sum(), x)
     assert "forward" not in vars(net[0])  # restored
     assert torch.allclose(y, y_ref, atol=1e-5) and torch.allclose(g, g_ref, atol=1e-5)
+
+
+def test_attack_fast_path_is_exact_on_a_clip(tiny_clip: Any) -> None:
+    """Every attack-time rewrite fires on a CPU CLIP and keeps embeddings and gradients."""
+    from vlmtrust.attacks.fastpath import attack_fast_path
+
+    hf = tiny_clip.model
+    x = torch.rand(3, 3, *tiny_clip.input_size)
+
+    def feats_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        xi = x.clone().requires_grad_(True)
+        f = tiny_clip.image_features(xi)
+        (g,) = torch.autograd.grad((f * torch.linspace(-1, 1, f.shape[1])).sum(), xi)
+        return f.detach(), g
+
+    attn_before = hf.config.vision_config._attn_implementation
+    f_ref, g_ref = feats_and_grad()
+    with attack_fast_path(hf, pooled_only=True) as counts:
+        f, g = feats_and_grad()
+        d = hf.config.vision_config.hidden_size
+        assert hf.vision_model.encoder.layers[-1](torch.rand(2, 5, d), None).shape == (2, 1, d)
+    assert counts["patch_matmul"] == 1 and counts["quick_gelu_silu"] >= 2
+    assert counts["cls_only_last_layer"] == 1
+    assert counts["eager_attention"] == (1 if attn_before == "sdpa" else 0)
+    assert torch.allclose(f, f_ref, atol=1e-5) and torch.allclose(g, g_ref, atol=1e-6)
+    # everything restored: the full last block again, the attention setting as before
+    assert "forward" not in vars(hf.vision_model.encoder.layers[-1])
+    assert hf.config.vision_config._attn_implementation == attn_before
+    with attack_fast_path(hf, pooled_only=False) as counts:
+        assert counts["cls_only_last_layer"] == 0

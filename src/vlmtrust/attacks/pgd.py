@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
+from vlmtrust.attacks.fastpath import attack_fast_path
 from vlmtrust.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -234,7 +235,8 @@ def _frozen(obj: Any) -> Iterator[None]:
 
     The attack only needs ``∂L/∂pixels``; with parameters frozen autograd neither records nor
     computes weight gradients. The previous ``requires_grad`` flags are restored afterwards
-    (adversarial training calls the attack between its own optimiser steps).
+    (adversarial training calls the attack between its own optimiser steps). While frozen the
+    model also runs the exact CPU rewrites of :mod:`vlmtrust.attacks.fastpath`.
     """
     import torch
 
@@ -247,62 +249,11 @@ def _frozen(obj: Any) -> Iterator[None]:
     try:
         for p, _ in flags:
             p.requires_grad_(False)
-        with patch_embeddings_as_matmul(module):
+        with attack_fast_path(module, pooled_only=bool(getattr(obj, "pooled_only", False))):
             yield
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-
-
-def _is_patchify(conv: Any) -> bool:
-    """A ViT patch embedding: non-overlapping kernel (stride == kernel), no padding/dilation."""
-    return (
-        conv.stride == conv.kernel_size
-        and tuple(conv.padding) == (0, 0)
-        and tuple(conv.dilation) == (1, 1)
-        and conv.groups == 1
-        and conv.weight.device.type == "cpu"
-    )
-
-
-@contextlib.contextmanager
-def patch_embeddings_as_matmul(module: Any) -> Iterator[int]:
-    """Run CPU ViT patch-embedding convolutions as reshape + matmul while attacking.
-
-    Measured on reference:clip (256 images, one thread): oneDNN's input-gradient of the
-    stride-16 patch convolution took 133 ms of a 497 ms forward+backward, against 10 ms for its
-    forward; the same map written as a reshape and one matmul has a cheap, exact backward. The
-    output equals the convolution's up to float rounding (a test checks values and gradients).
-    Yields the number of convolutions rewritten; the original ``forward`` is restored after.
-    """
-    import torch
-
-    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and _is_patchify(m)]
-    for conv in convs:
-        conv.forward = _matmul_forward(conv)  # type: ignore[method-assign,assignment]
-    try:
-        yield len(convs)
-    finally:
-        for conv in convs:
-            del conv.forward
-
-
-def _matmul_forward(conv: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    import torch
-
-    kh, kw = conv.kernel_size
-    out_ch = conv.out_channels
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        gh, gw = h // kh, w // kw  # like the convolution, drop a ragged border
-        x = x[:, :, : gh * kh, : gw * kw]
-        patches = x.reshape(b, c, gh, kh, gw, kw).permute(0, 2, 4, 1, 3, 5)
-        flat = patches.reshape(b * gh * gw, c * kh * kw)
-        y = torch.nn.functional.linear(flat, conv.weight.reshape(out_ch, -1), conv.bias)
-        return y.reshape(b, gh, gw, out_ch).permute(0, 3, 1, 2)
-
-    return forward
 
 
 def attack(
@@ -421,6 +372,12 @@ def attack(
 
 
 _Eval = Callable[[Any, Any, bool], tuple[Any, Any, Any]]
+
+#: PGD attacks the whole batch in place while at least this share of it is still active, and
+#: gathers the active rows below it. Gathering costs ~6 copies of the batch per step, which a
+#: nearly full batch does not repay: with early stop at 1/255 (few samples stop) the gathered
+#: form was 7% slower than fixed iterations on reference:clip (bench/bench_pgd.py).
+_DENSE = 0.85
 _Fooled = Callable[[Any, Any], Any]
 
 
@@ -441,41 +398,99 @@ def _pgd(
     xbest = x.clone()
     fbest = torch.full((b,), -math.inf, dtype=torch.float32, device=x.device)
     history: list[torch.Tensor] = []
+    # L∞: the feasible set B(x0, ε) ∩ [0, 1] is a box, computed once; each step is then two
+    # in-place clamps instead of a subtraction, a clamp, an addition and a clamp (measured with
+    # bench/bench_pgd.py: the element-wise and gather work around the model was ~15% of a step).
+    box = (
+        ((x0 - cfg.eps).clamp_(min=0.0), (x0 + cfg.eps).clamp_(max=1.0))
+        if cfg.norm == "linf"
+        else None
+    )
     for k in range(cfg.steps + 1):
-        idx = all_idx[active]
-        if len(idx) == 0:
+        n_active = int(active.sum())
+        if n_active == 0:
             history.append(fbest.clone())
             continue
         last = k == cfg.steps
+        if n_active >= _DENSE * b:
+            # Dense: attack the whole batch in place and mask out stopped samples; cheaper than
+            # gathering the active rows while few have stopped (see _DENSE).
+            f, g, s = evaluate(x, all_idx, not last)
+            f = f.float()
+            upd = active & (f > fbest) if cfg.keep_best else active
+            if bool(upd.all()):
+                fbest.copy_(f)
+                xbest.copy_(x)
+            else:
+                fbest[upd] = f[upd]
+                xbest[upd] = x[upd]
+            history.append(fbest.clone())
+            if cfg.early_stop and s is not None:
+                done = s & active
+                if bool(done.any()):
+                    fbest[done] = f[done]
+                    xbest[done] = x[done]
+                    active &= ~done
+            if last:
+                break
+            if not bool(active.all()):
+                g[~active] = 0.0  # a zero gradient leaves a stopped sample where it is
+            _step_inplace(x, g, x0, box, alpha, cfg)
+            iters += active
+            continue
+        # Sparse: gather the active rows, evaluate and step only those.
+        idx = all_idx[active]
         f, g, s = evaluate(x[idx], idx, not last)
         f = f.float()
         if cfg.keep_best:
             better = f > fbest[idx]
-            upd = idx[better]
-            fbest[upd] = f[better]
-            xbest[upd] = x[upd]
+            upd_idx = idx[better]
+            fbest[upd_idx] = f[better]
+            xbest[upd_idx] = x[upd_idx]
         else:
             fbest[idx] = f
             xbest[idx] = x[idx]
         history.append(fbest.clone())
         if cfg.early_stop and s is not None and bool(s.any()):
-            done = idx[s]
-            fbest[done] = f[s]
-            xbest[done] = x[done]
-            active[done] = False
+            done_idx = idx[s]
+            fbest[done_idx] = f[s]
+            xbest[done_idx] = x[done_idx]
+            active[done_idx] = False
         if last:
             break
+        keep = active[idx]
         step_idx = all_idx[active]
         if len(step_idx) == 0:
             continue
-        keep = active[idx]
         gk = g[keep]
         xs = x[step_idx] + alpha * _step_direction(gk, cfg.norm)
-        x[step_idx] = project(xs - x0[step_idx], x0[step_idx], cfg.norm, cfg.eps)
+        if box is not None:
+            x[step_idx] = torch.minimum(torch.maximum(xs, box[0][step_idx]), box[1][step_idx])
+        else:
+            x[step_idx] = project(xs - x0[step_idx], x0[step_idx], cfg.norm, cfg.eps)
         iters[step_idx] += 1
     while len(history) < cfg.steps + 1:
         history.append(fbest.clone())
     return xbest, fbest, history, iters
+
+
+def _step_inplace(
+    x: torch.Tensor,
+    g: torch.Tensor,
+    x0: torch.Tensor,
+    box: tuple[torch.Tensor, torch.Tensor] | None,
+    alpha: float,
+    cfg: AttackConfig,
+) -> None:
+    """One ascent step on the whole batch, written into ``x`` and projected."""
+    import torch
+
+    if box is not None:
+        x.add_(g.sign_(), alpha=alpha)
+        torch.maximum(x, box[0], out=x)
+        torch.minimum(x, box[1], out=x)
+    else:
+        x.copy_(project(x + alpha * _step_direction(g, cfg.norm) - x0, x0, cfg.norm, cfg.eps))
 
 
 def apgd_checkpoints(n_iter: int) -> list[int]:
@@ -612,6 +627,7 @@ class _ZeroShotCE:
 
     targeted: bool | None = None
     subbatch = True
+    pooled_only = True  # reads model.image_features only (see attacks.fastpath)
 
     def __init__(self, model: Any, text: torch.Tensor, labels: torch.Tensor, scale: float) -> None:
         self.model = model
@@ -676,6 +692,7 @@ def zero_shot_ce(
 class _EmbeddingDistance:
     targeted: bool | None = None
     subbatch = True
+    pooled_only = True
 
     def __init__(self, model: Any, clean: torch.Tensor) -> None:
         self.model = model
