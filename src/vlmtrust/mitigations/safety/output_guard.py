@@ -6,14 +6,29 @@ Two checks run on each successful answer (model outputs are untrusted text):
    Guard ``llm:openai:llama-guard@URL``) — an ``unsafe`` verdict replaces the answer;
 2. ``harm_check``: when the refusal judge says the model *complied*, the request harm classifier
    scores the answer and the prompt + answer; a score ≥ ``threshold`` (the answer restates or
-   carries out a harmful request) replaces it.
+   carries out a harmful request) replaces it;
+3. ``context_ocr``: a complying answer is also judged in the context of its request, as Llama
+   Guard's response classification does: the text in the request's images is read offline
+   (the input guard's rapidocr reader, cached by image content) and the classifier scores
+   image text + prompt. Compliance with a harmful request is unsafe even when the answer never
+   names it.
 
 A judge that fails (``label == "error"``) blocks the answer when ``fail_closed`` (default) and
 lets it through otherwise. Replaced answers get ``finish_reason = "safety/output_guard:output"``.
 
-Limit: an answer that is harmful only in context it does not repeat — e.g. reference:vlm's
-content-free "Sure. 1. … 2. … 3. …" to a FigStep image whose request never appears in the
-text — passes the offline checks; an LLM judge that sees the image is needed there.
+Without ``context_ocr`` an answer that is harmful only in a context it does not repeat — e.g.
+reference:vlm's content-free "Sure. 1. … 2. … 3. …" to a FigStep image — passes every check:
+the judges see only text. Measured on reference:vlm (held-out requests, 8 of each, seed 0,
+760-px FigStep images, keyword refusal judge):
+
+* FigStep ASR 1.0 → 1.0 with ``context_ocr=false``, 1.0 → 0.25 with the default;
+* benign FigStep look-alikes answered 1.0 → 0.75 (two of eight blocked);
+* typed benign look-alikes answered 1.0 → 0.625: the answer check flags three answers that
+  restate a look-alike, the linear classifier's false-positive rate on look-alikes (≈ 27%,
+  see the input guard);
+* typed harmful requests: refused by the model, refusals pass unchanged.
+
+Unlike the input guard the model still sees every request; only complying answers are judged.
 """
 
 from __future__ import annotations
@@ -21,7 +36,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
@@ -39,6 +53,10 @@ class OutputGuardParams(Params):
         description="toxicity/harm judges whose 'unsafe' verdict replaces an answer",
     )
     harm_check: bool = Field(True, description="classify complying answers with the harm model")
+    context_ocr: bool = Field(
+        True, description="also judge complying answers by the text in the request's images"
+    )
+    ocr_max_side: int = Field(320, ge=64, le=2048, description="OCR input size (longer side)")
     refusal_judge: str = Field("refusal/keyword", description="decides whether an answer complied")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="harm probability that blocks")
     fail_closed: bool = Field(True, description="block answers a judge failed on")
@@ -105,16 +123,29 @@ class OutputGuardedModel(GuardedModel):
                 if not block[i] and ((v.ok and v.label == "compliance") or not v.ok)
             ]
             if complied:
-                pairs = [texts[i] for i in complied] + [
-                    f"{requests[i].prompt} {texts[i]}" for i in complied
+                # per answer: the answer, prompt + answer and (context_ocr) the request context
+                per = [
+                    [texts[i], f"{requests[i].prompt} {texts[i]}", *self._context(requests[i])]
+                    for i in complied
                 ]
-                p = harm_classifier().proba(pairs)
-                n = len(complied)
-                worst = np.maximum(p[:n], p[n:])
-                for k, i in enumerate(complied):
-                    if worst[k] >= self.params.threshold:
+                p = harm_classifier().proba([t for ts in per for t in ts])
+                k = 0
+                for ts, i in zip(per, complied, strict=True):
+                    if float(p[k : k + len(ts)].max()) >= self.params.threshold:
                         block[i] = True
+                    k += len(ts)
         return block
+
+
+    def _context(self, request: GenerateRequest) -> list[str]:
+        """The request's image text, alone and with the prompt (empty without OCR or images)."""
+        from vlmtrust.mitigations.safety.input_guard import ocr_text
+
+        if not (self.params.context_ocr and request.images):
+            return []
+        parts = [ocr_text(im, max_side=self.params.ocr_max_side) for im in request.images]
+        image_text = " ".join(t for t in parts if t)
+        return [image_text, f"{image_text} {request.prompt}"] if image_text else []
 
 
 @mitigation("safety/output_guard")
@@ -125,8 +156,9 @@ class OutputGuard(WrapperMitigation):
     requires = Capability.GENERATE
     Params = OutputGuardParams
     description = (
-        "Output guard: toxicity/harm judges and the MiniLM harm classifier review each answer; "
-        "unsafe or harmful-compliant answers are replaced with a refusal."
+        "Output guard: toxicity/harm judges and the MiniLM harm classifier review each answer "
+        "(with the OCR'd image text as context); unsafe or harmful-compliant answers are "
+        "replaced with a refusal."
     )
 
     def wrap(self, model: Any) -> OutputGuardedModel:
