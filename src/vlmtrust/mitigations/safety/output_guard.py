@@ -136,7 +136,6 @@ class OutputGuardedModel(GuardedModel):
                     k += len(ts)
         return block
 
-
     def _context(self, request: GenerateRequest) -> list[str]:
         """The request's image text, alone and with the prompt (empty without OCR or images)."""
         from vlmtrust.mitigations.safety.input_guard import ocr_text
