@@ -48,12 +48,9 @@ def select_probes(
             else:
                 cls = get_probe(n)
                 p = cls({**cls.defaults_for(model.kind), **(params.get(n) or {})})
-            if not p.applicable(model):
-                need = ", ".join(p.requires.names()).upper()
-                raise CapabilityError(
-                    f"probe {p.name} needs {need}, which model {model.spec} lacks "
-                    f"(it has {', '.join(model.capabilities.names()).upper()})"
-                )
+            why = p.unsupported(model)
+            if why is not None:
+                raise CapabilityError(why)
             out.append(p)
         return out
     for name, cls in registry().items():

@@ -74,6 +74,21 @@ def test_whitebox_on_model_without_gradient_says_use_transfer(ref_clip: Any) -> 
     msg = str(e.value)
     assert "\n" not in msg
     assert "--param mode=transfer --param surrogate=" in msg
+    # the runner and the API path (what `vlmtrust run` uses) say the same, in one line
+    from vlmtrust.api import select_probes
+
+    for call in (
+        lambda: evaluate_probe(EmbedOnly(ref_clip), probe, ProbeContext(seed=0)),
+        lambda: select_probes(
+            EmbedOnly(ref_clip),
+            ["robustness/adversarial"],
+            params={"robustness/adversarial": {"mode": "whitebox"}},
+        ),
+    ):
+        with pytest.raises(CapabilityError) as e:
+            call()
+        assert "\n" not in str(e.value) and "needs GRADIENT" in str(e.value)
+        assert "--param mode=transfer --param surrogate=" in str(e.value)
 
 
 def test_detects_reference_clip_has_no_adversarial_training(ref_clip: Any) -> None:
@@ -153,3 +168,17 @@ def test_generative_whitebox_and_transfer(tiny_llava: Any, tiny_clip: Any) -> No
     tr = AdversarialProbe({**params, "mode": "transfer", "surrogate": tiny_clip.spec})
     res = evaluate_probe(tiny_llava, tr, ctx)
     assert res.n_errors == 0
+
+
+def test_budget_checks_depend_on_the_norm() -> None:
+    from vlmtrust.core.errors import InputError
+
+    assert AdversarialProbe({"norm": "l2", "eps": "0.5,2.0"}).p.eps == [0.5, 2.0]
+    for bad, word in (
+        ({"eps": "2"}, "outside (0, 1]"),  # L∞ budgets live on [0, 1] pixels
+        ({"norm": "l2", "eps": "-1"}, "positive"),
+        ({"norm": "l3"}, "norm"),
+    ):
+        with pytest.raises(InputError) as e:
+            AdversarialProbe(bad)
+        assert word in str(e.value) and "\n" not in str(e.value).strip(), str(e.value)

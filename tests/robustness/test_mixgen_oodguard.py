@@ -147,25 +147,27 @@ def test_guard_abstains_on_ood_and_accepts_id(
     print("guard abstention (ID, OOD):", rates)
     # calibrated at 95% TPR: about 5% of fresh ID images are refused
     assert rates["mcm"][0] <= 0.10 and rates["knn"][0] <= 0.12
-    # MCM (zero-shot) barely separates reference:clip's held-out shapes (AUROC ~0.55) ...
-    assert rates["mcm"][1] >= 0.05
-    # ... the image-embedding kNN score refuses a third of them
-    assert rates["knn"][1] >= 0.25
-    assert rates["knn"][1] >= rates["knn"][0] + 0.15
+    # measured on the retrained reference:clip: MCM refuses 6.5% of ID and 32% of OOD shapes,
+    # the image-embedding kNN score 3% and 49%
+    assert rates["mcm"][1] >= 0.2 and rates["mcm"][1] >= rates["mcm"][0] + 0.15
+    assert rates["knn"][1] >= 0.35 and rates["knn"][1] >= rates["knn"][0] + 0.25
 
 
-def test_guard_shows_in_the_probes(knn_guard_dir: Path, ref_clip: Any) -> None:
-    guard = load_model(f"hardened:{knn_guard_dir}")
+def test_guard_shows_in_the_probes(guard_dir: Path, knn_guard_dir: Path, ref_clip: Any) -> None:
     ctx = ProbeContext(seed=0)
     params = {"n_id": 40, "n_ood": 40}
     base_res = evaluate_probe(ref_clip, get_probe("robustness/ood_detection")(params), ctx)
-    guard_res = evaluate_probe(guard, get_probe("robustness/ood_detection")(params), ctx)
     assert base_res.metric("ood_rejection_rate").value == 0.0
     assert base_res.metric("id_rejection_rate").value == 0.0
-    ood_rej = guard_res.metric("ood_rejection_rate").value
-    id_rej = guard_res.metric("id_rejection_rate").value
-    assert ood_rej is not None and id_rej is not None
-    assert ood_rej >= 0.2 and id_rej <= 0.15
+    for d in (guard_dir, knn_guard_dir):  # the MCM guard of the issue, and kNN
+        g = load_model(f"hardened:{d}")
+        res = evaluate_probe(g, get_probe("robustness/ood_detection")(params), ctx)
+        ood_rej = res.metric("ood_rejection_rate").value
+        id_rej = res.metric("id_rejection_rate").value
+        assert ood_rej is not None and id_rej is not None
+        assert ood_rej >= 0.15 and id_rej <= 0.15 and ood_rej >= id_rej + 0.1, (d, ood_rej, id_rej)
+    guard = load_model(f"hardened:{knn_guard_dir}")
+    guard_res = evaluate_probe(guard, get_probe("robustness/ood_detection")(params), ctx)
     # same scores: the guard does not change the embeddings
     assert guard_res.metric("auroc/mcm").value == base_res.metric("auroc/mcm").value
     # zero-shot probes count an abstention as an error and report the rate

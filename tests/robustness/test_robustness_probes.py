@@ -249,6 +249,14 @@ def test_corruptions_detects_reference_clip_degradation(ref_clip: Any) -> None:
     assert h[("jpeg_compression", "1")] >= clean - 0.1
     assert value(res, "relative_robustness") < 0.85
     assert res.metric("relative_robustness").headline
+    # per type, acc_c / acc_clean: fog and contrast fall well below JPEG
+    fog, jpeg = (
+        value(res, "relative_robustness/fog"),
+        value(res, "relative_robustness/jpeg_compression"),
+    )
+    assert fog < 0.8 <= jpeg, (fog, jpeg)
+    rel_fog = (h[("fog", "1")] + h[("fog", "5")]) / 2 / clean
+    assert abs(fog - rel_fog) < 0.02
 
 
 class StickerReader:

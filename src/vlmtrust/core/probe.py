@@ -118,8 +118,21 @@ class Probe(abc.ABC):
         return (cls.requires & capabilities) == cls.requires
 
     def applicable(self, model: Model) -> bool:
-        """Whether this probe can run on ``model`` (override for finer checks)."""
-        return self.supports(model.capabilities)
+        """Whether this probe can run on ``model`` (override :meth:`unsupported` to refine)."""
+        return self.unsupported(model) is None
+
+    def unsupported(self, model: Model) -> str | None:
+        """Why this probe cannot run on ``model`` (one line naming the fix), or None."""
+        if self.supports(model.capabilities):
+            return None
+        have = ", ".join(model.capabilities.names()).upper() or "nothing"
+        need = [*self.requires.names()]
+        if self.requires_any:
+            need.append(" or ".join(self.requires_any.names()))
+        return (
+            f"probe {self.name} needs {', '.join(need).upper()}; model {model.spec} has {have} "
+            "— pick a model of the right kind or see `vlmtrust list probes`"
+        )
 
     @abc.abstractmethod
     def samples(self, ctx: ProbeContext) -> Iterable[Sample]:

@@ -298,13 +298,9 @@ def evaluate_probe(
         The probe's :class:`ProbeResult`.
     """
     ctx = ctx or ProbeContext()
-    if not probe.applicable(model):
-        need = ", ".join(probe.requires.names()).upper()
-        raise CapabilityError(
-            f"probe {probe.name} needs {need}; model {model.spec} has "
-            f"{', '.join(model.capabilities.names()).upper() or 'nothing'} "
-            "— pick a model of the right kind or see `vlmtrust list probes`"
-        )
+    why = probe.unsupported(model)
+    if why is not None:
+        raise CapabilityError(why)
     t0 = time.perf_counter()
     by_id = {r.sample_id: r for r in done if r.ok}
     seen: set[str] = set()

@@ -383,6 +383,13 @@ def harden_dual(
     what = f"robustness/{objective}"
     check_dual(model, what)
     images, labels = training_images(ctx, p.n_train, purpose=f"{objective}-train")
+    held_images: list[Any] = []
+    held_labels: list[str] = []
+    # user data: the last n_eval images are held out of training for before/after, as long as
+    # at least as many remain to train on
+    if ctx.data is not None and 0 < p.n_eval and len(images) >= 2 * p.n_eval:
+        held_images, held_labels = images[-p.n_eval :], labels[-p.n_eval :]
+        images, labels = images[: -p.n_eval], labels[: -p.n_eval]
     hardened = clone_dual(model)
     pixels = _pixels(hardened, images)
     cfg = AdvTrainConfig.from_params(objective, p, ctx.seed, ctx.quick)
@@ -398,22 +405,27 @@ def harden_dual(
     if p.n_eval > 0 and text is not None:
         if ctx.data is None:
             ev_images, ev_labels = training_images(ctx, p.n_eval, purpose="advtrain-eval")
-        else:  # user data: hold out the last n_eval training images
-            ev_images, ev_labels = images[-p.n_eval :], labels[-p.n_eval :]
-        import torch
-
+        else:  # user data: the held-out images (none when there were too few to split)
+            ev_images, ev_labels = held_images, held_labels
+            if not held_images:
+                summary["before_after_skipped"] = (
+                    f"{len(images)} images are too few to hold out n_eval={p.n_eval} for the "
+                    f"before/after measurement (needs {2 * p.n_eval}); set n_eval lower"
+                )
         keep = [i for i, lab in enumerate(ev_labels) if lab in classes]
+        if keep:
+            import torch
 
-        eval_px = _pixels(model, [ev_images[i] for i in keep])
-        eval_y = torch.tensor([classes.index(ev_labels[i]) for i in keep], dtype=torch.long)
-        before = zero_shot_robustness(
-            model, eval_px, eval_y, text, eps=p.eps, steps=p.eval_steps, seed=ctx.seed
-        )
-        summary["before"] = {
-            "clean_accuracy": before.clean_accuracy,
-            "robust_accuracy": before.robust_accuracy,
-            "n": before.n,
-        }
+            eval_px = _pixels(model, [ev_images[i] for i in keep])
+            eval_y = torch.tensor([classes.index(ev_labels[i]) for i in keep], dtype=torch.long)
+            before = zero_shot_robustness(
+                model, eval_px, eval_y, text, eps=p.eps, steps=p.eval_steps, seed=ctx.seed
+            )
+            summary["before"] = {
+                "clean_accuracy": before.clean_accuracy,
+                "robust_accuracy": before.robust_accuracy,
+                "n": before.n,
+            }
     scale = float(getattr(model, "logit_scale", 100.0))
     log = adversarial_finetune(
         hardened, pixels, cfg, labels=y, class_text_features=text, logit_scale=scale

@@ -25,7 +25,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
@@ -100,9 +100,21 @@ class AdversarialParams(Params):
         if not out:
             raise ValueError("give at least one eps, e.g. eps=1/255,2/255,4/255")
         for e in out:
-            if not (0.0 < e <= 1.0) or not math.isfinite(e):
-                raise ValueError(f"eps {e:g} is outside (0, 1]; budgets are on [0, 1] pixels")
+            if not (e > 0.0 and math.isfinite(e)):
+                raise ValueError(f"eps {e:g} must be a positive number, e.g. 2/255")
         return out
+
+    @model_validator(mode="after")
+    def _eps_in_range(self) -> AdversarialParams:
+        # L∞ budgets bound each pixel on [0, 1]; an L2 radius may exceed 1 (it is a norm over
+        # all C·H·W pixels, e.g. 0.5 or 2.0 in the robustness literature)
+        if self.norm == "linf":
+            for e in self.eps:
+                if e > 1.0:
+                    raise ValueError(
+                        f"eps {e:g} is outside (0, 1]; L∞ budgets are on [0, 1] pixels"
+                    )
+        return self
 
     @field_validator("class_template")
     @classmethod
@@ -198,11 +210,14 @@ class AdversarialProbe(Probe):
         """Generative models answer ~30× slower per attack step: a smaller default set."""
         return {"n": 16} if kind == "generative" else {}
 
-    def applicable(self, model: Model) -> bool:
+    def unsupported(self, model: Model) -> str | None:
         """Any dual or generative model; ``mode=whitebox`` also needs GRADIENT."""
         if self.p.mode == "whitebox" and not model.capabilities & Capability.GRADIENT:
-            return False
-        return super().applicable(model)
+            return (
+                f"robustness/adversarial: a white-box attack needs GRADIENT but model "
+                f"{model.spec} has none; {TRANSFER_HINT}"
+            )
+        return super().unsupported(model)
 
     # ------------------------------------------------------------------ samples
 

@@ -247,6 +247,23 @@ class Corruptions(zs.ZeroShotProbe):
                     ci=False,
                 )
             )
+            rel_c = relative_robustness_rows(records, name)
+            if rel_c is not None and any(rel_c[0]):
+                out.append(
+                    metric(
+                        f"relative_robustness/{name}",
+                        _ratio,
+                        rel_c[1],
+                        rel_c[0],
+                        higher_is_better=True,
+                        thresholds=(0.8, 0.6),
+                        description=(
+                            f"acc_{name} / acc_clean on the same images, all severities "
+                            "(1 = unaffected)"
+                        ),
+                        seed=ctx.seed,
+                    )
+                )
         abst = [r.scores.get("abstained") or 0.0 for r in records]
         if any(abst):
             out.append(
@@ -314,15 +331,21 @@ def _ratio(num: Any, den: Any) -> float:
     return float(np.mean(num)) / d
 
 
-def relative_robustness_rows(records: Sequence[Record]) -> tuple[list[float], list[float]] | None:
-    """Per clean image: (clean correct, mean corrupted correct), for a paired bootstrap."""
+def relative_robustness_rows(
+    records: Sequence[Record], corruption: str | None = None
+) -> tuple[list[float], list[float]] | None:
+    """Per clean image: (clean correct, mean corrupted correct), for a paired bootstrap.
+
+    ``corruption``: only that corruption type's rows count as corrupted (``acc_c``).
+    """
     clean: dict[str, float] = {}
     corr: dict[str, list[float]] = {}
     for r in records:
         base = r.attributes.get("base", r.sample_id)
-        if r.attributes.get("corruption") == "none":
+        kind = r.attributes.get("corruption")
+        if kind == "none":
             clean[base] = float(r.scores["correct"] or 0.0)
-        else:
+        elif corruption is None or kind == corruption:
             corr.setdefault(base, []).append(float(r.scores["correct"] or 0.0))
     keys = [k for k in clean if k in corr]
     if not keys:
