@@ -387,7 +387,7 @@ def harden_dual(
     held_labels: list[str] = []
     # user data: the last n_eval images are held out of training for before/after, as long as
     # at least as many remain to train on
-    if ctx.data is not None and 0 < p.n_eval and len(images) >= 2 * p.n_eval:
+    if ctx.data is not None and p.n_eval > 0 and len(images) >= 2 * p.n_eval:
         held_images, held_labels = images[-p.n_eval :], labels[-p.n_eval :]
         images, labels = images[: -p.n_eval], labels[: -p.n_eval]
     hardened = clone_dual(model)
