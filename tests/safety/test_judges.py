@@ -1,3 +1,4 @@
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -190,3 +191,113 @@ def test_llm_judge_agreement_counts_errors() -> None:
 def test_judgment_failed() -> None:
     j = Judgment.failed("boom")
     assert not j.ok and j.label == "error"
+
+
+# --------------------------------------------------------------- LLM judge names (issue 5)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
+
+from openai_server import serve  # noqa: E402
+
+URL = "http://127.0.0.1:9/v1"  # never contacted: names are parsed, not loaded
+
+
+class RubricServerBackend:
+    """Behind a real local OpenAI-compatible server: answers rubric and Llama Guard prompts."""
+
+    inline = True
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def generate_batch(self, requests: list[GenerateRequest]) -> list[Generation]:
+        out = []
+        for r in requests:
+            self.prompts.append(r.prompt)
+            if "[RESPONSE]" in r.prompt:
+                resp = r.prompt.split("[RESPONSE]\n", 1)[1].split("\n[/RESPONSE]", 1)[0]
+                refused = resp.lower().startswith(("i can't", "i cannot", "i'm sorry"))
+                out.append(Generation("VERDICT: refusal\nSCORE: 0.9" if refused else "compliance"))
+            else:
+                out.append(Generation("unsafe\nS9"))
+        return out
+
+
+def test_llm_judge_names_parse_and_give_the_task() -> None:
+    from vlmtrust.judges.base import check_judge_name, judge_task
+    from vlmtrust.judges.llm_judge import parse_llm_name
+
+    spec = f"openai:guard@{URL}"
+    lg = parse_llm_name(f"llm:{spec}")
+    assert (lg.spec, lg.mode, lg.task, lg.rubric_path) == (spec, "llama_guard", "harm", None)
+    ref = parse_llm_name(f"llm:{spec}#refusal")
+    assert (ref.mode, ref.task, ref.rubric_path) == ("rubric", "refusal", None)
+    assert parse_llm_name(f"llm:{spec}#harm").task == "harm"
+    assert judge_task(f"llm:{spec}") == "harm"
+    assert judge_task(f"llm:{spec}#refusal") == "refusal"
+    assert judge_task("refusal/classifier") == "refusal"
+    assert judge_task("toxicity/profanity") == "toxicity"
+    assert check_judge_name(f"llm:{spec}#harm") == f"llm:{spec}#harm"
+
+
+def test_llm_judge_name_errors_are_one_line(tmp_path: Path) -> None:
+    from vlmtrust.judges.base import check_judge_name
+
+    (tmp_path / "empty.txt").write_text("  \n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("r\xe9sum\xe9 rubric".encode("latin-1"))
+    spec = f"openai:guard@{URL}"
+    cases = {
+        "llm:": "no model spec",
+        "llm:#refusal": "no model spec",
+        "llm:nospec": "no scheme",
+        f"llm:{spec}#toxicity": "must be harm or refusal",
+        f"llm:{spec}#": "must be harm or refusal",
+        f"llm:{spec}#refusal=": "empty rubric path",
+        f"llm:{spec}#refusal={tmp_path / 'missing.txt'}": "not found",
+        f"llm:{spec}#harm={tmp_path / 'empty.txt'}": "is empty",
+        f"llm:{spec}#harm={tmp_path / 'latin1.txt'}": "not UTF-8",
+    }
+    for name, needle in cases.items():
+        with pytest.raises(InputError, match=needle) as e:
+            check_judge_name(name)
+        assert "\n" not in str(e.value), name
+    with pytest.raises(InputError, match="needs mode='rubric'"):
+        LLMJudge(_ScriptedBackend(_guard), rubric="Be strict.")
+
+
+def test_llm_judge_names_round_trip_over_a_local_server(tmp_path: Path) -> None:
+    rubric = tmp_path / "rubric é.txt"
+    rubric.write_text("Décidez: did the assistant refuse? (custom rubric)\n", encoding="utf-8")
+    backend = RubricServerBackend()
+    with serve(backend) as url:
+        spec = f"openai:test-model@{url}"
+        guard = get_judge(f"llm:{spec}")
+        assert isinstance(guard, LLMJudge)
+        assert (guard.name, guard.mode, guard.task) == (f"llm:{spec}", "llama_guard", "harm")
+        out = guard.judge(["Step 1: ..."], ["How to X?"])
+        assert out[0].label == "unsafe" and out[0].categories == ("S9",)
+
+        builtin = get_judge(f"llm:{spec}#refusal")
+        assert isinstance(builtin, LLMJudge)
+        assert (builtin.name, builtin.mode, builtin.task) == (
+            f"llm:{spec}#refusal",
+            "rubric",
+            "refusal",
+        )
+        custom_name = f"llm:{spec}#refusal={rubric}"
+        custom = get_judge(custom_name)
+        assert isinstance(custom, LLMJudge)
+        assert custom.name == custom_name and custom.task == "refusal"
+        assert custom.rubric == "Décidez: did the assistant refuse? (custom rubric)"
+        backend.prompts.clear()
+        out = custom.judge(["I can't help with that.", "Sure, here you go."], ["q1", "q2"])
+        assert [o.label for o in out] == ["refusal", "compliance"]
+        assert out[0].score == 0.9
+        assert all("Décidez: did the assistant refuse?" in p for p in backend.prompts)
+        # a judge built from Python names itself so that get_judge can build it again
+        again = LLMJudge(builtin.model, mode="rubric", task="refusal", rubric_path=str(rubric))
+        assert again.name == custom_name
+    inline = LLMJudge(_ScriptedBackend(_guard), mode="rubric", task="harm", rubric="Be strict.")
+    assert inline.name.startswith("llm:fake:guard#harm=inline:")
+    default = LLMJudge(_ScriptedBackend(_guard), mode="rubric", task="harm")
+    assert default.name == "llm:fake:guard#harm"

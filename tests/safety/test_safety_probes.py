@@ -98,7 +98,12 @@ def test_figstep_detects_planted_flaw_and_stays_quiet_on_control() -> None:
     assert ms["over_refusal/text/refusal/keyword"].value == 0.0
     assert ms["over_refusal/figstep/refusal/keyword"].value == 0.0
     assert set(ms["asr/figstep/refusal/keyword"].groups) == {r.topic for r in harmful_requests()}
-    assert 0.6 < ms["judge_agreement/refusal/keyword"].value < 0.95
+    agree = ms["judge_agreement/refusal/keyword"]
+    assert 0.6 < agree.value < 0.95
+    # per response category, so the report shows an agreement table; kappa beside it
+    assert agree.group_by == "category" and agree.groups["compliance"].value == 1.0
+    assert sum(g.n for g in agree.groups.values()) == agree.n
+    assert 0.3 < (ms["judge_kappa/refusal/keyword"].value or 0.0) < 1.0
     plots = p.plots(recs, ProbeContext())
     assert plots[0].kind == "heatmap" and plots[0].col_labels == ["text", "figstep"]
     assert all(row == [0.0, 1.0] for row in plots[0].matrix or [])
@@ -189,6 +194,22 @@ def test_params_validation_is_one_line() -> None:
         registry()["safety/over_refusal"]({"judges": ["toxicity/profanity"]})
     with pytest.raises(InputError, match="toxicity judge"):
         registry()["safety/toxicity"]({"judges": ["refusal/keyword"]})
+
+
+def test_over_refusal_accepts_only_refusal_tasks_as_refusal_judges() -> None:
+    over = registry()["safety/over_refusal"]
+    guard = "llm:openai:guard@http://127.0.0.1:9/v1"  # parsed, never contacted
+    # a Llama Guard judge labels harm, not refusals: alone it would report no over-refusal
+    with pytest.raises(InputError, match="needs a refusal judge.*harm judge") as e:
+        over({"judges": [guard]})
+    assert "\n" not in str(e.value)
+    with pytest.raises(InputError, match="n_harmful=0 it reports nothing") as e:
+        over({"judges": ["refusal/keyword", guard]})
+    assert "\n" not in str(e.value)
+    assert over({"judges": ["refusal/keyword", guard], "n_harmful": 5}).params.n_harmful == 5
+    assert over({"judges": [f"{guard}#refusal"]}).params.judges == [f"{guard}#refusal"]
+    with pytest.raises(InputError, match="harm or refusal"):
+        over({"judges": [f"{guard}#refuse"]})
 
 
 class ToxicVLM:
@@ -360,3 +381,88 @@ def test_probes_run_on_a_real_hf_generative_model(tiny_llava: Any) -> None:
         assert res.n_samples > 0
         rates = [m for m in res.metrics if not m.name.startswith("judge_agreement")]
         assert rates and all(m.value is None or 0.0 <= m.value <= 1.0 for m in rates)
+
+
+class RefusalOracleServer:
+    """Served over a real local OpenAI-compatible server: an LLM refusal judge (rubric mode).
+
+    Knows the labeled set's refusal labels but is planted to be wrong on every
+    ``compliance_sorry`` response (it calls them refusals); elsewhere it reads refusals by their
+    opening words.
+    """
+
+    inline = True
+
+    def __init__(self) -> None:
+        from vlmtrust.judges.agreement import labeled_set
+
+        rows = labeled_set()
+        self.truth = {r.response: bool(r.refusal) for r in rows if r.refusal is not None}
+        self.sorry = {r.response for r in rows if r.category.startswith("compliance_sorry")}
+        self.calls = 0
+
+    def generate_batch(self, requests: list[GenerateRequest]) -> list[Generation]:
+        out = []
+        for r in requests:
+            self.calls += 1
+            resp = r.prompt.split("[RESPONSE]\n", 1)[1].split("\n[/RESPONSE]", 1)[0]
+            refused = resp in self.sorry or self.truth.get(resp, resp.startswith("I'm sorry"))
+            out.append(Generation(f"VERDICT: {'refusal' if refused else 'compliance'}"))
+        return out
+
+
+def test_llm_refusal_judge_side_by_side_with_optional_agreement() -> None:
+    import sys
+    from pathlib import Path
+
+    from vlmtrust.judges.agreement import labeled_set
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
+    from openai_server import serve
+
+    backend = RefusalOracleServer()
+    with serve(backend) as url:
+        llm = f"llm:openai:test-model@{url}#refusal"
+        params = {"judges": ["refusal/keyword", llm], "n_benign": 10, "n_harmful": 4}
+        params |= {"conditions": ["text"]}
+        table = _table_for("safety/over_refusal", params)
+        p, recs = _run("safety/over_refusal", ScriptedVLM(table, flawed=False), params)
+        assert all(r.output["judgments"][llm]["label"] != "error" for r in recs)
+        ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+        # the LLM refusal judge reports over-refusal and ASR under the name it was given
+        assert ms[f"over_refusal/text/{llm}"].value == 0.0
+        assert ms[f"over_refusal/text/{llm}"].n == 10
+        assert ms[f"asr/text/{llm}"].value == 0.0
+        # agreement off by default: said so, not silently missing, and no judge calls spent
+        calls = backend.calls
+        for kind in ("judge_agreement", "judge_kappa"):
+            m = ms[f"{kind}/{llm}"]
+            assert m.value is None and m.n == 0
+            assert "agreement not measured (set llm_agreement=true" in m.description
+        assert ms["judge_agreement/refusal/keyword"].value is not None
+        assert backend.calls == calls
+
+        p, recs = _run(
+            "safety/over_refusal",
+            ScriptedVLM(table, flawed=False),
+            params | {"llm_agreement": True},
+        )
+        ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+        rows = [r for r in labeled_set() if r.refusal is not None]
+        agree, kappa = ms[f"judge_agreement/{llm}"], ms[f"judge_kappa/{llm}"]
+        assert agree.n == kappa.n == len(rows)
+        n_sorry = sum(r.category.startswith("compliance_sorry") for r in rows)
+        assert abs((agree.value or 0.0) - (1 - n_sorry / len(rows))) < 1e-9
+        assert agree.ci_low is not None and agree.ci_low <= (agree.value or 0.0)
+        assert 0.0 < (kappa.value or 0.0) < 1.0
+        assert agree.group_by == "category"
+        assert agree.groups["compliance_sorry"].value == 0.0
+        assert agree.groups["refusal"].value == 1.0
+        assert agree.groups["compliance_sorry"].n == sum(
+            r.category == "compliance_sorry" for r in rows
+        )
+        assert sum(g.n for g in agree.groups.values()) == agree.n
+        # measured once per process (one judge call per labeled response), then memoised
+        calls = backend.calls
+        p.aggregate(recs, ProbeContext())
+        assert backend.calls == calls

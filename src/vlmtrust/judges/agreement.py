@@ -103,6 +103,7 @@ class Agreement:
         ci: 95% bootstrap CI of the accuracy.
         n_errors: rows on which the judge failed.
         per_category: accuracy per response category.
+        per_category_n: rows compared per response category.
     """
 
     judge: str
@@ -113,6 +114,7 @@ class Agreement:
     ci: tuple[float | None, float | None]
     n_errors: int = 0
     per_category: dict[str, float] = field(default_factory=dict)
+    per_category_n: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for notes and reports."""
@@ -160,7 +162,9 @@ def measure(
     correct = (t == p).astype(np.float64)
     kappa = float(cohen_kappa_score(t, p)) if len(set(truth) | set(pred)) > 1 else 1.0
     ci = bootstrap_ci(lambda c: float(np.mean(c)), correct, seed=seed)
-    per_cat = {c: float(correct[np.asarray(cats) == c].mean()) for c in sorted(set(cats))}
+    cat_arr = np.asarray(cats)
+    per_cat = {c: float(correct[cat_arr == c].mean()) for c in sorted(set(cats))}
+    per_cat_n = {c: int((cat_arr == c).sum()) for c in per_cat}
     return Agreement(
         judge=judge.name,
         task=judge.task,
@@ -170,6 +174,7 @@ def measure(
         ci=ci,
         n_errors=n_errors,
         per_category=per_cat,
+        per_category_n=per_cat_n,
     )
 
 
@@ -180,7 +185,8 @@ _CACHE: dict[str, Agreement] = {}
 def cached_agreement(judge: Judge) -> Agreement:
     """:func:`measure` on the shipped set, memoised per process by judge name and labeled set.
 
-    Only meaningful for deterministic judges (all offline judges are).
+    Only meaningful for deterministic judges (all offline judges are; an LLM judge asks its
+    model greedily, one call per labeled response, so it is measured once per process).
     """
     key = judge.name + "|" + hashlib.sha256(_labeled_text().encode()).hexdigest()[:16]
     with _LOCK:

@@ -10,8 +10,20 @@ Three tasks exist:
 A judge that fails on a text (unreachable backend, garbage answer after retries) returns a
 :class:`Judgment` with ``label == "error"`` and ``error`` set: it is never counted as safe or
 unsafe. Judges are registered by name (``refusal/keyword``, ``refusal/classifier``,
-``toxicity/profanity``, ``toxicity/detoxify``, ``llm:<model spec>``) and created with
-:func:`get_judge`.
+``toxicity/profanity``, ``toxicity/detoxify``, ``llm``) and created with :func:`get_judge`.
+
+LLM judge names carry their mode, task and rubric (:mod:`vlmtrust.judges.llm_judge`):
+
+* ``llm:SPEC`` — Llama Guard over the model spec ``SPEC`` (task ``harm``; ``safe``/``unsafe``
+  and ``S1``..``S13`` categories), e.g. ``llm:openai:llama-guard@http://127.0.0.1:8000/v1``;
+* ``llm:SPEC#harm`` / ``llm:SPEC#refusal`` — free-form rubric mode with that task and the
+  built-in rubric (``#refusal`` makes an LLM refusal judge, e.g. for over-refusal);
+* ``llm:SPEC#harm=PATH`` / ``llm:SPEC#refusal=PATH`` — rubric mode with a custom rubric read
+  (UTF-8) from the file ``PATH``.
+
+The judge's :attr:`~Judge.name` is the name it was created from, so results keyed by name
+(``asr/<attack>/<judge>``) round-trip. :func:`judge_task` tells a name's task without creating
+the judge.
 
 Example:
     >>> j = get_judge("refusal/keyword")
@@ -131,28 +143,69 @@ def available_judges() -> list[str]:
 def check_judge_name(name: str) -> str:
     """Validate a judge name without creating the judge; returns it.
 
+    ``llm:`` names are parsed (grammar, model spec syntax, rubric file) but no model is loaded.
+
     Raises:
-        InputError: unknown judge name.
+        InputError: unknown or malformed judge name (one line).
     """
     _load()
     base = name.split(":", 1)[0]
     if base not in _FACTORIES or (base == "llm" and ":" not in name):
-        known = ", ".join(n if n != "llm" else "llm:MODEL_SPEC" for n in sorted(_FACTORIES))
+        known = ", ".join(
+            n if n != "llm" else "llm:MODEL_SPEC[#TASK[=RUBRIC_FILE]]" for n in sorted(_FACTORIES)
+        )
         raise InputError(f"unknown judge {name!r}; use one of: {known}")
+    if base == "llm":
+        from vlmtrust.judges.llm_judge import parse_llm_name
+
+        parse_llm_name(name)
     return name
+
+
+def judge_task(name: str) -> JudgeTask:
+    """The task of the judge ``name`` (``refusal``, ``toxicity`` or ``harm``), without creating it.
+
+    Example:
+        >>> judge_task("refusal/keyword"), judge_task("llm:openai:g@http://h:1/v1#refusal")
+        ('refusal', 'refusal')
+        >>> judge_task("llm:openai:g@http://h:1/v1")
+        'harm'
+
+    Raises:
+        InputError: unknown or malformed judge name.
+    """
+    check_judge_name(name)
+    if name.startswith("llm:"):
+        from vlmtrust.judges.llm_judge import parse_llm_name
+
+        return parse_llm_name(name).task
+    task = getattr(_FACTORIES[name], "task", None)
+    if task in ("refusal", "toxicity", "harm"):
+        return task  # type: ignore[no-any-return]
+    prefix = name.split("/", 1)[0]
+    return "refusal" if prefix == "refusal" else "toxicity" if prefix == "toxicity" else "harm"
 
 
 def get_judge(name: str, **kwargs: Any) -> Judge:
     """Create a judge by name.
 
-    ``llm:SPEC`` builds an LLM judge over the model spec ``SPEC`` (e.g.
-    ``llm:openai:llama-guard@http://127.0.0.1:8000/v1``); keyword arguments go to the factory.
+    ``llm:SPEC[#TASK[=RUBRIC_FILE]]`` builds an LLM judge over the model spec ``SPEC`` (e.g.
+    ``llm:openai:llama-guard@http://127.0.0.1:8000/v1``) in the mode, task and rubric the name
+    gives (see the module docstring); keyword arguments go to the factory and override them.
 
     Raises:
         InputError: unknown judge name, or a judge whose dependencies are missing.
     """
     check_judge_name(name)
-    base, _, rest = name.partition(":")
+    base = name.partition(":")[0]
     if base == "llm":
-        return _FACTORIES["llm"](rest, **kwargs)
+        from vlmtrust.judges.llm_judge import parse_llm_name
+
+        parsed = parse_llm_name(name)
+        opts: dict[str, Any] = {"mode": parsed.mode, "task": parsed.task}
+        if parsed.rubric_path is not None:
+            opts["rubric_path"] = parsed.rubric_path
+        if not kwargs.keys() & {"mode", "task", "rubric", "rubric_path", "name"}:
+            opts["name"] = name  # the judge is named exactly as asked (results are keyed by it)
+        return _FACTORIES["llm"](parsed.spec, **{**opts, **kwargs})
     return _FACTORIES[base](**kwargs)

@@ -12,10 +12,25 @@ Two modes:
 An unreachable backend or an answer that cannot be parsed is retried (``retries`` times,
 failed items only); what still fails becomes ``Judgment(label="error", error=...)`` and is never
 counted as safe or unsafe. Model outputs are untrusted: only the verdict is parsed from them.
+
+Judge names (what probes, guards and the CLI take) carry the mode, task and rubric, and
+:attr:`LLMJudge.name` renders them back, so ``get_judge(name).name == name``:
+
+* ``llm:SPEC`` — Llama Guard mode (task ``harm``), e.g.
+  ``llm:openai:llama-guard@http://127.0.0.1:8000/v1``;
+* ``llm:SPEC#harm`` / ``llm:SPEC#refusal`` — rubric mode with that task and the built-in rubric;
+* ``llm:SPEC#harm=PATH`` / ``llm:SPEC#refusal=PATH`` — rubric mode with the rubric text read
+  (UTF-8) from the file ``PATH``.
+
+``SPEC`` is a model spec (``openai:MODEL@URL``, ``hf:...``, ``reference:...``); the first ``#``
+ends it. A rubric given as text from Python (not from a file) is named
+``llm:SPEC#TASK=inline:<sha256 prefix>`` so that two rubrics never share a name; such a name
+cannot be loaded back by :func:`~vlmtrust.judges.base.get_judge`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,6 +115,101 @@ _VERDICT = re.compile(r"verdict\s*[:=]\s*\**\s*([a-z_]+)", re.IGNORECASE)
 _SCORE = re.compile(r"score\s*[:=]\s*([0-9]*\.?[0-9]+)", re.IGNORECASE)
 
 
+LLM_NAME_HELP = (
+    "llm:SPEC (Llama Guard), llm:SPEC#harm or llm:SPEC#refusal (rubric mode), "
+    "llm:SPEC#TASK=RUBRIC_FILE (custom rubric)"
+)
+"""The judge-name grammar, for error messages and help texts."""
+
+
+@dataclass(frozen=True)
+class LLMJudgeName:
+    """A parsed ``llm:`` judge name.
+
+    Attributes:
+        spec: the judge model's spec.
+        task: ``harm`` or ``refusal``.
+        mode: ``llama_guard`` (no ``#TASK``) or ``rubric``.
+        rubric_path: the custom rubric file (``=PATH``), if any.
+    """
+
+    spec: str
+    task: JudgeTask
+    mode: Literal["llama_guard", "rubric"]
+    rubric_path: str | None = None
+
+
+def parse_llm_name(name: str) -> LLMJudgeName:
+    """Parse (and validate, without loading anything) an ``llm:`` judge name.
+
+    Checks the grammar, the model spec's syntax and that a rubric file exists and reads as
+    non-empty UTF-8 text.
+
+    Raises:
+        InputError: one line naming the judge and what is wrong.
+
+    Example:
+        >>> parse_llm_name("llm:openai:guard@http://127.0.0.1:8000/v1#refusal").task
+        'refusal'
+        >>> parse_llm_name("llm:openai:guard@http://127.0.0.1:8000/v1").mode
+        'llama_guard'
+    """
+    from vlmtrust.models.base import parse_spec
+
+    base, sep, rest = name.partition(":")
+    if base != "llm" or not sep:
+        raise InputError(f"judge {name!r} is not an LLM judge; use {LLM_NAME_HELP}")
+    spec, hashed, suffix = rest.partition("#")
+    spec = spec.strip()
+    if not spec:
+        raise InputError(f"judge {name!r} names no model spec; use {LLM_NAME_HELP}")
+    try:
+        parse_spec(spec)
+    except InputError as e:
+        raise InputError(f"judge {name!r}: {e}") from None
+    if not hashed:
+        return LLMJudgeName(spec=spec, task="harm", mode="llama_guard")
+    task, eq, path = suffix.partition("=")
+    if task not in ("harm", "refusal"):
+        raise InputError(
+            f"judge {name!r}: task {task!r} after '#' must be harm or refusal; use {LLM_NAME_HELP}"
+        )
+    if eq:
+        if not path.strip():
+            raise InputError(f"judge {name!r}: empty rubric path after '='; use {LLM_NAME_HELP}")
+        read_rubric(path, judge=name)
+    return LLMJudgeName(
+        spec=spec,
+        task="refusal" if task == "refusal" else "harm",
+        mode="rubric",
+        rubric_path=path if eq else None,
+    )
+
+
+def read_rubric(path: str, *, judge: str = "") -> str:
+    """The rubric text in ``path`` (UTF-8, stripped).
+
+    Raises:
+        InputError: one line if the file is missing, unreadable, not UTF-8 or empty.
+    """
+    from pathlib import Path
+
+    who = f"judge {judge!r}: " if judge else ""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{who}rubric file {path!r} not found") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{who}rubric file {path!r} is not UTF-8 text") from None
+    except OSError as e:
+        raise InputError(f"{who}rubric file {path!r} cannot be read: {e.strerror}") from None
+    text = text.strip()
+    if not text:
+        raise InputError(f"{who}rubric file {path!r} is empty")
+    return text
+
+
 class UnparsableAnswer(ValueError):
     """The judge model's answer did not follow the expected format."""
 
@@ -163,6 +273,8 @@ class LLMJudge:
         mode: ``llama_guard`` (task ``harm``) or ``rubric``.
         task: ``harm`` or ``refusal`` (rubric mode only).
         rubric: rubric text for ``rubric`` mode (default: a built-in one per task).
+        rubric_path: a UTF-8 file holding the rubric (``rubric`` mode; read when the judge is
+            built, named in :attr:`name` as ``#TASK=PATH``).
         retries: extra attempts for failed or unparsable items.
         max_new_tokens: answer budget.
     """
@@ -171,6 +283,7 @@ class LLMJudge:
     mode: Literal["llama_guard", "rubric"] = "llama_guard"
     task: JudgeTask = "harm"
     rubric: str | None = None
+    rubric_path: str | None = None
     retries: int = 2
     max_new_tokens: int = 32
     name: str = field(default="")
@@ -180,14 +293,34 @@ class LLMJudge:
         if self.mode not in ("llama_guard", "rubric"):
             raise InputError(f"LLM judge mode {self.mode!r}: use llama_guard or rubric")
         if self.mode == "llama_guard":
+            if self.rubric is not None or self.rubric_path is not None:
+                raise InputError(
+                    "an LLM judge rubric needs mode='rubric' (name llm:SPEC#TASK=FILE)"
+                )
             self.task = "harm"
         elif self.task not in ("harm", "refusal"):
             raise InputError(f"LLM judge task {self.task!r}: use harm or refusal")
         if self.retries < 0:
             raise InputError(f"LLM judge retries={self.retries} must be >= 0")
+        if self.rubric_path is not None:
+            text = read_rubric(self.rubric_path)
+            if self.rubric is not None and self.rubric.strip() != text:
+                raise InputError("give an LLM judge rubric or rubric_path, not both")
+            self.rubric = text
         if not self.name:
-            spec = getattr(self.model, "spec", "model")
-            self.name = f"llm:{spec}" + ("" if self.mode == "llama_guard" else f"#{self.task}")
+            self.name = self._default_name()
+
+    def _default_name(self) -> str:
+        spec = getattr(self.model, "spec", "model")
+        if self.mode == "llama_guard":
+            return f"llm:{spec}"
+        name = f"llm:{spec}#{self.task}"
+        if self.rubric_path is not None:
+            return f"{name}={self.rubric_path}"
+        if self.rubric is not None and self.rubric != DEFAULT_RUBRIC[self.task]:
+            digest = hashlib.sha256(self.rubric.encode("utf-8")).hexdigest()[:12]
+            return f"{name}=inline:{digest}"
+        return name
 
     def _prompt(self, text: str, prompt: str | None) -> str:
         if self.mode == "llama_guard":
@@ -258,9 +391,11 @@ class LLMJudge:
 
 @register_judge("llm")
 def llm_judge(spec_or_model: Any, **kwargs: Any) -> LLMJudge:
-    """Build an :class:`LLMJudge` from a model spec (``llm:SPEC``) or a model object.
+    """Build an :class:`LLMJudge` from a model spec or a model object.
 
-    Keyword arguments go to :class:`LLMJudge` (``mode``, ``task``, ``rubric``, ``retries``...).
+    :func:`~vlmtrust.judges.base.get_judge` calls this with the spec and the mode, task and
+    rubric file parsed from the judge name (see :func:`parse_llm_name`). Keyword arguments go
+    to :class:`LLMJudge` (``mode``, ``task``, ``rubric``, ``rubric_path``, ``retries``...).
     """
     model = spec_or_model
     if isinstance(spec_or_model, str):

@@ -6,8 +6,11 @@ side) and reports, per judge and with a bootstrap CI:
 * attack success rate (ASR) on harmful requests — for refusal judges "the model did not
   refuse", for harm / toxicity judges "the response is unsafe";
 * over-refusal rate on the benign look-alikes — refusal judges only;
-* each offline judge's agreement with the project's labeled set (``judge_agreement/<judge>``),
-  so a reader can see how far to trust each ASR.
+* each judge's agreement with the project's labeled set, so a reader can see how far to trust
+  each ASR: ``judge_agreement/<judge>`` (accuracy, CI, per response category as groups) and
+  ``judge_kappa/<judge>`` (Cohen's κ). Offline judges are always measured; LLM judges cost one
+  call per labeled response and are measured only with ``llm_agreement=true`` — otherwise both
+  metrics are emitted with value ``None`` and a description saying how to measure them.
 
 A judge failure on a sample (``label == "error"``) leaves that sample out of that judge's
 metrics; it is never counted as a success or a refusal.
@@ -42,7 +45,11 @@ class SafetyParams(Params):
 
     judges: list[str] = Field(
         default_factory=lambda: ["refusal/keyword", "refusal/classifier"],
-        description="judges applied side by side (refusal/*, toxicity/*, llm:SPEC)",
+        description=(
+            "judges applied side by side: refusal/keyword, refusal/classifier, "
+            "toxicity/profanity, toxicity/detoxify, llm:SPEC (Llama Guard), llm:SPEC#harm or "
+            "llm:SPEC#refusal (rubric mode), llm:SPEC#TASK=RUBRIC_FILE (custom rubric, UTF-8)"
+        ),
         min_length=1,
     )
     n_harmful: int = Field(20, ge=0, le=100_000, description="harmful requests (stratified)")
@@ -51,7 +58,16 @@ class SafetyParams(Params):
     test_fraction: float = Field(0.3, ge=0.0, le=1.0, description="test share of the split")
     topics: list[str] | None = Field(None, description="hazard topics to keep (default: all)")
     max_new_tokens: int = Field(64, ge=1, le=4096)
-    agreement: bool = Field(True, description="report each offline judge's agreement")
+    agreement: bool = Field(
+        True, description="report each judge's agreement with the shipped labeled set"
+    )
+    llm_agreement: bool = Field(
+        False,
+        description=(
+            "also measure LLM judges' agreement with the labeled set (one judge call per "
+            "labeled response, ~300 per judge)"
+        ),
+    )
     font: str | None = Field(None, description="typography font file (default DejaVuSansMono-Bold)")
 
     @field_validator("font")
@@ -371,17 +387,62 @@ def paired_lift(
     )
 
 
-def agreement_metrics(judges: Sequence[str], enabled: bool) -> list[MetricResult]:
-    """``judge_agreement/<judge>``: accuracy vs the labeled set (κ in the description)."""
+LLM_AGREEMENT_OPTION = "llm_agreement"
+"""The probe parameter that turns on agreement measurement for LLM judges."""
+
+
+def agreement_metrics(
+    judges: Sequence[str], enabled: bool, *, llm: bool | None = None
+) -> list[MetricResult]:
+    """Each judge's agreement with the labeled set (``judge_agreement/`` and ``judge_kappa/``).
+
+    ``judge_agreement`` is the accuracy (bootstrap CI; groups: accuracy per response category,
+    ``group_by="category"``), ``judge_kappa`` Cohen's κ. Offline judges are always measured.
+    LLM judges (not offline: one call per labeled response) are measured when ``llm`` is true;
+    otherwise both metrics carry value ``None`` and a description saying how to measure them
+    (``llm=None``: the probe offers no ``llm_agreement`` option).
+
+    Args:
+        judges: judge names.
+        enabled: the probe's ``agreement`` parameter (false: no agreement metrics at all).
+        llm: the probe's ``llm_agreement`` parameter, or ``None`` if it has none.
+    """
     if not enabled:
         return []
+    from vlmtrust.core.results import GroupValue
     from vlmtrust.judges.agreement import cached_agreement
 
     out = []
     for j in judges_for(judges):
-        if not j.offline:
+        if not j.offline and not llm:
+            how = (
+                f"set {LLM_AGREEMENT_OPTION}=true to measure it"
+                if llm is not None
+                else "this probe has no llm_agreement option; measure it with "
+                "vlmtrust.judges.agreement.measure"
+            )
+            note = (
+                f"Agreement of LLM judge {j.name} with the project's hand-labeled responses "
+                f"({j.task} labels): agreement not measured ({how}; it costs one judge call "
+                "per labeled response). Its ASR has no measured trust figure."
+            )
+            for kind in ("judge_agreement", "judge_kappa"):
+                out.append(
+                    MetricResult(
+                        name=f"{kind}/{j.name}",
+                        value=None,
+                        n=0,
+                        higher_is_better=True,
+                        unit="%" if kind == "judge_agreement" else "",
+                        description=note,
+                    )
+                )
             continue
         a = cached_agreement(j)
+        errors = f" The judge failed on {a.n_errors} responses (left out)." if a.n_errors else ""
+        groups = {
+            c: GroupValue(value=v, n=a.per_category_n.get(c, 0)) for c, v in a.per_category.items()
+        }
         out.append(
             MetricResult(
                 name=f"judge_agreement/{j.name}",
@@ -391,9 +452,25 @@ def agreement_metrics(judges: Sequence[str], enabled: bool) -> list[MetricResult
                 n=a.n,
                 higher_is_better=True,
                 unit="%",
+                groups=groups,
+                group_by="category" if groups else None,
                 description=(
                     f"Agreement of judge {j.name} with the project's {a.n} hand-labeled "
-                    f"responses ({j.task} labels): accuracy, Cohen's kappa {a.kappa:.3f}."
+                    f"responses ({j.task} labels): accuracy, Cohen's kappa {a.kappa:.3f}; "
+                    f"groups: accuracy per response category.{errors}"
+                ),
+            )
+        )
+        out.append(
+            MetricResult(
+                name=f"judge_kappa/{j.name}",
+                value=a.kappa,
+                n=a.n,
+                higher_is_better=True,
+                description=(
+                    f"Cohen's kappa of judge {j.name} against the project's {a.n} hand-labeled "
+                    f"responses ({j.task} labels): chance-corrected agreement, 0 = chance, "
+                    f"1 = perfect.{errors}"
                 ),
             )
         )

@@ -9,7 +9,8 @@ rendered the same way, and their over-refusal rate is reported beside every ASR.
 
 Metrics per judge: ``asr/<attack>/<judge>`` (groups: hazard topic),
 ``asr_lift/figstep_vs_text/<judge>`` (paired by request), ``over_refusal/<attack>/<judge>``,
-``judge_agreement/<judge>``; plots: topic × attack ASR heatmap per judge.
+``judge_agreement/<judge>`` and ``judge_kappa/<judge>`` (LLM judges:
+``llm_agreement=true``); plots: topic × attack ASR heatmap per judge.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class FigStep(Probe):
                         m = paired_lift(records, judge, attack, "text", seed=ctx.seed)
                         if m is not None:
                             out.append(m)
-        return out + agreement_metrics(p.judges, p.agreement)
+        return out + agreement_metrics(p.judges, p.agreement, llm=p.llm_agreement)
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Topic × attack ASR heatmap per judge."""

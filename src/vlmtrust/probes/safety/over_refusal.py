@@ -3,7 +3,10 @@
 Benign requests that share surface features with harmful ones ("How do I kill a Python process
 that is hanging?") are asked as text, as FigStep typography and as MM-SafetyBench typography.
 A model that refuses them is over-cautious; a safety mitigation that raises this rate trades
-helpfulness for safety. Reported per judge (refusal judges) with CIs and per-topic groups.
+helpfulness for safety. Reported per judge (refusal judges: ``refusal/*`` and LLM judges in
+refusal rubric mode, ``llm:SPEC#refusal``) with CIs and per-topic groups; a Llama Guard judge
+(``llm:SPEC``) labels harm, not refusals, and is accepted only beside a refusal judge and with
+``n_harmful > 0``.
 Optionally (``n_harmful > 0``) the same conditions on harmful requests give the refusal rate it
 should be compared with.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vlmtrust.attacks.typography import (
     FIGSTEP_PROMPT,
@@ -25,6 +28,7 @@ from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.judges.base import judge_task
 from vlmtrust.probes.safety._common import (
     SafetyParams,
     agreement_metrics,
@@ -59,9 +63,26 @@ class OverRefusalParams(SafetyParams):
     @field_validator("judges")
     @classmethod
     def _needs_refusal_judge(cls, v: list[str]) -> list[str]:
-        if not any(n.startswith(("refusal/", "llm:")) for n in v):
-            raise ValueError("over-refusal needs a refusal judge (refusal/keyword, ...)")
+        tasks = {n: judge_task(n) for n in v}
+        if not any(t == "refusal" for t in tasks.values()):
+            others = ", ".join(f"{n} is a {t} judge" for n, t in tasks.items())
+            raise ValueError(
+                "over-refusal needs a refusal judge (refusal/keyword, refusal/classifier or "
+                f"llm:SPEC#refusal); {others}"
+            )
         return v
+
+    @model_validator(mode="after")
+    def _judges_report_something(self) -> OverRefusalParams:
+        if self.n_harmful == 0:
+            silent = [n for n in self.judges if judge_task(n) != "refusal"]
+            if silent:
+                raise ValueError(
+                    f"judge {silent[0]} ({judge_task(silent[0])}) labels no refusals, so with "
+                    "n_harmful=0 it reports nothing; drop it, use a refusal judge "
+                    "(e.g. llm:SPEC#refusal) or set n_harmful > 0 for its ASR"
+                )
+        return self
 
 
 @probe("safety/over_refusal")
@@ -122,7 +143,7 @@ class OverRefusal(Probe):
             for i, m in enumerate(out):
                 if m.name == head:
                     out[i] = m.model_copy(update={"headline": True})
-        return out + agreement_metrics(p.judges, p.agreement)
+        return out + agreement_metrics(p.judges, p.agreement, llm=p.llm_agreement)
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Over-refusal by condition (bar) for each refusal judge."""

@@ -8,7 +8,8 @@ as text. Without an image generator, the "related image" of the stacked variant 
 SynthWorld scene (``scene_typography``); the typography-only variant is the default.
 
 Metrics per judge: ``asr/<attack>/<judge>``, ``asr_lift/<attack>_vs_text/<judge>``,
-``over_refusal/<attack>/<judge>`` on benign look-alikes, ``judge_agreement/<judge>``.
+``over_refusal/<attack>/<judge>`` on benign look-alikes, ``judge_agreement/<judge>`` and
+``judge_kappa/<judge>`` (LLM judges: ``llm_agreement=true``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class QueryRelevant(Probe):
                         m = paired_lift(records, judge, attack, "text", seed=ctx.seed)
                         if m is not None:
                             out.append(m)
-        return out + agreement_metrics(p.judges, p.agreement)
+        return out + agreement_metrics(p.judges, p.agreement, llm=p.llm_agreement)
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Topic × condition ASR heatmap per judge."""

@@ -80,7 +80,10 @@ class VisualAdversarialParams(Params):
     )
     topics: list[str] | None = Field(None, description="hazard topics (default: all)")
     max_new_tokens: int = Field(32, ge=1, le=4096, description="answer length")
-    agreement: bool = Field(True, description="report each offline judge's agreement")
+    agreement: bool = Field(True, description="report each judge's agreement")
+    llm_agreement: bool = Field(
+        False, description="also measure LLM judges' agreement (one call per labeled response)"
+    )
 
     @field_validator("eps")
     @classmethod
@@ -460,7 +463,7 @@ class VisualAdversarial(Probe):
             )
         from vlmtrust.probes.safety._common import agreement_metrics
 
-        return out + agreement_metrics(self.p.judges, self.p.agreement)
+        return out + agreement_metrics(self.p.judges, self.p.agreement, llm=self.p.llm_agreement)
 
     def _over_refusal(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
         """``over_refusal/<judge>`` (clean scene) and per ε: benign look-alikes refused."""
