@@ -182,3 +182,42 @@ def test_budget_checks_depend_on_the_norm() -> None:
         with pytest.raises(InputError) as e:
             AdversarialProbe(bad)
         assert word in str(e.value) and "\n" not in str(e.value).strip(), str(e.value)
+
+
+def test_embedding_objective_is_a_label_free_feature_attack(ref_clip: Any) -> None:
+    """objective=embedding pushes f(x+δ) away from f(x) (no labels) and still breaks
+    zero-shot predictions, less directly than the CE attack at the same budget."""
+    ctx = ProbeContext(seed=0)
+    runs = {
+        obj: evaluate_probe(
+            ref_clip, AdversarialProbe({"n": 32, "eps": "8/255", "objective": obj}), ctx
+        )
+        for obj in ("ce", "embedding")
+    }
+    asr = {k: r.metric("attack_success_rate@8/255").value or 0.0 for k, r in runs.items()}
+    assert asr["embedding"] >= 0.5 and asr["ce"] >= asr["embedding"], asr  # 0.78 / 0.94
+
+
+def test_captioning_attacks_on_reference_vlm() -> None:
+    """MultiTrust R.4 / R.5 style: attack the caption instead of a one-word answer."""
+    if not _has_reference("vlm"):
+        pytest.skip("reference:vlm is not shipped yet")
+    from vlmtrust.models.base import load_model
+
+    torch.set_num_threads(1)
+    vlm = load_model("reference:vlm", device="cpu")
+    params = {"n": 8, "eps": "8/255,32/255", "task": "caption", "steps": 10}
+    res = evaluate_probe(vlm, AdversarialProbe(params), ProbeContext(seed=0))
+    assert res.n_errors == 0
+    # clean captions name the shape; an untargeted attack pushes them off it
+    assert (res.metric("clean_accuracy").value or 0.0) >= 0.75  # measured 1.0
+    assert (res.metric("attack_success_rate@32/255").value or 0.0) >= 0.75  # measured 1.0
+    asr8 = res.metric("attack_success_rate@8/255").value or 0.0
+    assert asr8 <= (res.metric("attack_success_rate@32/255").value or 0.0)
+    probe = AdversarialProbe({**params, "n": 2, "goal": "targeted"})
+    recs = probe.evaluate(vlm, list(probe.samples(ProbeContext(seed=0))), ProbeContext(seed=0))
+    out = recs[0].output
+    assert out["task"] == "caption" and set(out["captions"]) == {"8/255", "32/255"}
+    assert out["clean_caption"] and out["target_caption"] == f"A {out['target']}."
+    with pytest.raises(InputError, match="caption_target"):
+        AdversarialProbe({"task": "caption", "caption_target": "no placeholder"})
