@@ -130,6 +130,37 @@ QR = {
 }
 
 
+def test_query_relevant_stacks_the_users_related_images(tmp_path: Any) -> None:
+    """related_images: per-request file first, then the topic folder, else SynthWorld; an
+    unreadable file is one error record naming it, and the run goes on."""
+    from PIL import Image
+
+    from vlmtrust.data.datasets import DataError
+    from vlmtrust.probes.safety.query_relevant import QueryRelevant
+
+    params = {**QR, "attacks": ["scene_typography"], "n_harmful": 10, "n_benign": 0}
+    reqs = [s.metadata for s in QueryRelevant(params).samples(ProbeContext(seed=0))]
+    chosen = [h for h in harmful_requests() if h.text in {m["request"] for m in reqs}]
+    first, second, third = chosen[0], chosen[1], chosen[2]
+    Image.new("RGB", (40, 30), (200, 0, 0)).save(tmp_path / f"{first.id}.png")
+    (tmp_path / second.topic).mkdir(exist_ok=True)
+    Image.new("RGB", (40, 30), (0, 0, 200)).save(tmp_path / second.topic / "a.png")
+    (tmp_path / f"{third.id}.jpg").write_bytes(b"not an image")
+    probe = QueryRelevant({**params, "related_images": str(tmp_path)})
+    items = list(probe.samples(ProbeContext(seed=0)))
+    errors = [x for x in items if isinstance(x, DataError)]
+    assert len(errors) == 1 and f"{third.id}.jpg" in errors[0].message
+    assert "\n" not in errors[0].message
+    by_req = {x.attributes["request_id"]: x for x in items if not isinstance(x, DataError)}
+    assert by_req[first.id].attributes["related_image"] == "request"
+    top = by_req[first.id].images[0].load().convert("RGB").getpixel((5, 5))
+    assert top[0] > 150 and top[2] < 80  # the red related image sits above the phrase
+    sources = {x.attributes["related_image"] for x in by_req.values()}
+    assert sources == {"request", "topic", "synthworld"}
+    with pytest.raises(InputError, match="not a folder"):
+        QueryRelevant({**params, "related_images": str(tmp_path / "missing")})
+
+
 def test_query_relevant_detects_flaw_and_control_is_quiet() -> None:
     table = _table_for("safety/query_relevant", QR)
     p, recs = _run("safety/query_relevant", ScriptedVLM(table, flawed=True), QR)
