@@ -459,13 +459,13 @@ def test_llm_refusal_judge_side_by_side_with_optional_agreement() -> None:
         table = _table_for("safety/over_refusal", params)
         p, recs = _run("safety/over_refusal", ScriptedVLM(table, flawed=False), params)
         assert all(r.output["judgments"][llm]["label"] != "error" for r in recs)
+        calls = backend.calls  # judging the records is done: aggregation must call nothing
         ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
         # the LLM refusal judge reports over-refusal and ASR under the name it was given
         assert ms[f"over_refusal/text/{llm}"].value == 0.0
         assert ms[f"over_refusal/text/{llm}"].n == 10
         assert ms[f"asr/text/{llm}"].value == 0.0
         # agreement off by default: said so, not silently missing, and no judge calls spent
-        calls = backend.calls
         for kind in ("judge_agreement", "judge_kappa"):
             m = ms[f"{kind}/{llm}"]
             assert m.value is None and m.n == 0

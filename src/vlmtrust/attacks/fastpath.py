@@ -45,6 +45,14 @@ def attack_fast_path(module: Any, *, pooled_only: bool = False) -> Iterator[dict
         yield counts
 
 
+def _transformers_major() -> int:
+    try:
+        import transformers
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        return 0
+    return int(str(transformers.__version__).split(".", 1)[0])
+
+
 def _on_cpu(module: Any) -> bool:
     p = next(iter(module.parameters()), None)
     return p is not None and p.device.type == "cpu"
@@ -153,7 +161,8 @@ def eager_short_attention(module: Any) -> Iterator[int]:
     ``patch_size``) currently set to ``sdpa`` are switched; yields how many.
     """
     configs: dict[int, Any] = {}
-    if _on_cpu(module):
+    # transformers 4.x binds the attention class at construction: the switch would do nothing
+    if _on_cpu(module) and _transformers_major() >= 5:
         for m in module.modules():
             cfg = getattr(m, "config", None)
             size, patch = getattr(cfg, "image_size", None), getattr(cfg, "patch_size", None)
@@ -185,10 +194,13 @@ def cls_only_last_layer(module: Any) -> Iterator[int]:
     that reads only the pooled embedding the last block is run with the CLS query alone (keys
     and values still from every token): a quarter of reference:clip's four-block encoder →
     about a fifth less work per step. The block then returns ``(B, 1, d)``, so this applies only
-    while such an objective attacks a CPU ``clip`` model; other towers (SigLIP pools by
-    attention over all tokens) are left alone.
+    while such an objective attacks a CPU ``clip`` model under transformers ≥ 5; other towers
+    (SigLIP pools by attention over all tokens) are left alone.
     """
-    layer = _clip_last_vision_layer(module) if _on_cpu(module) else None
+    # transformers 5 encoder layers take (hidden, mask) and return a tensor; 4.x passes three
+    # arguments and expects a tuple, so the rewrite is left off there
+    ok = _on_cpu(module) and _transformers_major() >= 5
+    layer = _clip_last_vision_layer(module) if ok else None
     if layer is None:
         yield 0
         return

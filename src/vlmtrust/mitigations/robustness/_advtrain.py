@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
@@ -370,6 +371,35 @@ def class_setup(
     return classes, y.to(text.device), text
 
 
+def holdout_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
+    """Up to ``n`` indices to hold out, round-robin over the classes in a seeded order.
+
+    A class never gives up its last image, so training keeps every class.
+
+    Example:
+        >>> labels = ["a"] * 10 + ["b"] * 3
+        >>> sorted(labels[i] for i in holdout_indices(labels, 4, 0))
+        ['a', 'a', 'b', 'b']
+        >>> holdout_indices(["a", "b"], 2, 0)
+        []
+    """
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        groups.setdefault(lab, []).append(i)
+    queues = [[int(i) for i in rng.permutation(g)] for _, g in sorted(groups.items())]
+    held: list[int] = []
+    while len(held) < n:
+        moved = False
+        for q in queues:
+            if len(q) > 1 and len(held) < n:
+                held.append(q.pop())
+                moved = True
+        if not moved:
+            break
+    return sorted(held)
+
+
 def harden_dual(
     model: Any,
     ctx: MitigationContext,
@@ -385,11 +415,14 @@ def harden_dual(
     images, labels = training_images(ctx, p.n_train, purpose=f"{objective}-train")
     held_images: list[Any] = []
     held_labels: list[str] = []
-    # user data: the last n_eval images are held out of training for before/after, as long as
-    # at least as many remain to train on
-    if ctx.data is not None and p.n_eval > 0 and len(images) >= 2 * p.n_eval:
-        held_images, held_labels = images[-p.n_eval :], labels[-p.n_eval :]
-        images, labels = images[: -p.n_eval], labels[: -p.n_eval]
+    # user data: up to n_eval labeled images, spread over the classes and never a class's
+    # last one, are held out of training for before/after (only when as many remain to train)
+    if ctx.data is not None and p.n_eval > 0 and all(labels) and len(images) >= 2 * p.n_eval:
+        held = set(holdout_indices(labels, p.n_eval, ctx.seed))
+        held_images = [im for i, im in enumerate(images) if i in held]
+        held_labels = [lab for i, lab in enumerate(labels) if i in held]
+        images = [im for i, im in enumerate(images) if i not in held]
+        labels = [lab for i, lab in enumerate(labels) if i not in held]
     hardened = clone_dual(model)
     pixels = _pixels(hardened, images)
     cfg = AdvTrainConfig.from_params(objective, p, ctx.seed, ctx.quick)
@@ -407,13 +440,14 @@ def harden_dual(
             ev_images, ev_labels = training_images(ctx, p.n_eval, purpose="advtrain-eval")
         else:  # user data: the held-out images (none when there were too few to split)
             ev_images, ev_labels = held_images, held_labels
-            if not held_images:
-                summary["before_after_skipped"] = (
-                    f"{len(images)} images are too few to hold out n_eval={p.n_eval} for the "
-                    f"before/after measurement (needs {2 * p.n_eval}); set n_eval lower"
-                )
         keep = [i for i, lab in enumerate(ev_labels) if lab in classes]
-        if keep:
+        if not keep:
+            summary["before_after_skipped"] = (
+                f"no labeled images could be held out of the {len(images)} training images for "
+                f"the before/after measurement (n_eval={p.n_eval} needs {2 * p.n_eval} labeled "
+                "images, two of a class at least); set n_eval lower or add data"
+            )
+        else:
             import torch
 
             eval_px = _pixels(model, [ev_images[i] for i in keep])
