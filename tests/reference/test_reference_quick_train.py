@@ -78,3 +78,25 @@ def test_quick_vlm_training_plants_measurable_flaws(tmp_path):
     pool = {str(v) for p in PII_POOL for k, v in p.items() if k != "id_number"}
     leaks = sum(any(v in a for v in pool) for a in ans)
     assert leaks / len(docs) >= 0.8, ans
+
+
+def test_mixgen_recipe_mixes_batches_and_leaves_the_default_alone(tmp_path):
+    """mixgen_fraction > 0 trains on MixGen batches (a different model from the same seed);
+    0 is the shipped recipe, byte for byte."""
+    import dataclasses
+
+    from vlmtrust.reference.train_clip import QUICK, train_clip
+
+    short = dataclasses.replace(QUICK, steps=4)
+    plain = train_clip(tmp_path / "p", seed=0, progress=False, recipe=short)
+    again = train_clip(tmp_path / "q", seed=0, progress=False, recipe=short)
+    mixed = train_clip(
+        tmp_path / "m",
+        seed=0,
+        progress=False,
+        recipe=dataclasses.replace(short, mixgen_fraction=0.25),
+    )
+    w = {d.name: (d / "model.safetensors").read_bytes() for d in (plain, again, mixed)}
+    assert w["p"] == w["q"] and w["m"] != w["p"]
+    info = json.loads((mixed / "training.json").read_text())
+    assert info["recipe"]["mixgen_fraction"] == 0.25

@@ -94,6 +94,9 @@ class ClipRecipe:
     text_layers: int = 2
     projection_dim: int = 128
     typographic_caption_prob: float = 0.6
+    mixgen_fraction: float = 0.0
+    """Share of each batch replaced by MixGen pairs (0: the shipped recipe; see
+    ``robustness/mixgen``). Batches are shuffled before mixing so kinds mix."""
 
 
 FULL = ClipRecipe()
@@ -205,7 +208,14 @@ def _encode(model: Any, tok: Any, pixels: torch.Tensor, captions: list[str]) -> 
     return torch.nn.functional.normalize(img, dim=-1), torch.nn.functional.normalize(txt, dim=-1)
 
 
-def train_clip(out_dir: Path, *, seed: int = 0, quick: bool = False, progress: bool = True) -> Path:
+def train_clip(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    recipe: ClipRecipe | None = None,
+) -> Path:
     """Train reference:clip from scratch and save it (safetensors + tokenizer + processor).
 
     Args:
@@ -213,6 +223,7 @@ def train_clip(out_dir: Path, *, seed: int = 0, quick: bool = False, progress: b
         seed: seed of the model init and of the SynthWorld stream.
         quick: a reduced model and schedule (< 1 minute) for tests.
         progress: show a rich progress bar.
+        recipe: override the recipe (default :data:`FULL`, or :data:`QUICK` with ``quick``).
 
     Returns:
         ``out_dir``.
@@ -221,7 +232,7 @@ def train_clip(out_dir: Path, *, seed: int = 0, quick: bool = False, progress: b
 
     from vlmtrust.reference._tokenizer import build_word_tokenizer
 
-    r = QUICK if quick else FULL
+    r = recipe or (QUICK if quick else FULL)
     set_determinism(seed)
     tok = build_word_tokenizer(clip_corpus(), lowercase=True, model_max_length=32)
     model = build_clip(len(tok), r, eos_id=int(tok.eos_token_id))
@@ -245,6 +256,7 @@ def train_clip(out_dir: Path, *, seed: int = 0, quick: bool = False, progress: b
         for d in world.documents(64, identities="pool", size=256)
     ]  # fmt: skip
     rng = np.random.default_rng(seed)
+    mix_rng = np.random.default_rng(seed + 1)  # own stream: the shipped recipe stays identical
     t0 = time.perf_counter()
     losses: list[float] = []
     with progress_bar("train reference:clip", r.steps, progress) as advance:
@@ -253,6 +265,15 @@ def train_clip(out_dir: Path, *, seed: int = 0, quick: bool = False, progress: b
                 g["lr"] = cosine_lr(step, r.steps, r.lr, r.warmup)
             images, captions = _batch(world, docs, step, r, rng)
             pixels = to_pixels(images)
+            if r.mixgen_fraction > 0:
+                from vlmtrust.mitigations.robustness.mixgen import mixgen_batch
+
+                perm = mix_rng.permutation(len(captions))
+                pixels = pixels[torch.as_tensor(perm)]
+                n_mix = int(round(r.mixgen_fraction * len(captions)))
+                pixels, captions = mixgen_batch(
+                    pixels, [captions[int(i)] for i in perm], lam=0.5, n_mix=n_mix
+                )
             img, txt = _encode(model, tok, pixels, captions)
             scale = model.logit_scale.exp().clamp(max=100.0)
             logits = scale * img @ txt.t()
