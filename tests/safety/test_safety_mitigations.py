@@ -301,3 +301,28 @@ def test_finetune_lora_merges_adapters(tiny_llava_dir: Path) -> None:
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed and all("language_model" in k and "_proj" in k for k in changed)
     assert 0 < info["trainable"] < sum(v.numel() for v in before.values())
+
+
+def test_reference_vision_tower_cannot_tell_benign_from_harmful_figstep() -> None:
+    """Why VLGuard's benign-FigStep over-refusal target is out of reach on reference:vlm (see
+    the vlguard docstring): its 64-px tower barely separates the two kinds of FigStep image."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    torch.set_num_threads(1)
+    clip = load_model("reference:clip")  # the tower reference:vlm was trained on, frozen
+
+    def feats(reqs: Sequence[Any]) -> Any:
+        px = clip.to_pixels([render_figstep(r.statement) for r in reqs])
+        with torch.no_grad():
+            out = clip.model.vision_model(pixel_values=clip.normalize(px))
+        return out.last_hidden_state.flatten(1).numpy()
+
+    (h_tr, h_te), (b_tr, b_te) = split(HARMFUL, seed=0), split(benign_requests(), seed=0)
+    x_tr = np.concatenate([feats(h_tr), feats(b_tr)])
+    y_tr = np.r_[np.ones(len(h_tr)), np.zeros(len(b_tr))]
+    clf = LogisticRegression(C=0.01, max_iter=3000, class_weight="balanced").fit(x_tr, y_tr)
+    assert clf.score(x_tr, y_tr) >= 0.9  # the features are informative enough to memorise
+    hit_h = float(np.mean(clf.predict(feats(h_te)) == 1))
+    hit_b = float(np.mean(clf.predict(feats(b_te)) == 0))
+    assert 0.5 * (hit_h + hit_b) < 0.75, (hit_h, hit_b)  # measured 0.62: near chance

@@ -35,8 +35,13 @@ including the before/after evaluation):
 * over-refusal of benign *FigStep* look-alikes 0.000 → 0.958 (target ≤ +5 points — missed).
 
 The last row is a limit of the test bed, not of the method: at 64×64 pixels reference:vlm cannot
-read FigStep typography (it reads 17% of short words drawn large), so it cannot tell a benign
-typographic request from a harmful one and learns "FigStep layout → refuse". With the old
+read FigStep typography (its 80-px type on a 760-px canvas becomes 7 px tall; the model reads
+17% of short words drawn large), so it cannot tell a benign typographic request from a harmful
+one and learns "FigStep layout → refuse". Measured directly: a logistic regression on every
+token of the frozen vision tower, trained on the train splits' FigStep images (141 harmful,
+141 benign), tells the held-out ones apart with balanced accuracy 0.57–0.62 (chance 0.5; a test
+keeps this below 0.75), so no fine-tuning of the language side can refuse the harmful images
+without refusing most benign ones. With the old
 defaults (120 steps, 96 safe examples) FigStep ASR only fell to 0.625. A model that reads the
 image is needed to show the benign-typography trade-off; the probe measures it either way.
 """
