@@ -1,8 +1,10 @@
 """``safety/input_guard`` — OCR the image, classify its text and the prompt, refuse up front.
 
 Typographic jailbreaks (FigStep, MM-SafetyBench) move the harmful request into the image, where
-a text-only safety check never looks. The guard reads every image offline with
-``rapidocr-onnxruntime`` (it ships its ONNX models), joins the text of all images of a request
+a text-only safety check never looks. The guard reads every image offline with ``rapidocr``
+3.x (it ships its PP-OCR ONNX models and depends on headless OpenCV, so it installs without
+``libGL``; the older ``rapidocr-onnxruntime`` 1.x is used when only it is installed), joins the
+text of all images of a request
 in order (so FigStep-Pro's sub-figures are read back as one sentence), and scores the prompt,
 the image text and both together with the request harm classifier
 (:func:`~vlmtrust.mitigations.safety._guarded.harm_classifier`). When any score reaches
@@ -11,12 +13,13 @@ the image text and both together with the request harm classifier
 
 Measured (seed 0, test splits): the guard blocks 78.7% of harmful FigStep images (n=61), 75%
 of FigStep-Pro triples (n=20, the pieces are re-joined) and 80.3% of typed harmful requests,
-but also 25% of benign FigStep look-alikes (n=60) and 26.7% of typed ones — the limit of a
+but also 23.3% of benign FigStep look-alikes (n=60) and 26.7% of typed ones — the limit of a
 linear MiniLM classifier on look-alikes built to share surface features. On reference:vlm
 (8 + 8 requests): FigStep ASR 1.0 → 0.125, benign FigStep compliance 1.0 → 0.625.
 
-Cost: one OCR pass per distinct image (≈1–3 s on a laptop CPU core; results are cached by image
-content). Images are downscaled to ``ocr_max_side`` first — FigStep's 80-px type stays legible.
+Cost: one OCR pass per distinct image (≈0.4 s for a FigStep image on two CPU cores; results
+are cached by image content). Images are downscaled to ``ocr_max_side`` first — FigStep's
+80-px type stays legible.
 """
 
 from __future__ import annotations
@@ -45,29 +48,71 @@ _OCR_CACHE_SIZE = 4096
 
 
 def _engine(max_side: int) -> Any:
+    """The offline OCR engine, built once per input size.
+
+    ``rapidocr`` 3.x (headless OpenCV, ships PP-OCR models), else the older
+    ``rapidocr-onnxruntime`` 1.x (its OpenCV wheel needs ``libGL``).
+    """
     key = f"rapidocr-{max_side}"
     if key not in _OCR:
         try:
-            from rapidocr_onnxruntime import RapidOCR
+            import logging
+
+            from rapidocr import RapidOCR
+
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+            _OCR[key] = (
+                "v3",
+                RapidOCR(
+                    params={
+                        "Global.log_level": "warning",
+                        "Global.use_cls": False,
+                        "Det.limit_side_len": max_side,
+                        "Det.limit_type": "max",
+                        "Rec.rec_batch_num": 16,
+                        "EngineConfig.onnxruntime.intra_op_num_threads": 2,
+                        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                    }
+                ),
+            )
+            return _OCR[key]
+        except ImportError:
+            pass
+        try:
+            from rapidocr_onnxruntime import RapidOCR as RapidOCRv1
         except ImportError as e:
             raise InputError(
-                "safety/input_guard needs the offline OCR engine: pip install "
-                f"rapidocr-onnxruntime (or vlmtrust[safety]); import failed: {e}. If it is "
-                "OpenCV's libGL.so.1 that is missing, install opencv-python-headless instead "
-                "of opencv-python"
+                "safety/input_guard needs an offline OCR engine: pip install rapidocr "
+                f"onnxruntime (or vlmtrust[safety]); import failed: {e}"
             ) from None
-        _OCR[key] = RapidOCR(
-            intra_op_num_threads=2,
-            inter_op_num_threads=1,
-            det_limit_side_len=max_side,
-            det_limit_type="max",
-            rec_batch_num=16,
+        _OCR[key] = (
+            "v1",
+            RapidOCRv1(
+                intra_op_num_threads=2,
+                inter_op_num_threads=1,
+                det_limit_side_len=max_side,
+                det_limit_type="max",
+                rec_batch_num=16,
+            ),
         )
     return _OCR[key]
 
 
+def _read(max_side: int, arr: Any) -> list[tuple[float, float, str]]:
+    """``(top, left, text)`` of each text box the engine finds in ``arr``."""
+    version, engine = _engine(max_side)
+    if version == "v3":
+        res = engine(arr)
+        boxes = [] if res.boxes is None else res.boxes
+        texts = res.txts or ()
+        pairs = zip(boxes, texts, strict=False)
+        return [(float(b[0][1]), float(b[0][0]), str(t)) for b, t in pairs]
+    result, _ = engine(arr, use_cls=False)
+    return [(float(r[0][0][1]), float(r[0][0][0]), str(r[1])) for r in result or []]
+
+
 def ocr_text(image: Image.Image, *, max_side: int = 320) -> str:
-    """The text rapidocr reads in ``image`` (boxes in reading order joined by spaces).
+    """The text the OCR engine reads in ``image`` (boxes in reading order joined by spaces).
 
     Results are cached by image content. The image is downscaled so its longer side is at
     most ``max_side`` pixels.
@@ -84,11 +129,8 @@ def ocr_text(image: Image.Image, *, max_side: int = 320) -> str:
                 (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
                 Image.Resampling.LANCZOS,
             )
-        result, _ = _engine(max_side)(np.asarray(im), use_cls=False)
-        boxes = sorted(
-            result or [], key=lambda r: (round(float(r[0][0][1]) / 12.0), float(r[0][0][0]))
-        )
-        text = " ".join(str(r[1]).strip() for r in boxes if str(r[1]).strip())
+        boxes = sorted(_read(max_side, np.asarray(im)), key=lambda r: (round(r[0] / 12.0), r[1]))
+        text = " ".join(t.strip() for _, _, t in boxes if t.strip())
         _OCR_CACHE[key] = text
         if len(_OCR_CACHE) > _OCR_CACHE_SIZE:
             _OCR_CACHE.popitem(last=False)
