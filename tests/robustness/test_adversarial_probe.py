@@ -214,10 +214,17 @@ def test_captioning_attacks_on_reference_vlm() -> None:
     assert (res.metric("attack_success_rate@32/255").value or 0.0) >= 0.75  # measured 1.0
     asr8 = res.metric("attack_success_rate@8/255").value or 0.0
     assert asr8 <= (res.metric("attack_success_rate@32/255").value or 0.0)
+    # targeted (R.5): the goal is the clean caption with the shape swapped for a wrong one
+    tgt = evaluate_probe(
+        vlm, AdversarialProbe({**params, "goal": "targeted"}), ProbeContext(seed=0)
+    )
+    assert (tgt.metric("attack_success_rate@32/255").value or 0.0) >= 0.6  # measured 0.875
     probe = AdversarialProbe({**params, "n": 2, "goal": "targeted"})
     recs = probe.evaluate(vlm, list(probe.samples(ProbeContext(seed=0))), ProbeContext(seed=0))
     out = recs[0].output
     assert out["task"] == "caption" and set(out["captions"]) == {"8/255", "32/255"}
-    assert out["clean_caption"] and out["target_caption"] == f"A {out['target']}."
+    label, wrong = out["label"], out["target"]
+    assert label in out["clean_caption"].lower()
+    assert out["target_caption"] == out["clean_caption"].replace(label, wrong)
     with pytest.raises(InputError, match="caption_target"):
         AdversarialProbe({"task": "caption", "caption_target": "no placeholder"})
