@@ -82,7 +82,7 @@ def test_quick_vlm_training_plants_measurable_flaws(tmp_path):
 
 def test_mixgen_recipe_mixes_batches_and_leaves_the_default_alone(tmp_path):
     """mixgen_fraction > 0 trains on MixGen batches (a different model from the same seed);
-    0 is the shipped recipe, byte for byte."""
+    0 stays deterministic; out-of-range fractions are refused."""
     import dataclasses
 
     from vlmtrust.reference.train_clip import QUICK, train_clip
@@ -100,3 +100,8 @@ def test_mixgen_recipe_mixes_batches_and_leaves_the_default_alone(tmp_path):
     assert w["p"] == w["q"] and w["m"] != w["p"]
     info = json.loads((mixed / "training.json").read_text())
     assert info["recipe"]["mixgen_fraction"] == 0.25
+    import pytest
+
+    for bad in (-0.1, 0.6):
+        with pytest.raises(ValueError, match="mixgen_fraction"):
+            dataclasses.replace(short, mixgen_fraction=bad)

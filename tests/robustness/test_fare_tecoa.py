@@ -62,7 +62,8 @@ def test_params_and_bad_input(tiny_clip: Any, tiny_llava: Any, tmp_path: Path) -
 
 
 def test_user_data_holds_out_the_before_after_images(tiny_clip: Any, tmp_path: Path) -> None:
-    """With --data the last n_eval images are measured before/after and never trained on."""
+    """With --data n_eval held-out images (spread over the classes) are measured before/after
+    and never trained on."""
     from vlmtrust.data.synthworld import SynthWorld
 
     data = tmp_path / "shapes"

@@ -98,6 +98,13 @@ class ClipRecipe:
     """Share of each batch replaced by MixGen pairs (0: the shipped recipe; see
     ``robustness/mixgen``). Batches are shuffled before mixing so kinds mix."""
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mixgen_fraction <= 0.5:
+            raise ValueError(
+                f"mixgen_fraction {self.mixgen_fraction} is outside [0, 0.5]: MixGen pairs "
+                "each mixed image with another of the batch"
+            )
+
 
 FULL = ClipRecipe()
 QUICK = ClipRecipe(

@@ -372,7 +372,7 @@ def class_setup(
 
 
 def holdout_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
-    """Up to ``n`` indices to hold out, round-robin over the classes in a seeded order.
+    """Up to ``n`` indices to hold out, round-robin over the classes (both orders seeded).
 
     A class never gives up its last image, so training keeps every class.
 
@@ -388,6 +388,7 @@ def holdout_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
     for i, lab in enumerate(labels):
         groups.setdefault(lab, []).append(i)
     queues = [[int(i) for i in rng.permutation(g)] for _, g in sorted(groups.items())]
+    queues = [queues[int(k)] for k in rng.permutation(len(queues))]  # no alphabetical bias
     held: list[int] = []
     while len(held) < n:
         moved = False

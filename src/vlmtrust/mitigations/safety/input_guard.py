@@ -55,29 +55,10 @@ def _engine(max_side: int) -> Any:
     """
     key = f"rapidocr-{max_side}"
     if key not in _OCR:
-        try:
-            import logging
-
-            from rapidocr import RapidOCR
-
-            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-            _OCR[key] = (
-                "v3",
-                RapidOCR(
-                    params={
-                        "Global.log_level": "warning",
-                        "Global.use_cls": False,
-                        "Det.limit_side_len": max_side,
-                        "Det.limit_type": "max",
-                        "Rec.rec_batch_num": 16,
-                        "EngineConfig.onnxruntime.intra_op_num_threads": 2,
-                        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-                    }
-                ),
-            )
+        v3 = _rapidocr_v3(max_side)
+        if v3 is not None:
+            _OCR[key] = ("v3", v3)
             return _OCR[key]
-        except ImportError:
-            pass
         try:
             from rapidocr_onnxruntime import RapidOCR as RapidOCRv1
         except ImportError as e:
@@ -96,6 +77,46 @@ def _engine(max_side: int) -> Any:
             ),
         )
     return _OCR[key]
+
+
+#: The models rapidocr 3.x ships in its wheel (its default det/rec pair); the guard names them
+#: explicitly so a missing file is one clear error instead of a download attempt.
+RAPIDOCR_MODELS = {"Det": "PP-OCRv6_det_small.onnx", "Rec": "PP-OCRv6_rec_small.onnx"}
+
+
+def _rapidocr_v3(max_side: int) -> Any:
+    """A ``rapidocr`` 3.x engine on its shipped models, or None when 3.x is not installed."""
+    try:
+        import logging
+        from pathlib import Path
+
+        import onnxruntime  # noqa: F401 - rapidocr 3.x loads it lazily; fail here, not mid-run
+        import rapidocr
+        from rapidocr import RapidOCR
+    except ImportError:
+        return None
+    models = Path(rapidocr.__file__).parent / "models"
+    paths = {part: models / name for part, name in RAPIDOCR_MODELS.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise InputError(
+            f"rapidocr's shipped OCR model {missing[0]} is missing (nothing is downloaded at run "
+            "time): reinstall rapidocr>=3.10,<4"
+        )
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+    return RapidOCR(
+        params={
+            "Global.log_level": "error",  # an image without text is not worth a warning
+            "Global.use_cls": False,
+            "Det.model_path": str(paths["Det"]),
+            "Rec.model_path": str(paths["Rec"]),
+            "Det.limit_side_len": max_side,
+            "Det.limit_type": "max",
+            "Rec.rec_batch_num": 16,
+            "EngineConfig.onnxruntime.intra_op_num_threads": 2,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+    )
 
 
 def _read(max_side: int, arr: Any) -> list[tuple[float, float, str]]:
@@ -129,7 +150,8 @@ def ocr_text(image: Image.Image, *, max_side: int = 320) -> str:
                 (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
                 Image.Resampling.LANCZOS,
             )
-        boxes = sorted(_read(max_side, np.asarray(im)), key=lambda r: (round(r[0] / 12.0), r[1]))
+        bgr = np.ascontiguousarray(np.asarray(im)[:, :, ::-1])  # both engines take OpenCV BGR
+        boxes = sorted(_read(max_side, bgr), key=lambda r: (round(r[0] / 12.0), r[1]))
         text = " ".join(t.strip() for _, _, t in boxes if t.strip())
         _OCR_CACHE[key] = text
         if len(_OCR_CACHE) > _OCR_CACHE_SIZE:

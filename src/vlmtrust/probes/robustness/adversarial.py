@@ -1,12 +1,16 @@
 """``robustness/adversarial``: robust accuracy under white-box (or transfer) attacks.
 
 * **Dual encoders with GRADIENT**: PGD/APGD on [0, 1] pixels maximising the zero-shot
-  cross-entropy of the true class prompt (``vlmtrust.attacks.pgd.zero_shot_ce``); accuracy is
+  cross-entropy of the true class prompt (``vlmtrust.attacks.pgd.zero_shot_ce``), or with
+  ``objective=embedding`` the label-free feature distance ``‖f(x+δ) − f(x)‖²``; accuracy is
   measured on the float adversarial pixels.
-* **Generative models with GRADIENT**: captioning/VQA attacks in MultiTrust R.4/R.5 style
-  through ``model.target_loss``: *untargeted* maximises the NLL of the true answer, *targeted*
-  minimises the NLL of a wrong class name; answers are then generated from the adversarial
-  image (quantised to 8 bits, as a real attacker would have to save it).
+* **Generative models with GRADIENT**: VQA (``task=vqa``, the shape question) or captioning
+  (``task=caption``) attacks in MultiTrust R.4/R.5 style through ``model.target_loss``:
+  *untargeted* maximises the NLL of the true answer (VQA) or of the model's own clean caption,
+  *targeted* minimises the NLL of a wrong class name (VQA) or of the clean caption with its
+  shape swapped for a wrong one (``caption_target`` overrides); answers are then generated
+  from the adversarial image (quantised to 8 bits, as a real attacker would have to save it)
+  and counted by the class they name.
 * **Models without GRADIENT** (e.g. ``openai:``): a transfer attack crafted on a surrogate dual
   encoder (``surrogate``, default ``reference:clip``) and shown to the target model.
 
@@ -482,7 +486,14 @@ class AdversarialProbe(Probe):
 
         if self.p.caption_target is not None:
             return self.p.caption_target.format(wrong)
-        swapped, n = re.subn(rf"\b{re.escape(true)}\b", wrong, clean, flags=re.IGNORECASE)
+        # the first mention (plural kept), replaced by a function: no escapes in class names
+        swapped, n = re.subn(
+            rf"\b{re.escape(true)}(s?)\b",
+            lambda m: wrong + m.group(1),
+            clean,
+            count=1,
+            flags=re.IGNORECASE,
+        )
         return swapped.strip() if n else f"A {wrong}."
 
     def _whitebox_generative(
@@ -492,8 +503,8 @@ class AdversarialProbe(Probe):
 
         Untargeted VQA raises the loss of the true class name; untargeted captioning (R.4)
         raises the loss of the model's own clean caption; targeted attacks lower the loss of a
-        wrong class name (VQA) or of ``caption_target`` with it (captioning, R.5). An answer
-        counts by the class it names (:func:`answer_class`).
+        wrong class name (VQA) or of the goal caption (captioning, R.5: see
+        :meth:`_target_caption`). An answer counts by the class it names (:func:`answer_class`).
         """
         from vlmtrust.attacks.pgd import attack, target_text_loss
         from vlmtrust.probes.robustness._zeroshot import answer_class
