@@ -7,7 +7,10 @@ time ratio ART / engine measured side by side in this run (target ≥ 2×). The 
 twice: with the identical fixed-iteration protocol, and with its per-sample early stop (how
 ``robustness/adversarial`` runs it: a sample stops once misclassified).
 
-Run: ``python bench/bench_pgd.py [--n 256] [--steps 10] [--threads 1]``
+``--ablate`` also times the engine (fixed iterations, 2/255) with each CPU rewrite of
+``vlmtrust.attacks.fastpath`` switched off in turn, side by side with all of them on.
+
+Run: ``python bench/bench_pgd.py [--n 256] [--steps 10] [--threads 1] [--ablate]``
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def main() -> None:
     ap.add_argument("--eps", default="1,2,4", help="budgets in 1/255 units")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats (best of)")
+    ap.add_argument("--ablate", action="store_true", help="time each fast-path rewrite's share")
     args = ap.parse_args()
 
     import torch
@@ -114,6 +118,28 @@ def main() -> None:
     print(
         f"max |engine − ART| = {worst:.2f} points (must be ≤ 2): {'OK' if worst <= 2 else 'FAIL'}"
     )
+    if args.ablate:
+        from vlmtrust.attacks import fastpath
+
+        cfg = AttackConfig(
+            eps=2 / 255, step=0.5 / 255, steps=args.steps, random_start=False, keep_best=False
+        )
+        obj = zero_shot_ce(model, text, y, scale)
+        base = timed(lambda: attack(obj, x, cfg).pixels)[1]
+        print(f"\nablation at 2/255, fixed iterations: all rewrites on {base:.3f}s")
+        for name in list(fastpath.ENABLED):
+            fastpath.ENABLED[name] = False
+            try:
+                t_off = timed(lambda: attack(obj, x, cfg).pixels)[1]  # noqa: B023
+            finally:
+                fastpath.ENABLED[name] = True
+            print(f"  without {name:<20} {t_off:.3f}s  ({t_off / base:.2f}x the time)")
+        fastpath.ENABLED.update(dict.fromkeys(fastpath.ENABLED, False))
+        try:
+            t_none = timed(lambda: attack(obj, x, cfg).pixels)[1]
+        finally:
+            fastpath.ENABLED.update(dict.fromkeys(fastpath.ENABLED, True))
+        print(f"  without any rewrite         {t_none:.3f}s  ({t_none / base:.2f}x the time)")
     fixed, es = totals[2] / totals[0], totals[2] / totals[1]
     print(
         f"speed ART/engine over all ε: {fixed:.2f}x (fixed iterations), {es:.2f}x (early stop, "

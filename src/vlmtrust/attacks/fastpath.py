@@ -7,9 +7,12 @@ compute the same function, and restored afterwards. Each rewrite is a context ma
 yields how many modules it touched, applies to CPU modules only and is checked by a test for
 equal values and gradients (up to float rounding).
 
-Measured with ``bench/bench_pgd.py`` on ``reference:clip`` (256 images, one thread), each
-rewrite's reason is in its docstring. Together they are what makes the engine ≥ 2× faster
-than ART's PGD at the same iterations on the same batch (ART runs the unmodified model).
+Measured with ``bench/bench_pgd.py --ablate`` on ``reference:clip`` (256 images, 10 PGD
+iterations at 2/255, one thread), switching each rewrite off in turn in the same run: all on
+2.41 s; without the patch matmul 3.33 s (1.38×), without the CLS-only last block 3.15 s
+(1.31×), without the silu quick-GELU 2.84 s (1.18×), without eager attention 2.69 s (1.12×),
+without any 4.73 s (1.96×). ART's PGD on the unmodified model took 5.78 s in that run: the
+rewrites are what makes the engine ≥ 2× faster than ART at the same iterations.
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+
+#: Switch a rewrite off by name (``bench/bench_pgd.py --ablate`` measures each one's share).
+ENABLED: dict[str, bool] = {
+    "patch_matmul": True,
+    "quick_gelu_silu": True,
+    "eager_attention": True,
+    "cls_only_last_layer": True,
+}
 
 #: Vision towers with at most this many tokens run eager attention while attacked (see
 #: :func:`eager_short_attention`); 65 = a 64 px image in 16 px patches plus CLS, up to 8×8.
@@ -33,15 +44,17 @@ def attack_fast_path(module: Any, *, pooled_only: bool = False) -> Iterator[dict
     ``pooled_only``: the objective reads only the pooled image embedding (zero-shot and
     embedding-distance objectives), which allows :func:`cls_only_last_layer`.
     """
+    rewrites: dict[str, Callable[[Any], contextlib.AbstractContextManager[int]]] = {
+        "patch_matmul": patch_embeddings_as_matmul,
+        "quick_gelu_silu": quick_gelu_as_silu,
+        "eager_attention": eager_short_attention,
+        "cls_only_last_layer": cls_only_last_layer,
+    }
     with contextlib.ExitStack() as stack:
-        counts = {
-            "patch_matmul": stack.enter_context(patch_embeddings_as_matmul(module)),
-            "quick_gelu_silu": stack.enter_context(quick_gelu_as_silu(module)),
-            "eager_attention": stack.enter_context(eager_short_attention(module)),
-            "cls_only_last_layer": (
-                stack.enter_context(cls_only_last_layer(module)) if pooled_only else 0
-            ),
-        }
+        counts = {}
+        for name, rewrite in rewrites.items():
+            on = ENABLED.get(name, True) and (pooled_only or name != "cls_only_last_layer")
+            counts[name] = stack.enter_context(rewrite(module)) if on else 0
         yield counts
 
 
