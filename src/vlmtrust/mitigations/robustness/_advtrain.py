@@ -436,6 +436,11 @@ def harden_dual(
         raise InputError(f"{what}: every training image needs a label (the class name)")
     summary: dict[str, Any] = {"objective": objective, "eps": p.eps, "steps": cfg.steps}
     eval_px = eval_y = None
+    if p.n_eval > 0 and text is None:
+        summary["before_after_skipped"] = (
+            "the before/after robust accuracy needs a label (class name) on every image; "
+            "FARE trained without labels"
+        )
     if p.n_eval > 0 and text is not None:
         if ctx.data is None:
             ev_images, ev_labels = training_images(ctx, p.n_eval, purpose="advtrain-eval")

@@ -564,7 +564,8 @@ class AdversarialProbe(Probe):
         for i, s in enumerate(items):
             lab = classes[labels[i]]
             if targeted:
-                succ = {e: adv_answers[e][i] == wanted[i] for e in self.p.eps}
+                # a hit counts only from a correct clean answer (as the untargeted rate does)
+                succ = {e: clean[i] == lab and adv_answers[e][i] == wanted[i] for e in self.p.eps}
             else:
                 succ = {e: clean[i] == lab and adv_answers[e][i] != lab for e in self.p.eps}
             extra = None
@@ -696,7 +697,7 @@ class AdversarialProbe(Probe):
                 )
             )
             succ = np.array([r.scores[f"success@{k}"] for r in recs], dtype=np.float64)
-            base = clean.astype(bool) if not targeted else np.ones(len(recs), dtype=bool)
+            base = clean.astype(bool)  # both goals: among clean-correct samples
             out.append(
                 metric(
                     f"attack_success_rate@{eps_label(eps)}",
@@ -705,7 +706,7 @@ class AdversarialProbe(Probe):
                     higher_is_better=False,
                     thresholds=(0.5, 0.8),
                     description=(
-                        "share of samples whose answer moved to the target class"
+                        "share of clean-correct samples whose answer moved to the target class"
                         if targeted
                         else "share of clean-correct samples the attack makes wrong"
                     ),
