@@ -401,6 +401,14 @@ def holdout_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
     return sorted(held)
 
 
+def _measure(
+    model: Any, px: torch.Tensor, y: torch.Tensor, text: torch.Tensor, p: AdvTrainParams, seed: int
+) -> dict[str, Any]:
+    """Clean and robust zero-shot accuracy of ``model`` on held-out pixels (the summary rows)."""
+    r = zero_shot_robustness(model, px, y, text, eps=p.eps, steps=p.eval_steps, seed=seed)
+    return {"clean_accuracy": r.clean_accuracy, "robust_accuracy": r.robust_accuracy, "n": r.n}
+
+
 def harden_dual(
     model: Any,
     ctx: MitigationContext,
@@ -436,6 +444,7 @@ def harden_dual(
         raise InputError(f"{what}: every training image needs a label (the class name)")
     summary: dict[str, Any] = {"objective": objective, "eps": p.eps, "steps": cfg.steps}
     eval_px = eval_y = None
+
     if p.n_eval > 0 and text is None:
         summary["before_after_skipped"] = (
             "the before/after robust accuracy needs a label (class name) on every image; "
@@ -458,14 +467,7 @@ def harden_dual(
 
             eval_px = _pixels(model, [ev_images[i] for i in keep])
             eval_y = torch.tensor([classes.index(ev_labels[i]) for i in keep], dtype=torch.long)
-            before = zero_shot_robustness(
-                model, eval_px, eval_y, text, eps=p.eps, steps=p.eval_steps, seed=ctx.seed
-            )
-            summary["before"] = {
-                "clean_accuracy": before.clean_accuracy,
-                "robust_accuracy": before.robust_accuracy,
-                "n": before.n,
-            }
+            summary["before"] = _measure(model, eval_px, eval_y, text, p, ctx.seed)
     scale = float(getattr(model, "logit_scale", 100.0))
     log = adversarial_finetune(
         hardened, pixels, cfg, labels=y, class_text_features=text, logit_scale=scale
@@ -479,12 +481,5 @@ def harden_dual(
         }
     )
     if eval_px is not None and eval_y is not None and text is not None:
-        after = zero_shot_robustness(
-            hardened, eval_px, eval_y, text, eps=p.eps, steps=p.eval_steps, seed=ctx.seed
-        )
-        summary["after"] = {
-            "clean_accuracy": after.clean_accuracy,
-            "robust_accuracy": after.robust_accuracy,
-            "n": after.n,
-        }
+        summary["after"] = _measure(hardened, eval_px, eval_y, text, p, ctx.seed)
     return hardened, summary

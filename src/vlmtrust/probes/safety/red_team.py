@@ -46,6 +46,7 @@ from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.models.base import GenerateRequest, Generation
+from vlmtrust.report.view import MAX_EXAMPLES, MAX_TEXT
 
 Strategy = Literal["role_play", "paraphrase", "split", "figstep", "figstep_pro"]
 STRATEGIES: tuple[Strategy, ...] = ("role_play", "paraphrase", "split", "figstep", "figstep_pro")
@@ -326,11 +327,10 @@ MIN_SNIPPET = 24
 """Shortest cut of a rewrite or answer in the report's tree, however large the tree."""
 ROOT_LIMIT = 300
 """The request as typed (a tree's root) is cut only beyond this length."""
-MAX_SHOWN_EXAMPLES = 8
-"""Examples the report shows per probe (``vlmtrust.report.view.MAX_EXAMPLES``)."""
-NOTE_LIMIT = 1500
-"""Length budget of a tree in an example note: the report cuts longer untrusted texts
-(``vlmtrust.report.view.MAX_TEXT``; a test keeps the two in step)."""
+# The report's own limits (a light import: results types only): examples shown per probe, and
+# the length past which it cuts an untrusted text, i.e. the budget of a tree in one note.
+MAX_SHOWN_EXAMPLES = MAX_EXAMPLES
+NOTE_LIMIT = MAX_TEXT
 
 
 def _flat(text: Any) -> str:
