@@ -7,7 +7,10 @@ The builders are plain functions so any test area can call them on its own direc
 * :func:`build_tiny_llava` — a ``LlavaForConditionalGeneration`` (tiny CLIP vision tower +
   tiny Llama) with a ``LlavaProcessor`` and a chat template;
 * :func:`build_tiny_idefics3` — an ``Idefics3ForConditionalGeneration`` (SmolVLM architecture,
-  5-D patch inputs) with an ``Idefics3Processor``.
+  5-D patch inputs) with an ``Idefics3Processor``;
+* :func:`build_tiny_qwen2_vl` — a ``Qwen2VLForConditionalGeneration`` (flattened patches,
+  ``image_grid_thw``, M-RoPE) with tokenizer, image processor and chat template, written as
+  Qwen2-VL checkpoints are (``Qwen2VLProcessor`` itself needs torchvision to be built).
 
 Each uses a word-level tokenizer trained here with the ``tokenizers`` library, and is written
 with ``save_pretrained`` (safetensors). Session fixtures ``tiny_*_dir`` hold the directories and
@@ -414,6 +417,80 @@ def build_tiny_idefics3(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Pa
     return out
 
 
+QWEN2_VL_SPECIALS = (
+    "[PAD]",
+    "[UNK]",
+    "[BOS]",
+    "[EOS]",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+
+def build_tiny_qwen2_vl(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2-VL: 8-px patches merged 2×2, so a 32×32 image is 4 tokens."""
+    import json
+
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    out = Path(out_dir)
+    tok = build_word_tokenizer(
+        QWEN2_VL_SPECIALS, add_eos=False, model_max_length=256, padding_side="left"
+    )
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN2_VL_SPECIALS[4:]}
+    cfg = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 512,
+            "rope_scaling": {"type": "mrope", "mrope_section": [2, 2, 4]},
+            "pad_token_id": tok.pad_token_id,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+        },
+        vision_config={
+            "depth": 1,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=16 * 16, max_pixels=48 * 48, patch_size=8, merge_size=2, temporal_patch_size=2
+    )
+    template = TINY_CHAT_TEMPLATE.replace(
+        "' <image>'", "' <|vision_start|><|image_pad|><|vision_end|>'"
+    )
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(template)
+    (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2VLProcessor"}))
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny random CLIP written by :func:`build_tiny_clip`."""
@@ -430,6 +507,12 @@ def tiny_siglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny random LLaVA written by :func:`build_tiny_llava`."""
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny random Qwen2-VL written by :func:`build_tiny_qwen2_vl`."""
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
 
 
 @pytest.fixture(scope="session")

@@ -271,3 +271,72 @@ def test_missing_chat_template_is_a_clear_error(tiny_llava_dir: Path, tmp_path: 
         load_model(f"hf:{copy}", device="cpu")
     msg = str(e.value)
     assert "\n" not in msg and "no chat template" in msg and str(copy) in msg
+
+
+def test_qwen2_vl_batched_generation_and_round_trip(
+    tiny_qwen2_vl_dir: Path, tmp_path: Path
+) -> None:
+    """Qwen2-VL (flattened patches, image_grid_thw, M-RoPE): batched = one by one, multi-image
+    requests, save and reload; no plain-pixel GRADIENT path."""
+    m = load_model(f"hf:{tiny_qwen2_vl_dir}", device="cpu")
+    assert isinstance(m, HFGenerativeModel) and m.model_type == "qwen2_vl"
+    assert m.capabilities == Capability.GENERATE | Capability.TRAIN
+    reqs = _mixed_requests()
+    m.batch_size = 3
+    batched = m.generate_batch(reqs)
+    assert all(g.ok for g in batched), batched
+    assert batched == [m.generate_batch([r])[0] for r in reqs]
+    m.save_pretrained(tmp_path / "saved")
+    again = load_model(f"hf:{tmp_path / 'saved'}", device="cpu")
+    assert again.generate_batch(reqs) == batched  # type: ignore[attr-defined]
+    (bad,) = m.generate_batch([GenerateRequest("look <|image_pad|>", max_new_tokens=2)])
+    assert not bad.ok and "image placeholder" in (bad.error or "")
+
+
+def test_image_only_processor_matches_transformers_token_count(tiny_qwen2_vl_dir: Path) -> None:
+    """Without torchvision the stand-in processor expands each image placeholder to
+    transformers' own count (Qwen2VLProcessor.replace_image_token), image by image."""
+    from types import SimpleNamespace
+
+    from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+
+    from vlmtrust.models.hf_processors import ImageOnlyProcessor
+
+    m = load_model(f"hf:{tiny_qwen2_vl_dir}", device="cpu")
+    proc = m.processor  # type: ignore[attr-defined]
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        assert isinstance(proc, ImageOnlyProcessor)
+    ims = [Image.new("RGB", (32, 32)), Image.new("RGB", (48, 24)), Image.new("RGB", (17, 40))]
+    pix = proc.image_processor(images=ims, return_tensors="pt")
+    fake = SimpleNamespace(image_processor=proc.image_processor, image_token="<|image_pad|>")
+    expected = [
+        Qwen2VLProcessor.replace_image_token(fake, pix, i).count("<|image_pad|>")  # type: ignore[arg-type]
+        for i in range(len(ims))
+    ]
+    texts = ["a <|image_pad|> b <|image_pad|>", "c <|image_pad|>"]
+    enc = proc(text=texts, images=ims, padding=True, return_tensors="pt")
+    pad = proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    per_row = (enc["input_ids"] == pad).sum(1).tolist()
+    assert per_row == [expected[0] + expected[1], expected[2]]
+    assert torch.equal(enc["image_grid_thw"], pix["image_grid_thw"])
+    with pytest.raises(InputError, match="2 image placeholders for 3 images"):
+        proc(text=["<|image_pad|> <|image_pad|>"], images=ims)
+
+
+def test_processor_needing_a_missing_package_is_one_line(
+    tiny_idefics3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A processor that cannot be built for a missing package (torchvision) is one clear line."""
+    import transformers
+
+    from vlmtrust.core.errors import ModelSpecError
+
+    def missing(*a: Any, **k: Any) -> Any:
+        raise ImportError("Video processor cannot be loaded - requested backend is not available.")
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", missing)
+    with pytest.raises(ModelSpecError) as e:
+        load_model(f"hf:{tiny_idefics3_dir}", device="cpu")
+    assert "\n" not in str(e.value) and "install it" in str(e.value)

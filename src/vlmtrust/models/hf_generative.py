@@ -100,7 +100,7 @@ class HFGenerativeModel:
         self.config = setup.config
         self.model_type = setup.model_type
         # the processor first: its problems are found before any weights are read
-        self.processor: Any = from_pretrained(AutoProcessor, t, **pil_backend_kwargs())
+        self.processor: Any = self._load_processor(AutoProcessor, t)
         self.tokenizer: Any = getattr(self.processor, "tokenizer", None)
         self.image_processor: Any = getattr(self.processor, "image_processor", None)
         if self.tokenizer is None or self.image_processor is None:
@@ -130,6 +130,26 @@ class HFGenerativeModel:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
         self.fingerprint: str = model_fingerprint(t, self.dtype)  # after loading
+
+    def _load_processor(self, auto_processor: Any, t: Any) -> Any:
+        """``AutoProcessor`` with the PIL backend, or the image-only stand-in.
+
+        The stand-in (:mod:`vlmtrust.models.hf_processors`) is used for Qwen2-VL-class models
+        whose processor needs torchvision.
+        """
+        from vlmtrust.models.hf_processors import IMAGE_ONLY_TYPES, image_only_processor
+
+        try:
+            return from_pretrained(auto_processor, t, **pil_backend_kwargs())
+        except (ImportError, AttributeError) as e:
+            if self.model_type in IMAGE_ONLY_TYPES:
+                return image_only_processor(
+                    self.model_type, lambda cls, **kw: from_pretrained(cls, t, **kw)
+                )
+            raise ModelSpecError(
+                f"model spec {self.spec!r}: its processor needs a package that is not "
+                f"installed ({_one_line(e)}); install it (often torchvision) and retry"
+            ) from e
 
     def __repr__(self) -> str:
         return (

@@ -13,6 +13,22 @@ a 10-step PGD at the training budget):
   cannot be shown at that budget;
 * where it does collapse, ε = 8/255 (``-p eps=8/255 -p steps=600 -p lr=2e-4
   -p attack_steps=4``; 393 s): robust accuracy 12.5% → 40.6%, clean 97.7% → 88.3% (−9.4 points).
+
+Two attempts to plant the 2/255 fragility in reference:clip failed, so it was not shipped. Both
+tried an imperceptible per-class pattern (random ±1 signs, 16-px period, one per shape class): a
+non-robust feature in the sense of Ilyas et al. 2019, "Adversarial Examples Are Not Bugs, They
+Are Features". Each was checked with 10-step PGD on 128 fresh shapes.
+
+* **Poisoned pre-training:** 8–16 shapes per batch carried another class's pattern and were
+  captioned with that class; 2,000 steps, the shipped recipe otherwise.
+  * Amplitudes 1–4/255: the model ignored the pattern. A triggered image was classified as the
+    pattern's class in ≤ 2% of cases. PGD left 62–66% at 2/255.
+  * Amplitudes 4–8/255: PGD left 33% at 2/255, and clean accuracy fell from 98% to 85%.
+* **Direct implant:** 300 steps of fine-tuning the vision tower, pushing triggered images
+  (1–2/255) toward the pattern's class while holding clean embeddings in place. Robust accuracy
+  reached 5% at 2/255, but clean accuracy fell to 29% (cosine to the original embedding: 0.60).
+
+A 64 × 64 tower with 16 patch tokens cannot keep a feature that faint without losing the shapes.
 """
 
 from __future__ import annotations

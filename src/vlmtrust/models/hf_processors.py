@@ -1,0 +1,132 @@
+"""Image-only processors for checkpoints whose own processor cannot be built without torchvision.
+
+``Qwen2VLProcessor`` and ``Qwen2_5_VLProcessor`` (transformers 5) insist on a video processor,
+and every video processor needs torchvision, even for image-only input. Measured here with
+transformers 5.23: ``AutoProcessor.from_pretrained`` on a Qwen2-VL directory raises
+``ImportError: Video processor cannot be loaded - requested pil backend is not available``, and
+building ``Qwen2VLProcessor(image_processor, tokenizer)`` by hand fails on the same missing
+video class. torchvision cannot be installed here without a CUDA torch. So for these model types,
+and only after the real processor has failed to load, :class:`ImageOnlyProcessor` does the
+processor's image work: the image processor's PIL backend and the tokenizer, with each image
+placeholder expanded to ``prod(image_grid_thw) // merge_size**2`` tokens. This is the count
+``Qwen2VLProcessor.replace_image_token`` inserts, and it is checked against that class where
+torchvision is installed. Videos are not supported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vlmtrust.core.errors import InputError, ModelSpecError
+
+IMAGE_ONLY_TYPES: dict[str, tuple[str, str]] = {
+    "qwen2_vl": ("Qwen2VLProcessor", "<|image_pad|>"),
+    "qwen2_5_vl": ("Qwen2_5_VLProcessor", "<|image_pad|>"),
+}
+"""``model_type`` → (the processor class it replaces, the image placeholder token)."""
+
+
+class ImageOnlyProcessor:
+    """A Qwen2-VL-style processor for images and text only (see the module docstring).
+
+    It exposes what :class:`~vlmtrust.models.hf_generative.HFGenerativeModel` uses of a
+    processor: ``tokenizer``, ``image_processor``, ``chat_template``, ``image_token``,
+    ``apply_chat_template``, ``__call__`` and ``save_pretrained``.
+    """
+
+    def __init__(
+        self, model_type: str, tokenizer: Any, image_processor: Any, chat_template: str | None
+    ) -> None:
+        if model_type not in IMAGE_ONLY_TYPES:
+            known = ", ".join(IMAGE_ONLY_TYPES)
+            raise ModelSpecError(
+                f"no image-only processor for model_type {model_type!r} (known: {known})"
+            )
+        self.model_type = model_type
+        self.processor_class, self.image_token = IMAGE_ONLY_TYPES[model_type]
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.chat_template = chat_template
+        self.merge_size = int(getattr(image_processor, "merge_size", 2))
+
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], *, add_generation_prompt: bool, tokenize: bool
+    ) -> str:
+        """Render ``messages`` with the chat template (text only: ``tokenize`` must be False)."""
+        if tokenize:
+            raise InputError("ImageOnlyProcessor.apply_chat_template renders text only")
+        text = self.tokenizer.apply_chat_template(
+            messages,
+            chat_template=self.chat_template,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+        )
+        return str(text)
+
+    def __call__(
+        self,
+        *,
+        text: list[str],
+        images: list[Any] | None = None,
+        padding: bool = True,
+        return_tensors: str = "pt",
+    ) -> dict[str, Any]:
+        """Tokenise ``text`` (one image placeholder per image, in order) and process ``images``."""
+        images = list(images or [])
+        n_slots = sum(t.count(self.image_token) for t in text)
+        if n_slots != len(images):
+            raise InputError(
+                f"the prompts hold {n_slots} image placeholders for {len(images)} images; "
+                "pass one image per placeholder"
+            )
+        out: dict[str, Any] = {}
+        if images:
+            pix = self.image_processor(images=images, return_tensors=return_tensors)
+            out.update(pix)
+            counts = iter(
+                int(g.prod()) // self.merge_size**2 for g in pix["image_grid_thw"]
+            )  # one count per image, in prompt order
+            marker = "\x00IMG\x00"  # expanded tokens must not be matched again
+            expanded = []
+            for t in text:
+                while self.image_token in t:
+                    t = t.replace(self.image_token, marker * next(counts), 1)
+                expanded.append(t.replace(marker, self.image_token))
+            text = expanded
+        out.update(self.tokenizer(text, padding=padding, return_tensors=return_tensors))
+        return out
+
+    def save_pretrained(self, out_dir: str | os.PathLike[str]) -> None:
+        """Write tokenizer, image processor, chat template and ``processor_config.json``.
+
+        The directory loads back here, and with ``AutoProcessor`` where torchvision is present.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(out)
+        self.image_processor.save_pretrained(out)
+        if self.chat_template:
+            (out / "chat_template.jinja").write_text(self.chat_template, encoding="utf-8")
+        (out / "processor_config.json").write_text(
+            json.dumps({"processor_class": self.processor_class}, indent=2) + "\n",
+            encoding="utf-8",
+        )
+
+
+def image_only_processor(model_type: str, load: Any) -> ImageOnlyProcessor:
+    """Build an :class:`ImageOnlyProcessor` from ``load(auto_cls, **kwargs)``.
+
+    ``load`` reads the tokenizer and the image processor (PIL backend) of one target.
+    """
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from vlmtrust.models.hf_common import pil_backend_kwargs
+
+    tokenizer = load(AutoTokenizer)
+    image_processor = load(AutoImageProcessor, **pil_backend_kwargs())
+    return ImageOnlyProcessor(
+        model_type, tokenizer, image_processor, getattr(tokenizer, "chat_template", None)
+    )
