@@ -321,6 +321,12 @@ def test_image_only_processor_matches_transformers_token_count(tiny_qwen2_vl_dir
     per_row = (enc["input_ids"] == pad).sum(1).tolist()
     assert per_row == [expected[0] + expected[1], expected[2]]
     assert torch.equal(enc["image_grid_thw"], pix["image_grid_thw"])
+    # each token's modality, as transformers builds it (Qwen2-VL's M-RoPE reads it)
+    from transformers.processing_utils import ProcessorMixin
+
+    modal = SimpleNamespace(image_token_ids=[pad], video_token_ids=[-1], audio_token_ids=[-1])
+    types = ProcessorMixin.create_mm_token_type_ids(modal, enc["input_ids"])  # type: ignore[arg-type]
+    assert enc["mm_token_type_ids"].tolist() == types
     with pytest.raises(InputError, match="2 image placeholders for 3 images"):
         proc(text=["<|image_pad|> <|image_pad|>"], images=ims)
 

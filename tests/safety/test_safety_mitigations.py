@@ -326,3 +326,36 @@ def test_reference_vision_tower_cannot_tell_benign_from_harmful_figstep() -> Non
     hit_h = float(np.mean(clf.predict(feats(h_te)) == 1))
     hit_b = float(np.mean(clf.predict(feats(b_te)) == 0))
     assert 0.5 * (hit_h + hit_b) < 0.75, (hit_h, hit_b)  # measured 0.62: near chance
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("lora", [False, True])
+def test_finetune_trains_language_side_of_each_architecture(
+    arch: str, lora: bool, request: pytest.FixtureRequest
+) -> None:
+    """VLGuard fine-tuning feeds each architecture its own image inputs (LLaVA pixels, Qwen2-VL
+    patches + image_grid_thw, Idefics3 pixel_attention_mask) and leaves the vision tower frozen."""
+    import torch
+    from PIL import Image
+
+    from vlmtrust.mitigations.safety.vlguard import SafetyExample, _is_vision, finetune
+
+    path = request.getfixturevalue(f"tiny_{arch}_dir")
+    model: Any = load_model("hf:" + str(path), device="cpu")
+    before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    im = Image.new("RGB", (32, 32), "red")
+    ex = [
+        SafetyExample(im, "what shape is it ?", "sorry . cannot help .", "refuse"),
+        SafetyExample(None, "say yes or no", "yes", "safe"),
+        SafetyExample(im.rotate(90), "what colour is it ?", "red", "safe"),
+    ]
+    info = finetune(model, ex, steps=2, batch_size=3, lr=1e-2, lora=lora, lora_r=2)
+    assert np.isfinite(info["final_loss"])
+    after = model.model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and not any(_is_vision(k) for k in changed), changed
+    if lora:
+        assert all(
+            k.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight"))
+            for k in changed
+        ), changed

@@ -96,7 +96,12 @@ class ImageOnlyProcessor:
                     t = t.replace(self.image_token, marker * next(counts), 1)
                 expanded.append(t.replace(marker, self.image_token))
             text = expanded
-        out.update(self.tokenizer(text, padding=padding, return_tensors=return_tensors))
+        enc = self.tokenizer(text, padding=padding, return_tensors=return_tensors)
+        out.update(enc)
+        # Modality of each token (0 text, 1 image), as ProcessorMixin.create_mm_token_type_ids
+        # builds it: without it Qwen2-VL silently gives image tokens text positions (M-RoPE).
+        image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+        out["mm_token_type_ids"] = (enc["input_ids"] == image_id).long()
         return out
 
     def save_pretrained(self, out_dir: str | os.PathLike[str]) -> None:

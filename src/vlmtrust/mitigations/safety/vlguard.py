@@ -217,8 +217,17 @@ def build_safety_set(model: Any, p: VLGuardParams, seed: int) -> tuple[list[Safe
 # --------------------------------------------------------------------------- training
 
 
-def encode_example(model: Any, ex: SafetyExample) -> tuple[list[int], int, Any]:
-    """``(token ids, prompt length, pixel values or None)`` of one example (answer + EOS)."""
+TEXT_KEYS = frozenset({"input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids"})
+"""Processor outputs rebuilt per batch by :func:`collate`; every other tensor is image input."""
+
+
+def encode_example(model: Any, ex: SafetyExample) -> tuple[list[int], int, dict[str, Any]]:
+    """``(token ids, prompt length, image inputs)`` of one example (answer + EOS).
+
+    The image inputs are every tensor the processor returns besides the text ones: LLaVA's
+    ``pixel_values``, Qwen2-VL's flattened patches with ``image_grid_thw``, Idefics3's
+    ``pixel_attention_mask``. They are empty for a text-only example.
+    """
     tok = model.tokenizer
     text = model.render(ex.prompt, 1 if ex.image is not None else 0)
     enc = (
@@ -231,12 +240,20 @@ def encode_example(model: Any, ex: SafetyExample) -> tuple[list[int], int, Any]:
     ans = [int(i) for i in tok(ex.answer, add_special_tokens=False)["input_ids"]]
     if tok.eos_token_id is not None:
         ans.append(int(tok.eos_token_id))
-    pixels = enc.get("pixel_values") if ex.image is not None else None
-    return ids + ans, len(ids), pixels
+    images: dict[str, Any] = {}
+    if ex.image is not None:
+        images = {k: v for k, v in enc.items() if k not in TEXT_KEYS and hasattr(v, "dim")}
+    if "mm_token_type_ids" in enc:  # Qwen2-VL's M-RoPE needs each token's modality
+        types = enc["mm_token_type_ids"][0].tolist()
+        images["mm_token_type_ids"] = [t for t, m in zip(types, mask, strict=True) if m]
+    return ids + ans, len(ids), images
 
 
-def collate(model: Any, items: Sequence[tuple[list[int], int, Any]]) -> dict[str, Any]:
-    """Right-padded input ids, labels on the answer tokens only, and pixel values."""
+def collate(model: Any, items: Sequence[tuple[list[int], int, dict[str, Any]]]) -> dict[str, Any]:
+    """Right-padded input ids, labels on the answer tokens only, and the image inputs.
+
+    Image inputs are concatenated along the first axis, in example order.
+    """
     import torch
 
     tok = model.tokenizer
@@ -254,10 +271,25 @@ def collate(model: Any, items: Sequence[tuple[list[int], int, Any]]) -> dict[str
         "attention_mask": attention.to(model.device),
         "labels": labels.to(model.device),
     }
-    pixels = [px for _, _, px in items if px is not None]
-    if pixels:
-        out["pixel_values"] = torch.cat(pixels).to(model.device, model.dtype)
+    if any("mm_token_type_ids" in im for _, _, im in items):
+        types = torch.zeros((len(items), width), dtype=torch.long)  # answers and padding: text
+        for k, (_, _, im) in enumerate(items):
+            row = im.get("mm_token_type_ids", [])
+            types[k, : len(row)] = torch.tensor(row, dtype=torch.long)
+        out["mm_token_type_ids"] = types.to(model.device)
+    for key in dict.fromkeys(k for _, _, im in items for k in im if k != "mm_token_type_ids"):
+        parts = [im[key] for _, _, im in items if key in im]
+        v = torch.cat(parts).to(model.device)
+        out[key] = v.to(model.dtype) if v.is_floating_point() else v
     return out
+
+
+VISION_MODULES = ("vision_tower", "visual", "vision_model")
+"""Names of the vision encoder in LLaVA, Qwen2-VL and Idefics3 checkpoints."""
+
+
+def _is_vision(param_name: str) -> bool:
+    return any(part in VISION_MODULES for part in param_name.split("."))
 
 
 def finetune(
@@ -301,13 +333,14 @@ def finetune(
             r=lora_r,
             lora_alpha=lora_alpha,
             lora_dropout=0.0,
-            target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)",
+            # attention projections of the language side (any name), never the vision tower
+            target_modules=rf"(?!.*\b({'|'.join(VISION_MODULES)})\b).*\.(q_proj|k_proj|v_proj|o_proj)",
         )
         module = get_peft_model(module, cfg)
         params = [p for p in module.parameters() if p.requires_grad]
     else:
         for name, prm in module.named_parameters():
-            prm.requires_grad_(train_vision or "vision_tower" not in name)
+            prm.requires_grad_(train_vision or not _is_vision(name))
         params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     module.train()
