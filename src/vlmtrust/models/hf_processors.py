@@ -8,9 +8,10 @@ building ``Qwen2VLProcessor(image_processor, tokenizer)`` by hand fails on the s
 video class. torchvision cannot be installed here without a CUDA torch. So for these model types,
 and only after the real processor has failed to load, :class:`ImageOnlyProcessor` does the
 processor's image work: the image processor's PIL backend and the tokenizer, with each image
-placeholder expanded to ``prod(image_grid_thw) // merge_size**2`` tokens. This is the count
-``Qwen2VLProcessor.replace_image_token`` inserts, and it is checked against that class where
-torchvision is installed. Videos are not supported.
+placeholder expanded to ``prod(image_grid_thw) // merge_size**2`` tokens, and each token's
+modality in ``mm_token_type_ids``, which Qwen2-VL's M-RoPE reads. A test checks both against
+transformers' own code (``Qwen2VLProcessor.replace_image_token`` and
+``ProcessorMixin.create_mm_token_type_ids``). Videos are not supported.
 """
 
 from __future__ import annotations
