@@ -8,9 +8,9 @@ The builders are plain functions so any test area can call them on its own direc
   tiny Llama) with a ``LlavaProcessor`` and a chat template;
 * :func:`build_tiny_idefics3` — an ``Idefics3ForConditionalGeneration`` (SmolVLM architecture,
   5-D patch inputs) with an ``Idefics3Processor``;
-* :func:`build_tiny_qwen2_vl` — a ``Qwen2VLForConditionalGeneration`` (flattened patches,
+* :func:`build_tiny_qwen2_vl` — a Qwen2-VL or Qwen2.5-VL (flattened patches,
   ``image_grid_thw``, M-RoPE) with tokenizer, image processor and chat template, written as
-  Qwen2-VL checkpoints are (``Qwen2VLProcessor`` itself needs torchvision to be built).
+  their checkpoints are (``Qwen2VLProcessor`` itself needs torchvision to be built).
 
 Each uses a word-level tokenizer trained here with the ``tokenizers`` library, and is written
 with ``save_pretrained`` (safetensors). Session fixtures ``tiny_*_dir`` hold the directories and
@@ -429,12 +429,15 @@ QWEN2_VL_SPECIALS = (
 )
 
 
-def build_tiny_qwen2_vl(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
-    """Write a tiny random Qwen2-VL: 8-px patches merged 2×2, so a 32×32 image is 4 tokens."""
+def build_tiny_qwen2_vl(
+    out_dir: str | os.PathLike[str], *, seed: int = 0, version: str = "2"
+) -> Path:
+    """Write a tiny random Qwen2-VL (``version="2"``) or Qwen2.5-VL (``"2.5"``, windowed vision
+    attention): 8-px patches merged 2×2, so a 32×32 image is 4 tokens."""
     import json
 
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    import transformers
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
@@ -444,7 +447,29 @@ def build_tiny_qwen2_vl(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Pa
         QWEN2_VL_SPECIALS, add_eos=False, model_max_length=256, padding_side="left"
     )
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN2_VL_SPECIALS[4:]}
-    cfg = Qwen2VLConfig(
+    vision: dict[str, Any] = {
+        "depth": 1,
+        "embed_dim": 32,
+        "hidden_size": 32,
+        "num_heads": 2,
+        "mlp_ratio": 2,
+        "patch_size": 8,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    if version == "2.5":
+        vision = {
+            **{k: v for k, v in vision.items() if k not in ("embed_dim", "mlp_ratio")},
+            "depth": 2,
+            "out_hidden_size": 32,
+            "intermediate_size": 64,
+            "window_size": 32,
+            "fullatt_block_indexes": [1],
+        }
+    prefix = {"2": "Qwen2VL", "2.5": "Qwen2_5_VL"}[version]
+    config_cls = getattr(transformers, f"{prefix}Config")
+    model_cls = getattr(transformers, f"{prefix}ForConditionalGeneration")
+    cfg = config_cls(
         text_config={
             "vocab_size": len(tok),
             "hidden_size": 32,
@@ -458,23 +483,14 @@ def build_tiny_qwen2_vl(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Pa
             "bos_token_id": tok.bos_token_id,
             "eos_token_id": tok.eos_token_id,
         },
-        vision_config={
-            "depth": 1,
-            "embed_dim": 32,
-            "hidden_size": 32,
-            "num_heads": 2,
-            "mlp_ratio": 2,
-            "patch_size": 8,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    model = model_cls(cfg).eval()
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     image_processor = Qwen2VLImageProcessorPil(
@@ -487,7 +503,8 @@ def build_tiny_qwen2_vl(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Pa
     tok.save_pretrained(out)
     image_processor.save_pretrained(out)
     (out / "chat_template.jinja").write_text(template)
-    (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2VLProcessor"}))
+    processor_config = {"processor_class": f"{prefix}Processor"}
+    (out / "processor_config.json").write_text(json.dumps(processor_config))
     return out
 
 
@@ -513,6 +530,12 @@ def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny random Qwen2-VL written by :func:`build_tiny_qwen2_vl`."""
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny random Qwen2.5-VL written by :func:`build_tiny_qwen2_vl`."""
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_5_vl"), version="2.5")
 
 
 @pytest.fixture(scope="session")

@@ -273,13 +273,15 @@ def test_missing_chat_template_is_a_clear_error(tiny_llava_dir: Path, tmp_path: 
     assert "\n" not in msg and "no chat template" in msg and str(copy) in msg
 
 
+@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl"])
 def test_qwen2_vl_batched_generation_and_round_trip(
-    tiny_qwen2_vl_dir: Path, tmp_path: Path
+    arch: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Qwen2-VL (flattened patches, image_grid_thw, M-RoPE): batched = one by one, multi-image
-    requests, save and reload; no plain-pixel GRADIENT path."""
-    m = load_model(f"hf:{tiny_qwen2_vl_dir}", device="cpu")
-    assert isinstance(m, HFGenerativeModel) and m.model_type == "qwen2_vl"
+    """Qwen2-VL and Qwen2.5-VL (flattened patches, image_grid_thw, M-RoPE): batched = one by
+    one, multi-image requests, save and reload; no plain-pixel GRADIENT path."""
+    path = request.getfixturevalue(f"tiny_{arch}_dir")
+    m = load_model(f"hf:{path}", device="cpu")
+    assert isinstance(m, HFGenerativeModel) and m.model_type == arch
     assert m.capabilities == Capability.GENERATE | Capability.TRAIN
     reqs = _mixed_requests()
     m.batch_size = 3

@@ -328,7 +328,7 @@ def test_reference_vision_tower_cannot_tell_benign_from_harmful_figstep() -> Non
     assert 0.5 * (hit_h + hit_b) < 0.75, (hit_h, hit_b)  # measured 0.62: near chance
 
 
-@pytest.mark.parametrize("arch", ["llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("arch", ["llava", "qwen2_vl", "qwen2_5_vl", "idefics3"])
 @pytest.mark.parametrize("lora", [False, True])
 def test_finetune_trains_language_side_of_each_architecture(
     arch: str, lora: bool, request: pytest.FixtureRequest
