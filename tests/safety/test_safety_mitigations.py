@@ -328,34 +328,92 @@ def test_reference_vision_tower_cannot_tell_benign_from_harmful_figstep() -> Non
     assert 0.5 * (hit_h + hit_b) < 0.75, (hit_h, hit_b)  # measured 0.62: near chance
 
 
-@pytest.mark.parametrize("arch", ["llava", "qwen2_vl", "qwen2_5_vl", "idefics3"])
+# Where each architecture keeps its vision encoder (state-dict prefixes), written out here so the
+# test does not share the code's own lookup.
+VISION_PREFIX = {
+    "llava": "model.vision_tower.",
+    "qwen2_vl": "model.visual.",
+    "qwen2_5_vl": "model.visual.",
+    "idefics3": "model.vision_model.",
+}
+
+
+@pytest.mark.parametrize("arch", list(VISION_PREFIX))
 @pytest.mark.parametrize("lora", [False, True])
 def test_finetune_trains_language_side_of_each_architecture(
     arch: str, lora: bool, request: pytest.FixtureRequest
 ) -> None:
     """VLGuard fine-tuning feeds each architecture its own image inputs (LLaVA pixels, Qwen2-VL
-    patches + image_grid_thw, Idefics3 pixel_attention_mask) and leaves the vision tower frozen."""
+    patches + image_grid_thw + token modalities, Idefics3 pixel_attention_mask) and leaves the
+    vision encoder frozen."""
     import torch
     from PIL import Image
 
-    from vlmtrust.mitigations.safety.vlguard import SafetyExample, _is_vision, finetune
+    from vlmtrust.mitigations.safety.vlguard import (
+        SafetyExample,
+        collate,
+        encode_example,
+        finetune,
+    )
 
     path = request.getfixturevalue(f"tiny_{arch}_dir")
     model: Any = load_model("hf:" + str(path), device="cpu")
     before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    vision = [k for k in before if k.startswith(VISION_PREFIX[arch])]
+    assert vision  # the prefix is right
     im = Image.new("RGB", (32, 32), "red")
     ex = [
         SafetyExample(im, "what shape is it ?", "sorry . cannot help .", "refuse"),
         SafetyExample(None, "say yes or no", "yes", "safe"),
-        SafetyExample(im.rotate(90), "what colour is it ?", "red", "safe"),
+        SafetyExample(im.resize((48, 24)), "what colour is it ?", "red", "safe"),
     ]
+    batch = collate(model, [encode_example(model, e) for e in ex])
+    if arch.startswith("qwen"):
+        # each token's modality, for M-RoPE: image tokens exactly, answers and padding text
+        pad = model.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        assert torch.equal(batch["mm_token_type_ids"], (batch["input_ids"] == pad).long())
+        assert batch["image_grid_thw"].shape[0] == 2  # one row per image example, in order
+        assert batch["image_grid_thw"][1].tolist() != batch["image_grid_thw"][0].tolist()
     info = finetune(model, ex, steps=2, batch_size=3, lr=1e-2, lora=lora, lora_r=2)
     assert np.isfinite(info["final_loss"])
     after = model.model.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert changed and not any(_is_vision(k) for k in changed), changed
+    assert changed and not any(k in vision for k in changed), changed
     if lora:
         assert all(
             k.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight"))
             for k in changed
         ), changed
+
+
+def test_finetune_batches_idefics3_images_with_different_tile_counts(
+    tiny_idefics3_dir: Path, tmp_path: Path
+) -> None:
+    """With image splitting (SmolVLM's default) a square and a 2:1 image give 5 and 3 tiles; the
+    batch zero-pads the tiles, as the processor does, and trains."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from vlmtrust.mitigations.safety.vlguard import SafetyExample, collate, encode_example, finetune
+
+    d = tmp_path / "split"
+    shutil.copytree(tiny_idefics3_dir, d)
+    cfg_path = d / "processor_config.json"  # transformers 5 keeps the image processor here
+    cfg = json.loads(cfg_path.read_text())
+    cfg["image_processor"].update(do_image_splitting=True, size={"longest_edge": 64})
+    cfg_path.write_text(json.dumps(cfg))
+    model: Any = load_model(f"hf:{d}", device="cpu")
+    ex = [
+        SafetyExample(Image.new("RGB", (64, 64), "red"), "what shape ?", "red", "safe"),
+        SafetyExample(Image.new("RGB", (64, 32), "blue"), "what colour ?", "blue", "safe"),
+    ]
+    encoded = [encode_example(model, e) for e in ex]
+    tiles = [int(im["pixel_values"].shape[1]) for _, _, im in encoded]
+    assert tiles[0] != tiles[1]
+    batch = collate(model, encoded)
+    assert batch["pixel_values"].shape[:2] == (2, max(tiles))
+    assert float(batch["pixel_values"][1, min(tiles) :].abs().sum()) == 0.0  # padding tiles
+    info = finetune(model, ex, steps=1, batch_size=2, lr=1e-3)
+    assert np.isfinite(info["final_loss"])

@@ -143,9 +143,7 @@ class HFGenerativeModel:
             return from_pretrained(auto_processor, t, **pil_backend_kwargs())
         except (ImportError, AttributeError) as e:
             if self.model_type in IMAGE_ONLY_TYPES:
-                return image_only_processor(
-                    self.model_type, lambda cls, **kw: from_pretrained(cls, t, **kw)
-                )
+                return image_only_processor(self.model_type, t)
             raise ModelSpecError(
                 f"model spec {self.spec!r}: its processor needs a package that is not "
                 f"installed ({_one_line(e)}); install it (often torchvision) and retry"

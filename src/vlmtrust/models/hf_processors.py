@@ -19,15 +19,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmtrust.core.errors import InputError, ModelSpecError
 
-IMAGE_ONLY_TYPES: dict[str, tuple[str, str]] = {
-    "qwen2_vl": ("Qwen2VLProcessor", "<|image_pad|>"),
-    "qwen2_5_vl": ("Qwen2_5_VLProcessor", "<|image_pad|>"),
+if TYPE_CHECKING:
+    from vlmtrust.models.hf_common import HFTarget
+
+IMAGE_ONLY_TYPES: dict[str, tuple[str, str, str]] = {
+    "qwen2_vl": ("Qwen2VLProcessor", "<|image_pad|>", "<|video_pad|>"),
+    "qwen2_5_vl": ("Qwen2_5_VLProcessor", "<|image_pad|>", "<|video_pad|>"),
 }
-"""``model_type`` → (the processor class it replaces, the image placeholder token)."""
+"""``model_type`` → (the processor class it replaces, image placeholder, video placeholder)."""
 
 
 class ImageOnlyProcessor:
@@ -47,7 +50,7 @@ class ImageOnlyProcessor:
                 f"no image-only processor for model_type {model_type!r} (known: {known})"
             )
         self.model_type = model_type
-        self.processor_class, self.image_token = IMAGE_ONLY_TYPES[model_type]
+        self.processor_class, self.image_token, self.video_token = IMAGE_ONLY_TYPES[model_type]
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.chat_template = chat_template
@@ -77,6 +80,11 @@ class ImageOnlyProcessor:
     ) -> dict[str, Any]:
         """Tokenise ``text`` (one image placeholder per image, in order) and process ``images``."""
         images = list(images or [])
+        if any(self.video_token in t for t in text):
+            raise InputError(
+                f"the prompt holds the video placeholder {self.video_token!r}; videos need the "
+                "model's own processor (install torchvision), or remove the placeholder"
+            )
         n_slots = sum(t.count(self.image_token) for t in text)
         if n_slots != len(images):
             raise InputError(
@@ -122,17 +130,39 @@ class ImageOnlyProcessor:
         )
 
 
-def image_only_processor(model_type: str, load: Any) -> ImageOnlyProcessor:
-    """Build an :class:`ImageOnlyProcessor` from ``load(auto_cls, **kwargs)``.
+def image_only_processor(model_type: str, t: HFTarget) -> ImageOnlyProcessor:
+    """Build an :class:`ImageOnlyProcessor` for target ``t``.
 
-    ``load`` reads the tokenizer and the image processor (PIL backend) of one target.
+    It reads the tokenizer, the image processor (PIL backend) and the chat template: the
+    tokenizer's, else ``chat_template.jinja`` or ``chat_template.json`` beside the weights, as
+    processors store it.
     """
     from transformers import AutoImageProcessor, AutoTokenizer
 
-    from vlmtrust.models.hf_common import pil_backend_kwargs
+    from vlmtrust.models.hf_common import from_pretrained, pil_backend_kwargs
 
-    tokenizer = load(AutoTokenizer)
-    image_processor = load(AutoImageProcessor, **pil_backend_kwargs())
-    return ImageOnlyProcessor(
-        model_type, tokenizer, image_processor, getattr(tokenizer, "chat_template", None)
-    )
+    tokenizer = from_pretrained(AutoTokenizer, t)
+    image_processor = from_pretrained(AutoImageProcessor, t, **pil_backend_kwargs())
+    template = getattr(tokenizer, "chat_template", None) or _template_file(t)
+    return ImageOnlyProcessor(model_type, tokenizer, image_processor, template)
+
+
+def _template_file(t: HFTarget) -> str | None:
+    """The processor-level chat template stored beside the weights, if any."""
+    from transformers.utils.hub import cached_file
+
+    for name in ("chat_template.jinja", "chat_template.json"):
+        try:
+            path = cached_file(
+                t.name_or_path, name, _raise_exceptions_for_missing_entries=False,
+                **t.pretrained_kwargs(),
+            )  # fmt: skip
+        except OSError:
+            path = None
+        if path:
+            text = Path(path).read_text(encoding="utf-8")
+            if name.endswith(".jinja"):
+                return text
+            value = json.loads(text).get("chat_template")
+            return value if isinstance(value, str) else None
+    return None

@@ -218,7 +218,8 @@ def build_safety_set(model: Any, p: VLGuardParams, seed: int) -> tuple[list[Safe
 
 
 TEXT_KEYS = frozenset({"input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids"})
-"""Processor outputs rebuilt per batch by :func:`collate`; every other tensor is image input."""
+"""Per-token processor outputs: :func:`collate` rebuilds the ids, the mask and the modality types
+for the padded batch (``token_type_ids`` is not used). Every other tensor is image input."""
 
 
 def encode_example(model: Any, ex: SafetyExample) -> tuple[list[int], int, dict[str, Any]]:
@@ -278,18 +279,88 @@ def collate(model: Any, items: Sequence[tuple[list[int], int, dict[str, Any]]]) 
             types[k, : len(row)] = torch.tensor(row, dtype=torch.long)
         out["mm_token_type_ids"] = types.to(model.device)
     for key in dict.fromkeys(k for _, _, im in items for k in im if k != "mm_token_type_ids"):
-        parts = [im[key] for _, _, im in items if key in im]
-        v = torch.cat(parts).to(model.device)
+        v = _join([im[key] for _, _, im in items if key in im], key).to(model.device)
         out[key] = v.to(model.dtype) if v.is_floating_point() else v
     return out
 
 
-VISION_MODULES = ("vision_tower", "visual", "vision_model")
-"""Names of the vision encoder in LLaVA, Qwen2-VL and Idefics3 checkpoints."""
+def _join(parts: list[Any], key: str) -> Any:
+    """Concatenate one image input of several examples along the first axis.
+
+    Per-example tensors that differ only in their second axis (Idefics3's and LLaVA-NeXT's
+    image tiles, ``(1, n_tiles, ...)``) are zero-padded there first, as their processors do
+    when they batch: the models skip all-zero tiles.
+    """
+    import torch
+
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) == 1:
+        return torch.cat(parts)
+    if len({(p.dim(), *p.shape[2:]) for p in parts}) == 1 and parts[0].dim() >= 3:
+        width = max(int(p.shape[1]) for p in parts)
+        padded = []
+        for p in parts:
+            pad = p.new_zeros((p.shape[0], width - p.shape[1], *p.shape[2:]))
+            padded.append(torch.cat([p, pad], dim=1))
+        return torch.cat(padded)
+    raise InputError(
+        f"safety/vlguard: the processor's {key!r} has shapes {sorted(shapes)} across examples "
+        "and cannot be batched; use batch_size=1"
+    )
 
 
-def _is_vision(param_name: str) -> bool:
-    return any(part in VISION_MODULES for part in param_name.split("."))
+VISION_MODULES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_tower")
+"""Vision-encoder attribute names, tried in this order where transformers has no
+``get_encoder(modality="image")`` (4.x). The 5.x lookup tries the same list."""
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _inner(model: Any, attr: str) -> Any:
+    """The module ``model`` keeps under ``attr``, on the model or its base model."""
+    for owner in (model, getattr(model, "model", None)):
+        found = getattr(owner, attr, None) if owner is not None else None
+        if found is not None and hasattr(found, "parameters"):
+            return found
+    return None
+
+
+def vision_encoder(model: Any) -> Any:
+    """The vision encoder of a transformers VLM, or None when it cannot be found."""
+    try:
+        enc = model.get_encoder(modality="image")
+        if enc is not model and enc is not getattr(model, "model", None):
+            return enc
+    except (AttributeError, TypeError, ValueError):  # transformers 4.x: no modality argument
+        pass
+    for name in VISION_MODULES:
+        if (found := _inner(model, name)) is not None:
+            return found
+    return None
+
+
+def language_model(model: Any) -> Any:
+    """The language model (decoder) of a transformers VLM, or None when it cannot be found."""
+    try:
+        dec = model.get_decoder()
+        if dec is not model and dec is not getattr(model, "model", None):
+            return dec
+    except (AttributeError, ValueError):
+        pass
+    for name in ("language_model", "text_model", "decoder"):
+        if (found := _inner(model, name)) is not None:
+            return found
+    return None
+
+
+def lora_targets(model: Any) -> list[str]:
+    """Full names of the language model's attention projections (LoRA targets)."""
+    lm = language_model(model)
+    inside = {id(m) for m in lm.modules()} if lm is not None else set()
+    return [
+        name
+        for name, mod in model.named_modules()
+        if id(mod) in inside and name.rsplit(".", 1)[-1] in ATTENTION_PROJECTIONS
+    ]
 
 
 def finetune(
@@ -329,18 +400,27 @@ def finetune(
             raise InputError(
                 "safety/vlguard lora=true needs peft: pip install peft (or vlmtrust[safety])"
             ) from None
-        cfg = LoraConfig(
-            r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=0.0,
-            # attention projections of the language side (any name), never the vision tower
-            target_modules=rf"(?!.*\b({'|'.join(VISION_MODULES)})\b).*\.(q_proj|k_proj|v_proj|o_proj)",
-        )
+        targets = lora_targets(module)
+        if not targets:
+            raise CapabilityError(
+                f"safety/vlguard lora=true: no {'/'.join(ATTENTION_PROJECTIONS)} layers found in "
+                f"the language model of {model.spec}; use lora=false"
+            )
+        # the language model's own attention projections, found through transformers'
+        # get_decoder(), so the vision encoder never gets adapters whatever it is called
+        cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=targets)
         module = get_peft_model(module, cfg)
         params = [p for p in module.parameters() if p.requires_grad]
     else:
-        for name, prm in module.named_parameters():
-            prm.requires_grad_(train_vision or not _is_vision(name))
+        vision = vision_encoder(module)
+        if vision is None and not train_vision:
+            raise CapabilityError(
+                f"safety/vlguard: cannot find the vision encoder of {model.spec} to keep it "
+                "frozen; pass train_vision=true to fine-tune every weight"
+            )
+        frozen = {id(p) for p in vision.parameters()} if vision is not None else set()
+        for prm in module.parameters():
+            prm.requires_grad_(train_vision or id(prm) not in frozen)
         params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     module.train()
