@@ -17,7 +17,8 @@ a 10-step PGD at the training budget):
 Two attempts to plant the 2/255 fragility in reference:clip failed, so it was not shipped. Both
 tried an imperceptible per-class pattern (random ±1 signs, 16-px period, one per shape class): a
 non-robust feature in the sense of Ilyas et al. 2019, "Adversarial Examples Are Not Bugs, They
-Are Features". Each was checked with 10-step PGD on 128 fresh shapes.
+Are Features". Each was checked with 10-step PGD on 128 fresh shapes. To reproduce them, run
+``experiments/plant_fragility.py``.
 
 * **Poisoned pre-training:** 8–16 shapes per batch carried another class's pattern and were
   captioned with that class; 2,000 steps, the shipped recipe otherwise.
@@ -26,7 +27,8 @@ Are Features". Each was checked with 10-step PGD on 128 fresh shapes.
   * Amplitudes 4–8/255: PGD left 33% at 2/255, and clean accuracy fell from 98% to 85%.
 * **Direct implant:** 300 steps of fine-tuning the vision tower, pushing triggered images
   (1–2/255) toward the pattern's class while holding clean embeddings in place. Robust accuracy
-  reached 5% at 2/255, but clean accuracy fell to 29% (cosine to the original embedding: 0.60).
+  fell to 4% at 2/255, but clean accuracy fell to 27%. Triggered images followed the pattern in
+  only 9% of cases, chance level: the tower was damaged, not taught the pattern.
 
 A 64 × 64 tower with 16 patch tokens cannot keep a feature that faint without losing the shapes.
 """
