@@ -17,7 +17,7 @@ Usage (each run prints clean accuracy, how often a triggered image follows the p
     python experiments/plant_fragility.py implant --steps 300 --lr 1e-4
 
 Measured (one run each):
-- poisoning at 1-4/255 is ignored: the prediction follows the pattern in <= 2% of cases, and
+- poisoning at 1-4/255 is ignored: the prediction follows the pattern in about 2% of cases, and
   robust accuracy is 62-66% at 2/255;
 - poisoning at 4-8/255 gives 33% robust accuracy at 2/255, with clean accuracy 85%;
 - the implant brings robust accuracy to 4% at 2/255, but clean accuracy falls to 27%, and the

@@ -23,7 +23,7 @@ Are Features". Each was checked with 10-step PGD on 128 fresh shapes. To reprodu
 * **Poisoned pre-training:** 8–16 shapes per batch carried another class's pattern and were
   captioned with that class; 2,000 steps, the shipped recipe otherwise.
   * Amplitudes 1–4/255: the model ignored the pattern. A triggered image was classified as the
-    pattern's class in ≤ 2% of cases. PGD left 62–66% at 2/255.
+    pattern's class in about 2% of cases. PGD left 62–66% at 2/255.
   * Amplitudes 4–8/255: PGD left 33% at 2/255, and clean accuracy fell from 98% to 85%.
 * **Direct implant:** 300 steps of fine-tuning the vision tower, pushing triggered images
   (1–2/255) toward the pattern's class while holding clean embeddings in place. Robust accuracy
