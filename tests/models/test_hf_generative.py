@@ -376,4 +376,4 @@ def test_processor_needing_a_missing_package_is_one_line(
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", missing)
     with pytest.raises(ModelSpecError) as e:
         load_model(f"hf:{tiny_idefics3_dir}", device="cpu")
-    assert "\n" not in str(e.value) and "install it" in str(e.value)
+    assert "\n" not in str(e.value) and "install the package it needs" in str(e.value)

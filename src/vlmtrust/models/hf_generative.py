@@ -145,8 +145,8 @@ class HFGenerativeModel:
             if self.model_type in IMAGE_ONLY_TYPES:
                 return image_only_processor(self.model_type, t)
             raise ModelSpecError(
-                f"model spec {self.spec!r}: its processor needs a package that is not "
-                f"installed ({_one_line(e)}); install it (often torchvision) and retry"
+                f"model spec {self.spec!r}: its processor could not be built ({_one_line(e)}); "
+                "install the package it needs (often torchvision) and retry"
             ) from e
 
     def __repr__(self) -> str:
