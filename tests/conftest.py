@@ -229,6 +229,24 @@ def _tiny_image_processor(*, siglip: bool = False) -> Any:
     )
 
 
+def _tiny_decoder(tok: Any, **over: Any) -> dict[str, Any]:
+    """Text config of the tiny generative models' language side (special ids from ``tok``)."""
+    cfg: dict[str, Any] = {
+        "vocab_size": len(tok),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
+    cfg.update(over)
+    return cfg
+
+
 def _tiny_vision(**over: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "image_size": TINY_IMAGE_SIZE,
@@ -318,19 +336,7 @@ def build_tiny_llava(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
     image_token_id = tok.convert_tokens_to_ids("<image>")
     cfg = LlavaConfig(
         vision_config={"model_type": "clip_vision_model", **_tiny_vision()},
-        text_config={
-            "model_type": "llama",
-            "vocab_size": len(tok),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 256,
-            "pad_token_id": tok.pad_token_id,
-            "bos_token_id": tok.bos_token_id,
-            "eos_token_id": tok.eos_token_id,
-        },
+        text_config=_tiny_decoder(tok, model_type="llama"),
         image_token_index=image_token_id,
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
@@ -379,19 +385,7 @@ def build_tiny_idefics3(out_dir: str | os.PathLike[str], *, seed: int = 0) -> Pa
         IDEFICS3_SPECIALS, add_eos=False, model_max_length=256, padding_side="left"
     )
     cfg = Idefics3Config(
-        text_config={
-            "model_type": "llama",
-            "vocab_size": len(tok),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 256,
-            "pad_token_id": tok.pad_token_id,
-            "bos_token_id": tok.bos_token_id,
-            "eos_token_id": tok.eos_token_id,
-        },
+        text_config=_tiny_decoder(tok, model_type="llama"),
         vision_config=_tiny_vision(num_hidden_layers=1),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         scale_factor=2,
@@ -470,19 +464,11 @@ def build_tiny_qwen2_vl(
     config_cls = getattr(transformers, f"{prefix}Config")
     model_cls = getattr(transformers, f"{prefix}ForConditionalGeneration")
     cfg = config_cls(
-        text_config={
-            "vocab_size": len(tok),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 512,
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 2, 4]},
-            "pad_token_id": tok.pad_token_id,
-            "bos_token_id": tok.bos_token_id,
-            "eos_token_id": tok.eos_token_id,
-        },
+        text_config=_tiny_decoder(
+            tok,
+            max_position_embeddings=512,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 2, 4]},
+        ),
         vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

@@ -86,7 +86,7 @@ class HFGenerativeModel:
         batch_size: int = 8,
         concurrency: int | None = None,
     ) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         setup = local_setup(
             target, spec=spec, device=device, dtype=dtype, batch_size=batch_size, half_on_gpu=True
@@ -100,7 +100,7 @@ class HFGenerativeModel:
         self.config = setup.config
         self.model_type = setup.model_type
         # the processor first: its problems are found before any weights are read
-        self.processor: Any = self._load_processor(AutoProcessor, t)
+        self.processor: Any = self._load_processor(t)
         self.tokenizer: Any = getattr(self.processor, "tokenizer", None)
         self.image_processor: Any = getattr(self.processor, "image_processor", None)
         if self.tokenizer is None or self.image_processor is None:
@@ -131,16 +131,18 @@ class HFGenerativeModel:
         self.capabilities: Capability = caps
         self.fingerprint: str = model_fingerprint(t, self.dtype)  # after loading
 
-    def _load_processor(self, auto_processor: Any, t: Any) -> Any:
+    def _load_processor(self, t: Any) -> Any:
         """``AutoProcessor`` with the PIL backend, or the image-only stand-in.
 
         The stand-in (:mod:`vlmtrust.models.hf_processors`) is used for Qwen2-VL-class models
         whose processor needs torchvision.
         """
+        from transformers import AutoProcessor
+
         from vlmtrust.models.hf_processors import IMAGE_ONLY_TYPES, image_only_processor
 
         try:
-            return from_pretrained(auto_processor, t, **pil_backend_kwargs())
+            return from_pretrained(AutoProcessor, t, **pil_backend_kwargs())
         except (ImportError, AttributeError) as e:
             if self.model_type in IMAGE_ONLY_TYPES:
                 return image_only_processor(self.model_type, t)
