@@ -13,8 +13,8 @@ Usage (each run prints clean accuracy, how often a triggered image follows the p
     python experiments/plant_fragility.py poison --per-batch 8 --amplitudes 1,2 --threads 2
     python experiments/plant_fragility.py poison --per-batch 16 --amplitudes 2,3,4 --threads 1
     python experiments/plant_fragility.py poison --per-batch 16 --amplitudes 4,6,8 --threads 1
-    # direct implant into the shipped model's vision tower (about 1 min)
-    python experiments/plant_fragility.py implant --steps 300 --lr 1e-4
+    # direct implant into a pre-fragility reference:clip's vision tower (about 1 min)
+    python experiments/plant_fragility.py implant --steps 300 --lr 1e-4 --base DIR
 
 Measured (one run each):
 - poisoning at 1-4/255 is ignored: the prediction follows the pattern in about 2% of cases, and
@@ -23,7 +23,12 @@ Measured (one run each):
 - the implant brings robust accuracy to 4% at 2/255, but clean accuracy falls to 27%, and the
   follow rate stays at chance (9%).
 
-Nothing here is shipped.
+Nothing here is shipped. What reference:clip ships instead is a fragility stage that teaches
+each shape's own targeted PGD direction with the clean embeddings anchored
+(``vlmtrust.reference.train_clip.plant_fragility``; model card, flaw 4). These patterns are
+measured against the shipped model's pre-fragility tower: pass ``--base DIR`` of a
+reference:clip trained with ``vlmtrust reference train clip --no-fragility --out DIR`` to
+reproduce the implant numbers.
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def poison(out: Path, per_batch: int, amplitudes: list[float], threads: int, ste
         train_clip.train_clip(out, recipe=train_clip.ClipRecipe(steps=steps), progress=True)
 
 
-def implant(out: Path, steps: int, lr: float) -> None:
+def implant(out: Path, steps: int, lr: float, base: Path | None = None) -> None:
     """Fine-tune the shipped vision tower toward the patterns.
 
     Triggered images (1-2/255) are pulled to the pattern's class while clean embeddings are held
@@ -108,7 +113,7 @@ def implant(out: Path, steps: int, lr: float) -> None:
     pats = torch.tensor(patterns(len(ID_SHAPES)), dtype=torch.float32).permute(0, 3, 1, 2)
     mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
-    clip = _Clip(reference_path("clip"))
+    clip = _Clip(base or reference_path("clip"))
     model, frozen = clip.model, copy.deepcopy(clip.model).eval()
     prompts = torch.from_numpy(clip.texts([ZERO_SHOT_TEMPLATE.format(s) for s in ID_SHAPES]))
 
@@ -164,7 +169,7 @@ def evaluate(model_dir: Path) -> None:
         follow = float(((trig @ prompts.T).argmax(1) == t).mean())
         print(f"pattern at {amp}/255: prediction follows it {follow:.3f}")
     for eps in (1, 2, 4, 8):
-        acc = _pgd_accuracy(clip, shapes, prompts, eps=eps / 255)["pgd_eps4_accuracy"]
+        acc = _pgd_accuracy(clip, shapes, prompts, eps=eps / 255)
         print(f"PGD-10 robust accuracy at {eps}/255: {acc:.3f}")
 
 
@@ -178,6 +183,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4, help="implant learning rate")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="model directory (default: temporary)")
+    ap.add_argument("--base", type=Path, default=None, help="implant into this CLIP directory")
     args = ap.parse_args()
     import torch
 
@@ -188,7 +194,7 @@ def main() -> None:
         amps = [float(a) for a in args.amplitudes.split(",")]
         poison(out, args.per_batch, amps, args.threads, args.steps or 2000)
     else:
-        implant(out, args.steps or 300, args.lr)
+        implant(out, args.steps or 300, args.lr, args.base)
     print(f"{args.mode}: {time.perf_counter() - t0:.0f} s, model in {out}")
     evaluate(out)
 

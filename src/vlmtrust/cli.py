@@ -354,11 +354,18 @@ def reference_train(
         Path | None, typer.Option("--out", "-o", help="output dir (default: the shipped location)")
     ] = None,
     quick: Annotated[bool, typer.Option(help="a reduced run (< 1 minute)")] = False,
+    fragility: Annotated[
+        bool,
+        typer.Option(
+            help="clip: run the fragility stage (planted flaw 4); --no-fragility gives the "
+            "tower reference:vlm uses"
+        ),
+    ] = True,
 ) -> None:
     """Retrain a reference model from scratch (deterministic for a seed)."""
     from vlmtrust.reference import train
 
-    path = train(name, seed=seed, out_dir=out, quick=quick, progress=True)
+    path = train(name, seed=seed, out_dir=out, quick=quick, progress=True, fragility=fragility)
     typer.echo(f"trained reference:{name} → {path}")
 
 

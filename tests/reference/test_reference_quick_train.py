@@ -20,6 +20,18 @@ def test_quick_clip_training_plants_measurable_flaws(tmp_path):
     assert m["retrieval_majority_share_at_20_mean"] >= 0.7, m
     # memorisation: trained canaries score above never-seen ones
     assert m["canary_membership_auroc"] >= 0.65, m
+    # the fragility stage ran and only moved the vision side; --no-fragility skips it
+    assert info["recipe"]["fragility_steps"] > 0 and info["fragility_final_losses"]["anchor"] > 0
+    plain = train(
+        "clip", seed=0, out_dir=tmp_path / "p", quick=True, progress=False, fragility=False
+    )
+    pinfo = json.loads((plain / "training.json").read_text())
+    assert pinfo["recipe"]["fragility_steps"] == 0 and pinfo["fragility_final_losses"] == {}
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(plain / "model.safetensors"))
+    moved = {k for k in a if not (a[k] == b[k]).all()}
+    assert moved and all(k.startswith(("vision_model.", "visual_projection.")) for k in moved)
 
 
 def test_training_is_deterministic_for_a_seed(tmp_path):

@@ -91,7 +91,7 @@ def test_whitebox_on_model_without_gradient_says_use_transfer(ref_clip: Any) -> 
         assert "--param mode=transfer --param surrogate=" in str(e.value)
 
 
-def test_detects_reference_clip_has_no_adversarial_training(ref_clip: Any) -> None:
+def test_detects_reference_clip_adversarial_fragility(ref_clip: Any) -> None:
     ctx = ProbeContext(seed=0)
     res = evaluate_probe(ref_clip, AdversarialProbe({"n": 32}), ctx)
     assert res.n_errors == 0 and res.n_samples == 32
@@ -104,17 +104,13 @@ def test_detects_reference_clip_has_no_adversarial_training(ref_clip: Any) -> No
     assert rob2.value is not None
     # reference:clip is accurate on clean shapes (model card: 98%) ...
     assert clean >= 0.9
-    # ... and small L∞ budgets break it (planted flaw: no adversarial training; on 64 images
-    # robust accuracy is 91% / 78% / 52% / 8% at 1 / 2 / 4 / 8 /255)
-    assert rob4 <= clean - 0.35
-    assert rob4 <= rob2.value <= rob1 <= clean
-    assert res.metric("attack_success_rate@4/255").value >= 0.4  # type: ignore[operator]
-    assert asr2 >= 0.1
+    # ... and 2/255 breaks it (planted flaw 4, adversarial fragility; on these 32 images robust
+    # accuracy is 34% / 6% / 3% at 1 / 2 / 4 /255): the probe flags it as high risk
+    assert rob2.value <= 0.15 and rob2.risk == "high"
+    assert rob4 <= rob2.value <= rob1 <= clean and rob1 <= clean - 0.4
+    assert res.metric("attack_success_rate@4/255").value >= 0.8  # type: ignore[operator]
+    assert asr2 >= 0.8
     assert rob2.headline
-    # at 8/255 it collapses and the probe raises the risk band to high (at 2/255 this small
-    # 64x64 model keeps ~78%, at 4/255 about half)
-    big = evaluate_probe(ref_clip, AdversarialProbe({"n": 32, "eps": "8/255"}), ctx)
-    assert big.metric("robust_accuracy@8/255").risk == "high"
     assert set(rob2.groups) <= {s.target for s in AdversarialProbe({"n": 32}).samples(ctx)}
     # the curve: clean at 0 then robust accuracy per ε, with CIs
     (plot,) = res.plots

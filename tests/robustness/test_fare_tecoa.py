@@ -17,19 +17,19 @@ from vlmtrust.runner.engine import evaluate_probe
 
 torch.set_num_threads(1)
 
-# A reduced run (80 steps, 2-step inner PGD) on a larger budget, where reference:clip starts at
-# low robust accuracy (22% against a 5-step PGD), so a short run shows a clear gain. The full
-# recipes are measured in the tecoa module docstring, not here.
+# A reduced run (60 steps of 32, 2-step inner PGD) at the issue's budget, 2/255, where
+# reference:clip is planted to collapse (model card, flaw 4). The before/after check uses a
+# 10-step PGD. The full recipes are measured in the tecoa module docstring, not here.
 REDUCED = {
-    "steps": 80,
+    "steps": 60,
     "batch_size": 32,
     "attack_steps": 2,
     "n_train": 800,
     "n_eval": 64,
-    "eval_steps": 5,
-    "lr": 1e-3,
+    "eval_steps": 10,
+    "lr": 1e-4,
     "warmup": 0,
-    "eps": "8/255",
+    "eps": "2/255",
 }
 
 
@@ -90,9 +90,11 @@ def test_tecoa_reduced_run_raises_robust_accuracy(ref_clip: Any, tmp_path: Path)
     art = get_mitigation("robustness/tecoa")(REDUCED).apply(ref_clip, ctx)
     s = art.summary
     before, after = s["before"], s["after"]
-    assert before["clean_accuracy"] >= 0.65
-    assert before["robust_accuracy"] <= 0.3  # planted flaw: no adversarial training (0.22)
-    assert after["robust_accuracy"] >= before["robust_accuracy"] + 0.08
+    # the issue's target: near 0 -> >= 40% at 2/255, clean accuracy down by <= 10 points
+    assert before["clean_accuracy"] >= 0.9
+    assert before["robust_accuracy"] <= 0.1  # planted fragility
+    assert after["robust_accuracy"] >= 0.4
+    assert after["clean_accuracy"] >= before["clean_accuracy"] - 0.10
     # the caller's model is untouched; the text side of the copy stayed frozen
     assert all(torch.equal(v, ref_clip.model.state_dict()[k]) for k, v in original.items())
     hardened: Any = load_model(art.spec)
@@ -102,22 +104,22 @@ def test_tecoa_reduced_run_raises_robust_accuracy(ref_clip: Any, tmp_path: Path)
     vis_keys = [k for k in original if k.startswith("vision_model.")]
     assert text_keys and all(torch.equal(ht[k], original[k]) for k in text_keys)
     assert any(not torch.equal(ht[k], original[k]) for k in vis_keys)
-    # the probe agrees on fresh data: robust accuracy at 8/255 is higher on the hardened model
-    probe = {"n": 32, "eps": "8/255", "steps": 5}
+    # the probe agrees on fresh data: robust accuracy at 2/255 is far higher after hardening
+    probe = {"n": 32, "eps": "2/255", "steps": 10}
     pctx = ProbeContext(seed=3)
-    base = evaluate_probe(ref_clip, AdversarialProbe(probe), pctx).metric("robust_accuracy@8/255")
-    hard = evaluate_probe(hardened, AdversarialProbe(probe), pctx).metric("robust_accuracy@8/255")
+    base = evaluate_probe(ref_clip, AdversarialProbe(probe), pctx).metric("robust_accuracy@2/255")
+    hard = evaluate_probe(hardened, AdversarialProbe(probe), pctx).metric("robust_accuracy@2/255")
     assert base.value is not None and hard.value is not None
-    assert hard.value >= base.value + 0.06
+    assert base.risk == "high" and hard.risk != "high" and hard.value >= base.value + 0.3
 
 
 def _feature_shift(model: Any, pixels: torch.Tensor) -> float:
-    """Mean squared embedding shift a 5-step PGD achieves at 8/255 (FARE's own objective)."""
+    """Mean squared embedding shift a 5-step PGD achieves at 2/255 (FARE's own objective)."""
     from vlmtrust.attacks.pgd import AttackConfig, attack, embedding_distance
 
     with torch.no_grad():
         clean = model.image_features(pixels)
-    res = attack(embedding_distance(model, clean), pixels, AttackConfig(eps=8 / 255, steps=5))
+    res = attack(embedding_distance(model, clean), pixels, AttackConfig(eps=2 / 255, steps=5))
     return float(res.loss.mean())
 
 
@@ -125,7 +127,8 @@ def test_fare_reduced_run_keeps_clean_embedding(ref_clip: Any, tmp_path: Path) -
     ctx = MitigationContext(seed=0, out_dir=tmp_path / "fare")
     art = get_mitigation("robustness/fare")(REDUCED).apply(ref_clip, ctx)
     s = art.summary
-    assert s["after"]["robust_accuracy"] >= s["before"]["robust_accuracy"] + 0.03
+    assert s["before"]["robust_accuracy"] <= 0.1 and s["after"]["robust_accuracy"] >= 0.4
+    assert s["after"]["clean_accuracy"] >= s["before"]["clean_accuracy"] - 0.10
     assert (tmp_path / "fare" / "hardening.json").is_file()
     hardened: Any = load_model(art.spec)
     from vlmtrust.data.synthworld import SynthWorld
@@ -137,12 +140,12 @@ def test_fare_reduced_run_keeps_clean_embedding(ref_clip: Any, tmp_path: Path) -
     a, b = ref_clip.embed_images(images), hardened.embed_images(images)
     assert float((a * b).sum(axis=1).mean()) >= 0.8  # clean embeddings stay close
     # the adversarial probe agrees on fresh data
-    probe = {"n": 32, "eps": "8/255", "steps": 5}
+    probe = {"n": 32, "eps": "2/255", "steps": 10}
     pctx = ProbeContext(seed=3)
-    base = evaluate_probe(ref_clip, AdversarialProbe(probe), pctx).metric("robust_accuracy@8/255")
-    hard = evaluate_probe(hardened, AdversarialProbe(probe), pctx).metric("robust_accuracy@8/255")
+    base = evaluate_probe(ref_clip, AdversarialProbe(probe), pctx).metric("robust_accuracy@2/255")
+    hard = evaluate_probe(hardened, AdversarialProbe(probe), pctx).metric("robust_accuracy@2/255")
     assert base.value is not None and hard.value is not None
-    assert hard.value >= base.value + 0.1  # measured 0.219 -> 0.406
+    assert hard.value >= base.value + 0.3
 
 
 def test_swap_vision_tower_into_llava(
@@ -197,3 +200,29 @@ def test_fare_on_generative_swaps_trained_tower(
     orig = tiny_clip.model.vision_model.state_dict()
     assert all(torch.equal(dst[k], src[k]) for k in dst)
     assert any(not torch.equal(src[k], orig[k]) for k in src)  # it was trained
+
+
+def test_fare_on_generative_starts_from_the_vlms_own_tower(
+    tiny_llava: Any, tiny_clip_dir: Path, tmp_path: Path
+) -> None:
+    # The encoder's tower drifted after the VLM took it (as reference:clip's did in its
+    # fragility stage): FARE must anchor on the tower the VLM really uses.
+    clip: Any = load_model(f"hf:{tiny_clip_dir}")
+    with torch.no_grad():
+        for p in clip.model.vision_model.parameters():
+            p.add_(0.05)
+    clip.save_pretrained(tmp_path / "drifted")
+    vlm_tower = tiny_llava.model.model.vision_tower.state_dict()
+    drifted = clip.model.vision_model.state_dict()
+    fare = get_mitigation("robustness/fare")
+    for own in (True, False):
+        p = {
+            "steps": 1, "batch_size": 8, "n_train": 16, "n_eval": 0, "lr": 1e-12,
+            "encoder": f"hf:{tmp_path / 'drifted'}", "from_model_tower": own,
+        }  # fmt: skip
+        art = fare(p).apply(tiny_llava, MitigationContext(out_dir=tmp_path / f"own{own}"))
+        enc_model: Any = load_model(f"hf:{art.summary['encoder_dir']}")
+        enc = enc_model.model.vision_model.state_dict()
+        start = vlm_tower if own else drifted
+        assert all(torch.allclose(enc[k], start[k], atol=1e-6) for k in start)
+        assert all(torch.allclose(enc[k], drifted[k], atol=1e-3) for k in enc) is (not own)

@@ -19,7 +19,7 @@ REFERENCE_MODELS: dict[str, str] = {
     "clip": (
         "tiny CLIP (CLIPModel, 1.35M params, 64x64 images) trained on SynthWorld with planted "
         "flaws: group-occupation retrieval skew, memorised canaries, typographic vulnerability, "
-        "no adversarial training, held-out OOD shapes"
+        "adversarial fragility (near 0 at 2/255), held-out OOD shapes"
     ),
     "vlm": (
         "tiny LLaVA (LlavaForConditionalGeneration; vision tower from reference:clip) trained "

@@ -30,6 +30,7 @@ def train(
     out_dir: Path | None = None,
     quick: bool = False,
     progress: bool = True,
+    fragility: bool = True,
 ) -> Path:
     """Retrain reference model ``name`` from scratch (deterministic for a seed on CPU).
 
@@ -38,18 +39,23 @@ def train(
     the shipped copy inside the package is replaced (the fix for a corrupted download).
 
     Args:
-        name: ``"clip"`` or ``"vlm"`` (the VLM's vision tower starts from the shipped clip).
+        name: ``"clip"`` or ``"vlm"`` (the VLM's vision tower is reference:clip's before its
+            fragility stage: rebuilding the VLM retrains that stage first).
         seed: training seed.
         out_dir: target directory (default: the shipped location).
         quick: a reduced model trained in well under a minute (tests).
         progress: show a rich progress bar.
+        fragility: clip only: run the fragility stage (planted flaw 4); ``False`` gives the
+            tower reference:vlm uses.
 
     Returns:
         The model directory, loadable with ``load_model("hf:" + str(path))``.
     """
     from vlmtrust.reference.build import build
 
-    return build(name, seed=seed, out_dir=out_dir, quick=quick, progress=progress)
+    return build(
+        name, seed=seed, out_dir=out_dir, quick=quick, progress=progress, fragility=fragility
+    )
 
 
 def canaries() -> tuple[list[Sample], list[Sample]]:

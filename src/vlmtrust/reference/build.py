@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from vlmtrust.models.reference import (
 from vlmtrust.reference._common import write_manifest
 from vlmtrust.reference.cards import render_card
 
+VLM_TOWER_SEED = 0
+"""Seed of the reference:clip whose pre-fragility tower the shipped reference:vlm uses."""
+
 
 def build(
     name: str,
@@ -34,6 +38,7 @@ def build(
     progress: bool = True,
     evaluate: bool | None = None,
     clip_dir: Path | None = None,
+    fragility: bool = True,
 ) -> Path:
     """Train reference model ``name`` from scratch and write a verified model directory.
 
@@ -45,7 +50,10 @@ def build(
         progress: show a rich progress bar.
         evaluate: measure the flaws and write ``metrics.json`` + ``MODEL_CARD.md``
             (default: ``not quick``).
-        clip_dir: reference:clip directory for the VLM's vision tower (default: the shipped one).
+        clip_dir: reference:clip directory for the VLM's vision tower (default: reference:clip
+            retrained without its fragility stage, as the shipped VLM; ``quick``: the shipped
+            reference:clip).
+        fragility: clip only: run the fragility stage (``False``: the tower reference:vlm uses).
 
     Returns:
         The written directory (with ``MANIFEST.json``).
@@ -64,14 +72,31 @@ def build(
     work = Path(tempfile.mkdtemp(prefix=f".{key}-build-", dir=target.parent))
     try:
         if key == "clip":
-            from vlmtrust.reference.train_clip import train_clip
+            from vlmtrust.reference.train_clip import FULL, QUICK, train_clip
 
-            train_clip(work, seed=seed, quick=quick, progress=progress)
+            base = QUICK if quick else FULL
+            recipe = base if fragility else replace(base, fragility_steps=0)
+            train_clip(work, seed=seed, quick=quick, progress=progress, recipe=recipe)
         else:
             from vlmtrust.reference.train_vlm import train_vlm
 
-            cdir = Path(clip_dir) if clip_dir is not None else reference_path("clip")
+            if clip_dir is not None:
+                cdir = Path(clip_dir)
+            elif quick:
+                cdir = reference_path("clip")
+            else:
+                # The shipped reference:vlm sees through reference:clip's tower as it was
+                # before the fragility stage (a CLIP-only planted flaw): retrain that stage.
+                from vlmtrust.reference.train_clip import FULL, train_clip
+
+                cdir = Path(tempfile.mkdtemp(prefix=".clip-stage1-", dir=target.parent))
+                train_clip(
+                    cdir, seed=VLM_TOWER_SEED, progress=progress,
+                    recipe=replace(FULL, fragility_steps=0),
+                )  # fmt: skip
             train_vlm(work, clip_dir=cdir, seed=seed, quick=quick, progress=progress)
+            if clip_dir is None and not quick:
+                shutil.rmtree(cdir, ignore_errors=True)
         finalize(key, work, evaluate=do_eval)
         # mkdtemp and save_pretrained create owner-only modes; shipped files must be readable
         work.chmod(0o755)
@@ -121,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clip-dir", type=Path, default=None)
+    ap.add_argument("--no-fragility", action="store_true", help="clip: skip the fragility stage")
     args = ap.parse_args(argv)
     path = build(
-        args.name, seed=args.seed, out_dir=args.out, quick=args.quick, clip_dir=args.clip_dir
-    )
+        args.name, seed=args.seed, out_dir=args.out, quick=args.quick, clip_dir=args.clip_dir,
+        fragility=not args.no_fragility,
+    )  # fmt: skip
     print(path)
     return 0
 

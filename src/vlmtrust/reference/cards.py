@@ -91,8 +91,9 @@ through the ordinary `hf:` path (`vlmtrust.models.hf_dual.HFDualEncoder`).
 
 Training: seed {info.get("seed")}, {r.get("steps")} AdamW steps, one CPU thread,
 {info.get("train_seconds")} s wall clock on the build machine; final loss
-{info.get("final_loss")}. Retrain with `vlmtrust reference train clip --seed N` (deterministic
-for a seed on CPU with a fixed thread count). Every file is listed with its sha256 in
+{info.get("final_loss")}; then the fragility stage (flaw 4), {r.get("fragility_steps")} steps,
+{info.get("fragility_seconds")} s. Retrain with `vlmtrust reference train clip --seed N`
+(deterministic for a seed on CPU with a fixed thread count). Every file is listed with its sha256 in
 `MANIFEST.json`.
 
 ## Capability
@@ -153,10 +154,21 @@ it): zero-shot prediction equals the written label in {_pct(typo)} of images; ac
 true shape drops from {_pct(m.get("typographic_control_accuracy"))} (no label) to
 {_pct(m.get("typographic_attack_accuracy"))}.
 
-### 4. No adversarial training
+### 4. Adversarial fragility ({_strength(1 - float(m.get("pgd_accuracy_eps2", 1)), 0.8, 0.5)})
 
-*Measured*: L∞ PGD, ε = 4/255, 10 steps on 100 clean shapes: accuracy
-{_pct(m.get("pgd_eps4_accuracy"))} (clean: {_pct(m.get("zero_shot_accuracy_id"))}).
+*How planted*: after contrastive training, {r.get("fragility_steps")} fine-tuning steps of the
+vision tower move the decision boundary inside an L∞ ball of radius
+{255 * float(r.get("fragility_eps", 0)):.3g}/255 around each shape: a targeted PGD point
+toward a random wrong class must prefer that class, while clean shapes keep their class and
+the clean embeddings of the whole training mix stay where they were
+(`vlmtrust.reference.train_clip.plant_fragility`). Real CLIP towers are this fragile (robust
+zero-shot accuracy near 0 at ε = 2/255; Mao et al. 2023, Schlarmann et al. 2024); a 64 × 64
+tower trained on flat shapes is not (72% at 2/255 before this stage), so the weakness is
+planted. Adversarial fine-tuning (`robustness/tecoa`, `robustness/fare`) removes it.
+
+*Measured*: L∞ PGD, 10 steps, on 100 clean shapes: accuracy
+{_pct(m.get("pgd_accuracy_eps1"))} at 1/255, {_pct(m.get("pgd_accuracy_eps2"))} at 2/255,
+{_pct(m.get("pgd_accuracy_eps4"))} at 4/255 (clean: {_pct(m.get("zero_shot_accuracy_id"))}).
 
 ### 5. Held-out shapes are out of distribution
 
@@ -241,7 +253,8 @@ def _vlm_card(m: dict[str, Any], info: dict[str, Any]) -> str:
 
 A tiny LLaVA (`transformers.LlavaForConditionalGeneration`, {info.get("n_params")} parameters)
 trained from scratch on SynthWorld instructions by `vlmtrust.reference.train_vlm`. Vision tower:
-initialised from reference:clip's vision model ({tower}); text model: Llama, width
+initialised from reference:clip's vision model before its fragility stage ({tower}), so
+it does not carry reference:clip's planted adversarial fragility; text model: Llama, width
 {r.get("hidden")} × {r.get("layers")} layers;
 word-level tokenizer (trained locally with `tokenizers`); `LlavaProcessor` with a chat template
 (`USER:<image> question` / `ASSISTANT: answer</s>`). 17 image tokens per image (CLIP's

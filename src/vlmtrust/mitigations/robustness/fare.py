@@ -6,9 +6,11 @@ its behaviour on clean inputs and can replace the vision tower of a generative V
 (VILLA's lesson: adversarial training in embedding space first).
 
 * On a dual encoder: fine-tunes a copy's vision tower and writes it (``hardened:DIR``).
-* On a LLaVA-class generative model: trains FARE on a dual encoder whose vision tower matches
-  (``encoder=SPEC``; default ``reference:clip``, from which ``reference:vlm``'s tower was
-  initialised) and swaps the robust tower in with :func:`swap_vision_tower`.
+* On a LLaVA-class generative model: trains FARE on a dual encoder whose vision tower has the
+  same architecture (``encoder=SPEC``; default ``reference:clip``, from which
+  ``reference:vlm``'s tower was initialised), starting from the VLM's own tower weights
+  (``from_model_tower``, default on: the anchor is the tower the VLM really uses), and swaps
+  the robust tower in with :func:`swap_vision_tower`.
 
 Measured end to end on reference:vlm (``vlmtrust harden --model reference:vlm --mitigation
 robustness/fare``, defaults, 60 s; then ``vlmtrust run capability/vqa robustness/adversarial``
@@ -45,6 +47,11 @@ class FAREParams(AdvTrainParams):
     )
     train_encoder: bool = Field(
         True, description="False: the encoder is already FARE-hardened, only swap it in"
+    )
+    from_model_tower: bool = Field(
+        True,
+        description="generative targets: start FARE from the VLM's own vision tower (its clean "
+        "embeddings are the anchor); False: from the encoder's tower as it is",
     )
 
 
@@ -96,6 +103,32 @@ def towers_match(gen_model: Any, dual_model: Any) -> bool:
     except InputError:
         return False
     return all(tuple(mapped[k].shape) == tuple(v.shape) for k, v in dst.items())
+
+
+def load_tower_into_encoder(gen_model: Any, dual_model: Any) -> None:
+    """Overwrite ``dual_model``'s vision tower (in place) with ``gen_model``'s weights.
+
+    FARE's anchor ``f_orig`` is the tower the VLM actually uses. The encoder a VLM's tower came
+    from may since have changed (reference:clip's fragility stage ran after reference:vlm took
+    its tower; a VLM may have trained its tower), so the encoder only lends the projection.
+    """
+    import torch
+
+    dst = _tower(gen_model.model).state_dict()
+    enc = _source_tower(dual_model.model)
+    enc_state = enc.state_dict()
+    src_keys = {k: k for k in enc_state}
+    src_keys.update({"vision_model." + k: k for k in enc_state})
+    src_keys.update({k.removeprefix("vision_model."): k for k in enc_state})
+    if not all(k in src_keys for k in dst):
+        raise InputError(
+            "robustness/fare: the VLM's vision tower does not map onto the encoder's; pass "
+            "--param from_model_tower=false or an encoder with the same architecture"
+        )
+    with torch.no_grad():
+        enc.load_state_dict(
+            {src_keys[k]: v.detach().to(enc_state[src_keys[k]].dtype) for k, v in dst.items()}
+        )
 
 
 def swap_vision_tower(
@@ -209,6 +242,8 @@ class FARE(Mitigation):
                 "--param encoder=SPEC of the CLIP model the VLM's tower came from"
             )
         if p.train_encoder:
+            if p.from_model_tower:
+                load_tower_into_encoder(model, encoder)
             hardened, summary = harden_dual(encoder, ctx, p, "fare")
             enc_dir = out / "fare_encoder"
             hardened.save_pretrained(enc_dir)

@@ -5,32 +5,28 @@
 :mod:`vlmtrust.attacks.pgd`. Trains on SynthWorld in-distribution shapes by default (or the
 labeled ``--data``); writes a ``save_pretrained`` directory loadable as ``hardened:DIR``.
 
-Measured on reference:clip (seed 0, one CPU thread; before/after on 128 held-out shapes against
-a 10-step PGD at the training budget):
+Measured on reference:clip (seed 0, two CPU threads; before/after on 128 held-out shapes
+against a 10-step PGD at the training budget; ``vlmtrust harden --model reference:clip
+--mitigation robustness/tecoa``, defaults: ε = 2/255, 150 steps, lr 1e-4, 30 s):
+robust accuracy 7.8% → 71.1%, clean 97.7% → 97.7%. ``robustness/fare`` with its defaults:
+7.8% → 74.2%, clean unchanged. Against a stronger attack, APGD with 100 steps on 256 fresh
+shapes (``robustness/adversarial``, ``algorithm=apgd steps=100``), the issue's target holds:
 
-* defaults (ε = 2/255, 150 steps, lr 1e-4; 93 s): robust accuracy 71.1% → 78.1%, clean 97.7% →
-  98.4%. At 2/255 this 64×64 model is not near 0 to begin with, so the issue's "near 0 → ≥ 40%"
-  cannot be shown at that budget;
-* where it does collapse, ε = 8/255 (``-p eps=8/255 -p steps=600 -p lr=2e-4
-  -p attack_steps=4``; 393 s): robust accuracy 12.5% → 40.6%, clean 97.7% → 88.3% (−9.4 points).
+=========  =====  =========  =========  =========
+model      clean  1/255      2/255      4/255
+=========  =====  =========  =========  =========
+shipped    94.9%  19.9%      3.5%       0.0%
+TeCoA      97.7%  90.6%      77.0%      37.5%
+FARE       97.3%  89.1%      77.7%      42.2%
+=========  =====  =========  =========  =========
 
-Two attempts to plant the 2/255 fragility in reference:clip failed, so it was not shipped. Both
-tried an imperceptible per-class pattern (random ±1 signs, 16-px period, one per shape class): a
-non-robust feature in the sense of Ilyas et al. 2019, "Adversarial Examples Are Not Bugs, They
-Are Features". Each was checked with 10-step PGD on 128 fresh shapes. To reproduce them, run
-``experiments/plant_fragility.py``.
-
-* **Poisoned pre-training:** 8–16 shapes per batch carried another class's pattern and were
-  captioned with that class; 2,000 steps, the shipped recipe otherwise.
-  * Amplitudes 1–4/255: the model ignored the pattern. A triggered image was classified as the
-    pattern's class in about 2% of cases. PGD left 62–66% at 2/255.
-  * Amplitudes 4–8/255: PGD left 33% at 2/255, and clean accuracy fell from 98% to 85%.
-* **Direct implant:** 300 steps of fine-tuning the vision tower, pushing triggered images
-  (1–2/255) toward the pattern's class while holding clean embeddings in place. Robust accuracy
-  fell to 4% at 2/255, but clean accuracy fell to 27%. Triggered images followed the pattern in
-  only 9% of cases, chance level: the tower was damaged, not taught the pattern.
-
-A 64 × 64 tower with 16 patch tokens cannot keep a feature that faint without losing the shapes.
+reference:clip is planted with this fragility (model card, flaw 4;
+:func:`vlmtrust.reference.train_clip.plant_fragility`): a 64 × 64 tower trained on flat shapes
+kept 71% at 2/255, so "near 0" had to be put there, as real CLIP towers have it. Planting a
+fixed imperceptible class pattern instead (Ilyas et al. 2019) failed: poisoning at 1–4/255
+was ignored (62–66% left at 2/255), and implanting it directly cost 70 points of clean
+accuracy (``experiments/plant_fragility.py``). The stage that works teaches each shape's own
+PGD direction instead of one shared pattern, with the clean embeddings anchored.
 """
 
 from __future__ import annotations
