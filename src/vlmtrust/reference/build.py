@@ -70,6 +70,7 @@ def build(
         raise InputError(f"cannot write {target.parent}; pass out_dir= a writable directory")
     do_eval = (not quick) if evaluate is None else evaluate
     work = Path(tempfile.mkdtemp(prefix=f".{key}-build-", dir=target.parent))
+    stage1: Path | None = None
     try:
         if key == "clip":
             from vlmtrust.reference.train_clip import FULL, QUICK, train_clip
@@ -90,13 +91,12 @@ def build(
                 from vlmtrust.reference.train_clip import FULL, train_clip
 
                 cdir = Path(tempfile.mkdtemp(prefix=".clip-stage1-", dir=target.parent))
+                stage1 = cdir
                 train_clip(
                     cdir, seed=VLM_TOWER_SEED, progress=progress,
                     recipe=replace(FULL, fragility_steps=0),
                 )  # fmt: skip
             train_vlm(work, clip_dir=cdir, seed=seed, quick=quick, progress=progress)
-            if clip_dir is None and not quick:
-                shutil.rmtree(cdir, ignore_errors=True)
         finalize(key, work, evaluate=do_eval)
         # mkdtemp and save_pretrained create owner-only modes; shipped files must be readable
         work.chmod(0o755)
@@ -108,6 +108,8 @@ def build(
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+        if stage1 is not None:
+            shutil.rmtree(stage1, ignore_errors=True)
     clear_verification_cache()
     return target
 

@@ -16,8 +16,8 @@ Planted flaws (each measured by :func:`evaluate_clip`):
   were. Real CLIP towers have this weakness (zero-shot robust accuracy near 0 at ε = 2/255:
   Mao et al. 2023, TeCoA; Schlarmann et al. 2024, "Robust CLIP"), but a 64 × 64 tower
   trained on flat synthetic shapes does not: it kept 72% at 2/255 (APGD-100) before this
-  stage. Planting
-  fixed imperceptible class patterns (Ilyas et al. 2019) failed (``experiments/``).
+  stage. Planting fixed imperceptible class patterns (Ilyas et al. 2019) failed
+  (``experiments/plant_fragility.py``).
 * **OOD shapes** — :data:`~vlmtrust.data.synthworld.OOD_SHAPES` are never shown.
 """
 
