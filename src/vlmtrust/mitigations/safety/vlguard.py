@@ -44,7 +44,11 @@ token of the frozen vision tower, trained on the train splits' FigStep images (1
 141 benign), tells the held-out ones apart with balanced accuracy 0.57–0.62 (chance 0.5; a test
 keeps this below 0.75), so no fine-tuning of the language side can refuse the harmful images
 without refusing most benign ones. With the old
-defaults (120 steps, 96 safe examples) FigStep ASR only fell to 0.625. A model that reads the
+defaults (120 steps, 96 safe examples) FigStep ASR only fell to 0.625. Training the vision
+tower too does not change this: ``train_vision=true`` with the defaults refuses every benign
+FigStep image (0.000 → 1.000) and costs 20.8 VQA points; with all 141 harmful and 282 benign
+FigStep training images and 600 steps, FigStep ASR falls to 0.167 but benign FigStep
+over-refusal is still 0.667 and VQA drops 8.3 points (one run each, seed 0). A model that reads the
 image is needed to show the benign-typography trade-off; the probe measures it either way.
 """
 
