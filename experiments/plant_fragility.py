@@ -194,6 +194,8 @@ def main() -> None:
         amps = [float(a) for a in args.amplitudes.split(",")]
         poison(out, args.per_batch, amps, args.threads, args.steps or 2000)
     else:
+        if args.base is None:
+            ap.error("implant needs --base DIR: a reference:clip trained with --no-fragility")
         implant(out, args.steps or 300, args.lr, args.base)
     print(f"{args.mode}: {time.perf_counter() - t0:.0f} s, model in {out}")
     evaluate(out)

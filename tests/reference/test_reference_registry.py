@@ -75,3 +75,13 @@ def test_canaries_members_and_non_members():
     assert not {s.metadata["caption"] for s in members} & {s.metadata["caption"] for s in non}
     assert all(s.metadata["caption"].startswith("a secret code ") for s in members + non)
     assert members[0].images[0].load().size == (64, 64)
+
+
+def test_no_fragility_is_refused_for_the_vlm(tmp_path):
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.reference import train
+
+    with pytest.raises(InputError) as e:
+        train("vlm", out_dir=tmp_path / "v", quick=True, progress=False, fragility=False)
+    assert "\n" not in str(e.value) and "reference:clip only" in str(e.value)
+    assert not (tmp_path / "v").exists()

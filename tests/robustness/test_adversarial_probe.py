@@ -106,7 +106,7 @@ def test_detects_reference_clip_adversarial_fragility(ref_clip: Any) -> None:
     assert clean >= 0.9
     # ... and 2/255 breaks it (planted flaw 4, adversarial fragility; on these 32 images robust
     # accuracy is 28% / 13% / 3% at 1 / 2 / 4 /255): the probe flags it as high risk
-    assert rob2.value <= 0.2 and rob2.risk == "high"
+    assert rob2.value <= 0.25 and rob2.risk == "high"
     assert rob4 <= rob2.value <= rob1 <= clean and rob1 <= clean - 0.4
     assert res.metric("attack_success_rate@4/255").value >= 0.8  # type: ignore[operator]
     assert asr2 >= 0.8

@@ -91,8 +91,8 @@ def test_tecoa_reduced_run_raises_robust_accuracy(ref_clip: Any, tmp_path: Path)
     s = art.summary
     before, after = s["before"], s["after"]
     # the target: near 0 -> >= 40% at 2/255, clean accuracy down by <= 10 points
-    assert before["clean_accuracy"] >= 0.9
-    assert before["robust_accuracy"] <= 0.1  # planted fragility
+    assert before["clean_accuracy"] >= 0.85
+    assert before["robust_accuracy"] <= 0.15  # planted fragility (measured 0.047)
     assert after["robust_accuracy"] >= 0.4
     assert after["clean_accuracy"] >= before["clean_accuracy"] - 0.10
     # the caller's model is untouched; the text side of the copy stayed frozen
@@ -105,12 +105,25 @@ def test_tecoa_reduced_run_raises_robust_accuracy(ref_clip: Any, tmp_path: Path)
     assert text_keys and all(torch.equal(ht[k], original[k]) for k in text_keys)
     assert any(not torch.equal(ht[k], original[k]) for k in vis_keys)
     # the probe agrees on fresh data: robust accuracy at 2/255 is far higher after hardening
-    probe = {"n": 32, "eps": "2/255", "steps": 10}
+    probe = {"n": 64, "eps": "2/255,4/255", "steps": 10}
     pctx = ProbeContext(seed=3)
-    base = evaluate_probe(ref_clip, AdversarialProbe(probe), pctx).metric("robust_accuracy@2/255")
-    hard = evaluate_probe(hardened, AdversarialProbe(probe), pctx).metric("robust_accuracy@2/255")
-    assert base.value is not None and hard.value is not None
-    assert base.risk == "high" and hard.risk != "high" and hard.value >= base.value + 0.3
+    base = evaluate_probe(ref_clip, AdversarialProbe(probe), pctx)
+    hard = evaluate_probe(hardened, AdversarialProbe(probe), pctx)
+    b2, h2 = base.metric("robust_accuracy@2/255"), hard.metric("robust_accuracy@2/255")
+    assert b2.value is not None and h2.value is not None
+    assert b2.risk == "high" and h2.risk != "high" and h2.value >= b2.value + 0.3
+    # Control: the same fine-tuning without an attack (ε ≈ 0). The planted fragility is
+    # shallower than a real CLIP's: clean fine-tuning undoes much of it at 2/255 (measured on
+    # these 64 images: 3% -> control 45%, TeCoA 58%), but only adversarial training buys
+    # robustness beyond the planted radius (4/255: control 5%, TeCoA 36%).
+    clean_ft = get_mitigation("robustness/tecoa")({**REDUCED, "eps": 1e-9}).apply(
+        ref_clip, MitigationContext(seed=0, out_dir=tmp_path / "control")
+    )
+    ctrl = evaluate_probe(load_model(clean_ft.spec), AdversarialProbe(probe), pctx)
+    c2, c4 = (ctrl.metric(f"robust_accuracy@{e}/255").value for e in (2, 4))
+    h4 = hard.metric("robust_accuracy@4/255").value
+    assert c2 is not None and c4 is not None and h4 is not None
+    assert h2.value >= c2 and h4 >= c4 + 0.15
 
 
 def _feature_shift(model: Any, pixels: torch.Tensor) -> float:
@@ -127,7 +140,7 @@ def test_fare_reduced_run_keeps_clean_embedding(ref_clip: Any, tmp_path: Path) -
     ctx = MitigationContext(seed=0, out_dir=tmp_path / "fare")
     art = get_mitigation("robustness/fare")(REDUCED).apply(ref_clip, ctx)
     s = art.summary
-    assert s["before"]["robust_accuracy"] <= 0.1 and s["after"]["robust_accuracy"] >= 0.4
+    assert s["before"]["robust_accuracy"] <= 0.15 and s["after"]["robust_accuracy"] >= 0.4
     assert s["after"]["clean_accuracy"] >= s["before"]["clean_accuracy"] - 0.10
     assert (tmp_path / "fare" / "hardening.json").is_file()
     hardened: Any = load_model(art.spec)

@@ -68,6 +68,11 @@ def build(
     target.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(target.parent, os.W_OK):
         raise InputError(f"cannot write {target.parent}; pass out_dir= a writable directory")
+    if key != "clip" and not fragility:
+        raise InputError(
+            f"--no-fragility applies to reference:clip only; drop it for reference:{key} (its "
+            "tower is already reference:clip's before the fragility stage)"
+        )
     do_eval = (not quick) if evaluate is None else evaluate
     work = Path(tempfile.mkdtemp(prefix=f".{key}-build-", dir=target.parent))
     stage1: Path | None = None

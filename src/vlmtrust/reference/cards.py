@@ -157,16 +157,19 @@ true shape drops from {_pct(m.get("typographic_control_accuracy"))} (no label) t
 ### 4. Adversarial fragility ({_strength(1 - float(m.get("pgd_accuracy_eps2", 1)), 0.8, 0.5)})
 
 *How planted*: after contrastive training, {r.get("fragility_steps")} fine-tuning steps of the
-vision tower move the decision boundary inside an L∞ ball of radius
+vision tower and its projection move the decision boundary inside an L∞ ball of radius
 {255 * float(r.get("fragility_eps", 0)):.3g}/255 around each shape: a targeted PGD point
 toward a random wrong class must prefer that class, while clean shapes keep their class and
 the clean embeddings of the whole training mix stay where they were
 (`vlmtrust.reference.train_clip.plant_fragility`). Real CLIP towers are this fragile (robust
 zero-shot accuracy near 0 at ε = 2/255; Mao et al. 2023, Schlarmann et al. 2024); a 64 × 64
-tower trained on flat shapes is not (72% at 2/255 before this stage), so the weakness is
-planted. Adversarial fine-tuning (`robustness/tecoa`, `robustness/fare`) removes it.
+tower trained on flat shapes is not (72% against APGD-100 at 2/255 before this stage), so the
+weakness is planted. Adversarial fine-tuning (`robustness/tecoa`, `robustness/fare`) removes
+it. It is shallower than a real CLIP's: fine-tuning without an attack also undoes much of it
+at 2/255, though not beyond the planted radius (numbers in the `robustness/tecoa` docstring);
+compare a hardened model with such a control, not only with this model.
 
-*Measured*: L∞ PGD, 10 steps, on 100 clean shapes: accuracy
+*Measured*: L∞ PGD (the attack engine), 10 steps, on 100 clean shapes: accuracy
 {_pct(m.get("pgd_accuracy_eps1"))} at 1/255, {_pct(m.get("pgd_accuracy_eps2"))} at 2/255,
 {_pct(m.get("pgd_accuracy_eps4"))} at 4/255 (clean: {_pct(m.get("zero_shot_accuracy_id"))}).
 

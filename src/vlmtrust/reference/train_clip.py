@@ -650,29 +650,16 @@ def _canaries(clip: _Clip) -> dict[str, Any]:
 def _pgd_accuracy(
     clip: _Clip, samples: list[SynthSample], prompts: np.ndarray, eps: float
 ) -> float:
-    """Zero-shot accuracy under 10-step L∞ PGD (α = ε/4, no random start) at ``eps``."""
+    """Zero-shot accuracy under the attack engine's 10-step L∞ PGD (α = ε/4, no random start)."""
     import torch
 
-    from vlmtrust.reference._common import IMAGE_MEAN, IMAGE_STD
+    from vlmtrust.attacks.pgd import AttackConfig, attack, zero_shot_ce
 
-    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
-    x0 = to_pixels([s.image for s in samples]) * std + mean
+    tower = _PixelTower(clip.model)
+    x0 = tower.to_unit(to_pixels([s.image for s in samples]))
     y = torch.tensor([ID_SHAPES.index(s.attributes["shape"]) for s in samples])
     p = torch.from_numpy(prompts)
-    x = x0.clone()
-    alpha = eps / 4
-    for _ in range(10):
-        x.requires_grad_(True)
-        f = clip.model.get_image_features(pixel_values=(x - mean) / std)
-        f = torch.nn.functional.normalize(getattr(f, "pooler_output", f), dim=-1)
-        loss = torch.nn.functional.cross_entropy(100 * f @ p.t(), y)
-        (g,) = torch.autograd.grad(loss, x)
-        x = (x.detach() + alpha * g.sign()).clamp(x0 - eps, x0 + eps).clamp(0, 1)
+    cfg = AttackConfig(eps=eps, steps=10, random_start=False)
+    adv = attack(zero_shot_ce(tower, p, y, 100.0), x0, cfg).pixels
     with torch.no_grad():
-        f = clip.model.get_image_features(pixel_values=(x - mean) / std)
-        f = getattr(f, "pooler_output", f)
-        adv = float(
-            (torch.nn.functional.normalize(f, dim=-1) @ p.t()).argmax(1).eq(y).float().mean()
-        )
-    return adv
+        return float((tower.image_features(adv) @ p.t()).argmax(1).eq(y).float().mean())

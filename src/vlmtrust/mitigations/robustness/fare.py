@@ -121,7 +121,7 @@ def load_tower_into_encoder(gen_model: Any, dual_model: Any) -> None:
     src_keys = {k: k for k in enc_state}
     src_keys.update({"vision_model." + k: k for k in enc_state})
     src_keys.update({k.removeprefix("vision_model."): k for k in enc_state})
-    if not all(k in src_keys for k in dst):
+    if {src_keys.get(k) for k in dst} != set(enc_state):
         raise InputError(
             "robustness/fare: the VLM's vision tower does not map onto the encoder's; pass "
             "--param from_model_tower=false or an encoder with the same architecture"

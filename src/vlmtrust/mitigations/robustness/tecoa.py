@@ -19,7 +19,13 @@ model      clean  1/255      2/255      4/255
 shipped    93.8%  20.7%      3.5%       0.0%
 TeCoA      97.7%  90.6%      78.1%      37.9%
 FARE       96.9%  90.2%      76.6%      40.6%
+control    97.7%  84.4%      46.1%      7.4%
 =========  =====  =========  =========  =========
+
+"control" is the same 150 steps without an attack (``-p eps=1e-9``). The planted fragility is
+shallower than a real CLIP's: clean fine-tuning undoes much of it at 2/255 (46.1%), but
+TeCoA adds 32 points on top of that, and beyond the planted radius (4/255) only adversarial
+training helps (37.9% against 7.4%). The test compares TeCoA with this control.
 
 reference:clip is planted with this fragility (model card, flaw 4;
 :func:`vlmtrust.reference.train_clip.plant_fragility`): a 64 × 64 tower trained on flat shapes
