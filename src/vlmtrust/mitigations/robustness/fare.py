@@ -115,21 +115,17 @@ def load_tower_into_encoder(gen_model: Any, dual_model: Any) -> None:
     """
     import torch
 
-    dst = _tower(gen_model.model).state_dict()
     enc = _source_tower(dual_model.model)
-    enc_state = enc.state_dict()
-    src_keys = {k: k for k in enc_state}
-    src_keys.update({"vision_model." + k: k for k in enc_state})
-    src_keys.update({k.removeprefix("vision_model."): k for k in enc_state})
-    if {src_keys.get(k) for k in dst} != set(enc_state):
+    dst = enc.state_dict()
+    try:
+        mapped = _mapped_state(_tower(gen_model.model).state_dict(), dst)
+    except InputError:
         raise InputError(
             "robustness/fare: the VLM's vision tower does not map onto the encoder's; pass "
             "--param from_model_tower=false or an encoder with the same architecture"
-        )
+        ) from None
     with torch.no_grad():
-        enc.load_state_dict(
-            {src_keys[k]: v.detach().to(enc_state[src_keys[k]].dtype) for k, v in dst.items()}
-        )
+        enc.load_state_dict({k: v.detach().to(dst[k].dtype) for k, v in mapped.items()})
 
 
 def swap_vision_tower(
