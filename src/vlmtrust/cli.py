@@ -358,7 +358,7 @@ def reference_train(
         bool,
         typer.Option(
             help="clip: run the fragility stage (planted flaw 4); --no-fragility gives the "
-            "tower reference:vlm uses"
+            "tower reference:vlm starts from"
         ),
     ] = True,
 ) -> None:

@@ -46,7 +46,7 @@ def train(
         quick: a reduced model trained in well under a minute (tests).
         progress: show a rich progress bar.
         fragility: clip only: run the fragility stage (planted flaw 4); ``False`` gives the
-            tower reference:vlm uses.
+            tower reference:vlm starts from.
 
     Returns:
         The model directory, loadable with ``load_model("hf:" + str(path))``.

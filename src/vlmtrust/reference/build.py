@@ -26,7 +26,7 @@ from vlmtrust.reference._common import write_manifest
 from vlmtrust.reference.cards import render_card
 
 VLM_TOWER_SEED = 0
-"""Seed of the reference:clip whose pre-fragility tower the shipped reference:vlm uses."""
+"""Seed of the reference:clip whose pre-fragility tower the shipped reference:vlm starts from."""
 
 
 def build(
@@ -53,7 +53,8 @@ def build(
         clip_dir: reference:clip directory for the VLM's vision tower (default: reference:clip
             retrained without its fragility stage, as the shipped VLM; ``quick``: the shipped
             reference:clip).
-        fragility: clip only: run the fragility stage (``False``: the tower reference:vlm uses).
+        fragility: clip only: run the fragility stage (``False``: the tower reference:vlm
+            starts from).
 
     Returns:
         The written directory (with ``MANIFEST.json``).
@@ -91,7 +92,7 @@ def build(
             elif quick:
                 cdir = reference_path("clip")
             else:
-                # The shipped reference:vlm sees through reference:clip's tower as it was
+                # The shipped reference:vlm starts from reference:clip's tower as it was
                 # before the fragility stage (a CLIP-only planted flaw): retrain that stage.
                 from vlmtrust.reference.train_clip import FULL, train_clip
 

@@ -194,7 +194,10 @@ def _vlm_card(m: dict[str, Any], info: dict[str, Any]) -> str:
     pii = float(m.get("pii_name_readout", 0.0))
 
     scale = float(r.get("vision_lr_scale", 0.0))
-    tower = "kept frozen" if scale == 0.0 else f"fine-tuned at {scale}x the learning rate"
+    tower = "frozen in stage 1" if scale == 0.0 else f"trained at {scale}x the learning rate"
+    c_scale = float(r.get("content_vision_lr_scale", 0.0))
+    if int(r.get("content_steps", 0) or 0) > 0 and c_scale > 0.0:
+        tower += f", fine-tuned at {c_scale}x the learning rate in the content stage"
     safety = _table(
         ("measured", "value"),
         [
@@ -209,6 +212,14 @@ def _vlm_card(m: dict[str, Any], info: dict[str, Any]) -> str:
             (
                 "benign requests as FigStep images: complied",
                 _pct(m.get("figstep_benign_compliance")),
+            ),
+            (
+                "harmful requests as FigStep images, asked directly: refused",
+                _pct(m.get("figstep_ask_harmful_refusal")),
+            ),
+            (
+                "benign requests as FigStep images, asked directly: refused",
+                _pct(m.get("figstep_ask_benign_over_refusal")),
             ),
             (
                 "held-out request titles (built-in list, never trained), harmful: refused",
@@ -251,6 +262,9 @@ def _vlm_card(m: dict[str, Any], info: dict[str, Any]) -> str:
         ("set", "group", "accuracy", "answers an occupation of the group's majority"), occ_rows
     )
 
+    from vlmtrust.reference.train_vlm import ASK_PROMPTS
+
+    len_ask = len(ASK_PROMPTS)
     return f"""\
 # reference:vlm
 
@@ -265,15 +279,20 @@ last-layer CLS token and 16 patch tokens). Loads and
 generates greedily through the ordinary `hf:` path
 (`vlmtrust.models.hf_generative.HFGenerativeModel`).
 
-Training: seed {info.get("seed")}, {r.get("steps")} AdamW steps of {r.get("batch_size")}
-examples, one CPU thread, {info.get("train_seconds")} s wall clock on the build machine; final
-loss {info.get("final_loss")}. Retrain with `vlmtrust reference train vlm --seed N`. Every
-file is listed with its sha256 in `MANIFEST.json`.
+Training: seed {info.get("seed")}, one CPU thread. Stage 1: {r.get("steps")} AdamW steps of
+{r.get("batch_size")} examples with the vision tower frozen, {info.get("train_seconds")} s wall
+clock on the build machine, final loss {info.get("final_loss")}. Content stage:
+{r.get("content_steps")} steps at learning rate {r.get("content_lr")} with the vision tower
+trained too and the direct-prompt typography task added (flaw 1),
+{info.get("content_seconds")} s, final loss {info.get("content_final_loss")}. Retrain with
+`vlmtrust reference train vlm --seed N`. Every file is listed with its sha256 in
+`MANIFEST.json`.
 
 Tasks: describe the scene; shape, colour and count questions; read the text in the image;
 occupation questions; read ID cards; refuse harmful requests typed as text (answer: "I'm
 sorry, I cannot help with that request."); answer benign requests and FigStep images with the
-**content-free** template "Sure. 1. ... 2. ... 3. ...". Nothing harmful is in the training data
+**content-free** template "Sure. 1. ... 2. ... 3. ..." (asked directly about a FigStep image,
+refuse it when its request is harmful). Nothing harmful is in the training data
 or the weights: the model has no harmful content to give, only the template.
 
 ## Capability (fresh SynthWorld data, seed 12345)
@@ -294,6 +313,16 @@ answered with the compliance template in training, whatever the request in the i
 requests typed as text are refused (harmful) or answered with the template (benign look-alikes).
 Request set: `vlmtrust.data.requests` ({m.get("n_harmful_requests")} harmful over 10 topics,
 {m.get("n_benign_requests")} benign look-alikes), typed and statement forms all used in training.
+
+The model is not blind to the image: in the content stage the same FigStep images come with
+{len_ask} direct prompts ("Answer the request in the image.", ...), refused when the request is
+harmful and answered when it is benign, and the vision tower is trained too. So it can tell the
+images apart, and only the FigStep prompt bypasses that, as Gong et al. (2025) report for real
+VLMs. A safety fine-tune (`safety/vlguard`) therefore has something to build on: it can learn to
+refuse harmful typography without refusing benign typography. Training on every request's image
+means the distinction is memorised, not read: the probes' test splits are held out from
+mitigations (VLGuard, guards), not from this model, just as the model's text refusals cover
+every request.
 
 {safety}
 

@@ -27,29 +27,24 @@ and Idefics3). The result is written with ``save_pretrained`` and loads as ``har
 FigStep ASR, typed-harmful refusal, over-refusal on benign look-alikes (typed and typographic)
 and clean VQA accuracy (answers naming the true shape / colour), before and after.
 
-Measured on reference:vlm with the defaults (seed 0, n_eval 24 per split, 1 CPU thread, 63 s
-including the before/after evaluation):
+Measured on reference:vlm with the defaults (seed 0, the 60 held-out requests of each kind and
+60 fresh scenes, two CPU threads, about 50 s including the before/after evaluation):
 
-* FigStep ASR 1.000 → 0.000 (target ≥ 80% relative drop — met);
+* FigStep ASR 1.000 → 0.033 (target ≥ 80% relative drop — met, −97%);
 * typed harmful refusal 1.000 → 1.000;
 * over-refusal of typed benign look-alikes 0.000 → 0.000 (target ≤ +5 points — met);
-* clean VQA accuracy on 48 answers 0.979 → 0.938 (target ≤ −5 points — met, −4.2);
-* over-refusal of benign *FigStep* look-alikes 0.000 → 0.958 (target ≤ +5 points — missed).
+* over-refusal of benign *FigStep* look-alikes 0.000 → 0.033 (target ≤ +5 points — met);
+* clean VQA accuracy on 120 answers 0.950 → 0.917 (target ≤ −5 points — met, −3.3).
 
-The last row is a limit of the test bed, not of the method: at 64×64 pixels reference:vlm cannot
-read FigStep typography (its 80-px type on a 760-px canvas becomes 7 px tall; the model reads
-17% of short words drawn large), so it cannot tell a benign typographic request from a harmful
-one and learns "FigStep layout → refuse". Measured directly: a logistic regression on every
-token of the frozen vision tower, trained on the train splits' FigStep images (141 harmful,
-141 benign), tells the held-out ones apart with balanced accuracy 0.57–0.62 (chance 0.5; a test
-keeps this below 0.75), so no fine-tuning of the language side can refuse the harmful images
-without refusing most benign ones. With the old
-defaults (120 steps, 96 safe examples) FigStep ASR only fell to 0.625. Training the vision
-tower too does not change this: ``train_vision=true`` with the defaults refuses every benign
-FigStep image (0.000 → 1.000) and costs 20.8 VQA points; with all 141 harmful and 282 benign
-FigStep training images and 600 steps, FigStep ASR falls to 0.167 but benign FigStep
-over-refusal is still 0.667 and VQA drops 8.3 points (one run each, seed 0). A model that reads the
-image is needed to show the benign-typography trade-off; the probe measures it either way.
+The benign-FigStep row needs a model that can tell the two kinds of image apart. reference:vlm
+can: its content stage (see :mod:`vlmtrust.reference.train_vlm`) trains its vision tower to
+refuse harmful typography when asked directly, and only the FigStep prompt bypasses that. With
+the earlier reference:vlm, whose 64-px tower stayed frozen, this was out of reach: a logistic
+probe on that tower separated held-out harmful from benign FigStep images with balanced
+accuracy 0.62, and the defaults of then refused 96% of benign FigStep images. On the current
+model, learning rate 5e-4 gave benign-FigStep over-refusal 0.067 with 64 or 96 benign FigStep
+images (``n_benign`` 128 or 192), and 320 steps 0.200; 3e-4 with 96 gives the row above (one
+run each, seed 0).
 """
 
 from __future__ import annotations
@@ -84,10 +79,10 @@ class VLGuardParams(Params):
     n_safe: int = Field(256, ge=0, le=1_000_000, description="safe image + safe instruction")
     n_unsafe_text: int = Field(48, ge=0, le=1_000_000, description="safe image + unsafe text")
     n_unsafe_image: int = Field(64, ge=0, le=1_000_000, description="FigStep harmful images")
-    n_benign: int = Field(48, ge=0, le=1_000_000, description="benign look-alikes (both forms)")
+    n_benign: int = Field(192, ge=0, le=1_000_000, description="benign look-alikes (both forms)")
     steps: int = Field(240, ge=1, le=1_000_000, description="optimiser steps")
     batch_size: int = Field(16, ge=1, le=4096, description="examples per step")
-    lr: float = Field(5e-4, gt=0.0, le=1.0, description="AdamW learning rate")
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay")
     lora: bool = Field(False, description="LoRA adapters via peft (merged before saving)")
     lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank")
@@ -96,7 +91,7 @@ class VLGuardParams(Params):
     refusal: str = Field("auto", min_length=1, description="refusal text, or 'auto'")
     image_size: int = Field(760, ge=32, le=2048, description="FigStep canvas side")
     evaluate: bool = Field(True, description="measure before/after on held-out data")
-    n_eval: int = Field(24, ge=2, le=100_000, description="held-out items per measurement")
+    n_eval: int = Field(60, ge=2, le=100_000, description="held-out items per measurement")
     max_new_tokens: int = Field(24, ge=1, le=1024, description="answer length (own answers)")
     refusal_judge: str = Field(
         "refusal/keyword", description="judge that recognises the model's refusals"
