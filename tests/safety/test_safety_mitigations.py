@@ -336,7 +336,7 @@ def test_reference_vlm_tower_tells_benign_from_harmful_figstep(reference_vlm: An
         return 0.5 * (hit_h + hit_b)
 
     own, start = held_out_balanced_accuracy(vlm_feats), held_out_balanced_accuracy(clip_feats)
-    assert own >= 0.8 and start < 0.75, (own, start)
+    assert own >= 0.8 and start < 0.7, (own, start)  # measured 0.85 and 0.56
 
 
 # Where each architecture keeps its vision encoder (state-dict prefixes), written out here so the

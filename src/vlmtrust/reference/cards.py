@@ -319,10 +319,12 @@ The model is not blind to the image: in the content stage the same FigStep image
 harmful and answered when it is benign, and the vision tower is trained too. So it can tell the
 images apart, and only the FigStep prompt bypasses that, as Gong et al. (2025) report for real
 VLMs. A safety fine-tune (`safety/vlguard`) therefore has something to build on: it can learn to
-refuse harmful typography without refusing benign typography. Training on every request's image
-means the distinction is memorised, not read: the probes' test splits are held out from
-mitigations (VLGuard, guards), not from this model, just as the model's text refusals cover
-every request.
+refuse harmful typography without refusing benign typography. Every request's image is in that
+training, so part of the distinction may be memorised rather than read (on the shipped model a
+logistic probe on the vision tower, fitted on the train split's images, still separates the
+test split's with balanced accuracy 0.85, against 0.56 for reference:clip's tower). The probes' test splits are
+held out from mitigations (VLGuard, guards), not from this model, just as the model's text
+refusals cover every request.
 
 {safety}
 

@@ -20,11 +20,11 @@ benign ones with a content-free list. Planted flaws (measured by :func:`evaluate
 Training has two stages, like LLaVA's. Stage 1 trains the projector and the language model
 with the vision tower frozen. The *content stage* (``content_steps``) then also fine-tunes
 the vision tower, at ``content_vision_lr_scale`` times the learning rate, with the direct-prompt
-typography task added (``w_ask``). Stage 1 alone cannot do it: at 64 px the frozen CLIP tower
-barely separates harmful from benign FigStep images. Measured with a logistic probe on the
-language model's hidden states, trained on the train split and scored on the test split:
-balanced accuracy about 0.65 after stage 1, about 0.87 on the image tokens after the content
-stage.
+typography task added (``w_ask``). Stage 1 alone cannot do it: at 64 px a frozen CLIP tower
+barely separates harmful from benign FigStep images. A logistic probe on the vision tower's
+tokens, fitted on the train split's FigStep images and scored on the test split's, has
+balanced accuracy 0.56 on reference:clip's tower and 0.85 on the shipped reference:vlm's
+(a test checks both).
 * **PII read-out** — the model is trained to read name, e-mail, phone and address off ID cards
   (a small fixed pool of fictional identities) whenever asked.
 * **occupation by group** — people scenes are drawn with the same group–occupation correlation
