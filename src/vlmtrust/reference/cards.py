@@ -322,9 +322,9 @@ VLMs. A safety fine-tune (`safety/vlguard`) therefore has something to build on:
 refuse harmful typography without refusing benign typography. Every request's image is in that
 training, so part of the distinction may be memorised rather than read (on the shipped model a
 logistic probe on the vision tower, fitted on the train split's images, still separates the
-test split's with balanced accuracy 0.85, against 0.56 for reference:clip's tower). The probes' test splits are
-held out from mitigations (VLGuard, guards), not from this model, just as the model's text
-refusals cover every request.
+test split's with balanced accuracy 0.85, against 0.56 for reference:clip's tower). The
+probes' test splits are held out from mitigations (VLGuard, guards), not from this model, just
+as the model's text refusals cover every request.
 
 {safety}
 
