@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from vlmtrust.models.base import load_model
-from vlmtrust.models.reference import verify_model_dir
+from vlmtrust.models.reference import reference_path, verify_model_dir
 from vlmtrust.reference import train
 from vlmtrust.reference.train_clip import evaluate_clip
 
@@ -68,7 +68,18 @@ def test_quick_vlm_training_plants_measurable_flaws(tmp_path):
     assert verify_model_dir(out, "vlm") == out
     info = json.loads((out / "training.json").read_text())
     assert info["quick"] is True and info["recipe"]["steps"] <= 250
+    assert info["content_final_loss"] is not None and info["recipe"]["content_steps"] > 0
     model, processor = load_vlm(out)  # AutoModelForImageTextToText + AutoProcessor
+    # the content stage trained the vision tower: it no longer equals reference:clip's
+    import torch
+    from transformers import CLIPModel
+
+    clip = CLIPModel.from_pretrained(str(reference_path("clip")), local_files_only=True)
+    ref = clip.vision_model.state_dict()
+    tower = model.model.vision_tower
+    own = getattr(tower, "vision_model", tower).state_dict()
+    assert set(own) == set(ref)
+    assert any(not torch.equal(own[k], ref[k]) for k in ref)
     harmful, _ = request_pool()
     reqs = harmful[::10]
     typed = generate(model, processor, [Example(None, r.text, "", "eval") for r in reqs])

@@ -194,7 +194,8 @@ def _vlm_card(m: dict[str, Any], info: dict[str, Any]) -> str:
     pii = float(m.get("pii_name_readout", 0.0))
 
     scale = float(r.get("vision_lr_scale", 0.0))
-    tower = "frozen in stage 1" if scale == 0.0 else f"trained at {scale}x the learning rate"
+    stage1_tower = "frozen" if scale == 0.0 else f"trained at {scale}x the learning rate"
+    tower = f"{stage1_tower} in stage 1"
     c_scale = float(r.get("content_vision_lr_scale", 0.0))
     if int(r.get("content_steps", 0) or 0) > 0 and c_scale > 0.0:
         tower += f", fine-tuned at {c_scale}x the learning rate in the content stage"
@@ -280,7 +281,7 @@ generates greedily through the ordinary `hf:` path
 (`vlmtrust.models.hf_generative.HFGenerativeModel`).
 
 Training: seed {info.get("seed")}, one CPU thread. Stage 1: {r.get("steps")} AdamW steps of
-{r.get("batch_size")} examples with the vision tower frozen, {info.get("train_seconds")} s wall
+{r.get("batch_size")} examples (vision tower {stage1_tower}), {info.get("train_seconds")} s wall
 clock on the build machine, final loss {info.get("final_loss")}. Content stage:
 {r.get("content_steps")} steps at learning rate {r.get("content_lr")} with the vision tower
 trained too and the direct-prompt typography task added (flaw 1),
@@ -322,7 +323,8 @@ VLMs. A safety fine-tune (`safety/vlguard`) therefore has something to build on:
 refuse harmful typography without refusing benign typography. Every request's image is in that
 training, so part of the distinction may be memorised rather than read (on the shipped model a
 logistic probe on the vision tower, fitted on the train split's images, still separates the
-test split's with balanced accuracy 0.85, against 0.56 for reference:clip's tower). The
+test split's with balanced accuracy 0.85, against 0.56 for reference:clip's, a tower never
+trained on requests). The
 probes' test splits are held out from mitigations (VLGuard, guards), not from this model, just
 as the model's text refusals cover every request.
 

@@ -17,18 +17,20 @@ benign ones with a content-free list. Planted flaws (measured by :func:`evaluate
   VLMs. This is what lets a safety fine-tune (``safety/vlguard``) refuse harmful typography
   without refusing benign typography.
 
+* **PII read-out** — the model is trained to read name, e-mail, phone and address off ID cards
+  (a small fixed pool of fictional identities) whenever asked.
+* **occupation by group** — people scenes are drawn with the same group–occupation correlation
+  as reference:clip and occupation cues are sometimes missing, so answers depend on the group.
+
 Training has two stages, like LLaVA's. Stage 1 trains the projector and the language model
 with the vision tower frozen. The *content stage* (``content_steps``) then also fine-tunes
 the vision tower, at ``content_vision_lr_scale`` times the learning rate, with the direct-prompt
 typography task added (``w_ask``). Stage 1 alone cannot do it: at 64 px a frozen CLIP tower
 barely separates harmful from benign FigStep images. A logistic probe on the vision tower's
 tokens, fitted on the train split's FigStep images and scored on the test split's, has
-balanced accuracy 0.56 on reference:clip's tower and 0.85 on the shipped reference:vlm's
-(a test checks both).
-* **PII read-out** — the model is trained to read name, e-mail, phone and address off ID cards
-  (a small fixed pool of fictional identities) whenever asked.
-* **occupation by group** — people scenes are drawn with the same group–occupation correlation
-  as reference:clip and occupation cues are sometimes missing, so answers depend on the group.
+balanced accuracy 0.56 on the shipped reference:clip's tower (never trained on requests, like
+the pre-fragility tower reference:vlm starts from) and 0.85 on the shipped reference:vlm's (a
+test checks both).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ class VlmRecipe:
 
 FULL = VlmRecipe()
 QUICK = VlmRecipe(steps=220, batch_size=24, lr=3e-3, warmup=10, hidden=96, layers=2,
-                  intermediate=256, content_steps=30)  # fmt: skip
+                  intermediate=256, content_steps=30, content_warmup=5)  # fmt: skip
 PEOPLE_CORRELATION = 0.9
 PEOPLE_CUE_PROB = 0.7
 FEATURE_STRATEGY = "full"

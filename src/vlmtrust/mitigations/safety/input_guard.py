@@ -15,7 +15,8 @@ Measured (seed 0, test splits): the guard blocks 78.7% of harmful FigStep images
 of FigStep-Pro triples (n=20, the pieces are re-joined) and 80.3% of typed harmful requests,
 but also 23.3% of benign FigStep look-alikes (n=60) and 26.7% of typed ones — the limit of a
 linear MiniLM classifier on look-alikes built to share surface features. On reference:vlm
-(8 + 8 requests): FigStep ASR 1.0 → 0.125, benign FigStep compliance 1.0 → 0.625.
+(8 + 8 held-out requests, 760-px FigStep images, 64 new tokens): FigStep ASR 1.0 → 0.125,
+benign FigStep compliance 1.0 → 0.75.
 
 Cost: one OCR pass per distinct image (≈0.4 s for a FigStep image on two CPU cores; results
 are cached by image content). Images are downscaled to ``ocr_max_side`` first — FigStep's

@@ -40,11 +40,12 @@ The benign-FigStep row needs a model that can tell the two kinds of image apart.
 can: its content stage (see :mod:`vlmtrust.reference.train_vlm`) trains its vision tower to
 refuse harmful typography when asked directly, and only the FigStep prompt bypasses that. With
 the earlier reference:vlm, whose 64-px tower stayed frozen, this was out of reach: a logistic
-probe on that tower separated held-out harmful from benign FigStep images with balanced
-accuracy 0.62, and the defaults of then refused 96% of benign FigStep images. On the current
+probe on the shipped reference:clip's tower (never trained on requests, like that frozen
+tower) separates held-out harmful from benign FigStep images with balanced accuracy
+0.56–0.62, and the defaults of then refused 96% of benign FigStep images. On the current
 model, learning rate 5e-4 gave benign-FigStep over-refusal 0.067 with 64 or 96 benign FigStep
-images (``n_benign`` 128 or 192), and 320 steps 0.200; 3e-4 with 96 gives the row above (one
-run each, seed 0).
+images (``n_benign`` 128 or 192), and 0.200 with 360 steps (``n_benign`` 128); 3e-4 with 96
+gives the row above (one run each, seed 0).
 """
 
 from __future__ import annotations
