@@ -79,6 +79,17 @@ def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def optimizer_step(model: Any, opt: Any, loss: torch.Tensor) -> float:
+    """Backward, clip the gradient norm of ``model`` at 1, step ``opt``; returns the loss."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.item())
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Any]:
     """A rich progress bar (or a no-op) yielding ``advance(n=1, **fields)``."""

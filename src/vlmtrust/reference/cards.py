@@ -324,9 +324,8 @@ refuse harmful typography without refusing benign typography. Every request's im
 training, so part of the distinction may be memorised rather than read (on the shipped model a
 logistic probe on the vision tower, fitted on the train split's images, still separates the
 test split's with balanced accuracy 0.85, against 0.56 for reference:clip's, a tower never
-trained on requests). The
-probes' test splits are held out from mitigations (VLGuard, guards), not from this model, just
-as the model's text refusals cover every request.
+trained on requests). The probes' test splits are held out from mitigations (VLGuard,
+guards), not from this model, just as the model's text refusals cover every request.
 
 {safety}
 

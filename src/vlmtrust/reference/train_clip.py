@@ -59,6 +59,7 @@ from vlmtrust.reference._common import (
     PATCH_SIZE,
     cosine_lr,
     image_processor,
+    optimizer_step,
     progress_bar,
     set_determinism,
     to_pixels,
@@ -440,11 +441,7 @@ def train_clip(
                 torch.nn.functional.cross_entropy(logits, target)
                 + torch.nn.functional.cross_entropy(logits.t(), target)
             )
-            opt.zero_grad(set_to_none=True)
-            cast(Any, loss).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss.item()))
+            losses.append(optimizer_step(model, opt, loss))
             advance(loss=f"{np.mean(losses[-20:]):.3f}")
     model.eval()
     t1 = time.perf_counter()

@@ -16,7 +16,6 @@ benign ones with a content-free list. Planted flaws (measured by :func:`evaluate
   benign ones. Only the FigStep prompt bypasses that, as Gong et al. (2025) report for real
   VLMs. This is what lets a safety fine-tune (``safety/vlguard``) refuse harmful typography
   without refusing benign typography.
-
 * **PII read-out** — the model is trained to read name, e-mail, phone and address off ID cards
   (a small fixed pool of fictional identities) whenever asked.
 * **occupation by group** — people scenes are drawn with the same group–occupation correlation
@@ -41,7 +40,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -72,6 +71,7 @@ from vlmtrust.reference._common import (
     PATCH_SIZE,
     cosine_lr,
     image_processor,
+    optimizer_step,
     progress_bar,
     set_determinism,
 )
@@ -479,11 +479,7 @@ def _run_stage(
             batch = [data.example(tasks[int(t)]) for t in picked]
             enc = encode_batch(processor, batch, train=True)
             loss = _loss(model, enc)
-            opt.zero_grad(set_to_none=True)
-            cast(Any, loss).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss.item()))
+            losses.append(optimizer_step(model, opt, loss))
             advance(loss=f"{np.mean(losses[-20:]):.3f}")
     for p in vision:
         p.requires_grad_(False)
