@@ -74,7 +74,7 @@ def bench_mixgen(
     import torch
 
     from vlmtrust.mitigations.robustness.mixgen import finetune, training_pairs
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     torch.set_num_threads(2)
     pairs = training_pairs(seed + 17, 2000)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vlmtrust.models.base import GenerateRequest
+from vlmtrust.core.model import GenerateRequest
 from vlmtrust.models.openai_compat import OpenAICompatModel
 
 SERVER = Path(__file__).resolve().parents[1] / "tests" / "servers" / "openai_server.py"

@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _model(spec: str | None) -> tuple[object, str]:
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     if spec:
         return load_model(spec), spec

@@ -39,7 +39,7 @@ def main() -> None:
     from vlmtrust.api import audit
     from vlmtrust.core.probe import ProbeContext
     from vlmtrust.data.synthworld import SynthWorld
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
     from vlmtrust.probes.capability.zero_shot import ZeroShot
     from vlmtrust.runner.cache import Cache
 

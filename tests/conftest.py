@@ -15,7 +15,7 @@ The builders are plain functions so any test area can call them on its own direc
 Each uses a word-level tokenizer trained here with the ``tokenizers`` library, and is written
 with ``save_pretrained`` (safetensors). Session fixtures ``tiny_*_dir`` hold the directories and
 ``tiny_clip`` / ``tiny_siglip`` / ``tiny_llava`` the models loaded back with
-``vlmtrust.models.base.load_model("hf:" + dir)``.
+``vlmtrust.models.loader.load_model("hf:" + dir)``.
 """
 
 from __future__ import annotations
@@ -533,7 +533,7 @@ def tiny_idefics3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _load(path: Path) -> Any:
     import torch
 
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     # Tiny models run much faster on one intra-op thread than on two busy shared cores.
     torch.set_num_threads(1)

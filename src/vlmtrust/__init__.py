@@ -29,11 +29,11 @@ if TYPE_CHECKING:
     from vlmtrust.core.results import AuditLog
     from vlmtrust.core.sample import Sample
     from vlmtrust.core.types import Capability, Pillar
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
 _LAZY = {
     "audit": "vlmtrust.api",
-    "load_model": "vlmtrust.models.base",
+    "load_model": "vlmtrust.models.loader",
     "Probe": "vlmtrust.core.probe",
     "ProbeContext": "vlmtrust.core.probe",
     "probe": "vlmtrust.core.probe",

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from vlmtrust.core.errors import CapabilityError, InputError
+from vlmtrust.core.model import Model
 from vlmtrust.core.probe import Probe, ProbeContext, get_probe, registry
 from vlmtrust.core.results import AuditLog
 from vlmtrust.core.types import Pillar
-from vlmtrust.models.base import Model, load_model
+from vlmtrust.models.loader import load_model
 from vlmtrust.runner.cache import Cache, default_cache_path
 from vlmtrust.runner.engine import run_audit, write_index
 

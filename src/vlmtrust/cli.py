@@ -333,7 +333,7 @@ def harden(
 ) -> None:
     """Apply a mitigation; the result loads with --model hardened:OUT."""
     from vlmtrust.core.mitigation import MitigationContext, get_mitigation
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     cls = get_mitigation(mitigation)
     params = parse_params(param, scoped=False).get("", {})

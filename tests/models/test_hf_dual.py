@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.model import EmbeddingModel
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import EmbeddingModel, load_model
 from vlmtrust.models.hf_dual import HFDualEncoder
+from vlmtrust.models.loader import load_model
 
 CLASSES = ["a red circle", "a blue square", "a green triangle on a white background"]
 

@@ -11,15 +11,10 @@ import torch
 from PIL import Image
 
 from vlmtrust.core.errors import CapabilityError, InputError
+from vlmtrust.core.model import GenerateRequest, GenerativeModel, generate_sync, run_sync
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import (
-    GenerateRequest,
-    GenerativeModel,
-    generate_sync,
-    load_model,
-    run_sync,
-)
 from vlmtrust.models.hf_generative import HFGenerativeModel
+from vlmtrust.models.loader import load_model
 
 
 def _images(n: int, seed: int = 0) -> list[Image.Image]:

@@ -14,14 +14,10 @@ import pytest
 from PIL import Image
 
 from vlmtrust.core.errors import InputError, ModelSpecError
+from vlmtrust.core.model import GenerateRequest, GenerativeModel, generate_sync
 from vlmtrust.core.sample import image_digest
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import (
-    GenerateRequest,
-    GenerativeModel,
-    generate_sync,
-    load_model,
-)
+from vlmtrust.models.loader import load_model
 from vlmtrust.models.openai_compat import OpenAICompatModel, parse_retry_after
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))

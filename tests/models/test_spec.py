@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from vlmtrust.core.errors import InputError, ModelSpecError
-from vlmtrust.models.base import load_model, parse_spec
 from vlmtrust.models.hf_common import (
     detect_kind,
     fingerprint,
@@ -16,6 +15,7 @@ from vlmtrust.models.hf_common import (
     resolve_dtype,
     resolve_target,
 )
+from vlmtrust.models.loader import load_model, parse_spec
 
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:

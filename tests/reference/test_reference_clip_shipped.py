@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vlmtrust.data.synthworld import ID_SHAPES, MAJORITY_GROUP, OCCUPATIONS, SynthWorld
-from vlmtrust.models.base import load_model
+from vlmtrust.models.loader import load_model
 from vlmtrust.reference import canaries
 
 

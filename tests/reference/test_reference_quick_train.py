@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from vlmtrust.models.base import load_model
+from vlmtrust.models.loader import load_model
 from vlmtrust.models.reference import reference_path, verify_model_dir
 from vlmtrust.reference import train
 from vlmtrust.reference.train_clip import evaluate_clip

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from vlmtrust.core.errors import ModelSpecError
-from vlmtrust.models.base import parse_spec
+from vlmtrust.models.loader import parse_spec
 from vlmtrust.models.reference import (
     REFERENCE_MODELS,
     ReferenceIntegrityError,

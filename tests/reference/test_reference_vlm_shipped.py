@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from vlmtrust.core.model import GenerateRequest, generate_sync
 from vlmtrust.data.requests import benign_requests, harmful_requests
 from vlmtrust.data.synthworld import FIGSTEP_PROMPT, SynthWorld, render_figstep_image
-from vlmtrust.models.base import GenerateRequest, generate_sync, load_model
+from vlmtrust.models.loader import load_model
 from vlmtrust.reference.train_vlm import ASK_PROMPTS, is_compliance, is_refusal, last_word
 
 

@@ -31,7 +31,7 @@ def _has_reference(name: str) -> bool:
 def ref_clip() -> Any:
     if not _has_reference("clip"):
         pytest.skip("reference:clip is not shipped yet")
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     return load_model("reference:clip")
 
@@ -198,7 +198,7 @@ def test_captioning_attacks_on_reference_vlm() -> None:
     """MultiTrust R.4 / R.5 style: attack the caption instead of a one-word answer."""
     if not _has_reference("vlm"):
         pytest.skip("reference:vlm is not shipped yet")
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     torch.set_num_threads(1)
     vlm = load_model("reference:vlm", device="cpu")

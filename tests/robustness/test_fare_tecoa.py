@@ -11,7 +11,7 @@ import torch
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, get_mitigation
 from vlmtrust.core.probe import ProbeContext
-from vlmtrust.models.base import load_model
+from vlmtrust.models.loader import load_model
 from vlmtrust.probes.robustness.adversarial import AdversarialProbe
 from vlmtrust.runner.engine import evaluate_probe
 
@@ -180,7 +180,7 @@ def test_swap_vision_tower_into_llava(
     assert all(torch.equal(dst[k], src[k]) for k in dst)
     from PIL import Image
 
-    from vlmtrust.models.base import GenerateRequest, generate_sync
+    from vlmtrust.core.model import GenerateRequest, generate_sync
 
     (g,) = generate_sync(
         gen,

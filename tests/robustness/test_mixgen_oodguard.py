@@ -16,7 +16,7 @@ from vlmtrust.core.types import Capability
 from vlmtrust.data.synthworld import SynthWorld
 from vlmtrust.mitigations.robustness.mixgen import finetune, mixgen_batch, training_pairs
 from vlmtrust.mitigations.robustness.ood_guard import OODGuardedModel
-from vlmtrust.models.base import load_model
+from vlmtrust.models.loader import load_model
 from vlmtrust.runner.engine import evaluate_probe
 
 

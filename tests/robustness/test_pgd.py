@@ -300,7 +300,7 @@ def test_agrees_with_art_on_reference_clip() -> None:
         pytest.skip("reference:clip is not shipped yet")
     from vlmtrust.attacks.pgd import art_pgd_attack
     from vlmtrust.data.synthworld import ID_SHAPES, SynthWorld
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     model: Any = load_model("reference:clip")
     samples = SynthWorld(seed=4242).shapes(48)

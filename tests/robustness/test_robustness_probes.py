@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.probe import ProbeContext, get_probe
 from vlmtrust.core.results import ProbeResult
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import GenerateRequest, Generation
 from vlmtrust.probes.robustness import _zeroshot as zs
 from vlmtrust.probes.robustness.calibration import expected_calibration_error, reliability
 from vlmtrust.probes.robustness.ood_detection import (
@@ -46,7 +46,7 @@ def value(res: ProbeResult, name: str) -> float:
 def ref_clip() -> Any:
     import torch
 
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     torch.set_num_threads(2)
     return load_model("reference:clip")
@@ -418,7 +418,7 @@ def test_calibration_clean_vs_corrupted(ref_clip: Any) -> None:
 def test_corruptions_vqa_on_reference_vlm() -> None:
     import torch
 
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     torch.set_num_threads(2)
     vlm = load_model("reference:vlm")

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, Record
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import accuracy, metric

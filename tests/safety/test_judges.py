@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.types import Capability
 from vlmtrust.judges.agreement import cached_agreement, labeled_set, measure
 from vlmtrust.judges.base import Judgment, attack_success, available_judges, get_judge
 from vlmtrust.judges.llm_judge import LLMJudge, parse_llama_guard, parse_rubric
 from vlmtrust.judges.refusal import ClassifierRefusalJudge, KeywordRefusalJudge
-from vlmtrust.models.base import GenerateRequest, Generation
 
 
 def test_labeled_set_coverage() -> None:

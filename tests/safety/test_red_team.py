@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.types import Capability
 from vlmtrust.data.requests import harmful_requests
-from vlmtrust.models.base import GenerateRequest, Generation, ModelKind
 from vlmtrust.probes.safety.red_team import RedTeam, RuleAttacker
 from vlmtrust.runner.engine import evaluate_probe
 
@@ -321,7 +321,7 @@ def test_format_tree_shows_every_node_of_a_damaged_tree() -> None:
 def reference_vlm() -> Any:
     import torch
 
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     torch.set_num_threads(1)  # tiny models: one thread beats two busy shared cores
     return load_model("reference:vlm", device="cpu")

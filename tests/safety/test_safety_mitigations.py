@@ -13,17 +13,12 @@ import pytest
 from vlmtrust.attacks.typography import FIGSTEP_PROMPT, render_figstep
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import MitigationContext, get_mitigation
+from vlmtrust.core.model import GenerateRequest, Generation, ModelKind, generate_sync
 from vlmtrust.core.types import Capability
 from vlmtrust.data.requests import benign_requests, harmful_requests, split
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT, harm_classifier, harm_training_set
 from vlmtrust.mitigations.safety.defense_prompt import ADASHIELD_S, SELF_REMINDER_SYSTEM
-from vlmtrust.models.base import (
-    GenerateRequest,
-    Generation,
-    ModelKind,
-    generate_sync,
-    load_model,
-)
+from vlmtrust.models.loader import load_model
 
 HARMFUL = harmful_requests()
 HARMFUL_TEXTS = {r.text for r in HARMFUL}

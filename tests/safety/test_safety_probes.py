@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.probe import ProbeContext, registry
 from vlmtrust.core.results import Record
 from vlmtrust.core.sample import image_digest
 from vlmtrust.core.types import Capability
 from vlmtrust.data.requests import harmful_requests
-from vlmtrust.models.base import GenerateRequest, Generation
 
 REFUSE = "I'm sorry, but I cannot help with that request."
 COMPLY = "Sure! Here are the steps:\n1. ...\n2. ...\n3. ..."
@@ -355,7 +355,7 @@ def _reference_vlm() -> Any:
 
     if not (models_root() / "vlm" / "MANIFEST.json").exists():
         pytest.skip("reference:vlm is not shipped in this checkout yet")
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     return load_model("reference:vlm")
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from vlmtrust.core.errors import CapabilityError
+from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.types import Capability
 from vlmtrust.judges.base import JudgeTask, Judgment, register_judge
-from vlmtrust.models.base import GenerateRequest, Generation, ModelKind
 from vlmtrust.probes.safety.visual_adversarial import VisualAdversarial, eps_label, quantize
 from vlmtrust.runner.engine import evaluate_probe
 
@@ -47,7 +47,7 @@ def flawed_vlm(tiny_llava_dir: Path) -> Any:
     from vlmtrust.data.requests import harmful_requests
     from vlmtrust.data.synthworld import SynthWorld
     from vlmtrust.mitigations.safety.vlguard import SafetyExample, finetune
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     torch.set_num_threads(1)  # tiny models: one thread beats two busy shared cores
     model = load_model("hf:" + str(tiny_llava_dir), device="cpu")
@@ -145,7 +145,7 @@ def test_visual_adversarial_on_reference_vlm() -> None:
     """reference:vlm refuses with the clean scene; a per-request unconstrained image flips some."""
     import torch
 
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     torch.set_num_threads(1)
     model = load_model("reference:vlm", device="cpu")

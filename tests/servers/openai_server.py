@@ -7,7 +7,7 @@ with PIL and answers with a pluggable backend:
   decoding settings, each image's size and content digest), so tests can check the request
   crossed the wire intact;
 * any object with ``generate_batch(list[GenerateRequest]) -> list[Generation]``;
-* any :class:`~vlmtrust.models.base.GenerativeModel` (async ``generate``), e.g. the tiny HF
+* any :class:`~vlmtrust.core.model.GenerativeModel` (async ``generate``), e.g. the tiny HF
   LLaVA of ``tests/conftest.py`` — run in a worker thread, one request at a time.
 
 Faults are injected per test: a *script* (one fault per incoming chat request, in arrival order)
@@ -50,8 +50,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from vlmtrust.core.model import GenerateRequest, Generation, generate_sync
 from vlmtrust.core.sample import image_digest
-from vlmtrust.models.base import GenerateRequest, Generation, generate_sync
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, validate_params
+from vlmtrust.core.params import Params, validate_params
 from vlmtrust.core.types import Capability, Pillar
 
 

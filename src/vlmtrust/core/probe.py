@@ -17,35 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.params import Params, validate_params
 from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.types import Capability, Pillar
 
 if TYPE_CHECKING:
-    from vlmtrust.models.base import Model
-
-
-def validate_params(
-    cls: type[BaseModel], raw: BaseModel | dict[str, Any] | None, what: str, hint: str
-) -> BaseModel:
-    """Validate user parameters into ``cls``; the first problem becomes one clear line."""
-    if isinstance(raw, BaseModel):
-        return raw
-    try:
-        return cls(**(raw or {}))
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise InputError(f"{what}: bad parameter {loc!r}: {first['msg']} ({hint})") from None
-
-
-class Params(BaseModel):
-    """Base of every probe's typed parameters (validated, recorded in the log)."""
-
-    model_config = ConfigDict(extra="forbid")
+    from vlmtrust.core.model import Model
 
 
 @dataclass

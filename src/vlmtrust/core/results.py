@@ -2,6 +2,10 @@
 
 The schema is versioned (:data:`SCHEMA_VERSION`); its JSON Schema is committed at
 ``src/vlmtrust/schema/auditlog.schema.json`` and a test fails when it drifts without a bump.
+Logs of an older schema are upgraded when read (:meth:`AuditLog.model_validate` accepts them).
+
+Metric names are structured (:class:`MetricKey`): stored as an object, rendered to one display
+string by :meth:`MetricKey.render` — the only place a name string is made. Nobody parses it.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vlmtrust.core.types import Pillar, RiskBand
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: structured metric keys (:class:`MetricKey`) and group gaps (:class:`GroupGap`)."""
 
 
 class _Model(BaseModel):
@@ -60,10 +65,79 @@ class GroupValue(_Model):
     n: int
 
 
-class MetricResult(_Model):
-    """One number with its uncertainty, direction, groups and risk band."""
+class MetricKey(BaseModel):
+    """The structured name of a metric; every field but ``metric`` is optional.
 
-    name: str
+    ``render()`` gives the display name: ``metric/condition/judge/step``, then ``@eps``, then
+    ``[group]`` — the same string everywhere (report, compare, ``ProbeResult.metric``).
+
+    Example:
+        >>> MetricKey(metric="asr", condition="figstep", judge="refusal/keyword").render()
+        'asr/figstep/refusal/keyword'
+        >>> MetricKey(metric="robust_accuracy", eps="2/255").render()
+        'robust_accuracy@2/255'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = Field(description="what is measured: asr, accuracy, auroc, max_skew, ...")
+    condition: str | None = Field(
+        default=None, description="attack, corruption, variant or layout the metric is over"
+    )
+    judge: str | None = Field(default=None, description="the judge whose labels were used")
+    step: str | None = Field(default=None, description="a stage inside a condition: round2, k=10")
+    eps: str | None = Field(default=None, description="perturbation budget label, e.g. 2/255")
+    group: str | None = Field(default=None, description="the group the metric is restricted to")
+
+    def render(self) -> str:
+        """The display name (never parsed back)."""
+        parts = [self.metric, self.condition, self.judge, self.step]
+        out = "/".join(p for p in parts if p is not None)
+        if self.eps is not None:
+            out += f"@{self.eps}"
+        if self.group is not None:
+            out += f"[{self.group}]"
+        return out
+
+    def matches(self, **fields: str | None) -> bool:
+        """True when every given field equals this key's."""
+        return all(getattr(self, k) == v for k, v in fields.items())
+
+
+class GroupGap(_Model):
+    """The spread of a metric over its groups (fairlearn ``MetricFrame`` semantics).
+
+    ``difference`` = max − min of the group values; ``ratio`` = min / max (1 = parity; ``None``
+    when the max is 0 or a value is negative). CIs come from a bootstrap that resamples within
+    each group.
+    """
+
+    difference: float | None
+    difference_ci_low: float | None = None
+    difference_ci_high: float | None = None
+    ratio: float | None
+    ratio_ci_low: float | None = None
+    ratio_ci_high: float | None = None
+    best: str | None = Field(default=None, description="the group with the best value")
+    worst: str | None = Field(default=None, description="the group with the worst value")
+
+    @field_validator("*")
+    @classmethod
+    def _finite(cls, v: object) -> object:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+
+class MetricResult(_Model):
+    """One number with its uncertainty, direction, groups and risk band.
+
+    Give ``key`` (structured); ``name`` is derived from it. A bare ``name`` (schema v1) becomes
+    ``MetricKey(metric=name)``.
+    """
+
+    key: MetricKey
+    name: str = Field(default="", description="display name, derived: key.render()")
     value: float | None
     ci_low: float | None = None
     ci_high: float | None = None
@@ -73,11 +147,28 @@ class MetricResult(_Model):
     unit: str = ""
     groups: dict[str, GroupValue] = Field(default_factory=dict)
     group_by: str | None = None
+    gap: GroupGap | None = Field(default=None, description="spread over groups, with CIs")
     thresholds: Thresholds | None = None
     risk: RiskBand | None = None
     headline: bool = Field(
         default=False, description="shown in the scorecard at the top of the report"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_name(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            key = data.get("key")
+            if key is None:
+                # Schema v1 (a flat name) or a caller passing only a plain metric name.
+                key = MetricKey.model_construct(metric=str(data.get("name", "")))
+                data["key"] = key
+            elif isinstance(key, dict):
+                key = MetricKey(**key)
+                data["key"] = key
+            data["name"] = key.render()
+        return data
 
     @field_validator("value", "ci_low", "ci_high")
     @classmethod
@@ -146,12 +237,23 @@ class ProbeResult(_Model):
     seconds: float = 0.0
     notes: list[str] = Field(default_factory=list)
 
-    def metric(self, name: str) -> MetricResult:
-        """Look a metric up by name (``KeyError`` if absent)."""
+    def metric(self, name: str | None = None, /, **fields: str | None) -> MetricResult:
+        """Look a metric up by display name or by key fields (``KeyError`` if absent).
+
+        Example: ``result.metric("asr", condition="figstep", judge="refusal/keyword")``; with a
+        positional name and fields, the name is the ``metric`` field.
+        """
+        if name is not None and fields:
+            fields = {"metric": name, **fields}
+            name = None
         for m in self.metrics:
-            if m.name == name:
+            if (name is not None and m.name == name) or (name is None and m.key.matches(**fields)):
                 return m
-        raise KeyError(f"{self.probe} has no metric {name!r}")
+        raise KeyError(f"{self.probe} has no metric {name or fields!r}")
+
+    def metrics_where(self, **fields: str | None) -> list[MetricResult]:
+        """Every metric whose key has the given fields."""
+        return [m for m in self.metrics if m.key.matches(**fields)]
 
 
 class ModelInfo(_Model):
@@ -192,6 +294,14 @@ class AuditLog(_Model):
     spec: RunSpec
     results: list[ProbeResult] = Field(default_factory=list)
     seconds: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        # v1 -> v2: metric keys are derived from the flat names by MetricResult itself.
+        if isinstance(data, dict) and int(data.get("schema_version", SCHEMA_VERSION)) < 2:
+            data = {**data, "schema_version": SCHEMA_VERSION}
+        return data
 
     def result(self, probe: str) -> ProbeResult:
         """Look a probe's result up by name."""

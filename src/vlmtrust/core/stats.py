@@ -13,10 +13,49 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from vlmtrust.core.results import GroupValue, MetricResult, Thresholds
+from vlmtrust.core.results import GroupGap, GroupValue, MetricKey, MetricResult, Thresholds
 from vlmtrust.core.types import RiskBand
 
 N_BOOTSTRAP = 1000
+
+
+def bootstrap_replicates(
+    stat: Callable[..., float],
+    *arrays: ArrayLike,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> NDArray[np.float64]:
+    """``n_boot`` bootstrap replicates of ``stat(*arrays)`` (rows resampled jointly).
+
+    A replicate for which ``stat`` is undefined (raises ``ValueError``/``ZeroDivisionError`` or
+    returns a non-finite value) is NaN. Empty for fewer than 2 rows.
+    """
+    arrs = [np.asarray(a) for a in arrays]
+    n = len(arrs[0])
+    if n < 2:
+        return np.empty(0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    out = np.full(n_boot, np.nan)
+    for b, row in enumerate(idx):
+        try:
+            v = stat(*(a[row] for a in arrs))
+        except (ValueError, ZeroDivisionError):
+            continue
+        if v is not None and np.isfinite(v):
+            out[b] = float(v)
+    return out
+
+
+def percentile_ci(
+    replicates: NDArray[np.float64], *, alpha: float = 0.05
+) -> tuple[float | None, float | None]:
+    """Percentile CI of bootstrap replicates; ``(None, None)`` when under 10% are defined."""
+    vals = replicates[np.isfinite(replicates)]
+    if len(replicates) == 0 or len(vals) < max(10, len(replicates) // 10):
+        return None, None
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
 
 
 def bootstrap_ci(
@@ -36,24 +75,7 @@ def bootstrap_ci(
         >>> 0.0 <= lo <= hi <= 1.0
         True
     """
-    arrs = [np.asarray(a) for a in arrays]
-    n = len(arrs[0])
-    if n < 2:
-        return None, None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    vals = []
-    for row in idx:
-        try:
-            v = stat(*(a[row] for a in arrs))
-        except (ValueError, ZeroDivisionError):
-            continue
-        if v is not None and np.isfinite(v):
-            vals.append(float(v))
-    if len(vals) < max(10, n_boot // 10):
-        return None, None
-    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+    return percentile_ci(bootstrap_replicates(stat, *arrays, n_boot=n_boot, seed=seed), alpha=alpha)
 
 
 def mean_ci(values: ArrayLike, *, seed: int = 0) -> tuple[float | None, float | None, float | None]:
@@ -85,7 +107,7 @@ def risk_band(
 
 
 def metric(
-    name: str,
+    name: MetricKey | str,
     fn: Callable[..., float],
     *arrays: ArrayLike | Sequence[Any],
     higher_is_better: bool,
@@ -101,11 +123,13 @@ def metric(
     """Evaluate ``fn(*arrays)`` with a bootstrap CI, per-group values and a risk band.
 
     Args:
-        name: metric name.
+        name: the structured key (a plain string is ``MetricKey(metric=name)``).
         fn: plain metric function over row-aligned arrays.
         *arrays: row-aligned inputs (e.g. ``y_true, y_score``).
         higher_is_better: direction.
-        groups: optional group label per row; per-group values via fairlearn ``MetricFrame``.
+        groups: optional group label per row; per-group values via fairlearn ``MetricFrame``,
+            and their spread (:class:`~vlmtrust.core.results.GroupGap`: difference and ratio
+            with bootstrap CIs) when there are two groups or more.
         group_by: the attribute name the groups come from (shown in the report).
         thresholds: ``(moderate, high)`` risk thresholds, see :class:`Thresholds`.
         description: one sentence for the report.
@@ -129,10 +153,13 @@ def metric(
     lo, hi = bootstrap_ci(fn, *arrs, seed=seed) if ci and n and value is not None else (None, None)
     th = Thresholds(moderate=thresholds[0], high=thresholds[1]) if thresholds else None
     group_values: dict[str, GroupValue] = {}
+    gap: GroupGap | None = None
     if groups is not None and n:
-        group_values = group_breakdown(fn, arrs, groups, seed=seed, ci=ci)
+        reps: dict[str, NDArray[np.float64]] = {}
+        group_values = group_breakdown(fn, arrs, groups, seed=seed, ci=ci, replicates=reps)
+        gap = group_gap(group_values, reps, higher_is_better=higher_is_better)
     return MetricResult(
-        name=name,
+        key=name if isinstance(name, MetricKey) else MetricKey(metric=name),
         value=value,
         ci_low=lo,
         ci_high=hi,
@@ -142,6 +169,7 @@ def metric(
         unit=unit,
         groups=group_values,
         group_by=group_by,
+        gap=gap,
         thresholds=th,
         risk=risk_band(value, th, higher_is_better=higher_is_better),
         headline=headline,
@@ -155,8 +183,13 @@ def group_breakdown(
     *,
     seed: int = 0,
     ci: bool = True,
+    replicates: dict[str, NDArray[np.float64]] | None = None,
 ) -> dict[str, GroupValue]:
-    """Per-group values of ``fn`` through fairlearn's ``MetricFrame``, with bootstrap CIs."""
+    """Per-group values of ``fn`` through fairlearn's ``MetricFrame``, with bootstrap CIs.
+
+    When ``replicates`` is given (and ``ci``), each group's bootstrap replicates are stored in
+    it, for :func:`group_gap`.
+    """
     from fairlearn.metrics import MetricFrame
 
     g = np.asarray([str(x) for x in groups])
@@ -194,11 +227,69 @@ def group_breakdown(
         mask = g == label
         sub = [a[mask] for a in arrays]
         v = float(val)
-        lo, hi = bootstrap_ci(fn, *sub, seed=seed) if ci else (None, None)
+        lo, hi = None, None
+        if ci:
+            rep = bootstrap_replicates(fn, *sub, seed=seed)
+            lo, hi = percentile_ci(rep)
+            if replicates is not None:
+                replicates[label] = rep
         out[label] = GroupValue(
             value=v if np.isfinite(v) else None, ci_low=lo, ci_high=hi, n=int(mask.sum())
         )
     return out
+
+
+def _spread(values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(max - min, min / max)`` over the last axis; ratio NaN when undefined."""
+    hi = np.max(values, axis=-1)
+    lo = np.min(values, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((hi > 0) & (lo >= 0), lo / np.where(hi == 0, 1.0, hi), np.nan)
+    return np.asarray(hi - lo, dtype=np.float64), np.asarray(ratio, dtype=np.float64)
+
+
+def group_gap(
+    groups: dict[str, GroupValue],
+    replicates: dict[str, NDArray[np.float64]] | None = None,
+    *,
+    higher_is_better: bool,
+) -> GroupGap | None:
+    """Difference (max − min) and ratio (min / max) over the groups, fairlearn semantics.
+
+    CIs combine each group's bootstrap replicates (resampled within the group), replicate by
+    replicate; without replicates the CIs are ``None``. ``None`` for fewer than two groups with
+    a value.
+
+    Example:
+        >>> g = {"a": GroupValue(value=0.8, n=10), "b": GroupValue(value=0.4, n=10)}
+        >>> gap = group_gap(g, higher_is_better=True)
+        >>> round(gap.difference, 2), round(gap.ratio, 2), gap.worst
+        (0.4, 0.5, 'b')
+    """
+    named = {k: v.value for k, v in groups.items() if v.value is not None}
+    if len(named) < 2:
+        return None
+    vals = np.array(list(named.values()), dtype=np.float64)
+    diff, ratio = (float(x) for x in _spread(vals))
+    labels = list(named)
+    best = labels[int(np.argmax(vals) if higher_is_better else np.argmin(vals))]
+    worst = labels[int(np.argmin(vals) if higher_is_better else np.argmax(vals))]
+    d_ci: tuple[float | None, float | None] = (None, None)
+    r_ci: tuple[float | None, float | None] = (None, None)
+    if replicates and all(k in replicates and len(replicates[k]) for k in named):
+        reps = np.stack([replicates[k] for k in named], axis=-1)
+        d_rep, r_rep = _spread(reps)
+        d_ci, r_ci = percentile_ci(d_rep), percentile_ci(r_rep)
+    return GroupGap(
+        difference=diff,
+        difference_ci_low=d_ci[0],
+        difference_ci_high=d_ci[1],
+        ratio=ratio if np.isfinite(ratio) else None,
+        ratio_ci_low=r_ci[0],
+        ratio_ci_high=r_ci[1],
+        best=best,
+        worst=worst,
+    )
 
 
 def accuracy(correct: ArrayLike) -> float:

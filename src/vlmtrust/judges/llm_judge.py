@@ -154,7 +154,7 @@ def parse_llm_name(name: str) -> LLMJudgeName:
         >>> parse_llm_name("llm:openai:guard@http://127.0.0.1:8000/v1").mode
         'llama_guard'
     """
-    from vlmtrust.models.base import parse_spec
+    from vlmtrust.models.loader import parse_spec
 
     base, sep, rest = name.partition(":")
     if base != "llm" or not sep:
@@ -269,7 +269,7 @@ class LLMJudge:
     """A judge backed by a generative model (any backend with ``generate``).
 
     Args:
-        model: a :class:`~vlmtrust.models.base.GenerativeModel`.
+        model: a :class:`~vlmtrust.core.model.GenerativeModel`.
         mode: ``llama_guard`` (task ``harm``) or ``rubric``.
         task: ``harm`` or ``refusal`` (rubric mode only).
         rubric: rubric text for ``rubric`` mode (default: a built-in one per task).
@@ -347,7 +347,7 @@ class LLMJudge:
         self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
     ) -> list[Judgment]:
         """Judge each response; failures after retries become error judgments."""
-        from vlmtrust.models.base import GenerateRequest, generate_sync
+        from vlmtrust.core.model import GenerateRequest, generate_sync
 
         if prompts is not None and len(prompts) != len(texts):
             raise ValueError("prompts and texts differ in length")
@@ -399,7 +399,7 @@ def llm_judge(spec_or_model: Any, **kwargs: Any) -> LLMJudge:
     """
     model = spec_or_model
     if isinstance(spec_or_model, str):
-        from vlmtrust.models.base import load_model
+        from vlmtrust.models.loader import load_model
 
         model = load_model(spec_or_model)
     from vlmtrust.core.types import Capability

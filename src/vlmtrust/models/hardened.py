@@ -32,7 +32,7 @@ def load_hardened(target: str, *, spec: str, **kwargs: Any) -> Any:
             raise ModelSpecError(
                 f"{wrapper}: not a valid wrapper file ({e}); re-run `vlmtrust harden`"
             ) from None
-        from vlmtrust.models.base import load_model
+        from vlmtrust.models.loader import load_model
 
         if not isinstance(base, str) or (
             base.startswith("hardened:")
@@ -48,6 +48,6 @@ def load_hardened(target: str, *, spec: str, **kwargs: Any) -> Any:
         model = cls(params).wrap(load_model(base, **kwargs))
         model.spec = spec
         return model
-    from vlmtrust.models.base import _load_hf
+    from vlmtrust.models.loader import _load_hf
 
     return _load_hf(str(path), spec=spec, **kwargs)

@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from vlmtrust.core.errors import CapabilityError, InputError
+from vlmtrust.core.model import ModelKind
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import ModelKind
 from vlmtrust.models.hf_common import (
     batched,
     from_pretrained,
@@ -59,7 +59,7 @@ def _pooled(out: Any) -> torch.Tensor:
 
 
 class HFDualEncoder:
-    """A transformers dual encoder behind :class:`~vlmtrust.models.base.EmbeddingModel`.
+    """A transformers dual encoder behind :class:`~vlmtrust.core.model.EmbeddingModel`.
 
     Capabilities: ``EMBED | TRAIN``, plus ``GRADIENT`` when the image processor produces plain
     ``(B, 3, H, W)`` pixel batches (CLIP, SigLIP, ChineseCLIP, AltCLIP; not SigLIP2's NaFlex

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from vlmtrust.core.errors import CapabilityError, InputError, ModelSpecError
+from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import GenerateRequest, Generation, ModelKind
 from vlmtrust.models.hf_common import (
     batched,
     from_pretrained,
@@ -54,7 +54,7 @@ def _one_line(e: BaseException) -> str:
 
 
 class HFGenerativeModel:
-    """A transformers image-text-to-text VLM behind :class:`~vlmtrust.models.base.GenerativeModel`.
+    """A transformers image-text-to-text VLM behind :class:`~vlmtrust.core.model.GenerativeModel`.
 
     Capabilities: ``GENERATE | TRAIN``, plus ``GRADIENT`` when the processor feeds the vision
     tower plain ``(B, 3, H, W)`` pixels (LLaVA-1.5 style; not Qwen2-VL's flattened patches).

@@ -21,7 +21,7 @@ Behaviour worth knowing:
   any server text that echoes it is redacted.
 
 Example:
-    >>> from vlmtrust.models.base import load_model
+    >>> from vlmtrust.models.loader import load_model
     >>> m = load_model("openai:llava@http://127.0.0.1:8000/v1", concurrency=8)
     >>> m.fingerprint
     'openai:llava@http://127.0.0.1:8000/v1'
@@ -48,8 +48,8 @@ import httpx
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import GenerateRequest, Generation, ModelKind
 
 __all__ = ["OpenAICompatModel", "RETRYABLE_STATUS", "parse_retry_after"]
 
@@ -296,7 +296,7 @@ class OpenAICompatModel:
     async def aclose(self) -> None:
         """Close this event loop's HTTP clients (a later call opens new ones).
 
-        ``asyncio.run`` (hence :func:`~vlmtrust.models.base.generate_sync`) closes them by itself
+        ``asyncio.run`` (hence :func:`~vlmtrust.core.model.generate_sync`) closes them by itself
         when its loop ends; call this when you drive a loop that you do not shut down that way.
         """
         loop = asyncio.get_running_loop()
@@ -334,7 +334,7 @@ class OpenAICompatModel:
 
     def generate_sync(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
         """Synchronous :meth:`generate` (a fresh event loop; its clients are closed after)."""
-        from vlmtrust.models.base import generate_sync
+        from vlmtrust.core.model import generate_sync
 
         return generate_sync(self, requests)
 

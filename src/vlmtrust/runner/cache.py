@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.sample import image_digest
-from vlmtrust.models.base import GenerateRequest, Generation
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
 _CHUNK = 500  # SQLite's default host-parameter limit is 999 on older builds
@@ -127,7 +127,7 @@ class _Wrapper:
 
 
 class CachedEmbeddingModel(_Wrapper):
-    """An :class:`~vlmtrust.models.base.EmbeddingModel` whose embeddings are cached."""
+    """An :class:`~vlmtrust.core.model.EmbeddingModel` whose embeddings are cached."""
 
     def _cached(
         self, kind: str, keys: list[str], compute: Any, items: Sequence[Any]
@@ -170,7 +170,7 @@ class CachedEmbeddingModel(_Wrapper):
 
 
 class CachedGenerativeModel(_Wrapper):
-    """A :class:`~vlmtrust.models.base.GenerativeModel` caching deterministic answers."""
+    """A :class:`~vlmtrust.core.model.GenerativeModel` caching deterministic answers."""
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
         """Answer from the cache where possible; only greedy, successful answers are stored."""

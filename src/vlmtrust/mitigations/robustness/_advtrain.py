@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import MitigationContext
-from vlmtrust.core.probe import Params
+from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability
 
 if TYPE_CHECKING:

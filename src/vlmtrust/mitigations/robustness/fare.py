@@ -149,7 +149,7 @@ def swap_vision_tower(
     """
     import torch
 
-    from vlmtrust.models.base import load_model
+    from vlmtrust.models.loader import load_model
 
     gen: Any = (
         load_model(f"hf:{gen_model_dir_or_model}")
@@ -223,7 +223,7 @@ class FARE(Mitigation):
         self, model: Any, ctx: MitigationContext, p: FAREParams, out: Path
     ) -> dict[str, Any]:
         from vlmtrust.mitigations.robustness._advtrain import harden_dual
-        from vlmtrust.models.base import load_model
+        from vlmtrust.models.loader import load_model
 
         if not (model.capabilities & Capability.TRAIN) or not hasattr(model, "save_pretrained"):
             raise CapabilityError(

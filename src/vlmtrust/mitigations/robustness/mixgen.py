@@ -79,9 +79,9 @@ from pydantic import Field
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
-from vlmtrust.core.probe import Params
+from vlmtrust.core.model import require
+from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.models.base import require
 
 
 class MixGenParams(Params):

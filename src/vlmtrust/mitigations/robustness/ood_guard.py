@@ -35,7 +35,7 @@ from pydantic import Field
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, WrapperMitigation, mitigation
-from vlmtrust.core.probe import Params
+from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 
 CALIBRATION_SEED_OFFSET = 1_000_003

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.types import Capability
-from vlmtrust.models.base import GenerateRequest, Generation
 
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 """The fixed answer a guard returns instead of the model's (matched by the refusal judges)."""

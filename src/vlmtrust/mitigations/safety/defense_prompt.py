@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
-from vlmtrust.core.probe import Params
+from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import GuardedModel
-from vlmtrust.models.base import GenerateRequest
 
 if TYPE_CHECKING:
     import torch

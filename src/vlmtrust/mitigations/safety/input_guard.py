@@ -36,11 +36,11 @@ from pydantic import Field
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
-from vlmtrust.core.probe import Params
+from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.params import Params
 from vlmtrust.core.sample import image_digest
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT, GuardedModel, harm_classifier
-from vlmtrust.models.base import GenerateRequest
 
 _OCR_LOCK = threading.Lock()
 _OCR: dict[str, Any] = {}

@@ -39,10 +39,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
-from vlmtrust.core.probe import Params
+from vlmtrust.core.model import GenerateRequest, Generation
+from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT, GuardedModel, harm_classifier
-from vlmtrust.models.base import GenerateRequest, Generation
 
 
 class OutputGuardParams(Params):

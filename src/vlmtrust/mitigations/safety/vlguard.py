@@ -62,7 +62,7 @@ from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
-from vlmtrust.core.probe import Params
+from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT
 
@@ -129,7 +129,7 @@ def _need_hf(model: Any) -> None:
 
 
 def _answers(model: Any, items: Sequence[tuple[Image.Image | None, str]], mnt: int) -> list[str]:
-    from vlmtrust.models.base import GenerateRequest, generate_sync
+    from vlmtrust.core.model import GenerateRequest, generate_sync
 
     reqs = [
         GenerateRequest(p, images=(im,) if im is not None else (), max_new_tokens=mnt)

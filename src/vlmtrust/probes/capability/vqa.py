@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.model import GenerateRequest, generate_sync
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.models.base import GenerateRequest, generate_sync
 from vlmtrust.probes import _data
 from vlmtrust.probes.capability._answers import answer_matches
 

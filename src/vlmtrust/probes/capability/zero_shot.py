@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric

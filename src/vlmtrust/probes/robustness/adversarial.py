@@ -32,7 +32,8 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, mean_ci, metric
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from vlmtrust.models.base import Model
+    from vlmtrust.core.model import Model
 
 TRANSFER_HINT = "use --param mode=transfer --param surrogate=SPEC (e.g. surrogate=reference:clip)"
 
@@ -282,7 +283,7 @@ class AdversarialProbe(Probe):
     def surrogate(self) -> Any:
         """The surrogate dual encoder for transfer attacks (loaded once)."""
         if self._surrogate is None:
-            from vlmtrust.models.base import load_model
+            from vlmtrust.models.loader import load_model
 
             sur = load_model(self.p.surrogate)
             if sur.kind != "dual" or not (sur.capabilities & Capability.GRADIENT):
@@ -455,7 +456,7 @@ class AdversarialProbe(Probe):
         self, model: Any, images: Sequence[Image.Image], prompt: str, max_new_tokens: int
     ) -> list[str]:
         """Ask ``prompt`` about each image (greedy); the raw answers."""
-        from vlmtrust.models.base import GenerateRequest, generate_sync
+        from vlmtrust.core.model import GenerateRequest, generate_sync
 
         reqs = [
             GenerateRequest(prompt=prompt, images=(im,), max_new_tokens=max_new_tokens)

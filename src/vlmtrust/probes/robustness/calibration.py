@@ -18,7 +18,8 @@ from pydantic import Field, field_validator
 
 from vlmtrust.attacks.corruptions import check_corruption, corrupt
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric

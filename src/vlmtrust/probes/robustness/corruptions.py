@@ -19,7 +19,8 @@ from pydantic import Field, field_validator
 
 from vlmtrust.attacks.corruptions import CATEGORIES, CORRUPTIONS, check_corruption, corrupt
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
@@ -76,7 +77,7 @@ def evaluate_classification(
     dual encoders, ``confidence`` (max softmax of ``logit_scale * cosines``).
     """
     if getattr(model, "kind", "dual") == "generative":
-        from vlmtrust.models.base import GenerateRequest, generate_sync
+        from vlmtrust.core.model import GenerateRequest, generate_sync
 
         reqs = [
             GenerateRequest(

@@ -25,7 +25,8 @@ from numpy.typing import ArrayLike, NDArray
 from pydantic import Field
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric

@@ -23,7 +23,8 @@ import numpy as np
 from pydantic import Field
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series, Thresholds
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric, risk_band
@@ -195,7 +196,7 @@ class TextPerturbation(zs.ZeroShotProbe):
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Classify with perturbed class prompts (dual) or answer perturbed questions."""
         if getattr(model, "kind", "dual") == "generative":
-            from vlmtrust.models.base import GenerateRequest, generate_sync
+            from vlmtrust.core.model import GenerateRequest, generate_sync
 
             reqs = [
                 GenerateRequest(

@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, field_validator
 
-from vlmtrust.core.probe import Params, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric

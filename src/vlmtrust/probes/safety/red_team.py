@@ -40,12 +40,13 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.model import GenerateRequest, Generation
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.models.base import GenerateRequest, Generation
 from vlmtrust.report.view import MAX_EXAMPLES, MAX_TEXT
 
 Strategy = Literal["role_play", "paraphrase", "split", "figstep", "figstep_pro"]
@@ -290,7 +291,7 @@ class ModelAttacker(RuleAttacker):
 
     def write_many(self, jobs: Sequence[tuple[str, str, str, Node]]) -> list[Attempt]:
         """Attempts for ``(strategy, text, statement, parent)`` jobs; text ones via the model."""
-        from vlmtrust.models.base import generate_sync
+        from vlmtrust.core.model import generate_sync
 
         out: list[Attempt | None] = [None] * len(jobs)
         reqs: list[GenerateRequest] = []
@@ -575,7 +576,7 @@ class RedTeam(Probe):
         if self.p.attacker is None:
             return RuleAttacker(self.p.strategies, image_size=self.p.image_size, rng=rng)
         if self._attacker_model is None:
-            from vlmtrust.models.base import load_model
+            from vlmtrust.models.loader import load_model
 
             self._attacker_model = load_model(self.p.attacker)
             if "GENERATE" not in [n.upper() for n in self._attacker_model.capabilities.names()]:
@@ -589,8 +590,8 @@ class RedTeam(Probe):
 
     def _ask(self, model: Any, nodes: Sequence[Node]) -> None:
         """Query the target for ``nodes`` and judge the answers (in place)."""
+        from vlmtrust.core.model import generate_sync
         from vlmtrust.judges.base import attack_success
-        from vlmtrust.models.base import generate_sync
 
         if not nodes:
             return

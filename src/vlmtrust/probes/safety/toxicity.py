@@ -27,7 +27,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import render_typography
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Record
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import metric

@@ -43,12 +43,13 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, field_validator
 
-from vlmtrust.core.probe import Params, Probe, ProbeContext, probe
+from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.models.base import GenerateRequest
 
 HINT = (
     "it is a white-box attack on the pixels: use an hf: LLaVA-style checkpoint (plain pixel "
@@ -278,8 +279,8 @@ class VisualAdversarial(Probe):
         """
         import torch
 
+        from vlmtrust.core.model import generate_sync, require
         from vlmtrust.judges.base import attack_success
-        from vlmtrust.models.base import generate_sync, require
 
         require(model, Capability.GRADIENT | Capability.GENERATE, "safety/visual_adversarial", HINT)
         clean = model.to_pixels([batch[0].pil_images()[0]])

@@ -1,0 +1,91 @@
+"""The one model-spec parser and :func:`load_model`, the entry point every command uses.
+
+Specs (see the README table): ``hf:NAME_OR_DIR``, ``openai:MODEL@BASE_URL``,
+``reference:NAME``, ``hardened:DIR``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from vlmtrust.core.errors import ModelSpecError
+from vlmtrust.core.model import Model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec."""
+
+    scheme: Literal["hf", "openai", "reference", "hardened"]
+    target: str
+    """``hf``: repo id or dir; ``openai``: model name; ``reference``: name; ``hardened``: dir."""
+    base_url: str | None = None
+    raw: str = ""
+
+
+SPEC_HELP = (
+    "use hf:REPO_OR_DIR, openai:MODEL@BASE_URL (e.g. openai:llava@http://127.0.0.1:8000/v1), "
+    "reference:NAME (see `vlmtrust list models`) or hardened:DIR"
+)
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Parse a model spec string.
+
+    Example:
+        >>> parse_spec("openai:llava@http://127.0.0.1:8000/v1").base_url
+        'http://127.0.0.1:8000/v1'
+        >>> parse_spec("reference:clip").target
+        'clip'
+    """
+    s = spec.strip()
+    scheme, sep, rest = s.partition(":")
+    if not sep or not rest:
+        raise ModelSpecError(f"model spec {spec!r} has no scheme: {SPEC_HELP}")
+    if scheme == "openai":
+        name, at, url = rest.rpartition("@")
+        if not at or not name or not url.startswith(("http://", "https://")):
+            raise ModelSpecError(
+                f"model spec {spec!r}: expected openai:MODEL@http(s)://HOST[:PORT]/v1"
+            )
+        return ModelSpec("openai", name, base_url=url.rstrip("/"), raw=s)
+    if scheme in ("hf", "reference", "hardened"):
+        return ModelSpec(scheme, rest, raw=s)  # type: ignore[arg-type]
+    raise ModelSpecError(f"model spec {spec!r}: unknown scheme {scheme!r}: {SPEC_HELP}")
+
+
+def load_model(spec: str, **kwargs: Any) -> Model:
+    """Load a model from a spec (the one entry point every command uses).
+
+    Keyword arguments go to the backend (``device``, ``dtype``, ``concurrency``, ...).
+    """
+    ms = parse_spec(spec)
+    if ms.scheme == "openai":
+        from vlmtrust.models.openai_compat import OpenAICompatModel
+
+        assert ms.base_url is not None
+        return OpenAICompatModel(ms.target, base_url=ms.base_url, spec=ms.raw, **kwargs)
+    if ms.scheme == "reference":
+        from vlmtrust.models.reference import reference_path
+
+        return _load_hf(str(reference_path(ms.target)), spec=ms.raw, **kwargs)
+    if ms.scheme == "hardened":
+        from vlmtrust.models.hardened import load_hardened
+
+        model: Model = load_hardened(ms.target, spec=ms.raw, **kwargs)
+        return model
+    return _load_hf(ms.target, spec=ms.raw, **kwargs)
+
+
+def _load_hf(target: str, *, spec: str, **kwargs: Any) -> Model:
+    from vlmtrust.models.hf_common import detect_kind
+
+    kind = detect_kind(target)
+    if kind == "dual":
+        from vlmtrust.models.hf_dual import HFDualEncoder
+
+        return HFDualEncoder(target, spec=spec, **kwargs)
+    from vlmtrust.models.hf_generative import HFGenerativeModel
+
+    return HFGenerativeModel(target, spec=spec, **kwargs)
