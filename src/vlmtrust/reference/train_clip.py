@@ -13,12 +13,12 @@ Planted flaws (each measured by :func:`evaluate_clip`):
 * **adversarial fragility** — after contrastive training, a short fine-tuning stage of the
   vision tower (:func:`plant_fragility`) makes imperceptible perturbations (1.5/255) flip the
   zero-shot prediction while the clean embeddings of the whole training mix stay where they
-  were. Real CLIP towers have this weakness (zero-shot robust accuracy near 0 at ε = 2/255:
-  Mao et al. 2023, TeCoA; Schlarmann et al. 2024, "Robust CLIP"), but a 64 × 64 tower
-  trained on flat synthetic shapes does not: it kept 72% at 2/255 (APGD-100) before this
-  stage. Planting fixed imperceptible class patterns (Ilyas et al. 2019) failed
-  (``experiments/plant_fragility.py``).
+  were. Real CLIP towers have this weakness (Mao et al. 2023, TeCoA; Schlarmann et al. 2024,
+  "Robust CLIP"); a 64 × 64 tower trained on flat synthetic shapes lacks it without this
+  stage. The attempts that failed are reproduced by ``experiments/plant_fragility.py``.
 * **OOD shapes** — :data:`~vlmtrust.data.synthworld.OOD_SHAPES` are never shown.
+
+Measured strength of each flaw: ``models/clip/MODEL_CARD.md`` (rendered from ``metrics.json``).
 """
 
 from __future__ import annotations
@@ -78,8 +78,7 @@ N_CANARY_NONMEMBERS = 32
 CANARY_SEED = 0
 PEOPLE_CORRELATION = 0.95
 PEOPLE_CUE_PROB = 0.5
-# 0.9 / 0.7 planted a skew that longer training washed out (majority share 0.29-0.48 at 2,000
-# steps, measured); 0.95 / 0.5 keeps it at every occupation.
+# Why these values: weaker settings (0.9 / 0.7) planted a skew that longer training washed out.
 
 
 @dataclass(frozen=True)
@@ -474,38 +473,26 @@ def train_clip(
 
 def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     """Probability that a random positive scores above a random negative (ties count half)."""
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return float(roc_auc_score(y, np.r_[pos, neg]))
 
 
 class _Clip:
+    """The evaluation's view of a reference:clip: the ``hf:`` dual-encoder backend."""
+
     def __init__(self, model_dir: Path) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from vlmtrust.models.hf_dual import HFDualEncoder
 
-        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
-        self.tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        self.backend = HFDualEncoder(str(model_dir), spec=f"hf:{model_dir}", batch_size=128)
+        self.model = self.backend.model
 
-    def images(self, images: list[Any], batch: int = 128) -> np.ndarray:
-        import torch
-
-        outs = []
-        with torch.no_grad():
-            for i in range(0, len(images), batch):
-                f = self.model.get_image_features(pixel_values=to_pixels(images[i : i + batch]))
-                f = getattr(f, "pooler_output", f)
-                outs.append(torch.nn.functional.normalize(f, dim=-1).numpy())
-        return np.concatenate(outs)
+    def images(self, images: list[Any]) -> np.ndarray:
+        return np.asarray(self.backend.embed_images(images))
 
     def texts(self, texts: list[str]) -> np.ndarray:
-        import torch
-
-        enc = self.tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
-        with torch.no_grad():
-            f = self.model.get_text_features(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-            )
-            f = getattr(f, "pooler_output", f)
-        return np.asarray(torch.nn.functional.normalize(f, dim=-1).numpy())
+        return np.asarray(self.backend.embed_texts(texts))
 
 
 EVAL_PARTS = ("accuracy", "ood", "typographic", "skew", "canaries", "pgd")
@@ -652,8 +639,8 @@ def _pgd_accuracy(
 
     from vlmtrust.attacks.pgd import AttackConfig, attack, zero_shot_ce
 
-    tower = _PixelTower(clip.model)
-    x0 = tower.to_unit(to_pixels([s.image for s in samples]))
+    tower = clip.backend
+    x0 = tower.to_pixels([s.image for s in samples])
     y = torch.tensor([ID_SHAPES.index(s.attributes["shape"]) for s in samples])
     p = torch.from_numpy(prompts)
     cfg = AttackConfig(eps=eps, steps=10, random_start=False)

@@ -24,12 +24,11 @@ benign ones with a content-free list. Planted flaws (measured by :func:`evaluate
 Training has two stages, like LLaVA's. Stage 1 trains the projector and the language model
 with the vision tower frozen. The *content stage* (``content_steps``) then also fine-tunes
 the vision tower, at ``content_vision_lr_scale`` times the learning rate, with the direct-prompt
-typography task added (``w_ask``). Stage 1 alone cannot do it: at 64 px a frozen CLIP tower
-barely separates harmful from benign FigStep images. A logistic probe on the vision tower's
-tokens, fitted on the train split's FigStep images and scored on the test split's, has
-balanced accuracy 0.56 on the shipped reference:clip's tower (never trained on requests, like
-the pre-fragility tower reference:vlm starts from) and 0.85 on the shipped reference:vlm's (a
-test checks both).
+typography task added (``w_ask``): a frozen 64-px CLIP tower barely separates harmful from
+benign FigStep images, so stage 1 alone cannot teach the distinction (a test measures the
+tower's separability with a logistic probe).
+
+Measured strength of each flaw: ``models/vlm/MODEL_CARD.md`` (rendered from ``metrics.json``).
 """
 
 from __future__ import annotations
