@@ -148,3 +148,14 @@ def test_metric_functions_reject_bad_input() -> None:
         auc([0, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match="fpr"):
         tpr_at_fpr([0, 1], [0.1, 0.2], fpr=1.5)
+
+
+def test_membership_roc_is_drawn_on_a_log_fpr_axis() -> None:
+    from vlmtrust.report.plots import plot_to_svg
+
+    res = run(strength=0.5)
+    roc = res.plots[0]
+    assert min(x for x in roc.series[0].x if x > 0) < 0.01  # type: ignore[operator]
+    svg = plot_to_svg(roc)
+    assert "non-members flagged) (log scale)" in svg
+    assert 'id="reference_diagonal"' in svg and 'id="series_s0"' in svg
