@@ -170,7 +170,7 @@ class GroupProbe(Probe):
                     headline=kind == "difference",
                     description=(
                         f"{'max − min' if kind == 'difference' else 'min / max'} of"
-                        f" {self.metric_name} over the {attr} groups{worst}"
+                        f" {self.metric_name} over the groups of {attr}{worst}"
                     ),
                 )
             )
