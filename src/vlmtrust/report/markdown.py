@@ -99,11 +99,21 @@ def _card_row(card: PillarCard) -> list[str]:
 
 def _metric_row(m: MetricView) -> list[str]:
     name = f"**{md_escape(m.name)}**" + (" (headline)" if m.headline else "")
+    if m.fields:
+        name += "<br>" + " · ".join(f"{f}: {md_escape(v)}" for f, v in m.fields)
     if m.description:
         name += f"<br>{md_escape(m.description)}"
     groups = "; ".join(f"{md_escape(g.label)}: {g.value} {g.ci} (n={g.n})" for g in m.groups)
     if groups:
         groups = f"by {md_escape(m.group_by or 'group')}: {groups}"
+    if m.gap:
+        gap = (
+            f"gap: difference **{m.gap.difference}** {m.gap.difference_ci},"
+            f" ratio **{m.gap.ratio}** {m.gap.ratio_ci}"
+        )
+        if m.gap.worst:
+            gap += f", worst group **{md_escape(m.gap.worst)}**"
+        groups = f"{groups}<br>{gap}" if groups else gap
     risk = risk_label(m.risk)
     if m.thresholds:
         risk += f"<br>{md_escape(m.thresholds)}"

@@ -102,6 +102,8 @@ def _labels(ax: Axes, plot: Plot) -> None:
     ax.set_title(plot.title, loc="left")
     if plot.x_label:
         ax.set_xlabel(plot.x_label)
+    if ax.get_xscale() == "log":
+        ax.set_xlabel(f"{ax.get_xlabel()} (log scale)")
     if plot.y_label:
         ax.set_ylabel(plot.y_label)
 
@@ -291,24 +293,40 @@ def _cmap() -> Any:
     return mpl.colormaps["viridis"].with_extremes(bad="#e5e7eb")
 
 
+LOG_FPR_BELOW = 0.01
+"""A ROC whose curve has an operating point with 0 < FPR < this is drawn on a log FPR axis:
+the low-FPR regime membership inference is judged by (TPR at 0.1% / 1% FPR) is then visible."""
+
+
 def _draw_roc(ax: Axes, plot: Plot) -> None:
-    ax.plot(
-        [0, 1],
-        [0, 1],
-        linestyle="--",
-        color="#9ca3af",
-        linewidth=1.0,
-        label="chance",
-        gid="reference_diagonal",
-    )
-    for i, s in enumerate(plot.series):
+    import numpy as np
+
+    curves = []
+    for s in plot.series:
         if not _numeric_x(s):
             raise InputError(
                 f"plot {plot.title!r}: ROC series {s.name!r} needs numeric false-positive rates"
                 " on x — write numbers"
             )
         xs = _nums([float(v) for v in s.x], what="x", title=plot.title)
-        ys = _nums(s.y, what="y", title=plot.title)
+        curves.append((s, xs, _nums(s.y, what="y", title=plot.title)))
+    positive = [x for _, xs, _ in curves for x in xs if x > 0]
+    low = min(positive, default=1.0)
+    log_axis = low < LOG_FPR_BELOW
+    left = max(10.0 ** np.floor(np.log10(low)), 1e-5) if log_axis else 0.0
+    diag = np.geomspace(left, 1.0, 60).tolist() if log_axis else [0.0, 1.0]
+    ax.plot(
+        diag,
+        diag,
+        linestyle="--",
+        color="#9ca3af",
+        linewidth=1.0,
+        label="chance",
+        gid="reference_diagonal",
+    )
+    for i, (s, xs, ys) in enumerate(curves):
+        if log_axis:  # FPR 0 sits on the left edge of a log axis
+            xs = [max(x, left) for x in xs]
         ax.plot(
             xs,
             ys,
@@ -318,9 +336,13 @@ def _draw_roc(ax: Axes, plot: Plot) -> None:
             label=s.name,
             drawstyle="default",
         )
-    ax.set_xlim(0, 1)
+    if log_axis:
+        ax.set_xscale("log")
+        ax.set_xlim(left, 1)
+    else:
+        ax.set_xlim(0, 1)
+        ax.set_aspect("equal")
     ax.set_ylim(0, 1.01)
-    ax.set_aspect("equal")
     if not plot.x_label:
         ax.set_xlabel("false positive rate")
     if not plot.y_label:

@@ -18,7 +18,9 @@ from typing import Any
 
 from vlmtrust.core.results import (
     Example,
+    GroupGap,
     GroupValue,
+    MetricKey,
     MetricResult,
     Plot,
     ProbeResult,
@@ -28,6 +30,7 @@ from vlmtrust.report.rundir import MAX_ERRORS_SHOWN, LoadedRun
 
 __all__ = [
     "ExampleView",
+    "GapView",
     "GroupView",
     "MetricView",
     "PillarCard",
@@ -126,10 +129,29 @@ class GroupView:
 
 
 @dataclass(frozen=True)
+class GapView:
+    """The spread of a metric over its groups (difference and ratio with CIs), formatted."""
+
+    difference: str
+    difference_ci: str
+    ratio: str
+    ratio_ci: str
+    best: str | None
+    worst: str | None
+
+
+@dataclass(frozen=True)
 class MetricView:
-    """One metric, formatted."""
+    """One metric, formatted.
+
+    ``name`` is the rendered key (display only); ``fields`` are the key's set fields besides
+    ``metric`` (``("condition", "figstep")``, ...), raw — escape when rendering.
+    """
 
     name: str
+    metric: str
+    fields: tuple[tuple[str, str], ...]
+    anchor: str
     description: str
     value: str
     ci: str
@@ -141,6 +163,7 @@ class MetricView:
     thresholds: str
     group_by: str | None
     groups: tuple[GroupView, ...]
+    gap: GapView | None
     headline: bool
 
 
@@ -243,10 +266,40 @@ def _group(label: str, g: GroupValue, unit: str) -> GroupView:
     )
 
 
-def metric_view(m: MetricResult) -> MetricView:
-    """Format one metric."""
+_KEY_FIELDS = ("condition", "judge", "step", "eps", "group")
+
+
+def key_fields(key: MetricKey) -> tuple[tuple[str, str], ...]:
+    """The set fields of a key besides ``metric``, in a fixed order (read, never parsed).
+
+    Example:
+        >>> key_fields(MetricKey(metric="asr", condition="figstep", judge="llm:m@http://h/v1"))
+        (('condition', 'figstep'), ('judge', 'llm:m@http://h/v1'))
+    """
+    return tuple((f, v) for f in _KEY_FIELDS if (v := getattr(key, f)) is not None)
+
+
+def gap_view(gap: GroupGap | None, unit: str = "") -> GapView | None:
+    """Format a group gap: the difference in the metric's unit, the ratio unitless."""
+    if gap is None:
+        return None
+    return GapView(
+        difference=fmt_value(gap.difference, unit),
+        difference_ci=fmt_ci(gap.difference_ci_low, gap.difference_ci_high, unit),
+        ratio=fmt_value(gap.ratio),
+        ratio_ci=fmt_ci(gap.ratio_ci_low, gap.ratio_ci_high),
+        best=gap.best,
+        worst=gap.worst,
+    )
+
+
+def metric_view(m: MetricResult, anchor: str = "") -> MetricView:
+    """Format one metric (``anchor``: its HTML id, made from its position, never its name)."""
     return MetricView(
         name=m.name,
+        metric=m.key.metric,
+        fields=key_fields(m.key),
+        anchor=anchor,
         description=m.description,
         value=fmt_value(m.value, m.unit),
         ci=fmt_ci(m.ci_low, m.ci_high, m.unit),
@@ -258,6 +311,7 @@ def metric_view(m: MetricResult) -> MetricView:
         thresholds=_thresholds(m),
         group_by=m.group_by,
         groups=tuple(_group(k, g, m.unit) for k, g in m.groups.items()),
+        gap=gap_view(m.gap, m.unit),
         headline=m.headline,
     )
 
@@ -308,14 +362,15 @@ def _worst(risks: list[RiskBand | None]) -> RiskBand | None:
 def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -> ProbeView:
     """Format one probe's section."""
     errors = run.errors_for(r.probe)[:MAX_ERRORS_SHOWN]
+    anchor = slug(anchor_prefix, f"p{index}", r.probe)
     return ProbeView(
         probe=r.probe,
-        anchor=slug(anchor_prefix, f"p{index}", r.probe),
+        anchor=anchor,
         description=r.description,
         pillar=r.pillar,
         version=r.version,
         params=tuple((str(k), _param(v)) for k, v in sorted(r.params.items())),
-        metrics=tuple(metric_view(m) for m in r.metrics),
+        metrics=tuple(metric_view(m, f"{anchor}-m{i}") for i, m in enumerate(r.metrics)),
         plots=tuple(r.plots),
         examples=tuple(_example(e) for e in r.examples[:MAX_EXAMPLES]),
         n_examples_total=len(r.examples),
@@ -335,7 +390,12 @@ def scorecard(probes: tuple[ProbeView, ...], results: list[ProbeResult]) -> tupl
         mine = [(pv, r) for pv, r in zip(probes, results, strict=True) if r.pillar == pillar]
         heads = tuple(
             HeadlineView(
-                probe=pv.probe, anchor=pv.anchor, metric=m.name, pm=m.pm, ci=m.ci, risk=m.risk
+                probe=pv.probe,
+                anchor=m.anchor or pv.anchor,
+                metric=m.name,
+                pm=m.pm,
+                ci=m.ci,
+                risk=m.risk,
             )
             for pv, _ in mine
             for m in pv.metrics
