@@ -187,8 +187,10 @@ def group_breakdown(
 ) -> dict[str, GroupValue]:
     """Per-group values of ``fn`` through fairlearn's ``MetricFrame``, with bootstrap CIs.
 
-    When ``replicates`` is given (and ``ci``), each group's bootstrap replicates are stored in
-    it, for :func:`group_gap`.
+    When ``replicates`` is given (and ``ci``), each group's bootstrap replicates for
+    :func:`group_gap` are stored in it. They are drawn with a seed of the group's own
+    (:func:`_group_seed`): with one shared seed, two groups of equal size would draw the same
+    row indices, their replicates would move together and the gap's CI would be too narrow.
     """
     from fairlearn.metrics import MetricFrame
 
@@ -229,10 +231,9 @@ def group_breakdown(
         v = float(val)
         lo, hi = None, None
         if ci:
-            rep = bootstrap_replicates(fn, *sub, seed=seed)
-            lo, hi = percentile_ci(rep)
+            lo, hi = bootstrap_ci(fn, *sub, seed=seed)
             if replicates is not None:
-                replicates[label] = rep
+                replicates[label] = bootstrap_replicates(fn, *sub, seed=_group_seed(seed, label))
         out[label] = GroupValue(
             value=v if np.isfinite(v) else None, ci_low=lo, ci_high=hi, n=int(mask.sum())
         )
@@ -305,48 +306,3 @@ def _group_seed(seed: int, label: str) -> int:
 
     h = hashlib.sha256(f"{seed}|group|{label}".encode()).digest()
     return int.from_bytes(h[:8], "little")
-
-
-def metric_by_group(
-    name: MetricKey | str,
-    fn: Callable[..., float],
-    *arrays: ArrayLike | Sequence[Any],
-    groups: Sequence[str],
-    higher_is_better: bool,
-    seed: int = 0,
-    **kw: Any,
-) -> MetricResult:
-    """:func:`metric` with groups whose bootstraps are independent of each other.
-
-    :func:`group_breakdown` resamples every group with the same seed, so two groups of equal
-    size draw the same row indices and their replicates move together; the CI of their gap is
-    then too narrow (with identical outcomes it collapses to ``[0, 0]``). Here each group is
-    resampled with its own seed (derived from ``seed`` and the group label), then the gap is
-    computed replicate by replicate as in :func:`group_gap`. Other arguments as :func:`metric`.
-
-    Example:
-        >>> m = metric_by_group("acc", accuracy, [1, 0, 1, 0, 1, 0, 1, 0],
-        ...     groups=["a", "a", "a", "a", "b", "b", "b", "b"], higher_is_better=True)
-        >>> m.gap.difference, m.gap.difference_ci_low, m.gap.difference_ci_high > 0
-        (0.0, 0.0, True)
-    """
-    base = metric(name, fn, *arrays, higher_is_better=higher_is_better, seed=seed, **kw)
-    arrs = [np.asarray(a) for a in arrays]
-    g = np.asarray([str(x) for x in groups])
-    if not len(g):
-        return base
-    values: dict[str, GroupValue] = {}
-    reps: dict[str, NDArray[np.float64]] = {}
-    for label in sorted(set(g.tolist())):
-        sub = [a[g == label] for a in arrs]
-        try:
-            v = float(fn(*sub))
-        except (ValueError, ZeroDivisionError):
-            v = float("nan")
-        reps[label] = bootstrap_replicates(fn, *sub, seed=_group_seed(seed, label))
-        lo, hi = percentile_ci(reps[label])
-        values[label] = GroupValue(
-            value=v if np.isfinite(v) else None, ci_low=lo, ci_high=hi, n=len(sub[0])
-        )
-    gap = group_gap(values, reps, higher_is_better=higher_is_better)
-    return base.model_copy(update={"groups": values, "gap": gap})

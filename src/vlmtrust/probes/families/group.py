@@ -15,7 +15,7 @@ The family's :meth:`~GroupProbe.aggregate` computes, for every group attribute:
 - ``MetricKey(metric=metric_name, condition=attribute)``: the statistic over all samples, with
   per-group values and the group gap (:class:`~vlmtrust.core.results.GroupGap`: difference
   max − min and ratio min/max, with bootstrap CIs resampled within each group, each group
-  with its own seed), through :func:`vlmtrust.core.stats.metric_by_group`;
+  with its own seed), through :func:`vlmtrust.core.stats.metric`;
 - ``MetricKey(metric=f"{metric_name}_difference", condition=attribute)`` and
   ``..._ratio``: the gap as metrics of their own, with the risk band flagged against
   :attr:`~GroupProbe.difference_thresholds` and :attr:`~GroupProbe.ratio_thresholds` (the
@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import MetricKey, MetricResult, Record, Thresholds
-from vlmtrust.core.stats import metric_by_group, risk_band
+from vlmtrust.core.stats import metric, risk_band
 from vlmtrust.core.types import Pillar
 
 __all__ = ["GroupProbe", "mean_outcome"]
@@ -100,7 +100,7 @@ class GroupProbe(Probe):
                 continue
             y = np.array([r.scores[self.outcome] for r in rows], dtype=np.float64)
             groups = [r.attributes[attr] for r in rows]
-            overall = metric_by_group(
+            overall = metric(
                 MetricKey(metric=self.metric_name, condition=attr),
                 self.statistic,
                 y,
