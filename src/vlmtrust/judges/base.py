@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -209,3 +210,16 @@ def get_judge(name: str, **kwargs: Any) -> Judge:
             opts["name"] = name  # the judge is named exactly as asked (results are keyed by it)
         return _FACTORIES["llm"](parsed.spec, **{**opts, **kwargs})
     return _FACTORIES[base](**kwargs)
+
+
+_SHARED_LOCK = threading.Lock()
+_JUDGES: dict[str, Judge] = {}
+
+
+def judges_for(names: Sequence[str]) -> list[Judge]:
+    """Judge instances by name, created once per process and shared (probes, mitigations)."""
+    with _SHARED_LOCK:
+        for n in names:
+            if n not in _JUDGES:
+                _JUDGES[n] = get_judge(n)
+        return [_JUDGES[n] for n in names]
