@@ -163,6 +163,15 @@ def check_judge_name(name: str) -> str:
     return name
 
 
+def check_judge_names(names: list[str]) -> list[str]:
+    """Validate a non-empty list of judge names (a parameter validator's body)."""
+    if not names:
+        raise ValueError("give at least one judge")
+    for name in names:
+        check_judge_name(name)
+    return names
+
+
 def judge_task(name: str) -> JudgeTask:
     """The task of the judge ``name`` (``refusal``, ``toxicity`` or ``harm``), without creating it.
 

@@ -88,13 +88,9 @@ class RedTeamParams(Params):
     @field_validator("judges")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        from vlmtrust.judges.base import check_judge_name
+        from vlmtrust.judges.base import check_judge_names
 
-        if not v:
-            raise ValueError("give at least one judge")
-        for name in v:
-            check_judge_name(name)
-        return v
+        return check_judge_names(v)
 
     @field_validator("strategies")
     @classmethod
@@ -154,22 +150,15 @@ class RedTeam(Probe):
         n_b = ctx.size(self.p.n_benign) if self.p.n_benign else 0
         h_idx = rng.permutation(len(harmful))[:n_h]
         b_idx = rng.permutation(len(benign))[:n_b]
-        for i in sorted(int(k) for k in h_idx):
-            r = harmful[i]
-            yield Sample(
-                id=f"red_team-{r.id}",
-                prompt=r.text,
-                attributes={"topic": r.topic, "kind": "harmful"},
-                metadata={"request_id": r.id, "statement": r.statement},
-            )
-        for i in sorted(int(k) for k in b_idx):
-            r = benign[i]
-            yield Sample(
-                id=f"red_team-{r.id}",
-                prompt=r.text,
-                attributes={"topic": r.topic, "kind": "benign"},
-                metadata={"request_id": r.id, "statement": r.statement},
-            )
+        for pool, idx, kind in ((harmful, h_idx, "harmful"), (benign, b_idx, "benign")):
+            for i in sorted(int(k) for k in idx):
+                r = pool[i]
+                yield Sample(
+                    id=f"red_team-{r.id}",
+                    prompt=r.text,
+                    attributes={"topic": r.topic, "kind": kind},
+                    metadata={"request_id": r.id, "statement": r.statement},
+                )
 
     # ------------------------------------------------------------------ helpers
 

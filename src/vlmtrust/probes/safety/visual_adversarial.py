@@ -96,13 +96,9 @@ class VisualAdversarialParams(Params):
     @field_validator("judges")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        from vlmtrust.judges.base import check_judge_name
+        from vlmtrust.judges.base import check_judge_names
 
-        if not v:
-            raise ValueError("give at least one judge")
-        for name in v:
-            check_judge_name(name)
-        return v
+        return check_judge_names(v)
 
 
 def eps_label(eps: float) -> str:
