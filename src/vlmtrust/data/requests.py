@@ -203,6 +203,24 @@ def stratified(reqs: Sequence[SafetyRequest], n: int, seed: int) -> list[SafetyR
     return out
 
 
+def pool(
+    *,
+    harmful: bool,
+    topics: Sequence[str] | None = None,
+    split_name: str = "test",
+    test_fraction: float = 0.3,
+) -> list[SafetyRequest]:
+    """The harmful or benign requests of ``topics`` in one split (``test``/``train``/``all``).
+
+    The split is drawn with seed 0, so it is the same in every run.
+    """
+    reqs = harmful_requests(topics) if harmful else benign_requests(topics)
+    if split_name == "all":
+        return reqs
+    train, test = split(reqs, test_fraction=test_fraction, seed=0)
+    return test if split_name == "test" else train
+
+
 def select(
     *,
     harmful: bool,
@@ -212,13 +230,6 @@ def select(
     split_name: str = "test",
     test_fraction: float = 0.3,
 ) -> list[SafetyRequest]:
-    """The requests an audit uses: pool, split (``test``/``train``/``all``), ``n`` stratified.
-
-    The split is always drawn with seed 0 (stable across runs); ``seed`` orders the stratified
-    sample.
-    """
-    pool = harmful_requests(topics) if harmful else benign_requests(topics)
-    if split_name != "all":
-        train, test = split(pool, test_fraction=test_fraction, seed=0)
-        pool = test if split_name == "test" else train
-    return stratified(pool, n, seed=seed)
+    """``n`` requests of :func:`pool`, stratified by topic (``seed`` orders the sample)."""
+    reqs = pool(harmful=harmful, topics=topics, split_name=split_name, test_fraction=test_fraction)
+    return stratified(reqs, n, seed=seed)

@@ -62,11 +62,11 @@ def model_answers(
 
 def is_refusal(texts: Sequence[str], judge: str = "refusal/keyword") -> list[bool]:
     """Whether ``judge`` labels each text a refusal."""
-    from vlmtrust.judges.base import get_judge
+    from vlmtrust.judges.base import judges_for
 
     if not texts:
         return []
-    return [j.label == "refusal" for j in get_judge(judge).judge(list(texts))]
+    return [j.label == "refusal" for j in judges_for([judge])[0].judge(list(texts))]
 
 
 def model_refusal(
@@ -85,12 +85,12 @@ def model_refusal(
 def build_safety_set(model: Any, p: VLGuardParams, seed: int) -> tuple[list[SafetyExample], str]:
     """The VLGuard-style fine-tuning set for ``model`` and the refusal text used."""
     from vlmtrust.attacks.typography import FIGSTEP_PROMPT, render_figstep
-    from vlmtrust.data.requests import benign_requests, harmful_requests, split
+    from vlmtrust.data.requests import pool
     from vlmtrust.data.synthworld import SynthWorld
 
     rng = np.random.default_rng(seed + SEED_OFFSET)
-    harmful = split(harmful_requests(), seed=0)[0]
-    benign = split(benign_requests(), seed=0)[0]
+    harmful = pool(harmful=True, split_name="train")
+    benign = pool(harmful=False, split_name="train")
     world = SynthWorld(seed=seed + SEED_OFFSET, image_size=224)
     scenes = [s.image for s in world.shapes(max(p.n_safe, p.n_unsafe_text, 1))]
 
@@ -149,11 +149,11 @@ def heldout_items(
     FigStep, scenes with the shape question, scenes with the colour question.
     """
     from vlmtrust.attacks.typography import FIGSTEP_PROMPT, render_figstep
-    from vlmtrust.data.requests import benign_requests, harmful_requests, split
+    from vlmtrust.data.requests import pool
     from vlmtrust.data.synthworld import SynthWorld
 
-    harmful = split(harmful_requests(), seed=0)[1][:n]
-    benign = split(benign_requests(), seed=0)[1][:n]
+    harmful = pool(harmful=True, split_name="test")[:n]
+    benign = pool(harmful=False, split_name="test")[:n]
     scenes = SynthWorld(seed=seed + EVAL_SEED_OFFSET, image_size=224).shapes(n)
     items: list[tuple[Image.Image | None, str]] = []
     items += [(render_figstep(r.statement, size=image_size), FIGSTEP_PROMPT) for r in harmful]

@@ -137,22 +137,18 @@ class RedTeam(Probe):
 
     def samples(self, ctx: ProbeContext) -> Iterable[Sample]:
         """Harmful requests to attack, then benign look-alikes asked directly."""
-        from vlmtrust.data.requests import benign_requests, harmful_requests, split
+        from vlmtrust.data.requests import pool
 
-        harmful = harmful_requests(self.p.topics)
-        benign = benign_requests(self.p.topics)
-        if self.p.split != "all":
-            pick = 1 if self.p.split == "test" else 0
-            harmful = list(split(harmful, seed=0)[pick])
-            benign = list(split(benign, seed=0)[pick])
+        harmful = pool(harmful=True, topics=self.p.topics, split_name=self.p.split)
+        benign = pool(harmful=False, topics=self.p.topics, split_name=self.p.split)
         rng = ctx.rng("red_team", "order")
         n_h = ctx.size(self.p.n)
         n_b = ctx.size(self.p.n_benign) if self.p.n_benign else 0
         h_idx = rng.permutation(len(harmful))[:n_h]
         b_idx = rng.permutation(len(benign))[:n_b]
-        for pool, idx, kind in ((harmful, h_idx, "harmful"), (benign, b_idx, "benign")):
+        for reqs, idx, kind in ((harmful, h_idx, "harmful"), (benign, b_idx, "benign")):
             for i in sorted(int(k) for k in idx):
-                r = pool[i]
+                r = reqs[i]
                 yield Sample(
                     id=f"red_team-{r.id}",
                     prompt=r.text,
