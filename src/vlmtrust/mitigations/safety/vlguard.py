@@ -3,22 +3,12 @@
 VLGuard (Zong et al., ICML 2024, "Safety Fine-Tuning at (Almost) No Cost: A Baseline for Vision
 Large Language Models") fine-tunes on image–instruction pairs of three kinds — safe image + safe
 instruction, safe image + unsafe instruction, unsafe image — mixed into the model's normal
-instruction data. Here the set is built from the project's own data (train splits only, so
-the probes' test splits stay held out):
-
-* **safe image + safe instruction**: SynthWorld scenes with VQA / caption questions;
-* **safe image + unsafe instruction**: a SynthWorld scene with a harmful request typed in the
-  prompt → refusal (every other one without an image, which keeps the text-only refusals);
-* **unsafe image**: the harmful request drawn as FigStep typography with the FigStep prompt →
-  refusal;
-* **benign look-alikes**: benign requests typed and as FigStep typography (keeps helpfulness).
-
-Answers for the safe parts are the model's *own* answers before fine-tuning (self-distillation
-stands in for its original instruction data, whose format it keeps); the refusal is the
-model's own refusal to typed harmful requests (``refusal="auto"``) or a given text. Fine-tuning
-trains the language side only (vision tower frozen unless ``train_vision``), on the answer
-tokens, with AdamW — LoRA adapters via ``peft`` (``lora=True``, merged before saving) or all
-weights (``lora=False``, the default for tiny models). The vision encoder and the language
+instruction data. Here the set is built from the project's own data, train splits only, so
+the probes' test splits stay held out (its four kinds and the self-distilled answers:
+:mod:`vlmtrust.mitigations.safety._vlguard_data`). Fine-tuning trains the language side only
+(vision tower frozen unless ``train_vision``), on the answer tokens, with AdamW — LoRA adapters
+via ``peft`` (``lora=True``, merged before saving) or all weights (``lora=False``, the default
+for tiny models). The vision encoder and the language
 model are found through transformers' ``get_encoder(modality="image")`` and ``get_decoder()``;
 batches carry every image input the processor returns (tested on LLaVA, Qwen2-VL, Qwen2.5-VL
 and Idefics3). The result is written with ``save_pretrained`` and loads as ``hardened:DIR``.
