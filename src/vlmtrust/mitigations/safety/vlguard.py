@@ -8,10 +8,10 @@ the probes' test splits stay held out (its four kinds and the self-distilled ans
 :mod:`vlmtrust.mitigations.safety._vlguard_data`). Fine-tuning trains the language side only
 (vision tower frozen unless ``train_vision``), on the answer tokens, with AdamW — LoRA adapters
 via ``peft`` (``lora=True``, merged before saving) or all weights (``lora=False``, the default
-for tiny models). The vision encoder and the language
-model are found through transformers' ``get_encoder(modality="image")`` and ``get_decoder()``;
-batches carry every image input the processor returns (tested on LLaVA, Qwen2-VL, Qwen2.5-VL
-and Idefics3). The result is written with ``save_pretrained`` and loads as ``hardened:DIR``.
+for tiny models). The vision encoder and the language model are found through transformers'
+``get_encoder(modality="image")`` and ``get_decoder()``; batches carry every image input the
+processor returns (tested on LLaVA, Qwen2-VL, Qwen2.5-VL and Idefics3). The result is written
+with ``save_pretrained`` and loads as ``hardened:DIR``.
 
 ``apply`` also measures the effect on held-out data (test splits, fresh SynthWorld scenes):
 FigStep ASR, typed-harmful refusal, over-refusal on benign look-alikes (typed and typographic)
