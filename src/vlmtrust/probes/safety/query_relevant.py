@@ -19,7 +19,7 @@ Metrics, plots and examples: :mod:`vlmtrust.probes.families.request`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 from pydantic import Field, field_validator
@@ -29,6 +29,9 @@ from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
 from vlmtrust.probes.families.request import RequestParams, RequestProbe, request_sample
+
+if TYPE_CHECKING:
+    from vlmtrust.data.datasets import DataError
 
 Attack = Literal["text", "typography", "scene_typography"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -125,7 +128,7 @@ class QueryRelevant(RequestProbe):
 
             self._world = SynthWorld(seed=ctx.seed, image_size=self.params.scene_size)
 
-    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | Any:
+    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | DataError:
         """The typed request, or the key phrase as typography (unreadable images: errors)."""
         p = self.params
         if condition == "text":
@@ -157,7 +160,7 @@ class QueryRelevant(RequestProbe):
 
     def _background(
         self, req: SafetyRequest, k: int, world: Any
-    ) -> tuple[Image.Image | None, str, Any]:
+    ) -> tuple[Image.Image | None, str, DataError | None]:
         """The stacked variant's image: the user's related image, else a SynthWorld scene."""
         from vlmtrust.data.datasets import DataError
         from vlmtrust.data.images import load_image
