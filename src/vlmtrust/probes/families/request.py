@@ -460,6 +460,20 @@ class RequestProbe(Probe):
     * :attr:`headline_order` — conditions in order of preference for the headline ASR (the
       first condition when none is listed or present);
     * :attr:`heatmap_title` — title of the per-judge topic × condition heatmap.
+
+    A new request probe is its params and one method per sample (sketch)::
+
+        @probe("safety/shouting")
+        class Shouting(RequestProbe):
+            Params = ShoutingParams          # RequestParams + attacks: list[...]
+            headline_order = ("shout",)
+
+            def conditions(self):
+                return self.params.attacks   # e.g. ["text", "shout"]
+
+            def condition_sample(self, req, condition, k):
+                text = req.text.upper() if condition == "shout" else req.text
+                return request_sample(req, condition, prompt=text)
     """
 
     pillar = Pillar.SAFETY
