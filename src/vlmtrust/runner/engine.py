@@ -299,8 +299,8 @@ def evaluate_probe(
 
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
-    parameters name a second model (e.g. the red-team attacker); probes never load models
-    themselves.
+    parameters name a second model (e.g. the red-team attacker), so that they need not load
+    models themselves.
     """
     ctx = ctx or ProbeContext()
     if "load_model" not in ctx.extras:
