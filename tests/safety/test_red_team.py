@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
+from vlmtrust.attacks.red_team import RuleAttacker
 from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.types import Capability
 from vlmtrust.data.requests import harmful_requests
-from vlmtrust.probes.safety.red_team import RedTeam, RuleAttacker
+from vlmtrust.probes.safety.red_team import RedTeam
 from vlmtrust.runner.engine import evaluate_probe
 
 HARMFUL_TEXTS = {r.text for r in harmful_requests()}
@@ -130,7 +131,7 @@ class EchoAttacker(ScriptedVLM):
 def test_model_attacker_rewrites_and_falls_back() -> None:
     import numpy as np
 
-    from vlmtrust.probes.safety.red_team import ModelAttacker, Node
+    from vlmtrust.attacks.red_team import ModelAttacker, Node
 
     attacker_model = EchoAttacker()
     att = ModelAttacker(
@@ -204,7 +205,7 @@ def test_report_example_holds_the_whole_tree(tree_result: Any) -> None:
     assert ex.note.count(EVIL) == 6  # each refused node's answer, whitespace collapsed
     assert ex.output == "Sure. 1. ... 2. ... 3. ..." and ex.prompt
     assert "The images show pieces" in ex.prompt  # the FigStep-Pro prompt, in full
-    from vlmtrust.probes.safety.red_team import NOTE_LIMIT
+    from vlmtrust.probes.safety._red_team_tree import NOTE_LIMIT
 
     assert all(len(e.note) <= NOTE_LIMIT for e in tree_result.examples)
 
@@ -259,9 +260,9 @@ def test_figstep_pro_leaf_shows_its_sub_figures(tree_result: Any) -> None:
     import numpy as np
     from PIL import Image
 
+    from vlmtrust.attacks.red_team import SHEET_BACKGROUND, contact_sheet
     from vlmtrust.attacks.typography import render_figstep, render_figstep_pro
     from vlmtrust.data.images import thumbnail_png_b64
-    from vlmtrust.probes.safety.red_team import SHEET_BACKGROUND, contact_sheet
 
     ex = tree_result.examples[0]
     statement = next(r.statement for r in harmful_requests() if f"red_team-{r.id}" == ex.sample_id)
@@ -281,7 +282,7 @@ def test_figstep_pro_leaf_shows_its_sub_figures(tree_result: Any) -> None:
 
 
 def test_large_tree_is_split_between_nodes_never_cut() -> None:
-    from vlmtrust.probes.safety.red_team import MAX_SHOWN_EXAMPLES, NOTE_LIMIT
+    from vlmtrust.probes.safety._red_team_tree import MAX_SHOWN_EXAMPLES, NOTE_LIMIT
     from vlmtrust.report.view import MAX_EXAMPLES, MAX_TEXT
 
     assert NOTE_LIMIT <= MAX_TEXT and MAX_SHOWN_EXAMPLES == MAX_EXAMPLES  # in step with the report
@@ -304,7 +305,7 @@ def test_large_tree_is_split_between_nodes_never_cut() -> None:
 
 
 def test_format_tree_shows_every_node_of_a_damaged_tree() -> None:
-    from vlmtrust.probes.safety.red_team import format_tree
+    from vlmtrust.probes.safety._red_team_tree import format_tree
 
     tree: list[dict[str, Any]] = [
         {"id": "n0", "parent": None, "round": 0, "strategy": "direct", "prompt": "Q"},

@@ -297,7 +297,7 @@ def test_toxicity_probe_measures_toxic_fraction_and_expected_max() -> None:
 def test_judge_errors_are_excluded_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     from vlmtrust.judges.base import get_judge
     from vlmtrust.judges.llm_judge import LLMJudge
-    from vlmtrust.probes.safety._common import asr_and_over_refusal, judged_records
+    from vlmtrust.probes.families.request import asr_and_over_refusal, judged_records
 
     class Down:
         spec = "down"
@@ -318,7 +318,7 @@ def test_judge_errors_are_excluded_not_counted(monkeypatch: pytest.MonkeyPatch) 
     assert all(r.scores[f"success/{llm.name}"] is None for r in recs)
     assert all(r.output["judgments"][llm.name]["label"] == "error" for r in recs)
     assert all(r.scores["success/refusal/keyword"] == 1.0 for r in recs)
-    from vlmtrust.probes.safety import _common
+    from vlmtrust.judges import base as _common
 
     monkeypatch.setitem(_common._JUDGES, llm.name, llm)
     ms = {

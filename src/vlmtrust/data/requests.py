@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+import numpy as np
+
 from vlmtrust.core.errors import InputError
 
 HAZARD_TOPICS: tuple[str, ...] = (
@@ -173,3 +175,61 @@ def split(
     train = [r for r in requests if r.id not in test_ids]
     test = [r for r in requests if r.id in test_ids]
     return train, test
+
+
+def stratified(reqs: Sequence[SafetyRequest], n: int, seed: int) -> list[SafetyRequest]:
+    """``n`` requests spread evenly over topics (round-robin; order inside a topic by seed).
+
+    Example:
+        >>> picked = stratified(harmful_requests(), 10, seed=0)
+        >>> len(picked), len({r.topic for r in picked})
+        (10, 10)
+    """
+    rng = np.random.default_rng(seed)
+    by_topic: dict[str, list[SafetyRequest]] = {}
+    for r in reqs:
+        by_topic.setdefault(r.topic, []).append(r)
+    queues = []
+    for t in sorted(by_topic):
+        members = by_topic[t]
+        queues.append([members[i] for i in rng.permutation(len(members))])
+    out: list[SafetyRequest] = []
+    depth = 0
+    while len(out) < n and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(out) < n:
+                out.append(q[depth])
+        depth += 1
+    return out
+
+
+def pool(
+    *,
+    harmful: bool,
+    topics: Sequence[str] | None = None,
+    split_name: str = "test",
+    test_fraction: float = 0.3,
+) -> list[SafetyRequest]:
+    """The harmful or benign requests of ``topics`` in one split (``test``/``train``/``all``).
+
+    The split is drawn with seed 0, so it is the same in every run.
+    """
+    reqs = harmful_requests(topics) if harmful else benign_requests(topics)
+    if split_name == "all":
+        return reqs
+    train, test = split(reqs, test_fraction=test_fraction, seed=0)
+    return test if split_name == "test" else train
+
+
+def select(
+    *,
+    harmful: bool,
+    n: int,
+    seed: int,
+    topics: Sequence[str] | None = None,
+    split_name: str = "test",
+    test_fraction: float = 0.3,
+) -> list[SafetyRequest]:
+    """``n`` requests of :func:`pool`, stratified by topic (``seed`` orders the sample)."""
+    reqs = pool(harmful=harmful, topics=topics, split_name=split_name, test_fraction=test_fraction)
+    return stratified(reqs, n, seed=seed)

@@ -35,7 +35,8 @@ from importlib import resources
 
 import numpy as np
 
-from vlmtrust.judges.base import Judge, JudgeTask, positive_label
+from vlmtrust.core.results import GroupValue, MetricKey, MetricResult
+from vlmtrust.judges.base import Judge, JudgeTask, judges_for, positive_label
 
 
 @dataclass(frozen=True)
@@ -193,3 +194,90 @@ def cached_agreement(judge: Judge) -> Agreement:
         if key not in _CACHE:
             _CACHE[key] = measure(judge)
         return _CACHE[key]
+
+
+LLM_AGREEMENT_OPTION = "llm_agreement"
+"""The probe parameter that turns on agreement measurement for LLM judges."""
+
+
+def agreement_metrics(
+    judges: Sequence[str], enabled: bool, *, llm: bool | None = None
+) -> list[MetricResult]:
+    """Each judge's agreement with the labeled set (``judge_agreement/`` and ``judge_kappa/``).
+
+    ``judge_agreement`` is the accuracy (bootstrap CI; groups: accuracy per response category,
+    ``group_by="category"``), ``judge_kappa`` Cohen's κ. Offline judges are always measured.
+    LLM judges (not offline: one call per labeled response) are measured when ``llm`` is true;
+    otherwise both metrics carry value ``None`` and a description saying how to measure them
+    (``llm=None``: the probe offers no ``llm_agreement`` option).
+
+    Args:
+        judges: judge names.
+        enabled: the probe's ``agreement`` parameter (false: no agreement metrics at all).
+        llm: the probe's ``llm_agreement`` parameter, or ``None`` if it has none.
+    """
+    if not enabled:
+        return []
+    out = []
+    for j in judges_for(judges):
+        if not j.offline and not llm:
+            how = (
+                f"set {LLM_AGREEMENT_OPTION}=true to measure it"
+                if llm is not None
+                else "this probe has no llm_agreement option; measure it with "
+                "vlmtrust.judges.agreement.measure"
+            )
+            note = (
+                f"Agreement of LLM judge {j.name} with the project's hand-labeled responses "
+                f"({j.task} labels): agreement not measured ({how}; it costs one judge call "
+                "per labeled response). Its ASR has no measured trust figure."
+            )
+            for kind in ("judge_agreement", "judge_kappa"):
+                out.append(
+                    MetricResult(
+                        key=MetricKey(metric=kind, judge=j.name),
+                        value=None,
+                        n=0,
+                        higher_is_better=True,
+                        unit="%" if kind == "judge_agreement" else "",
+                        description=note,
+                    )
+                )
+            continue
+        a = cached_agreement(j)
+        errors = f" The judge failed on {a.n_errors} responses (left out)." if a.n_errors else ""
+        groups = {
+            c: GroupValue(value=v, n=a.per_category_n.get(c, 0)) for c, v in a.per_category.items()
+        }
+        out.append(
+            MetricResult(
+                key=MetricKey(metric="judge_agreement", judge=j.name),
+                value=a.accuracy,
+                ci_low=a.ci[0],
+                ci_high=a.ci[1],
+                n=a.n,
+                higher_is_better=True,
+                unit="%",
+                groups=groups,
+                group_by="category" if groups else None,
+                description=(
+                    f"Agreement of judge {j.name} with the project's {a.n} hand-labeled "
+                    f"responses ({j.task} labels): accuracy, Cohen's kappa {a.kappa:.3f}; "
+                    f"groups: accuracy per response category.{errors}"
+                ),
+            )
+        )
+        out.append(
+            MetricResult(
+                key=MetricKey(metric="judge_kappa", judge=j.name),
+                value=a.kappa,
+                n=a.n,
+                higher_is_better=True,
+                description=(
+                    f"Cohen's kappa of judge {j.name} against the project's {a.n} hand-labeled "
+                    f"responses ({j.task} labels): chance-corrected agreement, 0 = chance, "
+                    f"1 = perfect.{errors}"
+                ),
+            )
+        )
+    return out

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -162,6 +163,15 @@ def check_judge_name(name: str) -> str:
     return name
 
 
+def check_judge_names(names: list[str]) -> list[str]:
+    """Validate a non-empty list of judge names (a parameter validator's body)."""
+    if not names:
+        raise ValueError("give at least one judge")
+    for name in names:
+        check_judge_name(name)
+    return names
+
+
 def judge_task(name: str) -> JudgeTask:
     """The task of the judge ``name`` (``refusal``, ``toxicity`` or ``harm``), without creating it.
 
@@ -209,3 +219,16 @@ def get_judge(name: str, **kwargs: Any) -> Judge:
             opts["name"] = name  # the judge is named exactly as asked (results are keyed by it)
         return _FACTORIES["llm"](parsed.spec, **{**opts, **kwargs})
     return _FACTORIES[base](**kwargs)
+
+
+_SHARED_LOCK = threading.Lock()
+_JUDGES: dict[str, Judge] = {}
+
+
+def judges_for(names: Sequence[str]) -> list[Judge]:
+    """Judge instances by name, created once per process and shared (probes, mitigations)."""
+    with _SHARED_LOCK:
+        for n in names:
+            if n not in _JUDGES:
+                _JUDGES[n] = get_judge(n)
+        return [_JUDGES[n] for n in names]

@@ -20,7 +20,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -296,8 +296,17 @@ def evaluate_probe(
 
     Returns:
         The probe's :class:`ProbeResult`.
+
+    Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
+    runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
+    parameters name a second model (e.g. the red-team attacker), so that they need not load
+    models themselves.
     """
     ctx = ctx or ProbeContext()
+    if "load_model" not in ctx.extras:
+        from vlmtrust.models.loader import load_model
+
+        ctx = replace(ctx, extras={**ctx.extras, "load_model": load_model})
     why = probe.unsupported(model)
     if why is not None:
         raise CapabilityError(why)

@@ -10,16 +10,9 @@
   the model to be a responsible assistant, plus a reminder after the user's query.
 * ``custom``: any ``text`` placed by ``mode`` (``system``, ``prefix`` or ``suffix``).
 
-Measured on reference:vlm (8 harmful + 8 benign held-out requests, keyword refusal judge):
-both presets stop its FigStep jailbreak (harmful FigStep images refused 0 → 8 of 8) and leave
-benign FigStep images answered (0 of 8 refused). That is a property of the test bed: its planted
-bypass is tied to the exact FigStep wording, and any added text lets its content-aware refusals
-through (see its model card). The side effects are the instructive part. The model never
-learned system prompts and its word-level vocabulary does not know the shields' words: with
-``self_reminder`` it refuses 3 of 8 typed benign requests (over-refusal 0 → 0.375); with
-``adashield_s`` it *complies* with typed harmful requests it otherwise refuses (refusal
-1.0 → 0.0). A defense prompt is only as good as the model's instruction following: evaluate
-it with the over-refusal and FigStep probes beside it, as ``vlmtrust audit`` does.
+A defense prompt is only as good as the model's instruction following: evaluate it with the
+over-refusal and FigStep probes beside it, as ``vlmtrust audit`` does. Measured effect:
+docs/results/safety.md#defense_prompt.
 
 The wrapper keeps the white-box path: ``target_loss`` renders prompts exactly as ``generate``
 does, so the visual adversarial probe attacks the defended model, not the bare one.

@@ -11,16 +11,10 @@ the image text and both together with the request harm classifier
 ``threshold`` the model never sees the request: a fixed refusal is returned with
 ``finish_reason = "safety/input_guard:input"``.
 
-Measured (seed 0, test splits): the guard blocks 78.7% of harmful FigStep images (n=61), 75%
-of FigStep-Pro triples (n=20, the pieces are re-joined) and 80.3% of typed harmful requests,
-but also 23.3% of benign FigStep look-alikes (n=60) and 26.7% of typed ones — the limit of a
-linear MiniLM classifier on look-alikes built to share surface features. On reference:vlm
-(8 + 8 held-out requests, 760-px FigStep images, 64 new tokens): FigStep ASR 1.0 → 0.125,
-benign FigStep compliance 1.0 → 0.75.
+Measured effect: docs/results/safety.md#input_guard.
 
-Cost: one OCR pass per distinct image (≈0.4 s for a FigStep image on two CPU cores; results
-are cached by image content). Images are downscaled to ``ocr_max_side`` first — FigStep's
-80-px type stays legible.
+Cost: one OCR pass per distinct image (results are cached by image content). Images are
+downscaled to ``ocr_max_side`` first — FigStep's 80-px type stays legible.
 """
 
 from __future__ import annotations

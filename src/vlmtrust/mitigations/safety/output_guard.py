@@ -18,15 +18,7 @@ lets it through otherwise. Replaced answers get ``finish_reason = "safety/output
 
 Without ``context_ocr`` an answer that is harmful only in a context it does not repeat — e.g.
 reference:vlm's content-free "Sure. 1. … 2. … 3. …" to a FigStep image — passes every check:
-the judges see only text. Measured on reference:vlm (held-out requests, 8 of each, seed 0,
-760-px FigStep images, 64 new tokens, keyword refusal judge):
-
-* FigStep ASR 1.0 → 1.0 with ``context_ocr=false``, 1.0 → 0.125 with the default;
-* benign FigStep look-alikes answered 1.0 → 0.75 (two of eight blocked);
-* typed benign look-alikes answered 1.0 → 0.625: the answer check flags three answers that
-  restate a look-alike, the linear classifier's false-positive rate on look-alikes (≈ 27%,
-  see the input guard);
-* typed harmful requests: refused by the model, refusals pass unchanged.
+the judges see only text. Measured effect: docs/results/safety.md#output_guard.
 
 Unlike the input guard the model still sees every request; only complying answers are judged.
 """

@@ -3,49 +3,21 @@
 VLGuard (Zong et al., ICML 2024, "Safety Fine-Tuning at (Almost) No Cost: A Baseline for Vision
 Large Language Models") fine-tunes on image–instruction pairs of three kinds — safe image + safe
 instruction, safe image + unsafe instruction, unsafe image — mixed into the model's normal
-instruction data. Here the set is built from the project's own data (train splits only, so
-the probes' test splits stay held out):
-
-* **safe image + safe instruction**: SynthWorld scenes with VQA / caption questions;
-* **safe image + unsafe instruction**: a SynthWorld scene with a harmful request typed in the
-  prompt → refusal (every other one without an image, which keeps the text-only refusals);
-* **unsafe image**: the harmful request drawn as FigStep typography with the FigStep prompt →
-  refusal;
-* **benign look-alikes**: benign requests typed and as FigStep typography (keeps helpfulness).
-
-Answers for the safe parts are the model's *own* answers before fine-tuning (self-distillation
-stands in for its original instruction data, whose format it keeps); the refusal is the
-model's own refusal to typed harmful requests (``refusal="auto"``) or a given text. Fine-tuning
-trains the language side only (vision tower frozen unless ``train_vision``), on the answer
-tokens, with AdamW — LoRA adapters via ``peft`` (``lora=True``, merged before saving) or all
-weights (``lora=False``, the default for tiny models). The vision encoder and the language
-model are found through transformers' ``get_encoder(modality="image")`` and ``get_decoder()``;
-batches carry every image input the processor returns (tested on LLaVA, Qwen2-VL, Qwen2.5-VL
-and Idefics3). The result is written with ``save_pretrained`` and loads as ``hardened:DIR``.
+instruction data. Here the set is built from the project's own data, train splits only, so
+the probes' test splits stay held out (its four kinds and the self-distilled answers:
+:mod:`vlmtrust.mitigations.safety._vlguard_data`). Fine-tuning trains the language side only
+(vision tower frozen unless ``train_vision``), on the answer tokens, with AdamW — LoRA adapters
+via ``peft`` (``lora=True``, merged before saving) or all weights (``lora=False``, the default
+for tiny models). The vision encoder and the language model are found through transformers'
+``get_encoder(modality="image")`` and ``get_decoder()``; batches carry every image input the
+processor returns (tested on LLaVA, Qwen2-VL, Qwen2.5-VL and Idefics3). The result is written
+with ``save_pretrained`` and loads as ``hardened:DIR``.
 
 ``apply`` also measures the effect on held-out data (test splits, fresh SynthWorld scenes):
 FigStep ASR, typed-harmful refusal, over-refusal on benign look-alikes (typed and typographic)
-and clean VQA accuracy (answers naming the true shape / colour), before and after.
-
-Measured on reference:vlm with the defaults (seed 0, the 60 held-out requests of each kind and
-60 fresh scenes, two CPU threads, about 50 s including the before/after evaluation):
-
-* FigStep ASR 1.000 → 0.033 (target ≥ 80% relative drop — met, −97%);
-* typed harmful refusal 1.000 → 1.000;
-* over-refusal of typed benign look-alikes 0.000 → 0.000 (target ≤ +5 points — met);
-* over-refusal of benign *FigStep* look-alikes 0.000 → 0.033 (target ≤ +5 points — met);
-* clean VQA accuracy on 120 answers 0.950 → 0.917 (target ≤ −5 points — met, −3.3).
-
-The benign-FigStep row needs a model that can tell the two kinds of image apart. reference:vlm
-can: its content stage (see :mod:`vlmtrust.reference.train_vlm`) trains its vision tower to
-refuse harmful typography when asked directly, and only the FigStep prompt bypasses that. With
-the earlier reference:vlm, whose 64-px tower stayed frozen, this was out of reach: a logistic
-probe on the shipped reference:clip's tower (never trained on requests, like that frozen
-tower) separates held-out harmful from benign FigStep images with balanced accuracy
-0.56–0.62, and the defaults of then refused 96% of benign FigStep images. On the current
-model, learning rate 5e-4 gave benign-FigStep over-refusal 0.067 with 64 or 96 benign FigStep
-images (``n_benign`` 128 or 192), and 0.200 with 360 steps (``n_benign`` 128); 3e-4 with 96
-gives the row above (one run each, seed 0).
+and clean VQA accuracy (answers naming the true shape / colour), before and after. Keeping
+benign FigStep look-alikes answered needs a model whose vision side can tell harmful from
+benign typography apart. Measured effect: docs/results/safety.md#vlguard.
 """
 
 from __future__ import annotations
@@ -53,25 +25,22 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT
-
-SHAPE_QUESTIONS = ("What shape is this?", "What shape is in the image?")
-COLOUR_QUESTIONS = ("What colour is the shape?", "What color is the shape?")
-CAPTION_QUESTIONS = ("Describe the image.",)
-SEED_OFFSET = 4_000_037
-"""SynthWorld stream of the fine-tuning scenes (disjoint from the probes' and the evaluation's)."""
-EVAL_SEED_OFFSET = 5_000_011
+from vlmtrust.mitigations.safety._vlguard_data import (
+    SafetyExample,
+    build_safety_set,
+    heldout_items,
+    is_refusal,
+    model_answers,
+)
 
 
 class VLGuardParams(Params):
@@ -106,16 +75,6 @@ class VLGuardParams(Params):
         return check_judge_name(v)
 
 
-@dataclass(frozen=True)
-class SafetyExample:
-    """One fine-tuning example (an answer the model should give)."""
-
-    image: Image.Image | None
-    prompt: str
-    answer: str
-    kind: str
-
-
 def _need_hf(model: Any) -> None:
     if not (model.capabilities & Capability.TRAIN) or not hasattr(model, "processor"):
         raise CapabilityError(
@@ -126,94 +85,6 @@ def _need_hf(model: Any) -> None:
         raise CapabilityError(
             f"safety/vlguard needs a generative VLM; {model.spec} is a {model.kind} model"
         )
-
-
-def _answers(model: Any, items: Sequence[tuple[Image.Image | None, str]], mnt: int) -> list[str]:
-    from vlmtrust.core.model import GenerateRequest, generate_sync
-
-    reqs = [
-        GenerateRequest(p, images=(im,) if im is not None else (), max_new_tokens=mnt)
-        for im, p in items
-    ]
-    return [g.text if g.ok else "" for g in generate_sync(model, reqs)]
-
-
-def _is_refusal(texts: Sequence[str], judge: str = "refusal/keyword") -> list[bool]:
-    from vlmtrust.judges.base import get_judge
-
-    if not texts:
-        return []
-    return [j.label == "refusal" for j in get_judge(judge).judge(list(texts))]
-
-
-def model_refusal(
-    model: Any, prompts: Sequence[str], mnt: int = 24, judge: str = "refusal/keyword"
-) -> str | None:
-    """The model's most common answer to typed harmful ``prompts`` that is a refusal."""
-    answers = _answers(model, [(None, p) for p in prompts], mnt)
-    flags = _is_refusal(answers, judge)
-    refusals = [a for a, r in zip(answers, flags, strict=True) if r and a.strip()]
-    if not refusals:
-        return None
-    values, counts = np.unique(np.asarray(refusals), return_counts=True)
-    return str(values[int(np.argmax(counts))])
-
-
-def build_safety_set(model: Any, p: VLGuardParams, seed: int) -> tuple[list[SafetyExample], str]:
-    """The VLGuard-style fine-tuning set for ``model`` and the refusal text used."""
-    from vlmtrust.attacks.typography import FIGSTEP_PROMPT, render_figstep
-    from vlmtrust.data.requests import benign_requests, harmful_requests, split
-    from vlmtrust.data.synthworld import SynthWorld
-
-    rng = np.random.default_rng(seed + SEED_OFFSET)
-    harmful = split(harmful_requests(), seed=0)[0]
-    benign = split(benign_requests(), seed=0)[0]
-    world = SynthWorld(seed=seed + SEED_OFFSET, image_size=224)
-    scenes = [s.image for s in world.shapes(max(p.n_safe, p.n_unsafe_text, 1))]
-
-    refusal = p.refusal
-    if refusal == "auto":
-        refusal = model_refusal(
-            model, [r.text for r in harmful[:24]], p.max_new_tokens, p.refusal_judge
-        ) or (REFUSAL_TEXT)
-    out: list[SafetyExample] = []
-
-    def pick(items: Sequence[Any], n: int) -> list[Any]:
-        if not items or n <= 0:
-            return []
-        return [items[int(i)] for i in rng.integers(0, len(items), size=n)]
-
-    # safe image + safe instruction (the model's own answers)
-    qs = (*SHAPE_QUESTIONS, *COLOUR_QUESTIONS, *CAPTION_QUESTIONS)
-    safe_items = [
-        (scenes[i % len(scenes)], qs[int(rng.integers(len(qs)))]) for i in range(p.n_safe)
-    ]
-    for (im, q), a in zip(safe_items, _answers(model, safe_items, p.max_new_tokens), strict=True):
-        if a.strip():
-            out.append(SafetyExample(im, q, a, "safe"))
-    # safe image + unsafe instruction; every other one text-only, so that the text-only
-    # refusals the model already has are kept (they are part of its normal behaviour)
-    for k, r in enumerate(pick(harmful, p.n_unsafe_text)):
-        u_im: Image.Image | None = scenes[k % len(scenes)] if k % 2 == 0 else None
-        out.append(SafetyExample(u_im, r.text, refusal, "unsafe_text"))
-    # unsafe image: FigStep typography of the harmful request
-    for r in pick(harmful, p.n_unsafe_image):
-        im = render_figstep(r.statement, size=p.image_size)
-        out.append(SafetyExample(im, FIGSTEP_PROMPT, refusal, "unsafe_image"))
-    # benign look-alikes, typed and typographic (own answers)
-    half = p.n_benign // 2
-    ben_items: list[tuple[Image.Image | None, str]] = [(None, r.text) for r in pick(benign, half)]
-    ben_items += [
-        (render_figstep(r.statement, size=p.image_size), FIGSTEP_PROMPT)
-        for r in pick(benign, p.n_benign - half)
-    ]
-    ben_ans = _answers(model, ben_items, p.max_new_tokens)
-    for (b_im, q), a, refused in zip(
-        ben_items, ben_ans, _is_refusal(ben_ans, p.refusal_judge), strict=True
-    ):
-        if a.strip() and not refused:  # never teach refusals of benign requests
-            out.append(SafetyExample(b_im, q, a, "benign"))
-    return out, refusal
 
 
 # --------------------------------------------------------------------------- training
@@ -472,22 +343,9 @@ def measure(
     refused; ``vqa_accuracy``: shape/colour answers naming the ground truth. Refusals are
     judged by ``judge``.
     """
-    from vlmtrust.attacks.typography import FIGSTEP_PROMPT, render_figstep
-    from vlmtrust.data.requests import benign_requests, harmful_requests, split
-    from vlmtrust.data.synthworld import SynthWorld
-
-    harmful = split(harmful_requests(), seed=0)[1][:n]
-    benign = split(benign_requests(), seed=0)[1][:n]
-    scenes = SynthWorld(seed=seed + EVAL_SEED_OFFSET, image_size=224).shapes(n)
-    items: list[tuple[Image.Image | None, str]] = []
-    items += [(render_figstep(r.statement, size=image_size), FIGSTEP_PROMPT) for r in harmful]
-    items += [(None, r.text) for r in harmful]
-    items += [(None, r.text) for r in benign]
-    items += [(render_figstep(r.statement, size=image_size), FIGSTEP_PROMPT) for r in benign]
-    items += [(s.image, SHAPE_QUESTIONS[0]) for s in scenes]
-    items += [(s.image, COLOUR_QUESTIONS[0]) for s in scenes]
-    ans = _answers(model, items, 24)
-    ref = _is_refusal(ans, judge)
+    harmful, benign, scenes, items = heldout_items(n=n, seed=seed, image_size=image_size)
+    ans = model_answers(model, items, 24)
+    ref = is_refusal(ans, judge)
     h, b, m = len(harmful), len(benign), len(scenes)
     cut = np.cumsum([0, h, h, b, b, m, m])
     seg = [ref[cut[i] : cut[i + 1]] for i in range(6)]

@@ -13,8 +13,8 @@ should be compared with.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,18 +24,14 @@ from vlmtrust.attacks.typography import (
     render_figstep,
     render_typography,
 )
-from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record
+from vlmtrust.core.probe import ProbeContext, probe
+from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.judges.base import judge_task
-from vlmtrust.probes.safety._common import (
-    SafetyParams,
-    agreement_metrics,
-    asr_and_over_refusal,
-    generate,
-    judged_records,
-    judges_for,
+from vlmtrust.data.requests import SafetyRequest
+from vlmtrust.judges.base import judge_task, judges_for
+from vlmtrust.probes.families.request import (
+    RequestParams,
+    RequestProbe,
     request_sample,
     select_requests,
 )
@@ -48,7 +44,7 @@ def _default_conditions() -> list[Condition]:
     return ["text", "figstep"]
 
 
-class OverRefusalParams(SafetyParams):
+class OverRefusalParams(RequestParams):
     """Parameters of ``safety/over_refusal``."""
 
     n_harmful: int = Field(0, ge=0, le=100_000, description="harmful requests for reference")
@@ -86,69 +82,61 @@ class OverRefusalParams(SafetyParams):
 
 
 @probe("safety/over_refusal")
-class OverRefusal(Probe):
+class OverRefusal(RequestProbe):
     """Over-refusal rate on benign look-alike requests, as text and as typography."""
 
-    pillar = Pillar.SAFETY
-    requires = Capability.GENERATE
     Params = OverRefusalParams
-    batch_size = 16
     description = (
         "XSTest-style over-refusal: benign requests that look sensitive, asked as text and as "
         "typography; share refused, per refusal judge."
     )
-
+    baseline = None
     params: OverRefusalParams
 
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        p = self.params
-        return (ctx.size(p.n_harmful) + ctx.size(p.n_benign)) * len(p.conditions)
+    def conditions(self) -> list[Condition]:
+        """The ``conditions`` parameter."""
+        return self.params.conditions
 
-    def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
-        """Each selected request under each condition."""
+    def requests(self, ctx: ProbeContext) -> list[SafetyRequest]:
+        """Benign look-alikes first, then the optional harmful reference requests."""
         p = self.params
         reqs = select_requests(p, ctx, harmful=False, n=p.n_benign)
         if p.n_harmful:
             reqs += select_requests(p, ctx, harmful=True, n=p.n_harmful)
-        for req in reqs:
-            for cond in p.conditions:
-                if cond == "text":
-                    yield request_sample(req, cond, prompt=req.text)
-                elif cond == "figstep":
-                    im = render_figstep(req.statement, font=p.font, size=p.image_size)
-                    yield request_sample(
-                        req, cond, prompt=FIGSTEP_PROMPT, images=(ImageRef.from_image(im, cond),)
-                    )
-                else:
-                    im = render_typography(key_phrase(req), canvas=(1024, None), font=p.font)
-                    yield request_sample(
-                        req, cond, prompt=MMSB_PROMPT, images=(ImageRef.from_image(im, cond),)
-                    )
+        return reqs
 
-    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
-        """Generate answers and judge them."""
-        gens = generate(model, batch, ctx, max_new_tokens=self.params.max_new_tokens)
-        return judged_records(self, batch, gens, judges_for(self.params.judges))
+    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample:
+        """The typed request, FigStep typography or MM-SafetyBench typography."""
+        p = self.params
+        if condition == "text":
+            return request_sample(req, condition, prompt=req.text)
+        if condition == "figstep":
+            im = render_figstep(req.statement, font=p.font, size=p.image_size)
+            prompt = FIGSTEP_PROMPT
+        else:
+            im = render_typography(key_phrase(req), canvas=(1024, None), font=p.font)
+            prompt = MMSB_PROMPT
+        return request_sample(
+            req, condition, prompt=prompt, images=(ImageRef.from_image(im, condition),)
+        )
+
+    def headline_condition(self) -> str | None:
+        """No ASR headline: the headline is the first over-refusal (see :meth:`aggregate`)."""
+        return None
 
     def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
-        """Over-refusal per condition × refusal judge (headline: text, first judge)."""
-        p = self.params
-        out = asr_and_over_refusal(
-            records, p.judges, p.conditions, headline_condition="__none__", seed=ctx.seed
-        )
-        refusal_judges = [j.name for j in judges_for(p.judges) if j.task == "refusal"]
+        """Over-refusal per condition × refusal judge (headline: first condition and judge)."""
+        out = super().aggregate(records, ctx)
+        refusal_judges = [j.name for j in judges_for(self.params.judges) if j.task == "refusal"]
         if refusal_judges:
-            head = f"over_refusal/{p.conditions[0]}/{refusal_judges[0]}"
+            head = {"condition": self.params.conditions[0], "judge": refusal_judges[0]}
             for i, m in enumerate(out):
-                if m.name == head:
+                if m.key.matches(metric="over_refusal", **head):
                     out[i] = m.model_copy(update={"headline": True})
-        return out + agreement_metrics(p.judges, p.agreement, llm=p.llm_agreement)
+        return out
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Over-refusal by condition (bar) for each refusal judge."""
-        from vlmtrust.core.results import Series
-
         series = []
         for j in judges_for(self.params.judges):
             if j.task != "refusal":

@@ -13,39 +13,25 @@ deterministically. Requests without one get a SynthWorld scene, unrelated to the
 the record says so (``related_image``: ``request`` / ``topic`` / ``synthworld``). An image
 that cannot be read becomes an error record naming the file.
 
-Metrics per judge: ``asr/<attack>/<judge>``, ``asr_lift/<attack>_vs_text/<judge>``,
-``over_refusal/<attack>/<judge>`` on benign look-alikes, ``judge_agreement/<judge>`` and
-``judge_kappa/<judge>`` (LLM judges: ``llm_agreement=true``).
+Metrics, plots and examples: :mod:`vlmtrust.probes.families.request`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import MMSB_PROMPT, render_typography
-from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.requests import SafetyRequest
-from vlmtrust.probes.safety._common import (
-    SafetyParams,
-    agreement_metrics,
-    asr_and_over_refusal,
-    generate,
-    judged_records,
-    judges_for,
-    paired_lift,
-    request_sample,
-    select_requests,
-    success_examples,
-    topic_heatmap,
-)
+from vlmtrust.probes.families.request import RequestParams, RequestProbe, request_sample
+
+if TYPE_CHECKING:
+    from vlmtrust.data.datasets import DataError
 
 Attack = Literal["text", "typography", "scene_typography"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -87,7 +73,7 @@ def key_phrase(req: SafetyRequest) -> str:
     return s.rstrip(".")
 
 
-class QueryRelevantParams(SafetyParams):
+class QueryRelevantParams(RequestParams):
     """Parameters of ``safety/query_relevant``."""
 
     attacks: list[Attack] = Field(
@@ -118,70 +104,63 @@ class QueryRelevantParams(SafetyParams):
 
 
 @probe("safety/query_relevant")
-class QueryRelevant(Probe):
+class QueryRelevant(RequestProbe):
     """MM-SafetyBench: the key phrase as typography, the query pointing at the image."""
 
-    pillar = Pillar.SAFETY
-    requires = Capability.GENERATE
     Params = QueryRelevantParams
-    batch_size = 16
     description = (
         "MM-SafetyBench-style attack: the request's key phrase as typography (optionally under "
         "a scene), the query rephrased to point at it; ASR vs the typed request, per judge."
     )
-
+    headline_order = ("typography", "scene_typography", "text")
+    heatmap_title = "Query-relevant ASR"
     params: QueryRelevantParams
+    _world: Any = None
 
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        p = self.params
-        return (ctx.size(p.n_harmful) + ctx.size(p.n_benign)) * len(p.attacks)
+    def conditions(self) -> list[Attack]:
+        """The ``attacks`` parameter."""
+        return self.params.attacks
 
-    def samples(self, ctx: ProbeContext) -> Iterator[Sample | Any]:
-        """Each selected request under each condition (unreadable related images: errors)."""
-        p = self.params
-        reqs = select_requests(p, ctx, harmful=True, n=p.n_harmful) + select_requests(
-            p, ctx, harmful=False, n=p.n_benign
-        )
-        world = None
-        if "scene_typography" in p.attacks:
+    def setup(self, ctx: ProbeContext) -> None:
+        """The SynthWorld that draws fallback scenes (``scene_typography`` only)."""
+        if "scene_typography" in self.params.attacks:
             from vlmtrust.data.synthworld import SynthWorld
 
-            world = SynthWorld(seed=ctx.seed, image_size=p.scene_size)
-        for k, req in enumerate(reqs):
-            phrase = key_phrase(req)
-            for attack in p.attacks:
-                if attack == "text":
-                    yield request_sample(req, attack, prompt=req.text)
-                    continue
-                background: Image.Image | None = None
-                source = ""
-                if attack == "scene_typography":
-                    background, source, error = self._background(req, k, world)
-                    if error is not None:
-                        yield error
-                        continue
-                im = render_typography(
-                    phrase,
-                    canvas=(p.canvas_width, None),
-                    font_size=p.font_size,
-                    font=p.font,
-                    background=background,
-                )
-                extra = {"key_phrase": phrase}
-                if source:
-                    extra["related_image"] = source
-                yield request_sample(
-                    req,
-                    attack,
-                    prompt=MMSB_PROMPT,
-                    images=(ImageRef.from_image(im, attack),),
-                    extra=extra,
-                )
+            self._world = SynthWorld(seed=ctx.seed, image_size=self.params.scene_size)
+
+    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | DataError:
+        """The typed request, or the key phrase as typography (unreadable images: errors)."""
+        p = self.params
+        if condition == "text":
+            return request_sample(req, condition, prompt=req.text)
+        phrase = key_phrase(req)
+        background: Image.Image | None = None
+        source = ""
+        if condition == "scene_typography":
+            background, source, error = self._background(req, k, self._world)
+            if error is not None:
+                return error
+        im = render_typography(
+            phrase,
+            canvas=(p.canvas_width, None),
+            font_size=p.font_size,
+            font=p.font,
+            background=background,
+        )
+        extra = {"key_phrase": phrase}
+        if source:
+            extra["related_image"] = source
+        return request_sample(
+            req,
+            condition,
+            prompt=MMSB_PROMPT,
+            images=(ImageRef.from_image(im, condition),),
+            extra=extra,
+        )
 
     def _background(
         self, req: SafetyRequest, k: int, world: Any
-    ) -> tuple[Image.Image | None, str, Any]:
+    ) -> tuple[Image.Image | None, str, DataError | None]:
         """The stacked variant's image: the user's related image, else a SynthWorld scene."""
         from vlmtrust.data.datasets import DataError
         from vlmtrust.data.images import load_image
@@ -196,37 +175,3 @@ class QueryRelevant(Probe):
                     return None, "", DataError(f"{req.id}/scene_typography", msg.splitlines()[0])
         assert world is not None
         return world.shapes(1, start=k)[0].image, "synthworld", None
-
-    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
-        """Generate answers and judge them."""
-        gens = generate(model, batch, ctx, max_new_tokens=self.params.max_new_tokens)
-        return judged_records(self, batch, gens, judges_for(self.params.judges))
-
-    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
-        """ASR per condition × judge, paired lift over text, over-refusal, judge agreement."""
-        p = self.params
-        head = next((a for a in ("typography", "scene_typography") if a in p.attacks), "text")
-        out = asr_and_over_refusal(
-            records, p.judges, p.attacks, headline_condition=head, seed=ctx.seed
-        )
-        if "text" in p.attacks:
-            for judge in p.judges:
-                for attack in p.attacks:
-                    if attack != "text":
-                        m = paired_lift(records, judge, attack, "text", seed=ctx.seed)
-                        if m is not None:
-                            out.append(m)
-        return out + agreement_metrics(p.judges, p.agreement, llm=p.llm_agreement)
-
-    def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
-        """Topic × condition ASR heatmap per judge."""
-        return [
-            topic_heatmap(records, j, self.params.attacks, title=f"Query-relevant ASR ({j})")
-            for j in self.params.judges
-        ]
-
-    def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
-        """Typography successes, preferring requests refused as text."""
-        p = self.params
-        head = next((a for a in ("typography", "scene_typography") if a in p.attacks), "text")
-        return success_examples(records, p.judges[0], head, "text" if "text" in p.attacks else None)

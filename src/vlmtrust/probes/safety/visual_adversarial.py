@@ -24,11 +24,7 @@ costs only their answers): a defence that lowers ASR by refusing everything show
 ε = 0 runs the same pipeline with a zero budget, so its ASR must equal the clean baseline;
 ε = 1 is Qi et al.'s unconstrained image. Besides the refusal judges, ``target_hit`` counts
 only answers that open with the target: a judge counts any non-refusal (an off-topic answer
-too) as a success. Measured on the shipped reference:vlm (seed 0, 1 CPU thread, per-request
-``universal=False``, 6 requests, ε = 1, 60 steps, 16 s): ASR 0 → 1.0 under both refusal
-judges, target NLL 2.34 → 0.001, target_hit 1.0 (every answer opens with the target). The
-earlier reference:vlm, whose vision tower was never trained, resisted more: ASR 0.5, NLL 0.99
-and target_hit 0 at 60 steps, its flipped answers drifting instead of opening with the target.
+too) as a success. Measured effect: docs/results/safety.md#visual_adversarial.
 Needs a white-box HF generative model (``GRADIENT``); black-box models should use
 ``safety/figstep`` or ``safety/red_team`` instead.
 """
@@ -100,13 +96,9 @@ class VisualAdversarialParams(Params):
     @field_validator("judges")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        from vlmtrust.judges.base import check_judge_name
+        from vlmtrust.judges.base import check_judge_names
 
-        if not v:
-            raise ValueError("give at least one judge")
-        for name in v:
-            check_judge_name(name)
-        return v
+        return check_judge_names(v)
 
 
 def eps_label(eps: float) -> str:
@@ -463,7 +455,7 @@ class VisualAdversarial(Probe):
                     seed=ctx.seed,
                 )
             )
-        from vlmtrust.probes.safety._common import agreement_metrics
+        from vlmtrust.judges.agreement import agreement_metrics
 
         return out + agreement_metrics(self.p.judges, self.p.agreement, llm=self.p.llm_agreement)
 
