@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import metrics, run_probe
 from vlmtrust.core.errors import CapabilityError, InputError, ModelSpecError
 from vlmtrust.core.model import (
     EmbeddingModel,
@@ -134,3 +135,15 @@ def test_gradient_path_dual_and_generative() -> None:
     assert px2.grad is not None
     with pytest.raises(InputError, match="one prompt and target per image"):
         g.target_loss(px2, ["p"], ["a", "b"])
+
+
+def test_mock_runs_a_probe_through_the_shared_loop() -> None:
+    refuse, comply = "I'm sorry, but I cannot help with that.", "Sure! 1. ... 2. ... 3. ..."
+    m = MockModel(answers=lambda r: comply if r.images else refuse)
+    params = {"judges": ["refusal/keyword"], "n_harmful": 4, "n_benign": 2, "image_size": 64}
+    p, recs = run_probe("safety/figstep", m, params)
+    assert [r.index for r in recs] == list(range(len(recs))) and all(r.ok for r in recs)
+    ms = metrics(p, recs)
+    assert ms["asr/figstep/refusal/keyword"].value == 1.0
+    assert ms["asr/text/refusal/keyword"].value == 0.0
+    assert len(m.calls) == len(recs) == (4 + 2) * 2
