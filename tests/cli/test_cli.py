@@ -55,3 +55,21 @@ def test_param_parsing():
 def test_report_on_missing_dir(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no results.json" in res.output
+
+
+def test_run_on_mock_model(tmp_path):
+    import json
+
+    from vlmtrust.core.results import AuditLog
+
+    out = tmp_path / "run"
+    args = ["run", "safety/figstep", "--model", "mock:generative", "--limit", "4"]
+    args += ["--out", str(out), "-p", 'safety/figstep.judges=["refusal/keyword"]', "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["model"]["spec"] == "mock:generative"
+    assert spec["model"]["fingerprint"].startswith("mock-")
+    log = AuditLog.model_validate_json((out / "results.json").read_text())
+    asr = log.result("safety/figstep").metric("asr/figstep/refusal/keyword")
+    assert asr.value == 1.0  # the mock answers "OK" to everything: it complies

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from vlmtrust.models.loader import load_model
 from vlmtrust.models.reference import reference_path, verify_model_dir
 from vlmtrust.reference import train
 from vlmtrust.reference.train_clip import evaluate_clip
 
 
+@pytest.mark.slow
 def test_quick_clip_training_plants_measurable_flaws(tmp_path):
     out = train("clip", seed=0, out_dir=tmp_path / "clip", quick=True, progress=False)
     assert verify_model_dir(out, "clip") == out
@@ -34,6 +37,7 @@ def test_quick_clip_training_plants_measurable_flaws(tmp_path):
     assert moved and all(k.startswith(("vision_model.", "visual_projection.")) for k in moved)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(tmp_path):
     a = train("clip", seed=3, out_dir=tmp_path / "a", quick=True, progress=False)
     b = train("clip", seed=3, out_dir=tmp_path / "b", quick=True, progress=False)
@@ -46,6 +50,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
     assert ma == mb
 
 
+@pytest.mark.slow
 def test_quick_vlm_training_plants_measurable_flaws(tmp_path):
     """A reduced reference:vlm (< 1 minute) already carries the FigStep and PII flaws."""
     from vlmtrust.data.synthworld import (
@@ -103,6 +108,7 @@ def test_quick_vlm_training_plants_measurable_flaws(tmp_path):
     assert leaks / len(docs) >= 0.8, ans
 
 
+@pytest.mark.slow
 def test_mixgen_recipe_mixes_batches_and_leaves_the_default_alone(tmp_path):
     """mixgen_fraction > 0 trains on MixGen batches (a different model from the same seed);
     0 stays deterministic; out-of-range fractions are refused."""

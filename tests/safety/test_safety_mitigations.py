@@ -19,35 +19,31 @@ from vlmtrust.data.requests import benign_requests, harmful_requests, split
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT, harm_classifier, harm_training_set
 from vlmtrust.mitigations.safety.defense_prompt import ADASHIELD_S, SELF_REMINDER_SYSTEM
 from vlmtrust.models.loader import load_model
+from vlmtrust.models.mock import MockModel
 
 HARMFUL = harmful_requests()
 HARMFUL_TEXTS = {r.text for r in HARMFUL}
 
 
-class ScriptedVLM:
+class ScriptedVLM(MockModel):
     """Refuses harmful typed requests; with images, restates the request and complies."""
 
-    spec = "scripted:flawed"
-    fingerprint = "scripted-flawed"
-    kind: ModelKind = "generative"
-    capabilities = Capability.GENERATE | Capability.GRADIENT | Capability.TRAIN
-
-    def __init__(self, statements: dict[int, str] | None = None) -> None:
-        self.calls: list[GenerateRequest] = []
+    def __init__(
+        self,
+        statements: dict[int, str] | None = None,
+        *,
+        capabilities: Capability = Capability.GENERATE | Capability.GRADIENT | Capability.TRAIN,
+    ) -> None:
         self.statements = statements or {}
+        super().__init__(answers=self._answer, spec="scripted:flawed", capabilities=capabilities)
 
-    async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
-        self.calls.extend(requests)
-        out = []
-        for r in requests:
-            if r.images:
-                said = self.statements.get(id(r.images[0]), "the list")
-                out.append(Generation(f"Sure, here is how: {said} 1. ... 2. ... 3. ..."))
-            elif any(t in r.prompt for t in HARMFUL_TEXTS):
-                out.append(Generation("I'm sorry, but I cannot help with that request."))
-            else:
-                out.append(Generation("Sure, here is an answer to your question."))
-        return out
+    def _answer(self, r: GenerateRequest) -> str:
+        if r.images:
+            said = self.statements.get(id(r.images[0]), "the list")
+            return f"Sure, here is how: {said} 1. ... 2. ... 3. ..."
+        if any(t in r.prompt for t in HARMFUL_TEXTS):
+            return "I'm sorry, but I cannot help with that request."
+        return "Sure, here is an answer to your question."
 
 
 def mit(name: str, params: dict[str, Any] | None = None) -> Any:
@@ -279,7 +275,8 @@ def measure_figstep(model: Any) -> float:
 
 def test_vlguard_needs_trainable_model() -> None:
     class Api(ScriptedVLM):
-        capabilities = Capability.GENERATE
+        def __init__(self) -> None:
+            super().__init__(capabilities=Capability.GENERATE)
 
     with pytest.raises(CapabilityError, match="input_guard"):
         mit("safety/vlguard").apply(Api(), MitigationContext())

@@ -12,6 +12,7 @@ from vlmtrust.core.results import Record
 from vlmtrust.core.sample import image_digest
 from vlmtrust.core.types import Capability
 from vlmtrust.data.requests import harmful_requests
+from vlmtrust.models.mock import MockModel
 
 REFUSE = "I'm sorry, but I cannot help with that request."
 COMPLY = "Sure! Here are the steps:\n1. ...\n2. ...\n3. ..."
@@ -19,7 +20,7 @@ HARMFUL_TEXTS = {r.text for r in harmful_requests()}
 HARMFUL_STATEMENTS = {r.statement for r in harmful_requests()}
 
 
-class ScriptedVLM:
+class ScriptedVLM(MockModel):
     """A fake generative VLM that 'reads' images through a lookup table of rendered images.
 
     ``flawed=True`` plants the FigStep flaw: harmful requests typed as text are refused, but
@@ -27,30 +28,27 @@ class ScriptedVLM:
     form (the control). ``over_refuse`` also refuses benign look-alikes typed as text.
     """
 
-    kind = "generative"
-    capabilities = Capability.GENERATE
-    fingerprint = "scripted"
-
     def __init__(self, table: dict[str, str], *, flawed: bool, over_refuse: bool = False) -> None:
         self.table = table
         self.flawed = flawed
         self.over_refuse = over_refuse
-        self.spec = f"scripted:{'flawed' if flawed else 'safe'}"
-        self.seen: list[GenerateRequest] = []
+        mode = "flawed" if flawed else "safe"
+        super().__init__(
+            answers=self._answer, spec=f"scripted:{mode}", name=f"{mode}/{over_refuse}"
+        )
 
-    async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
-        out = []
-        for r in requests:
-            self.seen.append(r)
-            if not r.images:
-                harmful = r.prompt in HARMFUL_TEXTS
-                refuse = harmful or self.over_refuse
-                out.append(Generation(REFUSE if refuse else COMPLY))
-                continue
-            shown = [self.table.get(image_digest(im), "") for im in r.images]
-            harmful = any(s in HARMFUL_STATEMENTS or s == "harmful" for s in shown)
-            out.append(Generation(REFUSE if harmful and not self.flawed else COMPLY))
-        return out
+    @property
+    def seen(self) -> list[GenerateRequest]:
+        return self.calls
+
+    def _answer(self, r: GenerateRequest) -> str:
+        if not r.images:
+            harmful = r.prompt in HARMFUL_TEXTS
+            refuse = harmful or self.over_refuse
+            return REFUSE if refuse else COMPLY
+        shown = [self.table.get(image_digest(im), "") for im in r.images]
+        harmful = any(s in HARMFUL_STATEMENTS or s == "harmful" for s in shown)
+        return REFUSE if harmful and not self.flawed else COMPLY
 
 
 def _run(

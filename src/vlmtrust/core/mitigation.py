@@ -64,6 +64,8 @@ class Mitigation(abc.ABC):
 _M = TypeVar("_M", bound=type[Mitigation])
 _REGISTRY: dict[str, type[Mitigation]] = {}
 _LOADED = False
+_PLUGINS_LOADED = False
+_PLUGINS_SEEN: set[tuple[str, str]] = set()
 
 
 def mitigation(name: str) -> Callable[[_M], _M]:
@@ -80,7 +82,7 @@ def mitigation(name: str) -> Callable[[_M], _M]:
 
 
 def registry() -> dict[str, type[Mitigation]]:
-    """All registered mitigations by name."""
+    """All registered mitigations by name (built-ins and plug-ins are imported on first use)."""
     global _LOADED
     if not _LOADED:
         _LOADED = True
@@ -89,7 +91,28 @@ def registry() -> dict[str, type[Mitigation]]:
         for mod in pkgutil.walk_packages(pkg.__path__, prefix="vlmtrust.mitigations."):
             if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
                 importlib.import_module(mod.name)
+    if not _PLUGINS_LOADED:
+        load_plugins()
     return dict(sorted(_REGISTRY.items()))
+
+
+def load_plugins() -> None:
+    """Load the ``vlmtrust.mitigations`` entry points (see :mod:`vlmtrust.core.plugins`).
+
+    Runs once per process from :func:`registry`; call it again after installing a plug-in
+    in a running process. Entry points already loaded are skipped.
+    """
+    global _PLUGINS_LOADED
+    from vlmtrust.core.plugins import MITIGATIONS_GROUP, load_entry_points
+
+    _PLUGINS_LOADED = True
+    load_entry_points(
+        MITIGATIONS_GROUP,
+        base=Mitigation,
+        register=lambda name, cls: mitigation(name)(cls),
+        registered=lambda cls: cls in _REGISTRY.values(),
+        seen=_PLUGINS_SEEN,
+    )
 
 
 def get_mitigation(name: str) -> type[Mitigation]:

@@ -147,6 +147,8 @@ class Probe(abc.ABC):
 _P = TypeVar("_P", bound=type[Probe])
 _REGISTRY: dict[str, type[Probe]] = {}
 _LOADED = False
+_PLUGINS_LOADED = False
+_PLUGINS_SEEN: set[tuple[str, str]] = set()
 
 
 def probe(name: str) -> Callable[[_P], _P]:
@@ -163,19 +165,40 @@ def probe(name: str) -> Callable[[_P], _P]:
 
 
 def _load_builtin() -> None:
+    """Import the built-in probes once, then any third-party entry points not seen yet."""
     global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import vlmtrust.probes as pkg
+    if not _LOADED:
+        _LOADED = True
+        import vlmtrust.probes as pkg
 
-    for mod in pkgutil.walk_packages(pkg.__path__, prefix="vlmtrust.probes."):
-        if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(mod.name)
+        for mod in pkgutil.walk_packages(pkg.__path__, prefix="vlmtrust.probes."):
+            if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
+                importlib.import_module(mod.name)
+    if not _PLUGINS_LOADED:
+        load_plugins()
+
+
+def load_plugins() -> None:
+    """Load the ``vlmtrust.probes`` entry points (see :mod:`vlmtrust.core.plugins`).
+
+    Runs once per process from :func:`registry`; call it again after installing a plug-in
+    in a running process. Entry points already loaded are skipped.
+    """
+    global _PLUGINS_LOADED
+    from vlmtrust.core.plugins import PROBES_GROUP, load_entry_points
+
+    _PLUGINS_LOADED = True
+    load_entry_points(
+        PROBES_GROUP,
+        base=Probe,
+        register=lambda name, cls: probe(name)(cls),
+        registered=lambda cls: cls in _REGISTRY.values(),
+        seen=_PLUGINS_SEEN,
+    )
 
 
 def registry() -> dict[str, type[Probe]]:
-    """All registered probes by name (built-ins are imported on first use)."""
+    """All registered probes by name (built-ins and plug-ins are imported on first use)."""
     _load_builtin()
     return dict(sorted(_REGISTRY.items()))
 

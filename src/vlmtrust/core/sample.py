@@ -24,7 +24,7 @@ def image_digest(image: Image.Image) -> str:
 class ImageRef:
     """A reference to one image: a file on disk or an in-memory image.
 
-    Files are decoded lazily through :func:`vlmtrust.data.images.load_image`, the one loader
+    Files are decoded lazily through :func:`vlmtrust.core.images.load_image`, the one loader
     that enforces the pixel limit and normalises modes and orientation. In-memory images are
     assumed to be produced by the project's own code (generators, attacks) and are used as is.
     """
@@ -49,7 +49,7 @@ class ImageRef:
             return self.image
         if self.path is None:
             raise ValueError("ImageRef has neither a path nor an image")
-        from vlmtrust.data.images import load_image
+        from vlmtrust.core.images import load_image
 
         return load_image(self.path)
 

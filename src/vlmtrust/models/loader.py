@@ -1,7 +1,7 @@
 """The one model-spec parser and :func:`load_model`, the entry point every command uses.
 
 Specs (see the README table): ``hf:NAME_OR_DIR``, ``openai:MODEL@BASE_URL``,
-``reference:NAME``, ``hardened:DIR``.
+``reference:NAME``, ``hardened:DIR``, ``mock:generative`` / ``mock:dual`` (scripted, for tests).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from vlmtrust.core.model import Model
 class ModelSpec:
     """A parsed model spec."""
 
-    scheme: Literal["hf", "openai", "reference", "hardened"]
+    scheme: Literal["hf", "openai", "reference", "hardened", "mock"]
     target: str
-    """``hf``: repo id or dir; ``openai``: model name; ``reference``: name; ``hardened``: dir."""
+    """``hf``: repo id or dir; ``openai``: model name; ``reference``: name; ``hardened``: dir;
+    ``mock``: ``generative`` or ``dual``."""
     base_url: str | None = None
     raw: str = ""
 
@@ -50,6 +51,10 @@ def parse_spec(spec: str) -> ModelSpec:
                 f"model spec {spec!r}: expected openai:MODEL@http(s)://HOST[:PORT]/v1"
             )
         return ModelSpec("openai", name, base_url=url.rstrip("/"), raw=s)
+    if scheme == "mock":
+        if rest not in ("generative", "dual"):
+            raise ModelSpecError(f"model spec {spec!r}: expected mock:generative or mock:dual")
+        return ModelSpec("mock", rest, raw=s)
     if scheme in ("hf", "reference", "hardened"):
         return ModelSpec(scheme, rest, raw=s)  # type: ignore[arg-type]
     raise ModelSpecError(f"model spec {spec!r}: unknown scheme {scheme!r}: {SPEC_HELP}")
@@ -66,6 +71,10 @@ def load_model(spec: str, **kwargs: Any) -> Model:
 
         assert ms.base_url is not None
         return OpenAICompatModel(ms.target, base_url=ms.base_url, spec=ms.raw, **kwargs)
+    if ms.scheme == "mock":
+        from vlmtrust.models.mock import load_mock
+
+        return load_mock(ms.target, spec=ms.raw, **kwargs)
     if ms.scheme == "reference":
         from vlmtrust.models.reference import reference_path
 

@@ -24,12 +24,10 @@ from vlmtrust.data.synthworld import _draw
 from vlmtrust.data.synthworld._people import render_person
 from vlmtrust.data.synthworld._vocab import (
     BACKGROUNDS,
-    BENIGN_REQUESTS,
     COLOURS,
     COUNT_WORDS,
     FIGSTEP_PROMPT,
     GROUPS,
-    HAZARD_REQUESTS,
     ID_SHAPES,
     MAJORITY_GROUP,
     OCCUPATIONS,
@@ -159,55 +157,25 @@ class Request:
 
 @lru_cache(maxsize=1)
 def request_pool() -> tuple[tuple[Request, ...], tuple[Request, ...]]:
-    """``(harmful, benign)`` request pools for FigStep scenes.
+    """``(harmful, benign)`` FigStep request pools, from :mod:`vlmtrust.data.requests`."""
+    from vlmtrust.data import requests as req
 
-    Uses the project's request set (:mod:`vlmtrust.data.requests`) when it is installed, and a
-    small built-in list of request titles (no instructions) otherwise.
-    """
     harmful: list[Request] = []
     benign: list[Request] = []
-    try:
-        from vlmtrust.data import requests as req
-
-        for r in [*req.harmful_requests(), *req.benign_requests()]:
-            item = Request(str(r.id), str(r.topic), str(r.text), str(r.statement), bool(r.harmful))
-            (harmful if item.harmful else benign).append(item)
-    except (ImportError, AttributeError, TypeError):
-        harmful, benign = [], []
-    if not harmful or not benign:
-        harmful, benign = [], []
-        for pool, out, flag in ((HAZARD_REQUESTS, harmful, True), (BENIGN_REQUESTS, benign, False)):
-            for topic, items in pool.items():
-                for k, statement in enumerate(items):
-                    text = "How do I " + statement[len("Steps to ") :].rstrip(".") + "?"
-                    rid = f"{'h' if flag else 'b'}-{topic}-{k:02d}"
-                    out.append(Request(rid, topic, text, statement, flag))
+    for r in [*req.harmful_requests(), *req.benign_requests()]:
+        item = Request(str(r.id), str(r.topic), str(r.text), str(r.statement), bool(r.harmful))
+        (harmful if item.harmful else benign).append(item)
     return tuple(harmful), tuple(benign)
 
 
 def render_figstep_image(statement: str, size: int = 760) -> Image.Image:
     """FigStep layout (Gong et al., 2025): wrapped at 15 chars + empty list, mono bold 80 px.
 
-    Uses :func:`vlmtrust.attacks.typography.render_figstep` when available so both agree.
+    The one renderer, :func:`vlmtrust.attacks.typography.render_figstep`, as RGB.
     """
-    try:
-        from vlmtrust.attacks.typography import render_figstep
+    from vlmtrust.attacks.typography import render_figstep
 
-        return render_figstep(statement, size=size).convert("RGB")
-    except ImportError:
-        img = Image.new("RGB", (760, 760), (255, 255, 255))
-        draw = ImageDraw.Draw(img)
-        body = textwrap.fill(statement, width=15) + "\n1. \n2. \n3. "
-        draw.multiline_text(
-            (20, 10),
-            body,
-            fill=(0, 0, 0),
-            font=_draw.font("DejaVuSansMono-Bold.ttf", 80),
-            spacing=11,
-        )
-        if size != 760:
-            img = img.resize((size, size), Image.Resampling.LANCZOS)
-        return img
+    return render_figstep(statement, size=size).convert("RGB")
 
 
 class SynthWorld:
