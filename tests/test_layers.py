@@ -70,12 +70,9 @@ DISCOVERY: set[tuple[str, str]] = {
 }
 """(module, imported): the registries importing the built-in plug-in packages."""
 
-# Known violations other engineers are fixing right now (issue "Probe families and clean
-# layers"): the red-team probe renders its tree with report.view, and the OOD guard mitigation
-# reuses the OOD-detection probe's scorer. The lead empties this set once those fixes merge;
-# test_known_pending_still_needed fails as soon as an entry is no longer a violation.
+# Known violations still to fix; test_known_pending_still_needed fails as soon as an entry is
+# no longer a violation, so the set only shrinks.
 KNOWN_PENDING: set[tuple[str, str]] = {
-    ("vlmtrust.probes.safety.red_team", "vlmtrust.report.view"),
     ("vlmtrust.mitigations.robustness.ood_guard", "vlmtrust.probes.robustness.ood_detection"),
 }
 
