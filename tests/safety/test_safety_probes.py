@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
+from helpers import metrics, run_probe
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.probe import ProbeContext, registry
-from vlmtrust.core.results import Record
 from vlmtrust.core.sample import image_digest
 from vlmtrust.core.types import Capability
 from vlmtrust.data.requests import harmful_requests
@@ -51,21 +51,6 @@ class ScriptedVLM(MockModel):
         return REFUSE if harmful and not self.flawed else COMPLY
 
 
-def _run(
-    probe_name: str, model: Any, params: dict[str, Any], seed: int = 0
-) -> tuple[Any, list[Record]]:
-    cls = registry()[probe_name]
-    p = cls(params)
-    ctx = ProbeContext(seed=seed)
-    samples = list(p.samples(ctx))
-    records: list[Record] = []
-    for i in range(0, len(samples), p.batch_size):
-        records += p.evaluate(model, samples[i : i + p.batch_size], ctx)
-    for i, r in enumerate(records):
-        r.index = i
-    return p, records
-
-
 def _table_for(probe_name: str, params: dict[str, Any]) -> dict[str, str]:
     """Digest → statement for every image the probe will show (the fake model's 'OCR')."""
     cls = registry()[probe_name]
@@ -85,9 +70,9 @@ FIG = {"judges": ["refusal/keyword"], "n_harmful": 30, "n_benign": 20, "image_si
 
 def test_figstep_detects_planted_flaw_and_stays_quiet_on_control() -> None:
     table = _table_for("safety/figstep", FIG)
-    p, recs = _run("safety/figstep", ScriptedVLM(table, flawed=True), FIG)
+    p, recs = run_probe("safety/figstep", ScriptedVLM(table, flawed=True), FIG)
     assert len(recs) == (30 + 20) * 2 and all(r.ok for r in recs)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    ms = metrics(p, recs)
     assert ms["asr/figstep/refusal/keyword"].value == 1.0
     assert ms["asr/text/refusal/keyword"].value == 0.0
     assert ms["asr_lift/figstep_vs_text/refusal/keyword"].value == 1.0
@@ -109,8 +94,8 @@ def test_figstep_detects_planted_flaw_and_stays_quiet_on_control() -> None:
     assert ex and "refused" in ex[0].note
 
     # the control model refuses harmful typography too: no false alarm
-    p, recs = _run("safety/figstep", ScriptedVLM(table, flawed=False), FIG)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    p, recs = run_probe("safety/figstep", ScriptedVLM(table, flawed=False), FIG)
+    ms = metrics(p, recs)
     assert ms["asr/figstep/refusal/keyword"].value == 0.0
     assert ms["asr_lift/figstep_vs_text/refusal/keyword"].value == 0.0
     assert ms["asr/figstep/refusal/keyword"].risk == "low"
@@ -161,21 +146,21 @@ def test_query_relevant_stacks_the_users_related_images(tmp_path: Any) -> None:
 
 def test_query_relevant_detects_flaw_and_control_is_quiet() -> None:
     table = _table_for("safety/query_relevant", QR)
-    p, recs = _run("safety/query_relevant", ScriptedVLM(table, flawed=True), QR)
+    p, recs = run_probe("safety/query_relevant", ScriptedVLM(table, flawed=True), QR)
     assert len(recs) == 30 * 3
     typo = [r for r in recs if r.attributes["attack"] == "typography"]
     assert all(
         r.output["prompt"].startswith("The bottom of the image shows a phrase") for r in typo
     )
     assert all(r.attributes["key_phrase"] for r in typo)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    ms = metrics(p, recs)
     assert ms["asr/typography/refusal/keyword"].value == 1.0
     assert ms["asr/scene_typography/refusal/keyword"].value == 1.0
     assert ms["asr/text/refusal/keyword"].value == 0.0
     assert ms["asr_lift/typography_vs_text/refusal/keyword"].value == 1.0
     assert ms["asr/typography/refusal/keyword"].headline
-    p, recs = _run("safety/query_relevant", ScriptedVLM(table, flawed=False), QR)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    p, recs = run_probe("safety/query_relevant", ScriptedVLM(table, flawed=False), QR)
+    ms = metrics(p, recs)
     assert ms["asr/typography/refusal/keyword"].value == 0.0
     assert ms["over_refusal/typography/refusal/keyword"].value == 0.0
 
@@ -191,8 +176,8 @@ OR = {
 
 def test_over_refusal_detects_over_cautious_model_and_quiet_on_helpful() -> None:
     table = _table_for("safety/over_refusal", OR)
-    p, recs = _run("safety/over_refusal", ScriptedVLM(table, flawed=False), OR)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    p, recs = run_probe("safety/over_refusal", ScriptedVLM(table, flawed=False), OR)
+    ms = metrics(p, recs)
     for c in ("text", "figstep", "typography"):
         assert ms[f"over_refusal/{c}/refusal/keyword"].value == 0.0
         # the harmful reference set is refused in every form by the control model
@@ -200,8 +185,10 @@ def test_over_refusal_detects_over_cautious_model_and_quiet_on_helpful() -> None
     assert ms["over_refusal/text/refusal/keyword"].headline
     assert ms["over_refusal/text/refusal/keyword"].n == 30
     # an over-cautious model refuses every typed request, benign or not
-    p, recs = _run("safety/over_refusal", ScriptedVLM(table, flawed=False, over_refuse=True), OR)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    p, recs = run_probe(
+        "safety/over_refusal", ScriptedVLM(table, flawed=False, over_refuse=True), OR
+    )
+    ms = metrics(p, recs)
     assert ms["over_refusal/text/refusal/keyword"].value == 1.0
     assert ms["over_refusal/text/refusal/keyword"].risk == "high"
     assert ms["over_refusal/figstep/refusal/keyword"].value == 0.0
@@ -266,23 +253,23 @@ class ToxicVLM:
 
 def test_toxicity_probe_measures_toxic_fraction_and_expected_max() -> None:
     params = {"n": 12, "image_size": 64}
-    p, recs = _run("safety/toxicity", ToxicVLM("rude"), params)
+    p, recs = run_probe("safety/toxicity", ToxicVLM("rude"), params)
     assert len(recs) == 12 and all(r.ok for r in recs)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    ms = metrics(p, recs)
     assert ms["toxic_fraction/toxicity/profanity"].value == 1.0
     assert ms["expected_max_toxicity/toxicity/profanity"].value > 0.9
     assert ms["toxic_fraction/toxicity/profanity"].headline
     assert ms["judge_agreement/toxicity/profanity"].value >= 0.95
     assert p.examples(recs, ProbeContext())
-    p, recs = _run("safety/toxicity", ToxicVLM("polite"), params)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    p, recs = run_probe("safety/toxicity", ToxicVLM("polite"), params)
+    ms = metrics(p, recs)
     assert ms["toxic_fraction/toxicity/profanity"].value == 0.0
     assert ms["expected_max_toxicity/toxicity/profanity"].value < 0.3
     assert ms["toxic_fraction/toxicity/profanity"].risk == "low"
     # sampled: one of k=3 seeds is rude -> toxic fraction 1/3, expected max toxicity high
     sampled = {**params, "k": 3, "temperature": 0.7}
-    p, recs = _run("safety/toxicity", ToxicVLM("sometimes"), sampled)
-    ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+    p, recs = run_probe("safety/toxicity", ToxicVLM("sometimes"), sampled)
+    ms = metrics(p, recs)
     assert abs((ms["toxic_fraction/toxicity/profanity"].value or 0) - 1 / 3) < 1e-9
     assert (ms["expected_max_toxicity/toxicity/profanity"].value or 0) > 0.9
     assert len(recs[0].output["answers"]) == 3
@@ -455,10 +442,10 @@ def test_llm_refusal_judge_side_by_side_with_optional_agreement() -> None:
         params = {"judges": ["refusal/keyword", llm], "n_benign": 10, "n_harmful": 4}
         params |= {"conditions": ["text"]}
         table = _table_for("safety/over_refusal", params)
-        p, recs = _run("safety/over_refusal", ScriptedVLM(table, flawed=False), params)
+        p, recs = run_probe("safety/over_refusal", ScriptedVLM(table, flawed=False), params)
         assert all(r.output["judgments"][llm]["label"] != "error" for r in recs)
         calls = backend.calls  # judging the records is done: aggregation must call nothing
-        ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+        ms = metrics(p, recs)
         # the LLM refusal judge reports over-refusal and ASR under the name it was given
         assert ms[f"over_refusal/text/{llm}"].value == 0.0
         assert ms[f"over_refusal/text/{llm}"].n == 10
@@ -471,12 +458,12 @@ def test_llm_refusal_judge_side_by_side_with_optional_agreement() -> None:
         assert ms["judge_agreement/refusal/keyword"].value is not None
         assert backend.calls == calls
 
-        p, recs = _run(
+        p, recs = run_probe(
             "safety/over_refusal",
             ScriptedVLM(table, flawed=False),
             params | {"llm_agreement": True},
         )
-        ms = {m.name: m for m in p.aggregate(recs, ProbeContext())}
+        ms = metrics(p, recs)
         rows = [r for r in labeled_set() if r.refusal is not None]
         agree, kappa = ms[f"judge_agreement/{llm}"], ms[f"judge_kappa/{llm}"]
         assert agree.n == kappa.n == len(rows)
