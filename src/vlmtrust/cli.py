@@ -183,7 +183,10 @@ def list_cmd(
     elif what == "models":
         from vlmtrust.models.reference import REFERENCE_MODELS
 
-        typer.echo("backends: hf:REPO_OR_DIR  openai:MODEL@BASE_URL  reference:NAME  hardened:DIR")
+        typer.echo(
+            "backends: hf:REPO_OR_DIR  openai:MODEL@BASE_URL  reference:NAME  hardened:DIR  "
+            "mock:generative|dual (scripted, for tests)"
+        )
         for name, desc in REFERENCE_MODELS.items():
             typer.echo(f"reference:{name:18s} {desc}")
     else:
