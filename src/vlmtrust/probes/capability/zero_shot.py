@@ -44,7 +44,7 @@ class ZeroShot(Probe):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        from vlmtrust.probes.robustness._zeroshot import TextCache
+        from vlmtrust.attacks.zeroshot import TextCache
 
         self._texts = TextCache()
         self._names: dict[str | None, list[str]] = {}
@@ -67,7 +67,7 @@ class ZeroShot(Probe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Classify a batch (an abstaining model's abstentions count as wrong)."""
-        from vlmtrust.probes.robustness import _zeroshot as zs
+        from vlmtrust.attacks import zeroshot as zs
 
         names = self.class_names(ctx)
         for s in batch:

@@ -251,11 +251,13 @@ class AdversarialProbe(Probe):
 
     def samples(self, ctx: ProbeContext) -> Iterable[Sample | Any]:
         """SynthWorld in-distribution shapes by default, or the user's labeled data."""
-        from vlmtrust.probes.robustness._zeroshot import base_images, make_sample
+        from vlmtrust.probes.families.labeled_image import Base, base_images, make_sample
 
-        bases, errors, classes = base_images(ctx, self.p.n, purpose="adversarial")
-        yield from errors
+        bases, classes = base_images(ctx, self.p.n, purpose="adversarial")
         for b in bases:
+            if not isinstance(b, Base):
+                yield b
+                continue
             yield make_sample(
                 b.id,
                 b.image,
@@ -387,7 +389,7 @@ class AdversarialProbe(Probe):
         import torch
 
         from vlmtrust.attacks.pgd import attack
-        from vlmtrust.probes.robustness._zeroshot import class_prompts, logit_scale
+        from vlmtrust.attacks.zeroshot import class_prompts, logit_scale
 
         images = [s.pil_images()[0] for s in items]
         y = torch.tensor(self._labels(items, classes), dtype=torch.long)
@@ -471,7 +473,7 @@ class AdversarialProbe(Probe):
 
     def _answers(self, model: Any, images: Sequence[Image.Image], classes: list[str]) -> list[str]:
         """Ask the shape question; map each answer to the class it names ('' for none)."""
-        from vlmtrust.probes.robustness._zeroshot import answer_class
+        from vlmtrust.attacks.zeroshot import answer_class
 
         texts = self._generate(model, images, self.p.question, 12)
         return [answer_class(t, classes) or "" for t in texts]
@@ -508,7 +510,7 @@ class AdversarialProbe(Probe):
         :meth:`_target_caption`). An answer counts by the class it names (:func:`answer_class`).
         """
         from vlmtrust.attacks.pgd import attack, target_text_loss
-        from vlmtrust.probes.robustness._zeroshot import answer_class
+        from vlmtrust.attacks.zeroshot import answer_class
 
         caption = self.p.task == "caption"
         prompt = self.p.caption_prompt if caption else self.p.question
@@ -599,7 +601,7 @@ class AdversarialProbe(Probe):
         import torch
 
         from vlmtrust.attacks.pgd import attack
-        from vlmtrust.probes.robustness._zeroshot import class_prompts, logit_scale
+        from vlmtrust.attacks.zeroshot import class_prompts, logit_scale
 
         sur = self.surrogate()
         images = [s.pil_images()[0] for s in items]
@@ -641,7 +643,7 @@ class AdversarialProbe(Probe):
         self, model: Any, images: Sequence[Image.Image], classes: list[str]
     ) -> list[str]:
         if model.kind == "dual":
-            from vlmtrust.probes.robustness._zeroshot import TextCache, class_prompts, predict
+            from vlmtrust.attacks.zeroshot import TextCache, class_prompts, predict
 
             pr = predict(model, images, class_prompts(classes, self.p.class_template), TextCache())
             return [

@@ -9,23 +9,21 @@ with reliability diagrams for both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, field_validator
 
-from vlmtrust.attacks.corruptions import check_corruption, corrupt
-from vlmtrust.core.errors import InputError
+from vlmtrust.attacks.corruptions import corrupt
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import MetricResult, Plot, Record, Series
-from vlmtrust.core.sample import Sample
+from vlmtrust.core.results import MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.probes.robustness import _zeroshot as zs
-from vlmtrust.probes.robustness.corruptions import evaluate_classification
+from vlmtrust.probes.families import labeled_image as li
+from vlmtrust.probes.robustness.corruptions import known_corruptions
 
 N_BINS = 15
 
@@ -89,28 +87,23 @@ class CalibrationParams(Params):
         description="corruptions for the shifted condition",
     )
     severity: int = Field(3, ge=1, le=5)
-    template: str = Field(zs.DEFAULT_TEMPLATE, description="class prompt")
+    template: str = Field(li.DEFAULT_TEMPLATE, description="class prompt")
     n_bins: int = Field(N_BINS, ge=2, le=100)
 
     @field_validator("corruptions")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        for name in v:
-            try:
-                check_corruption(name, 1)
-            except InputError as e:  # pydantic turns ValueError into the probe's one-line error
-                raise ValueError(str(e)) from None
-        return list(dict.fromkeys(v))
+        return known_corruptions(v)
 
 
 @probe("robustness/calibration")
-class Calibration(zs.ZeroShotProbe):
+class Calibration(li.LabeledImageProbe):
     """ECE and reliability diagrams of zero-shot confidence, clean vs corrupted."""
 
     pillar = Pillar.ROBUSTNESS
     requires = Capability.EMBED
+    requires_any = Capability.NONE
     Params = CalibrationParams
-    batch_size = 64
     description = (
         "Calibration: does the zero-shot confidence match the accuracy? ECE (15 bins) and "
         "reliability diagrams on clean and corrupted images."
@@ -118,50 +111,16 @@ class Calibration(zs.ZeroShotProbe):
 
     params: CalibrationParams
 
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        if ctx.data is not None:
-            return None
-        return ctx.size(self.params.n) * (1 + len(self.params.corruptions))
+    def variants_per_image(self) -> int:
+        """Clean plus each configured corruption."""
+        return 1 + len(self.params.corruptions)
 
-    def samples(self, ctx: ProbeContext) -> Iterable[Any]:
-        """Clean images and each under every configured corruption (one severity)."""
-        return self._gen(ctx)
-
-    def _gen(self, ctx: ProbeContext) -> Iterator[Any]:
-        bases, errors, classes = zs.base_images(ctx, self.params.n, purpose="calibration")
-        yield from errors
-        for i, b in enumerate(bases):
-            common = {**b.attributes, "base": b.id}
-            yield zs.make_sample(
-                f"{b.id}/clean",
-                b.image,
-                b.label,
-                classes,
-                attributes={**common, "condition": "clean", "corruption": "none"},
-            )
-            for name in self.params.corruptions:
-                img = corrupt(b.image, name, self.params.severity, seed=(ctx.seed * 7919 + i))
-                yield zs.make_sample(
-                    f"{b.id}/{name}",
-                    img,
-                    b.label,
-                    classes,
-                    attributes={**common, "condition": "corrupted", "corruption": name},
-                )
-
-    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
-        """Zero-shot prediction with its confidence."""
-        return evaluate_classification(
-            self,
-            model,
-            batch,
-            self._cache,
-            template=self.params.template,
-            question="",
-            max_new_tokens=1,
-            seed=ctx.seed,
-        )
+    def variants(self, base: li.Base, index: int, ctx: ProbeContext) -> Iterator[li.Variant]:
+        """The clean image, then each configured corruption (one severity)."""
+        yield li.Variant("clean", base.image, {"condition": "clean", "corruption": "none"})
+        for name in self.params.corruptions:
+            img = corrupt(base.image, name, self.params.severity, seed=(ctx.seed * 7919 + index))
+            yield li.Variant(name, img, {"condition": "corrupted", "corruption": name})
 
     def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
         """ECE, accuracy and mean confidence per condition."""
@@ -180,7 +139,7 @@ class Calibration(zs.ZeroShotProbe):
             groups = [r.attributes["corruption"] for r in rows] if cond == "corrupted" else None
             out.append(
                 metric(
-                    f"ece/{cond}",
+                    MetricKey(metric="ece", condition=cond),
                     ece,
                     c,
                     p,
@@ -195,7 +154,7 @@ class Calibration(zs.ZeroShotProbe):
             )
             out.append(
                 metric(
-                    f"accuracy/{cond}",
+                    MetricKey(metric="accuracy", condition=cond),
                     accuracy,
                     c,
                     higher_is_better=True,
@@ -206,7 +165,7 @@ class Calibration(zs.ZeroShotProbe):
             )
             out.append(
                 metric(
-                    f"overconfidence/{cond}",
+                    MetricKey(metric="overconfidence", condition=cond),
                     _gap,
                     p,
                     c,
@@ -218,7 +177,7 @@ class Calibration(zs.ZeroShotProbe):
             )
             out.append(
                 metric(
-                    f"confidence/{cond}",
+                    MetricKey(metric="confidence", condition=cond),
                     accuracy,
                     p,
                     higher_is_better=False,

@@ -1,0 +1,1 @@
+"""Probe families: the shared loops every probe builds on."""
