@@ -11,7 +11,7 @@ from pydantic import Field
 from vlmtrust.core.model import GenerateRequest, generate_sync
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
@@ -86,7 +86,7 @@ class VQA(Probe):
         qtype = [r.attributes.get("question", r.attributes.get("type", "all")) for r in records]
         return [
             metric(
-                "accuracy",
+                MetricKey(metric="accuracy"),
                 accuracy,
                 correct,
                 higher_is_better=True,

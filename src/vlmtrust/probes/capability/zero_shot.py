@@ -10,7 +10,7 @@ from pydantic import Field
 
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
@@ -101,7 +101,7 @@ class ZeroShot(Probe):
         if any(abstained):
             extra.append(
                 metric(
-                    "abstention_rate",
+                    MetricKey(metric="abstention_rate"),
                     accuracy,
                     abstained,
                     higher_is_better=False,
@@ -112,7 +112,7 @@ class ZeroShot(Probe):
             )
         return extra + [
             metric(
-                "accuracy",
+                MetricKey(metric="accuracy"),
                 accuracy,
                 correct,
                 higher_is_better=True,

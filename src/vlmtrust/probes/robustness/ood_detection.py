@@ -34,7 +34,7 @@ from vlmtrust.attacks.zeroshot import (
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
@@ -261,7 +261,7 @@ class OODDetection(li.ZeroShotProbe):
             s = np.array([r.scores[name] for r in records], dtype=np.float64)
             out.append(
                 metric(
-                    f"auroc/{name}",
+                    MetricKey(metric="auroc", condition=name),
                     auroc,
                     y,
                     s,
@@ -274,7 +274,7 @@ class OODDetection(li.ZeroShotProbe):
             )
             out.append(
                 metric(
-                    f"aupr_in/{name}",
+                    MetricKey(metric="aupr_in", condition=name),
                     aupr_in,
                     y,
                     s,
@@ -285,7 +285,7 @@ class OODDetection(li.ZeroShotProbe):
             )
             out.append(
                 metric(
-                    f"fpr95/{name}",
+                    MetricKey(metric="fpr95", condition=name),
                     fpr_at_tpr,
                     y,
                     s,
@@ -300,7 +300,7 @@ class OODDetection(li.ZeroShotProbe):
             ab = np.array([r.scores.get("abstained") or 0.0 for r in records])
             out.append(
                 metric(
-                    "ood_rejection_rate",
+                    MetricKey(metric="ood_rejection_rate"),
                     accuracy,
                     ab[y == 0],
                     higher_is_better=True,
@@ -311,7 +311,7 @@ class OODDetection(li.ZeroShotProbe):
             )
             out.append(
                 metric(
-                    "id_rejection_rate",
+                    MetricKey(metric="id_rejection_rate"),
                     accuracy,
                     ab[y == 1],
                     higher_is_better=False,

@@ -26,7 +26,7 @@ from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series, Thresholds
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series, Thresholds
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric, risk_band
 from vlmtrust.core.types import Pillar
@@ -243,7 +243,7 @@ class TextPerturbation(li.LabeledImageProbe):
         for kind, vals in by_kind.items():
             out.append(
                 metric(
-                    f"accuracy/{kind}",
+                    MetricKey(metric="accuracy", condition=kind),
                     accuracy,
                     list(vals.values()),
                     higher_is_better=True,
@@ -260,7 +260,7 @@ class TextPerturbation(li.LabeledImageProbe):
                 continue
             drops.append(
                 metric(
-                    f"accuracy_drop/{kind}",
+                    MetricKey(metric="accuracy_drop", condition=kind),
                     _mean_diff,
                     [ident[k] for k in keys],
                     [vals[k] for k in keys],
@@ -278,8 +278,9 @@ class TextPerturbation(li.LabeledImageProbe):
             out.append(
                 worst.model_copy(
                     update={
+                        "key": MetricKey(metric="max_accuracy_drop"),
                         "name": "max_accuracy_drop",
-                        "description": f"largest accuracy drop ({worst.name.split('/')[1]})",
+                        "description": f"largest accuracy drop ({worst.key.condition})",
                         "thresholds": th,
                         "risk": risk_band(worst.value, th, higher_is_better=False),
                         "headline": True,
