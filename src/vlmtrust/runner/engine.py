@@ -204,8 +204,7 @@ def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """Produce ``items`` in a background thread, ``depth`` ahead of the consumer.
 
     Sample generation and image decoding then overlap the model's forward passes (torch and
-    PIL release the GIL). Measured in bench/bench_runner.py: it is what keeps the runner's
-    wall time close to the bare forward passes.
+    PIL release the GIL). Measured effect: docs/results/robustness.md#runner.
     """
     import queue
     import threading
