@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from vlmtrust.attacks.zeroshot import (
     DEFAULT_TEMPLATE,
@@ -45,6 +46,7 @@ from vlmtrust.attacks.zeroshot import (
     softmax,
 )
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import ImageRef, Sample
@@ -53,6 +55,7 @@ from vlmtrust.core.types import Capability
 from vlmtrust.probes import _data
 
 __all__ = [
+    "AskParams",
     "DEFAULT_TEMPLATE",
     "VQA_QUESTION",
     "Base",
@@ -185,6 +188,14 @@ def make_sample(
 
 
 # --------------------------------------------------------------------------- the family
+
+
+class AskParams(Params):
+    """How a labeled-image probe asks: the class prompt (dual) or the question (generative)."""
+
+    template: str = Field(DEFAULT_TEMPLATE, description="class prompt (dual encoders)")
+    question: str = Field(VQA_QUESTION, description="question (generative models)")
+    max_new_tokens: int = Field(8, ge=1, le=256)
 
 
 class ZeroShotProbe(Probe):

@@ -9,7 +9,7 @@ with reliability diagrams for both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -137,56 +137,32 @@ class Calibration(li.LabeledImageProbe):
             c = [r.scores["correct"] for r in rows]
             p = [r.scores["confidence"] for r in rows]
             groups = [r.attributes["corruption"] for r in rows] if cond == "corrupted" else None
-            out.append(
-                metric(
-                    MetricKey(metric="ece", condition=cond),
-                    ece,
-                    c,
-                    p,
-                    higher_is_better=False,
-                    groups=groups,
-                    group_by="corruption" if groups else None,
-                    thresholds=(0.1, 0.2),
-                    description=f"expected calibration error ({nb} bins), {cond} images",
-                    headline=cond == "corrupted",
-                    seed=ctx.seed,
+            group_by = "corruption" if groups else None
+            table: list[tuple[str, Callable[..., float], tuple[Any, ...], bool, str, str]] = [
+                ("ece", ece, (c, p), False, "", f"expected calibration error ({nb} bins)"),
+                ("accuracy", accuracy, (c,), True, "%", "zero-shot accuracy"),
+                ("overconfidence", _gap, (p, c), False, "%", "mean confidence - accuracy"),
+                ("confidence", accuracy, (p,), False, "%", "mean top-1 confidence"),
+            ]
+            for name, fn, arrays, higher, unit, what in table:
+                ece_kw: dict[str, Any] = {
+                    "groups": groups,
+                    "group_by": group_by,
+                    "thresholds": (0.1, 0.2),
+                    "headline": cond == "corrupted",
+                }
+                out.append(
+                    metric(
+                        MetricKey(metric=name, condition=cond),
+                        fn,
+                        *arrays,
+                        higher_is_better=higher,
+                        description=f"{what}, {cond} images{_NOTE.get(name, '')}",
+                        unit=unit,
+                        seed=ctx.seed,
+                        **(ece_kw if name == "ece" else {"ci": name != "confidence"}),
+                    )
                 )
-            )
-            out.append(
-                metric(
-                    MetricKey(metric="accuracy", condition=cond),
-                    accuracy,
-                    c,
-                    higher_is_better=True,
-                    description=f"zero-shot accuracy, {cond} images",
-                    unit="%",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    MetricKey(metric="overconfidence", condition=cond),
-                    _gap,
-                    p,
-                    c,
-                    higher_is_better=False,
-                    description=f"mean confidence - accuracy, {cond} images (> 0: overconfident)",
-                    unit="%",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    MetricKey(metric="confidence", condition=cond),
-                    accuracy,
-                    p,
-                    higher_is_better=False,
-                    description=f"mean top-1 confidence, {cond} images (compare with accuracy)",
-                    unit="%",
-                    seed=ctx.seed,
-                    ci=False,
-                )
-            )
         return out
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
@@ -213,6 +189,9 @@ class Calibration(li.LabeledImageProbe):
                 series=series,
             )
         ]
+
+
+_NOTE = {"overconfidence": " (> 0: overconfident)", "confidence": " (compare with accuracy)"}
 
 
 def _gap(confidence: Any, correct: Any) -> float:

@@ -18,7 +18,6 @@ from pydantic import Field, field_validator
 
 from vlmtrust.attacks.corruptions import CATEGORIES, CORRUPTIONS, check_corruption, corrupt
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.types import Pillar
@@ -35,7 +34,7 @@ def known_corruptions(v: list[str]) -> list[str]:
     return list(dict.fromkeys(v))
 
 
-class CorruptionsParams(Params):
+class CorruptionsParams(li.AskParams):
     """Parameters of ``robustness/corruptions``."""
 
     n: int = Field(8, ge=1, le=100_000, description="clean images (each gets every corruption)")
@@ -43,9 +42,6 @@ class CorruptionsParams(Params):
         default_factory=lambda: list(CORRUPTIONS), description="ImageNet-C corruption types"
     )
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
-    template: str = Field(li.DEFAULT_TEMPLATE, description="class prompt (dual encoders)")
-    question: str = Field(li.VQA_QUESTION, description="question (generative models)")
-    max_new_tokens: int = Field(8, ge=1, le=256)
 
     @field_validator("corruptions")
     @classmethod

@@ -259,67 +259,66 @@ class OODDetection(li.ZeroShotProbe):
         out: list[MetricResult] = []
         for name in SCORES:
             s = np.array([r.scores[name] for r in records], dtype=np.float64)
-            out.append(
-                metric(
-                    MetricKey(metric="auroc", condition=name),
+            mcm = name == "mcm"
+            for key, fn, higher, th, unit, desc in (
+                (
+                    "auroc",
                     auroc,
-                    y,
-                    s,
-                    higher_is_better=True,
-                    thresholds=(0.9, 0.75) if name == "mcm" else None,
-                    description=f"AUROC of {name} separating ID (positive) from OOD",
-                    headline=name == "mcm",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    MetricKey(metric="aupr_in", condition=name),
+                    True,
+                    (0.9, 0.75),
+                    "",
+                    f"AUROC of {name} separating ID (positive) from OOD",
+                ),
+                (
+                    "aupr_in",
                     aupr_in,
-                    y,
-                    s,
-                    higher_is_better=True,
-                    description=f"area under precision-recall of {name}, ID positive",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    MetricKey(metric="fpr95", condition=name),
+                    True,
+                    None,
+                    "",
+                    f"area under precision-recall of {name}, ID positive",
+                ),
+                (
+                    "fpr95",
                     fpr_at_tpr,
-                    y,
-                    s,
-                    higher_is_better=False,
-                    thresholds=(0.3, 0.6) if name == "mcm" else None,
-                    description=f"share of OOD accepted when 95% of ID is accepted ({name})",
-                    unit="%",
-                    seed=ctx.seed,
+                    False,
+                    (0.3, 0.6),
+                    "%",
+                    f"share of OOD accepted when 95% of ID is accepted ({name})",
+                ),
+            ):
+                out.append(
+                    metric(
+                        MetricKey(metric=key, condition=name),
+                        fn,
+                        y,
+                        s,
+                        higher_is_better=higher,
+                        thresholds=th if mcm else None,
+                        description=desc,
+                        unit=unit,
+                        headline=mcm and key == "auroc",
+                        seed=ctx.seed,
+                    )
                 )
-            )
         if any("abstained" in r.scores for r in records):
             ab = np.array([r.scores.get("abstained") or 0.0 for r in records])
-            out.append(
-                metric(
-                    MetricKey(metric="ood_rejection_rate"),
-                    accuracy,
-                    ab[y == 0],
-                    higher_is_better=True,
-                    description="share of OOD images the model abstains on (0 without a guard)",
-                    unit="%",
-                    seed=ctx.seed,
+            for key, kind, higher in (
+                ("ood_rejection_rate", 0, True),
+                ("id_rejection_rate", 1, False),
+            ):
+                which = "ID" if kind else "OOD"
+                out.append(
+                    metric(
+                        MetricKey(metric=key),
+                        accuracy,
+                        ab[y == kind],
+                        higher_is_better=higher,
+                        description=f"share of {which} images the model abstains on (0 without "
+                        "a guard)",
+                        unit="%",
+                        seed=ctx.seed,
+                    )
                 )
-            )
-            out.append(
-                metric(
-                    MetricKey(metric="id_rejection_rate"),
-                    accuracy,
-                    ab[y == 1],
-                    higher_is_better=False,
-                    description="share of ID images the model abstains on (0 without a guard)",
-                    unit="%",
-                    seed=ctx.seed,
-                )
-            )
         return out
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:

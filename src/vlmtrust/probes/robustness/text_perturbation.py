@@ -24,7 +24,6 @@ from pydantic import Field
 
 from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series, Thresholds
 from vlmtrust.core.sample import Sample
@@ -132,16 +131,13 @@ def perturb(text: str, kind: str, rng: np.random.Generator, *, rate: float = 0.3
     raise InputError(f"unknown text perturbation {kind!r}: use one of {', '.join(KINDS)}")
 
 
-class TextPerturbationParams(Params):
+class TextPerturbationParams(li.AskParams):
     """Parameters of ``robustness/text_perturbation``."""
 
     n: int = Field(40, ge=1, le=100_000, description="clean images")
     kinds: list[Kind] = Field(default_factory=lambda: list(_DEFAULT_KINDS))
     variants: int = Field(4, ge=1, le=100, description="random draws per perturbation kind")
     rate: float = Field(0.3, gt=0.0, le=1.0, description="share of words perturbed")
-    template: str = Field(li.DEFAULT_TEMPLATE, description="class prompt (dual encoders)")
-    question: str = Field(li.VQA_QUESTION, description="question (generative models)")
-    max_new_tokens: int = Field(8, ge=1, le=256)
 
 
 @probe("robustness/text_perturbation")

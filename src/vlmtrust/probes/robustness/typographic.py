@@ -15,31 +15,25 @@ Measured effect: docs/results/robustness.md#typographic
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import product
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import POSITIONS, TEXT_SIZES, Position, label_image
-from vlmtrust.core.params import Params
-from vlmtrust.core.probe import ProbeContext
-from vlmtrust.core.probe import probe as register
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.types import Pillar
 from vlmtrust.probes.families import labeled_image as li
 
-__all__ = ["TEXT_SIZES", "Typographic", "TypographicParams", "label_image"]
 
-
-class TypographicParams(Params):
+class TypographicParams(li.AskParams):
     """Parameters of ``robustness/typographic``."""
 
     n: int = Field(16, ge=1, le=100_000, description="clean images")
     sizes: list[str] = Field(default_factory=lambda: list(TEXT_SIZES))
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS))
-    template: str = Field(li.DEFAULT_TEMPLATE, description="class prompt (dual encoders)")
-    question: str = Field(li.VQA_QUESTION, description="question (generative models)")
-    max_new_tokens: int = Field(8, ge=1, le=256)
 
     @field_validator("sizes")
     @classmethod
@@ -57,7 +51,7 @@ class TypographicParams(Params):
         return list(dict.fromkeys(v))
 
 
-@register("robustness/typographic")
+@probe("robustness/typographic")
 class Typographic(li.LabeledImageProbe):
     """Misclassification toward a class name written on the image, by text size and position."""
 
@@ -86,14 +80,13 @@ class Typographic(li.LabeledImageProbe):
         word = others[int(self._rng.integers(len(others)))]
         attrs = {"variant": "clean", "size": "-", "position": "-"}
         yield li.Variant("clean", base.image, attrs, {"written": ""})
-        for size in self.params.sizes:
-            for pos in self.params.positions:
-                for variant in ("blank", "attack"):
-                    blank = variant == "blank"
-                    img = label_image(base.image, word, size=size, position=pos, blank=blank)
-                    attrs = {"variant": variant, "size": size, "position": pos}
-                    written = {"written": "" if blank else word}
-                    yield li.Variant(f"{variant}/{size}/{pos}", img, attrs, written)
+        for size, pos, variant in product(self.params.sizes, self.params.positions, _STICKERS):
+            blank = variant == "blank"
+            img = label_image(base.image, word, size=size, position=pos, blank=blank)
+            attrs = {"variant": variant, "size": size, "position": pos}
+            yield li.Variant(
+                f"{variant}/{size}/{pos}", img, attrs, {"written": "" if blank else word}
+            )
 
     def extra_samples(self, ctx: ProbeContext, classes: list[str]) -> Iterator[Sample]:
         """SynthWorld's labelled-object scenes (the planted layout of the reference models).
@@ -107,16 +100,12 @@ class Typographic(li.LabeledImageProbe):
         world = SynthWorld(seed=seed)
         for variant, label in (("attack", "mismatch"), ("blank", "none")):
             for sw in world.typographic_attack(ctx.size(self.params.n), label=label):  # type: ignore[arg-type]
-                target = str(sw.target)
-                attrs = {"class": target, "base": sw.id, "variant": variant}
+                attrs = {"class": str(sw.target), "base": sw.id, "variant": variant}
+                attrs |= {"size": "scene", "position": "band"}
                 written = str(sw.attributes.get("label", "")) if variant == "attack" else ""
+                sid = f"scene/{variant}/{sw.id}"
                 yield li.make_sample(
-                    f"scene/{variant}/{sw.id}",
-                    sw.image,
-                    target,
-                    classes,
-                    attributes={**attrs, "size": "scene", "position": "band"},
-                    written=written,
+                    sid, sw.image, str(sw.target), classes, attributes=attrs, written=written
                 )
 
     def score(self, sample: Sample, record: Record) -> None:
@@ -173,13 +162,16 @@ class Typographic(li.LabeledImageProbe):
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Images classified as the label written on them."""
         hits = [r for r in records if r.scores.get("follows_label") == 1.0][:6]
-        note = "the model answered the written word"
-        return [li.example(r, _title(r), note) for r in hits]
-
-
-def _title(r: Record) -> str:
-    where = f"{r.attributes.get('size')}, {r.attributes.get('position')}"
-    return f"labelled {r.output.get('written')!r} ({where})"
+        return [
+            li.example(
+                r,
+                f"labelled {r.output.get('written')!r} ({r.attributes.get('size')}, "
+                f"{r.attributes.get('position')})",
+                "the model answered the written word",
+            )
+            for r in hits
+        ]
 
 
 _VARIANTS = ("clean", "blank", "attack")
+_STICKERS = ("blank", "attack")
