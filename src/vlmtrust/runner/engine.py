@@ -315,12 +315,8 @@ def evaluate_probe(
     except Exception as e:  # a summary failure must not lose the other probes' results
         log.exception("probe %s: summarising failed", probe.name)
         notes.append(f"summarising failed: {one_line(e)}")
-    return ProbeResult(
-        probe=probe.name,
-        pillar=probe.pillar,
-        version=probe.version,
-        description=probe.description,
-        params=probe.params.model_dump(mode="json"),
+    return _result(
+        probe,
         metrics=metrics,
         plots=plots,
         examples=examples,
@@ -450,14 +446,18 @@ def run_audit(
 
 
 def _failed_result(probe: Probe, message: str, seconds: float) -> ProbeResult:
+    return _result(probe, seconds=seconds, notes=[f"probe did not run: {message}"])
+
+
+def _result(probe: Probe, **fields: Any) -> ProbeResult:
+    """A :class:`ProbeResult` naming ``probe`` (name, pillar, version, params) with ``fields``."""
     return ProbeResult(
         probe=probe.name,
         pillar=probe.pillar,
         version=probe.version,
         description=probe.description,
         params=probe.params.model_dump(mode="json"),
-        seconds=seconds,
-        notes=[f"probe did not run: {message}"],
+        **fields,
     )
 
 

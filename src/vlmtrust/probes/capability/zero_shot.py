@@ -10,11 +10,12 @@ from pydantic import Field
 
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
+from vlmtrust.probes.families import labeled_image as li
 
 
 class ZeroShotParams(Params):
@@ -131,19 +132,13 @@ class ZeroShot(Probe):
         if not records:
             return []
         names = sorted({str(r.output["target"]) for r in records})
-        acc = [
-            float(np.mean([r.scores["correct"] for r in records if r.output["target"] == c]))
-            for c in names
-        ]
-        return [
-            Plot(
-                kind="bar",
-                title="Accuracy per class",
-                x_label="class",
-                y_label="accuracy",
-                series=[Series(name="accuracy", x=names, y=list(acc))],
-            )
-        ]
+        return li.accuracy_bars(
+            records,
+            lambda r: str(r.output["target"]),
+            names,
+            title="Accuracy per class",
+            x_label="class",
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """A few misclassified images."""

@@ -26,7 +26,7 @@ state) and ``attributes["base"]``, the id of the clean image it derives from.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -48,7 +48,7 @@ from vlmtrust.attacks.zeroshot import (
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability
@@ -61,6 +61,7 @@ __all__ = [
     "Base",
     "LabeledImageProbe",
     "Variant",
+    "accuracy_bars",
     "ZeroShotProbe",
     "answer_class",
     "answer_correct",
@@ -556,3 +557,20 @@ def example(r: Record, title: str, note: str) -> Example:
         expected=str(r.output.get("target")),
         note=note,
     )
+
+
+def accuracy_bars(
+    records: Sequence[Record],
+    group_of: Callable[[Record], str],
+    groups: Sequence[str],
+    *,
+    title: str,
+    x_label: str,
+) -> list[Plot]:
+    """A bar plot of the mean ``correct`` score per group, in the order of ``groups``."""
+    acc = [
+        float(np.mean([r.scores["correct"] or 0.0 for r in records if group_of(r) == g]))
+        for g in groups
+    ]
+    series = [Series(name="accuracy", x=list(groups), y=list(acc))]
+    return [Plot(kind="bar", title=title, x_label=x_label, y_label="accuracy", series=series)]

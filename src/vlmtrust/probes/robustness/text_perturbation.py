@@ -25,7 +25,7 @@ from pydantic import Field
 from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series, Thresholds
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Thresholds
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric, risk_band
 from vlmtrust.core.types import Pillar
@@ -290,27 +290,13 @@ class TextPerturbation(li.LabeledImageProbe):
         kinds = list(dict.fromkeys(r.attributes["perturbation"] for r in records))
         if not kinds:
             return []
-        acc = [
-            float(
-                np.mean(
-                    [
-                        r.scores["correct"] or 0.0
-                        for r in records
-                        if r.attributes["perturbation"] == k
-                    ]
-                )
-            )
-            for k in kinds
-        ]
-        return [
-            Plot(
-                kind="bar",
-                title="Accuracy per text perturbation",
-                x_label="perturbation",
-                y_label="accuracy",
-                series=[Series(name="accuracy", x=kinds, y=list(acc))],
-            )
-        ]
+        return li.accuracy_bars(
+            records,
+            lambda r: r.attributes["perturbation"],
+            kinds,
+            title="Accuracy per text perturbation",
+            x_label="perturbation",
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Images right with the clean text but wrong with a perturbed one."""
