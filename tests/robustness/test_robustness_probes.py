@@ -10,23 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlmtrust.attacks.zeroshot import energy_score, max_logit_score, mcm_score, threshold_at_tpr
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.probe import ProbeContext, get_probe
 from vlmtrust.core.results import ProbeResult
 from vlmtrust.core.types import Capability
-from vlmtrust.probes.robustness import _zeroshot as zs
+from vlmtrust.probes.families import labeled_image as zs
 from vlmtrust.probes.robustness.calibration import expected_calibration_error, reliability
-from vlmtrust.probes.robustness.ood_detection import (
-    aupr_in,
-    auroc,
-    check_sets,
-    energy_score,
-    fpr_at_tpr,
-    max_logit_score,
-    mcm_score,
-    threshold_at_tpr,
-)
+from vlmtrust.probes.robustness.ood_detection import aupr_in, auroc, check_sets, fpr_at_tpr
 from vlmtrust.probes.robustness.text_perturbation import perturb
 from vlmtrust.runner.engine import evaluate_probe
 

@@ -7,12 +7,7 @@ compute the same function, and restored afterwards. Each rewrite is a context ma
 yields how many modules it touched, applies to CPU modules only and is checked by a test for
 equal values and gradients (up to float rounding).
 
-Measured with ``bench/bench_pgd.py --ablate`` on ``reference:clip`` (256 images, 10 PGD
-iterations at 2/255, one thread), switching each rewrite off in turn in the same run: all on
-2.41 s; without the patch matmul 3.33 s (1.38×), without the CLS-only last block 3.15 s
-(1.31×), without the silu quick-GELU 2.84 s (1.18×), without eager attention 2.69 s (1.12×),
-without any 4.73 s (1.96×). ART's PGD on the unmodified model took 5.78 s in that run: the
-rewrites are what makes the engine ≥ 2× faster than ART at the same iterations.
+Measured effect: docs/results/robustness.md#fastpath
 """
 
 from __future__ import annotations
@@ -89,10 +84,10 @@ def _is_patchify(conv: Any) -> bool:
 def patch_embeddings_as_matmul(module: Any) -> Iterator[int]:
     """Run CPU ViT patch-embedding convolutions as reshape + matmul while attacking.
 
-    Measured on reference:clip (256 images, one thread): oneDNN's input-gradient of the
-    stride-16 patch convolution took 133 ms of a 497 ms forward+backward, against 10 ms for its
-    forward; the same map written as a reshape and one matmul has a cheap, exact backward. The
-    output equals the convolution's up to float rounding (a test checks values and gradients).
+    oneDNN's input-gradient of the stride-16 patch convolution is far slower than its forward;
+    the same map written as a reshape and one matmul has a cheap, exact backward. The output
+    equals the convolution's up to float rounding (a test checks values and gradients).
+    Measured effect: docs/results/robustness.md#fastpath.
     Yields the number of convolutions rewritten; the original ``forward`` is restored after.
     """
     import torch
@@ -143,7 +138,7 @@ def quick_gelu_as_silu(module: Any) -> Iterator[int]:
 
     The same function; autograd of the product form runs two multiplications, a sigmoid
     backward (2.8 ms a call at 256 × 17 × 512) and an addition per MLP, the silu form one fused
-    backward kernel. Measured: forward+backward of reference:clip 0.299 s → 0.262 s.
+    backward kernel. Measured effect: docs/results/robustness.md#fastpath.
     """
     try:
         from transformers.activations import QuickGELUActivation
@@ -169,9 +164,9 @@ def eager_short_attention(module: Any) -> Iterator[int]:
     """Eager (matmul + softmax) attention for CPU vision towers of ≤ :data:`SHORT_SEQUENCE` tokens.
 
     For 17-token sequences PyTorch's CPU flash-attention kernel spends more on blocking than
-    on arithmetic: measured forward+backward of reference:clip 0.316 s with ``sdpa`` against
-    0.267 s with ``eager``. Only configs that describe a vision tower (``image_size`` and
-    ``patch_size``) currently set to ``sdpa`` are switched; yields how many.
+    on arithmetic (measured effect: docs/results/robustness.md#fastpath). Only configs that
+    describe a vision tower (``image_size`` and ``patch_size``) currently set to ``sdpa`` are
+    switched; yields how many.
     """
     configs: dict[int, Any] = {}
     # transformers 4.x binds the attention class at construction: the switch would do nothing

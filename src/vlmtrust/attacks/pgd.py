@@ -21,11 +21,7 @@ works as well. Normalisation (mean/std) lives inside the model wrapper, never he
 
 Speed: parameters are frozen while attacking (no weight gradients), CPU models run the exact
 rewrites of :mod:`vlmtrust.attacks.fastpath`, and PGD steps the whole batch in place while few
-samples have stopped. ``bench/bench_pgd.py`` on reference:clip (256 images, 10 iterations, one
-thread): robust accuracy identical to ART's ``ProjectedGradientDescentPyTorch`` at 1, 2 and
-4/255 (30.9%, 3.9%, 0.0% on the fragile reference:clip); ART / engine 2.16× at fixed
-iterations, 5.01× with early stop (2.30× and 2.71× on the earlier, robust reference:clip,
-where fewer samples stop early).
+samples have stopped. Measured effect: docs/results/robustness.md#pgd.
 
 Example:
     >>> import torch
@@ -383,8 +379,7 @@ _Eval = Callable[[Any, Any, bool], tuple[Any, Any, Any]]
 
 #: PGD attacks the whole batch in place while at least this share of it is still active, and
 #: gathers the active rows below it. Gathering costs ~6 copies of the batch per step, which a
-#: nearly full batch does not repay: with early stop at 1/255 (few samples stop) the gathered
-#: form was 7% slower than fixed iterations on reference:clip (bench/bench_pgd.py).
+#: nearly full batch does not repay (measured effect: docs/results/robustness.md#pgd).
 _DENSE = 0.85
 _Fooled = Callable[[Any, Any], Any]
 
@@ -407,8 +402,8 @@ def _pgd(
     fbest = torch.full((b,), -math.inf, dtype=torch.float32, device=x.device)
     history: list[torch.Tensor] = []
     # L∞: the feasible set B(x0, ε) ∩ [0, 1] is a box, computed once; each step is then two
-    # in-place clamps instead of a subtraction, a clamp, an addition and a clamp (measured with
-    # bench/bench_pgd.py: the element-wise and gather work around the model was ~15% of a step).
+    # in-place clamps instead of a subtraction, a clamp, an addition and a clamp (measured
+    # effect: docs/results/robustness.md#pgd).
     box = (
         ((x0 - cfg.eps).clamp_(min=0.0), (x0 + cfg.eps).clamp_(max=1.0))
         if cfg.norm == "linf"

@@ -388,3 +388,56 @@ def draw_label(
         draw.rectangle((x, y, x + bw - 1, y + bh - 1), fill=box)
     draw.text((x + pad - left, y + pad - top), text, fill=color, font=fnt)
     return im
+
+
+# --------------------------------------------------------------------------------------------
+# labels on objects (the typographic attack on classifiers)
+
+Position = Literal["top", "center", "bottom", "band"]
+
+TEXT_SIZES: dict[str, float] = {"small": 0.14, "medium": 0.2, "large": 0.28}
+"""Label font size as a fraction of the image height."""
+
+POSITIONS: tuple[Position, ...] = ("top", "center", "bottom", "band")
+"""``band``: a caption strip across the bottom third (the classic labelled-object layout)."""
+
+
+def label_image(
+    image: Image.Image, text: str, *, size: str, position: Position, blank: bool = False
+) -> Image.Image:
+    """Write ``text`` on a white sticker (or, with ``blank``, the same sticker without text)."""
+    font_size = max(6, int(round(TEXT_SIZES[size] * image.height)))
+    white = (255, 255, 255)
+    if position == "band":
+        return _band(image, "" if blank else text, font_size)
+    return draw_label(
+        image,
+        text,
+        font_size=font_size,
+        position=position,
+        color=white if blank else (0, 0, 0),
+        box=white,
+    )
+
+
+def _band(image: Image.Image, text: str, font_size: int) -> Image.Image:
+    """The word in bold, centred in a white strip over the bottom third of the image."""
+    out = image.convert("RGB")
+    w, h = out.size
+    draw = ImageDraw.Draw(out)
+    top = int(h * 0.66)
+    draw.rectangle((0, top, w, h), fill=(255, 255, 255))
+    if text:
+        size = font_size
+        font = load_font("DejaVuSans-Bold.ttf", size)
+        while size > 6 and draw.textlength(text, font=font) > w * 0.94:
+            size -= 1
+            font = load_font("DejaVuSans-Bold.ttf", size)
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+        draw.text(
+            ((w - (x1 - x0)) / 2 - x0, top + (h - top - (y1 - y0)) / 2 - y0),
+            text,
+            font=font,
+            fill=(0, 0, 0),
+        )
+    return out

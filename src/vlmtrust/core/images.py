@@ -185,10 +185,24 @@ def thumbnail_png_b64(image: Image.Image, max_side: int = 160) -> str:
         raise InputError(
             f"thumbnail max_side={max_side!r}: must be a positive integer — pass e.g. max_side=160"
         )
+    return png_b64(thumbnail(image, max_side))
+
+
+def thumbnail(image: Image.Image, max_side: int = 160) -> Image.Image:
+    """An RGB copy of ``image`` whose longest side is at most ``max_side`` (never enlarged).
+
+    ``png_b64(thumbnail(im, k)) == thumbnail_png_b64(im, k)``: the runner keeps the thumbnail
+    of each sample's one decode and encodes only those the report shows.
+    """
     thumb = to_rgb(image) if image.mode != "RGB" else image.copy()
     thumb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return thumb
+
+
+def png_b64(image: Image.Image) -> str:
+    """The image as an optimised PNG file, base64-encoded (ASCII)."""
     buf = io.BytesIO()
-    thumb.save(buf, format="PNG", optimize=True)
+    image.save(buf, format="PNG", optimize=True)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -41,6 +41,13 @@ class ProbeContext:
     work_dir: Path | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    # -- data handed in by the runner (the only reader of --data) ------------------------
+    datasets: Callable[[str], Any] | None = None
+    """Opens a dataset spec (``data`` or one a probe's params name) once per run: a
+    re-iterable stream of :class:`Sample` items with lazily-decoded images, and data-error
+    markers, with ``class_names()``. Set by the runner; probes read user data only through it
+    (:mod:`vlmtrust.probes._data`)."""
+
     def rng(self, *names: str) -> np.random.Generator:
         """A generator seeded from the run seed and the given names (stable per purpose)."""
         h = hashlib.sha256(("|".join((str(self.seed), *names))).encode()).digest()

@@ -11,6 +11,8 @@ from vlmtrust.core.images import (
     NOTE_KEY,
     load_image,
     load_image_bytes,
+    png_b64,
+    thumbnail,
     thumbnail_png_b64,
     to_rgb,
 )
@@ -22,6 +24,8 @@ __all__ = [
     "NOTE_KEY",
     "load_image",
     "load_image_bytes",
+    "png_b64",
+    "thumbnail",
     "thumbnail_png_b64",
     "to_rgb",
 ]

@@ -1,35 +1,69 @@
 """Where probes get their samples: the user's dataset (``--data``) or SynthWorld.
 
-Probes never open files themselves; they ask here. User data goes through
-:func:`vlmtrust.data.datasets.iter_dataset` (bad entries arrive as error markers the runner
-records); without ``--data`` the probes use SynthWorld, the project's procedural data.
+Probes never open files themselves. User data comes from the runner, the only reader of
+``--data``: it opens each dataset spec once and hands it in as ``ProbeContext.datasets``;
+:func:`dataset` is how a probe reaches it. Items are :class:`Sample`\\ s whose images are decoded
+lazily (:func:`decode`, once per sample) and data-error markers, which the runner records.
+Without ``--data`` the probes use SynthWorld, the project's procedural data.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from PIL import Image
+
+from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.sample import ImageRef, Sample
 
 
+def dataset(ctx: ProbeContext, spec: str | None = None) -> Any:
+    """The dataset ``spec`` (default: ``--data``) as the runner opened it.
+
+    A probe driven by hand, outside the runner (``ctx.datasets`` unset), gets the data
+    layer's lazy reader for the same spec.
+    """
+    spec = spec if spec is not None else ctx.data
+    if spec is None:
+        raise InputError("no dataset given; pass --data DATASET_SPEC")
+    if ctx.datasets is not None:
+        return ctx.datasets(spec)
+    from vlmtrust.data.datasets import DataSource
+
+    return DataSource.open(spec)
+
+
+def first(items: Iterable[Any], n: int | None) -> Iterator[Any]:
+    """The first ``n`` items (all when ``n`` is None)."""
+    it = iter(items)
+    return itertools.islice(it, n) if n is not None else it
+
+
+def decode(sample: Sample, error_id: str | None = None) -> Image.Image | Any:
+    """The sample's first image, decoded; a data-error marker when it is unreadable.
+
+    The marker carries ``error_id`` (default: the sample's id).
+    """
+    try:
+        return sample.images[0].load()
+    except InputError as e:  # one bad image is one error record, not a failed run
+        from vlmtrust.data.datasets import DataError
+
+        return DataError(error_id or sample.id, str(e))
+
+
 def user_samples(ctx: ProbeContext) -> Iterator[Any]:
     """The user's dataset (``Sample`` or ``DataError`` items), capped by ``--limit``."""
-    from vlmtrust.data.datasets import iter_dataset
-
-    assert ctx.data is not None
-    it: Iterator[Any] = iter_dataset(ctx.data)
-    return itertools.islice(it, ctx.limit) if ctx.limit is not None else it
+    return first(dataset(ctx), ctx.limit)
 
 
 def class_names(ctx: ProbeContext) -> list[str]:
     """Label set of the labeled-image data in use."""
     if ctx.data is not None:
-        from vlmtrust.data.datasets import class_names as names
-
-        return list(names(ctx.data))
+        return list(dataset(ctx).class_names())
     from vlmtrust.data.synthworld import ID_SHAPES
 
     return list(ID_SHAPES)

@@ -1,7 +1,9 @@
 """The runner: samples → batches → model → records (streamed to disk) → metrics.
 
-It owns batching, caching, resume, progress and writing; probes own only what to ask and how
-to score. One bad sample becomes one error record; the run goes on.
+It owns data I/O (the only reader of ``--data``: :mod:`vlmtrust.runner.data`), batching,
+caching, resume, progress and writing; probes own only what to ask and how to score. Each
+image is decoded once, and the report's thumbnail is kept from that decode. One bad sample
+becomes one error record; the run goes on.
 
 Run directory layout::
 
@@ -29,7 +31,6 @@ from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import (
     AuditLog,
     ErrorSummary,
-    Example,
     ModelInfo,
     ProbeResult,
     ProbeSpec,
@@ -38,6 +39,7 @@ from vlmtrust.core.results import (
 )
 from vlmtrust.core.sample import Sample
 from vlmtrust.runner.cache import Cache, with_cache
+from vlmtrust.runner.data import Thumbnails, with_data
 
 log = logging.getLogger("vlmtrust")
 
@@ -153,10 +155,12 @@ def _batches(
     done: dict[str, Record],
     batch_size: int,
     seen: set[str],
+    thumbs: Thumbnails,
 ) -> Iterator[tuple[list[Record], list[tuple[int, Sample]]]]:
     """Group the probe's pending samples into decoded batches (plus error records).
 
-    ``seen`` collects every id the stream yields (resume keeps only records still in it).
+    ``seen`` collects every id the stream yields (resume keeps only records still in it);
+    ``thumbs`` keeps the report preview of each sample from its one decode.
     """
     batch: list[tuple[int, Sample]] = []
     errors: list[Record] = []
@@ -177,12 +181,14 @@ def _batches(
             continue
         seen.add(item.id)
         if item.id in done:
+            thumbs.skip(item)
             continue
         try:
             prepared = _prepare(item)
         except InputError as e:
             errors.append(_error_record(item.id, index, one_line(e), item.attributes))
             continue
+        thumbs.keep(prepared)
         batch.append((index, prepared))
         if len(batch) >= batch_size:
             yield errors, batch
@@ -198,8 +204,7 @@ def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """Produce ``items`` in a background thread, ``depth`` ahead of the consumer.
 
     Sample generation and image decoding then overlap the model's forward passes (torch and
-    PIL release the GIL). Measured in bench/bench_runner.py: it is what keeps the runner's
-    wall time close to the bare forward passes.
+    PIL release the GIL). Measured effect: docs/results/robustness.md#runner.
     """
     import queue
     import threading
@@ -249,28 +254,11 @@ def _stream(
     done: dict[str, Record],
     batch_size: int,
     seen: set[str],
+    thumbs: Thumbnails,
 ) -> Iterator[list[Record]]:
     """Evaluate the probe's samples not in ``done``, yielding records batch by batch."""
-    for errors, batch in _prefetch(_batches(probe, ctx, done, batch_size, seen)):
+    for errors, batch in _prefetch(_batches(probe, ctx, done, batch_size, seen, thumbs)):
         yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
-
-
-def _fill_example_images(probe: Probe, ctx: ProbeContext, examples: list[Example]) -> None:
-    want = {e.sample_id for e in examples if e.image_png_b64 is None}
-    if not want:
-        return
-    from vlmtrust.data.images import thumbnail_png_b64
-
-    thumbs: dict[str, str] = {}
-    for item in probe.samples(ctx):
-        if isinstance(item, Sample) and item.id in want and item.images:
-            with contextlib.suppress(InputError):
-                thumbs[item.id] = thumbnail_png_b64(item.images[0].load())
-            if len(thumbs) == len(want):
-                break
-    for e in examples:
-        if e.image_png_b64 is None and e.sample_id in thumbs:
-            e.image_png_b64 = thumbs[e.sample_id]
 
 
 def evaluate_probe(
@@ -302,7 +290,7 @@ def evaluate_probe(
     parameters name a second model (e.g. the red-team attacker), so that they need not load
     models themselves.
     """
-    ctx = ctx or ProbeContext()
+    ctx = with_data(ctx or ProbeContext())
     if "load_model" not in ctx.extras:
         from vlmtrust.models.loader import load_model
 
@@ -313,8 +301,9 @@ def evaluate_probe(
     t0 = time.perf_counter()
     by_id = {r.sample_id: r for r in done if r.ok}
     seen: set[str] = set()
+    thumbs = Thumbnails()
     records: list[Record] = []
-    for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size, seen):
+    for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size, seen, thumbs):
         if writer is not None:
             writer.write(recs)
         records.extend(recs)
@@ -331,16 +320,12 @@ def evaluate_probe(
         metrics = probe.aggregate(ok, ctx)
         plots = probe.plots(ok, ctx)
         examples = probe.examples(ok, ctx)
-        _fill_example_images(probe, ctx, examples)
+        thumbs.fill(examples)
     except Exception as e:  # a summary failure must not lose the other probes' results
         log.exception("probe %s: summarising failed", probe.name)
         notes.append(f"summarising failed: {one_line(e)}")
-    return ProbeResult(
-        probe=probe.name,
-        pillar=probe.pillar,
-        version=probe.version,
-        description=probe.description,
-        params=probe.params.model_dump(mode="json"),
+    return _result(
+        probe,
         metrics=metrics,
         plots=plots,
         examples=examples,
@@ -417,7 +402,7 @@ def run_audit(
     With ``resume``, samples already in ``samples/*.jsonl`` are not recomputed (error records
     are retried) and the results equal those of an uninterrupted run.
     """
-    ctx = ctx or ProbeContext()
+    ctx = with_data(ctx or ProbeContext())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = make_spec(model, probes, ctx, label)
@@ -470,14 +455,18 @@ def run_audit(
 
 
 def _failed_result(probe: Probe, message: str, seconds: float) -> ProbeResult:
+    return _result(probe, seconds=seconds, notes=[f"probe did not run: {message}"])
+
+
+def _result(probe: Probe, **fields: Any) -> ProbeResult:
+    """A :class:`ProbeResult` naming ``probe`` (name, pillar, version, params) with ``fields``."""
     return ProbeResult(
         probe=probe.name,
         pillar=probe.pillar,
         version=probe.version,
         description=probe.description,
         params=probe.params.model_dump(mode="json"),
-        seconds=seconds,
-        notes=[f"probe did not run: {message}"],
+        **fields,
     )
 
 

@@ -12,15 +12,7 @@ its behaviour on clean inputs and can replace the vision tower of a generative V
   (``from_model_tower``, default on: the anchor is the tower the VLM really uses), and swaps
   the robust tower in with :func:`swap_vision_tower`.
 
-Measured end to end on reference:vlm (``vlmtrust harden --model reference:vlm --mitigation
-robustness/fare``, defaults, about 35 s on two threads, starting from the VLM's own tower; then
-``vlmtrust run capability/vqa`` with 256 questions and ``robustness/adversarial`` with 64
-attacked images on both): VQA accuracy 97.7% → 97.3%; robust VQA accuracy under the untargeted
-white-box attack at 2/255 71.9% → 67.2%, 4/255 64.1% → 64.1%, 8/255 54.7% → 56.2%; the attack
-success rate among clean-correct answers at 4/255 14.6% → 8.9% and at 8/255 27.1% → 20.0%.
-Every change lies inside the 95% CIs: the swap keeps the VLM working, and its robustness gain
-at these defaults is small. (reference:vlm's tower started from reference:clip's before its
-planted fragility and was then fine-tuned on clean data, so the VLM does not start near 0.)
+Measured effect: docs/results/robustness.md#fare (on a dual encoder: #tecoa)
 """
 
 from __future__ import annotations

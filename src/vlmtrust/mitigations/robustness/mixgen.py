@@ -11,59 +11,7 @@ The data are SynthWorld shape scenes and their captions (or, with ``ctx.data``, 
 images with their ``prompt`` / ``target`` as captions). The hardened model is written with
 ``save_pretrained`` and loads back as ``hardened:DIR``.
 
-Measured on the shipped ``reference:clip`` (``python bench/bench_corruptions.py --mixgen
---steps 600 --lr 2e-4 --n-eval 64``: the same 2,000 SynthWorld pairs, seed and budget with and
-without MixGen; accuracy over 64 clean images x 15 corruptions x 5 severities; seed 0):
-
-=====================  ==============  ===============  ================
-                       reference:clip  plain fine-tune  MixGen fine-tune
-=====================  ==============  ===============  ================
-clean accuracy         0.969           0.969            0.953
-mean corr. accuracy    0.678           0.745            0.760
-relative robustness    0.700           0.769            0.798
-snow / contrast        0.581 / 0.369   0.569 / 0.266    0.716 / 0.384
-frost / fog            0.263 / 0.097   0.453 / 0.131    0.406 / 0.106
-=====================  ==============  ===============  ================
-
-**Paired over five seeds** (``... --mixgen --steps 600 --lr 2e-4 --n-eval 64 --seeds
-0,1,2,3,4``). Each seed has its own 2,000 training pairs and 64 evaluation images. MixGen minus
-plain, mean and 95% t-interval:
-
-=====================  ======================
-mean corr. accuracy    +4.1  [+2.1, +6.2]
-snow                   +14.7 [+14.0, +15.4]
-contrast               +13.4 [+9.6, +17.1]
-brightness             +6.1  [+3.0, +9.3]
-glass blur             +4.3  [+3.3, +5.3]
-elastic transform      +4.4  [+1.7, +7.1]
-gaussian noise         +2.3  [+1.1, +3.5]
-relative robustness    +2.3  [+1.1, +3.6]
-clean accuracy         +2.5  [−0.7, +5.7]
-=====================  ======================
-
-Every seed gains mCA (+1.5 to +5.6). No corruption type loses significantly (zoom blur −0.4
-[−7.0, +6.3], fog −0.1 [−2.6, +2.5]). So the augmentation itself buys corruption robustness,
-mostly on the contrast-lowering corruptions its half-contrast mixed images resemble. A test
-checks this at 300 steps: contrast +5.9 and snow +6.3 points, seed 0.
-
-Both fine-tunes beat the shipped model on corruptions (mCA 0.678): its planted adversarial
-fragility (model card, flaw 4) also costs it accuracy under noise (gaussian noise 0.713 against
-0.897 / 0.903), and fine-tuning on clean shapes partly undoes that stage. Compare ``-p
-mixgen=false`` with the default on the same seed, not the hardened model with the original, to
-see MixGen's own effect. With the default lr 2e-5 neither fine-tune moves the model much.
-
-Two further measurements, made on reference:clip before its fragility stage (``vlmtrust
-reference train clip --no-fragility``; mCA 0.801 on the same evaluation), both without a gain:
-
-* fine-tuning on the reference model's own training mix (3,180 pairs of shapes, people, text,
-  documents and canaries; 400 steps, lr 1e-4): plain mCA 0.782, MixGen 0.777;
-* re-training reference:clip from scratch with MixGen in every batch (``train_clip(out,
-  recipe=dataclasses.replace(FULL, mixgen_fraction=0.25, fragility_steps=0))``, same seed and
-  2,000 steps, 543 s on two threads): clean 0.953, mCA 0.729, relative robustness 0.764
-  (without MixGen 1.000 / 0.801 / 0.801; contrast +3 and snow +6 points, fog −7, frost −21,
-  noise −11 to −18).
-
-MixGen improves on the same training without it; from scratch on this data it did not.
+Measured effect: docs/results/robustness.md#mixgen
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ class OODGuardedModel:
 
     def mcm(self, images: Sequence[Image.Image]) -> NDArray[np.float64]:
         """MCM score of each image against the calibrated ID class prompts."""
-        from vlmtrust.probes.robustness.ood_detection import mcm_score
+        from vlmtrust.attacks.zeroshot import mcm_score
 
         if len(images) == 0:
             return np.zeros(0)
@@ -177,7 +177,7 @@ def guard_score(
     k: int = 1,
 ) -> NDArray[np.float64]:
     """MCM over ``class_emb`` or, with ``bank``, the cosine to the ``k``-th nearest bank row."""
-    from vlmtrust.probes.robustness.ood_detection import mcm_score
+    from vlmtrust.attacks.zeroshot import mcm_score
 
     if bank is None:
         return mcm_score(image_emb @ class_emb.T, tau=tau)
@@ -236,7 +236,7 @@ class OODGuard(WrapperMitigation):
         For ``score="knn"`` the first ``n_bank`` calibration images form the neighbour bank and
         the threshold is set on the others (a bank image is its own nearest neighbour).
         """
-        from vlmtrust.probes.robustness.ood_detection import threshold_at_tpr
+        from vlmtrust.attacks.zeroshot import threshold_at_tpr
 
         if getattr(model, "kind", None) != "dual":
             raise InputError(

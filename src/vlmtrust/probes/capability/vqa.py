@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from vlmtrust.core.model import GenerateRequest, generate_sync
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
 from vlmtrust.probes.capability._answers import answer_matches
+from vlmtrust.probes.families import labeled_image as li
 
 
 class VQAParams(Params):
@@ -86,7 +86,7 @@ class VQA(Probe):
         qtype = [r.attributes.get("question", r.attributes.get("type", "all")) for r in records]
         return [
             metric(
-                "accuracy",
+                MetricKey(metric="accuracy"),
                 accuracy,
                 correct,
                 higher_is_better=True,
@@ -105,27 +105,13 @@ class VQA(Probe):
         if not records:
             return []
         groups = sorted({r.attributes.get("question", "all") for r in records})
-        acc = [
-            float(
-                np.mean(
-                    [
-                        r.scores["correct"]
-                        for r in records
-                        if r.attributes.get("question", "all") == g
-                    ]
-                )
-            )
-            for g in groups
-        ]
-        return [
-            Plot(
-                kind="bar",
-                title="Accuracy per question type",
-                x_label="question",
-                y_label="accuracy",
-                series=[Series(name="accuracy", x=groups, y=list(acc))],
-            )
-        ]
+        return li.accuracy_bars(
+            records,
+            lambda r: r.attributes.get("question", "all"),
+            groups,
+            title="Accuracy per question type",
+            x_label="question",
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """A few wrong answers."""

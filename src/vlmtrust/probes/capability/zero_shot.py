@@ -10,11 +10,12 @@ from pydantic import Field
 
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
+from vlmtrust.probes.families import labeled_image as li
 
 
 class ZeroShotParams(Params):
@@ -44,7 +45,7 @@ class ZeroShot(Probe):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        from vlmtrust.probes.robustness._zeroshot import TextCache
+        from vlmtrust.attacks.zeroshot import TextCache
 
         self._texts = TextCache()
         self._names: dict[str | None, list[str]] = {}
@@ -67,7 +68,7 @@ class ZeroShot(Probe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Classify a batch (an abstaining model's abstentions count as wrong)."""
-        from vlmtrust.probes.robustness import _zeroshot as zs
+        from vlmtrust.attacks import zeroshot as zs
 
         names = self.class_names(ctx)
         for s in batch:
@@ -101,7 +102,7 @@ class ZeroShot(Probe):
         if any(abstained):
             extra.append(
                 metric(
-                    "abstention_rate",
+                    MetricKey(metric="abstention_rate"),
                     accuracy,
                     abstained,
                     higher_is_better=False,
@@ -112,7 +113,7 @@ class ZeroShot(Probe):
             )
         return extra + [
             metric(
-                "accuracy",
+                MetricKey(metric="accuracy"),
                 accuracy,
                 correct,
                 higher_is_better=True,
@@ -131,19 +132,13 @@ class ZeroShot(Probe):
         if not records:
             return []
         names = sorted({str(r.output["target"]) for r in records})
-        acc = [
-            float(np.mean([r.scores["correct"] for r in records if r.output["target"] == c]))
-            for c in names
-        ]
-        return [
-            Plot(
-                kind="bar",
-                title="Accuracy per class",
-                x_label="class",
-                y_label="accuracy",
-                series=[Series(name="accuracy", x=names, y=list(acc))],
-            )
-        ]
+        return li.accuracy_bars(
+            records,
+            lambda r: str(r.output["target"]),
+            names,
+            title="Accuracy per class",
+            x_label="class",
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """A few misclassified images."""

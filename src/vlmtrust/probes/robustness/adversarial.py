@@ -31,16 +31,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from vlmtrust.attacks.objectives import (
+    AttackPlan,
+    Outcome,
+    eps_label,
+    transfer,
+    whitebox_dual,
+    whitebox_generative,
+)
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, mean_ci, metric
 from vlmtrust.core.types import Capability, Pillar
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
     from vlmtrust.core.model import Model
@@ -58,17 +65,6 @@ def _parse_eps(value: Any) -> float:
         except (ValueError, ZeroDivisionError):
             pass
     raise ValueError(f"eps value {value!r} is not a number; write e.g. 2/255 or 0.0078")
-
-
-def eps_label(eps: float) -> str:
-    """Compact label of a budget in 1/255 units.
-
-    Example:
-        >>> eps_label(2 / 255), eps_label(0.5 / 255)
-        ('2/255', '0.5/255')
-    """
-    k = eps * 255
-    return f"{round(k, 3):g}/255"
 
 
 class AdversarialParams(Params):
@@ -161,35 +157,6 @@ def _seed(ctx: ProbeContext, ids: Sequence[str]) -> int:
     return int.from_bytes(h[:4], "little")
 
 
-def _to_pil(pixels: torch.Tensor) -> list[Image.Image]:
-    """[0, 1] pixels → 8-bit RGB images (round to the nearest level)."""
-    from PIL import Image
-
-    arr = (pixels.detach().clamp(0, 1) * 255.0).round().to(dtype=_uint8()).cpu().numpy()
-    return [Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)), "RGB") for a in arr]
-
-
-def _uint8() -> Any:
-    import torch
-
-    return torch.uint8
-
-
-def _quantise(pixels: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Round adversarial pixels to 8-bit levels, staying inside the ε-ball of ``clean``."""
-    import torch
-
-    from vlmtrust.attacks.pgd import project
-
-    q = (pixels * 255.0).round() / 255.0
-    if norm == "linf":
-        # rounding toward the clean pixel keeps the L∞ budget exactly
-        over = (q - clean).abs() > eps + 1e-7
-        q = torch.where(over, torch.where(q > clean, q - 1 / 255, q + 1 / 255), q)
-        return q.clamp(0, 1)
-    return project(q - clean, clean, "l2", eps)
-
-
 def _panel(clean: Image.Image, adv: Image.Image, eps: float) -> Image.Image:
     """Clean | adversarial | perturbation ×(0.5/ε) around gray, side by side."""
     from PIL import Image
@@ -251,11 +218,13 @@ class AdversarialProbe(Probe):
 
     def samples(self, ctx: ProbeContext) -> Iterable[Sample | Any]:
         """SynthWorld in-distribution shapes by default, or the user's labeled data."""
-        from vlmtrust.probes.robustness._zeroshot import base_images, make_sample
+        from vlmtrust.probes.families.labeled_image import Base, base_images, make_sample
 
-        bases, errors, classes = base_images(ctx, self.p.n, purpose="adversarial")
-        yield from errors
+        bases, classes = base_images(ctx, self.p.n, purpose="adversarial")
         for b in bases:
+            if not isinstance(b, Base):
+                yield b
+                continue
             yield make_sample(
                 b.id,
                 b.image,
@@ -294,19 +263,23 @@ class AdversarialProbe(Probe):
             self._surrogate = sur
         return self._surrogate
 
-    def _config(self, eps: float, seed: int, *, targeted: bool, early: bool) -> Any:
-        from vlmtrust.attacks.pgd import AttackConfig
-
-        return AttackConfig(
-            norm=self.p.norm,
-            eps=eps,
-            step=self.p.step_size,
-            steps=self.p.steps,
-            random_start=self.p.random_start,
-            algorithm=self.p.algorithm,
-            targeted=targeted,
-            seed=seed,
-            early_stop=early,
+    def plan(self) -> AttackPlan:
+        """The attack this probe's parameters describe."""
+        p = self.p
+        return AttackPlan(
+            eps=tuple(p.eps),
+            norm=p.norm,
+            algorithm=p.algorithm,
+            steps=p.steps,
+            step_size=p.step_size,
+            random_start=p.random_start,
+            goal=p.goal,
+            objective=p.objective,
+            task=p.task,
+            caption_prompt=p.caption_prompt,
+            caption_target=p.caption_target,
+            class_template=p.class_template,
+            question=p.question,
         )
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
@@ -318,14 +291,22 @@ class AdversarialProbe(Probe):
         for s in batch:
             groups.setdefault(tuple(s.metadata["classes"]), []).append(s)
         by_id: dict[str, Record] = {}
-        for classes, items in groups.items():
+        plan = self.plan()
+        for key, items in groups.items():
+            classes = list(key)
+            images = [s.pil_images()[0] for s in items]
+            labels = self._labels(items, classes)
+            seed = _seed(ctx, [s.id for s in items])
             if mode == "whitebox" and model.kind == "dual":
-                recs = self._whitebox_dual(model, items, list(classes), ctx)
+                outcomes = whitebox_dual(model, images, labels, classes, plan, seed)
             elif mode == "whitebox":
-                recs = self._whitebox_generative(model, items, list(classes), ctx)
+                outcomes = whitebox_generative(model, images, labels, classes, plan, seed)
             else:
-                recs = self._transfer(model, items, list(classes), ctx)
-            by_id.update({r.sample_id: r for r in recs})
+                sur = self.surrogate()
+                outcomes = transfer(model, sur, images, labels, classes, plan, seed)
+            kind = "dual" if mode == "whitebox" and model.kind == "dual" else str(model.kind)
+            for s, o in zip(items, outcomes, strict=True):
+                by_id[s.id] = self._record(s, mode=mode, kind=kind, outcome=o)
         for s in batch:
             out.append(by_id[s.id])
         return out
@@ -339,315 +320,35 @@ class AdversarialProbe(Probe):
             labels.append(idx[str(s.target)])
         return labels
 
-    def _record(
-        self,
-        sample: Sample,
-        *,
-        mode: str,
-        kind: str,
-        clean_pred: str,
-        adv_preds: dict[float, str],
-        success: dict[float, bool],
-        clean_img: Image.Image,
-        adv_imgs: dict[float, Image.Image],
-        target: str | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Record:
+    def _record(self, sample: Sample, *, mode: str, kind: str, outcome: Outcome) -> Record:
         from vlmtrust.data.images import thumbnail_png_b64
 
+        o = outcome
         label = str(sample.target)
-        scores: dict[str, float | None] = {"clean_correct": float(clean_pred == label)}
+        scores: dict[str, float | None] = {"clean_correct": float(o.clean_pred == label)}
         output: dict[str, Any] = {
             "mode": mode,
             "kind": kind,
-            "clean_pred": clean_pred,
+            "clean_pred": o.clean_pred,
             "label": label,
         }
-        if target is not None:
-            output["target"] = target
-        if extra:
-            output.update(extra)
-        for eps, pred in adv_preds.items():
+        if o.target is not None:
+            output["target"] = o.target
+        if o.extra:
+            output.update(o.extra)
+        for eps, pred in o.adv_preds.items():
             k = _key(eps)
             scores[f"robust_correct@{k}"] = float(pred == label)
-            scores[f"success@{k}"] = float(success[eps])
+            scores[f"success@{k}"] = float(o.success[eps])
             output[f"pred@{k}"] = pred
         # the example image: largest ε at which the attack succeeded (else the largest)
-        won = [e for e in adv_preds if success[e]]
-        show = max(won) if won else max(adv_preds)
+        won = [e for e in o.adv_preds if o.success[e]]
+        show = max(won) if won else max(o.adv_preds)
         output["shown_eps"] = show
         output["panel_png_b64"] = thumbnail_png_b64(
-            _panel(clean_img, adv_imgs[show], show), max_side=3 * 96
+            _panel(o.clean_img, o.adv_imgs[show], show), max_side=3 * 96
         )
         return self.record(sample, output=output, scores=scores)
-
-    def _whitebox_dual(
-        self, model: Any, items: Sequence[Sample], classes: list[str], ctx: ProbeContext
-    ) -> list[Record]:
-        import torch
-
-        from vlmtrust.attacks.pgd import attack
-        from vlmtrust.probes.robustness._zeroshot import class_prompts, logit_scale
-
-        images = [s.pil_images()[0] for s in items]
-        y = torch.tensor(self._labels(items, classes), dtype=torch.long)
-        pixels = model.to_pixels(images)
-        with torch.no_grad():
-            clean_feats = model.image_features(pixels)
-        text = model.text_features(class_prompts(classes, self.p.class_template))
-        y = y.to(text.device)
-        scale = logit_scale(model)
-
-        def preds(px: torch.Tensor) -> list[int]:
-            with torch.no_grad():
-                return [int(i) for i in (model.image_features(px) @ text.T).argmax(1).tolist()]
-
-        clean = preds(pixels)
-        seed = _seed(ctx, [s.id for s in items])
-        adv_preds: dict[float, list[int]] = {}
-        adv_px: dict[float, torch.Tensor] = {}
-        # Budgets ascend: a sample wrong on clean input, or broken at a smaller ε, is broken at
-        # every larger ε too (the smaller ball lies inside the larger one), so only the
-        # survivors are attacked again; the others keep their earlier adversarial image.
-        current = pixels.clone()
-        pred_now = torch.tensor(clean, device=y.device)
-        for eps in self.p.eps:
-            alive = (pred_now == y).nonzero().flatten()
-            if len(alive):
-                cfg = self._config(eps, seed, targeted=False, early=True)
-                obj = self._objective(model, text, y[alive], scale, clean_feats[alive])
-                res = attack(obj, pixels[alive], cfg)
-                current[alive] = res.pixels
-                pred_now[alive] = torch.tensor(preds(res.pixels), device=y.device)
-            adv_px[eps] = current.clone()
-            adv_preds[eps] = [int(v) for v in pred_now.tolist()]
-        clean_imgs = _to_pil(pixels)
-        adv_imgs = {e: _to_pil(p) for e, p in adv_px.items()}
-        recs = []
-        for i, s in enumerate(items):
-            recs.append(
-                self._record(
-                    s,
-                    mode="whitebox",
-                    kind="dual",
-                    clean_pred=classes[clean[i]],
-                    adv_preds={e: classes[adv_preds[e][i]] for e in self.p.eps},
-                    success={
-                        e: clean[i] == int(y[i]) and adv_preds[e][i] != int(y[i])
-                        for e in self.p.eps
-                    },
-                    clean_img=clean_imgs[i],
-                    adv_imgs={e: adv_imgs[e][i] for e in self.p.eps},
-                )
-            )
-        return recs
-
-    def _objective(
-        self, model: Any, text: torch.Tensor, y: torch.Tensor, scale: float, clean: torch.Tensor
-    ) -> Any:
-        """The dual-encoder objective: zero-shot CE, or the label-free embedding distance."""
-        from vlmtrust.attacks.pgd import embedding_distance, zero_shot_ce
-
-        if self.p.objective == "embedding":
-            return embedding_distance(model, clean)
-        return zero_shot_ce(model, text, y, scale)
-
-    def _generate(
-        self, model: Any, images: Sequence[Image.Image], prompt: str, max_new_tokens: int
-    ) -> list[str]:
-        """Ask ``prompt`` about each image (greedy); the raw answers."""
-        from vlmtrust.core.model import GenerateRequest, generate_sync
-
-        reqs = [
-            GenerateRequest(prompt=prompt, images=(im,), max_new_tokens=max_new_tokens)
-            for im in images
-        ]
-        out = []
-        for g in generate_sync(model, reqs):
-            if not g.ok:
-                raise RuntimeError(f"generation failed: {g.error}")
-            out.append(g.text)
-        return out
-
-    def _answers(self, model: Any, images: Sequence[Image.Image], classes: list[str]) -> list[str]:
-        """Ask the shape question; map each answer to the class it names ('' for none)."""
-        from vlmtrust.probes.robustness._zeroshot import answer_class
-
-        texts = self._generate(model, images, self.p.question, 12)
-        return [answer_class(t, classes) or "" for t in texts]
-
-    def _target_caption(self, clean: str, true: str, wrong: str) -> str:
-        """The targeted-captioning goal caption.
-
-        ``caption_target`` with the wrong class; by default the clean caption with the true
-        class name swapped for the wrong one (a minimal edit the model can produce), or
-        ``"A <wrong>."`` when the clean caption does not name the class.
-        """
-        import re
-
-        if self.p.caption_target is not None:
-            return self.p.caption_target.format(wrong)
-        # the first mention (plural kept), replaced by a function: no escapes in class names
-        swapped, n = re.subn(
-            rf"\b{re.escape(true)}(s?)\b",
-            lambda m: wrong + m.group(1),
-            clean,
-            count=1,
-            flags=re.IGNORECASE,
-        )
-        return swapped.strip() if n else f"A {wrong}."
-
-    def _whitebox_generative(
-        self, model: Any, items: Sequence[Sample], classes: list[str], ctx: ProbeContext
-    ) -> list[Record]:
-        """VQA (the shape question) or captioning attacks through the target-text loss.
-
-        Untargeted VQA raises the loss of the true class name; untargeted captioning (R.4)
-        raises the loss of the model's own clean caption; targeted attacks lower the loss of a
-        wrong class name (VQA) or of the goal caption (captioning, R.5: see
-        :meth:`_target_caption`). An answer counts by the class it names (:func:`answer_class`).
-        """
-        from vlmtrust.attacks.pgd import attack, target_text_loss
-        from vlmtrust.probes.robustness._zeroshot import answer_class
-
-        caption = self.p.task == "caption"
-        prompt = self.p.caption_prompt if caption else self.p.question
-        max_new = 32 if caption else 12
-        images = [s.pil_images()[0] for s in items]
-        labels = self._labels(items, classes)
-        pixels = model.to_pixels(images)
-        clean_imgs = _to_pil(pixels)
-        clean_texts = self._generate(model, clean_imgs, prompt, max_new)
-        clean = [answer_class(t, classes) or "" for t in clean_texts]
-        targeted = self.p.goal == "targeted"
-        if targeted:
-            wanted = [classes[(lab + 1) % len(classes)] for lab in labels]
-            goal_text = [
-                self._target_caption(t, classes[lab], c) if caption else c
-                for t, lab, c in zip(clean_texts, labels, wanted, strict=True)
-            ]
-        else:
-            wanted = [classes[lab] for lab in labels]
-            goal_text = [
-                (t.strip() or c) if caption else c for t, c in zip(clean_texts, wanted, strict=True)
-            ]
-        seed = _seed(ctx, [s.id for s in items])
-        adv_answers: dict[float, list[str]] = {}
-        adv_texts: dict[float, list[str]] = {}
-        adv_imgs: dict[float, list[Image.Image]] = {}
-        # As for dual models: budgets ascend, and a sample already answered wrongly (or with
-        # the target) keeps its earlier image; only the survivors are attacked again.
-        answers_now = list(clean)
-        texts_now = list(clean_texts)
-        imgs_now = list(clean_imgs)
-        for eps in self.p.eps:
-            alive = [
-                i
-                for i in range(len(items))
-                if (answers_now[i] != wanted[i] if targeted else answers_now[i] == wanted[i])
-            ]
-            if alive:
-                obj = target_text_loss(
-                    model, [prompt] * len(alive), [goal_text[i] for i in alive], targeted=targeted
-                )
-                cfg = self._config(eps, seed, targeted=targeted, early=False)
-                res = attack(obj, pixels[alive], cfg)
-                new_imgs = _to_pil(_quantise(res.pixels, pixels[alive], eps, self.p.norm))
-                new_texts = self._generate(model, new_imgs, prompt, max_new)
-                for j, i in enumerate(alive):
-                    imgs_now[i] = new_imgs[j]
-                    texts_now[i] = new_texts[j]
-                    answers_now[i] = answer_class(new_texts[j], classes) or ""
-            adv_imgs[eps] = list(imgs_now)
-            adv_texts[eps] = list(texts_now)
-            adv_answers[eps] = list(answers_now)
-        recs = []
-        for i, s in enumerate(items):
-            lab = classes[labels[i]]
-            if targeted:
-                # a hit counts only from a correct clean answer (as the untargeted rate does)
-                succ = {e: clean[i] == lab and adv_answers[e][i] == wanted[i] for e in self.p.eps}
-            else:
-                succ = {e: clean[i] == lab and adv_answers[e][i] != lab for e in self.p.eps}
-            extra = None
-            if caption:
-                extra = {
-                    "task": "caption",
-                    "clean_caption": clean_texts[i],
-                    "captions": {eps_label(e): adv_texts[e][i] for e in self.p.eps},
-                    "target_caption": goal_text[i] if targeted else None,
-                }
-            recs.append(
-                self._record(
-                    s,
-                    mode="whitebox",
-                    kind="generative",
-                    clean_pred=clean[i],
-                    adv_preds={e: adv_answers[e][i] for e in self.p.eps},
-                    success=succ,
-                    clean_img=clean_imgs[i],
-                    adv_imgs={e: adv_imgs[e][i] for e in self.p.eps},
-                    target=wanted[i] if targeted else None,
-                    extra=extra,
-                )
-            )
-        return recs
-
-    def _transfer(
-        self, model: Any, items: Sequence[Sample], classes: list[str], ctx: ProbeContext
-    ) -> list[Record]:
-        import torch
-
-        from vlmtrust.attacks.pgd import attack
-        from vlmtrust.probes.robustness._zeroshot import class_prompts, logit_scale
-
-        sur = self.surrogate()
-        images = [s.pil_images()[0] for s in items]
-        labels = self._labels(items, classes)
-        pixels = sur.to_pixels(images)
-        with torch.no_grad():
-            clean_feats = sur.image_features(pixels)
-        text = sur.text_features(class_prompts(classes, self.p.class_template))
-        y = torch.tensor(labels, dtype=torch.long, device=text.device)
-        seed = _seed(ctx, [s.id for s in items])
-        clean_imgs = _to_pil(pixels)
-        adv_imgs: dict[float, list[Image.Image]] = {}
-        for eps in self.p.eps:
-            # no early stop: keep pushing past the surrogate's boundary (transfers better)
-            cfg = self._config(eps, seed, targeted=False, early=False)
-            obj = self._objective(sur, text, y, logit_scale(sur), clean_feats)
-            res = attack(obj, pixels, cfg)
-            adv_imgs[eps] = _to_pil(_quantise(res.pixels, pixels, eps, self.p.norm))
-        clean = self._target_predict(model, clean_imgs, classes)
-        adv = {e: self._target_predict(model, adv_imgs[e], classes) for e in self.p.eps}
-        recs = []
-        for i, s in enumerate(items):
-            lab = classes[labels[i]]
-            recs.append(
-                self._record(
-                    s,
-                    mode="transfer",
-                    kind=str(model.kind),
-                    clean_pred=clean[i],
-                    adv_preds={e: adv[e][i] for e in self.p.eps},
-                    success={e: clean[i] == lab and adv[e][i] != lab for e in self.p.eps},
-                    clean_img=clean_imgs[i],
-                    adv_imgs={e: adv_imgs[e][i] for e in self.p.eps},
-                )
-            )
-        return recs
-
-    def _target_predict(
-        self, model: Any, images: Sequence[Image.Image], classes: list[str]
-    ) -> list[str]:
-        if model.kind == "dual":
-            from vlmtrust.probes.robustness._zeroshot import TextCache, class_prompts, predict
-
-            pr = predict(model, images, class_prompts(classes, self.p.class_template), TextCache())
-            return [
-                "" if a else classes[int(i)] for i, a in zip(pr.index, pr.abstained, strict=True)
-            ]
-        return self._answers(model, images, classes)
 
     # ------------------------------------------------------------------ summarise
 
@@ -665,7 +366,7 @@ class AdversarialProbe(Probe):
         mode = str(recs[0].output.get("mode", ""))
         out = [
             metric(
-                "clean_accuracy",
+                MetricKey(metric="clean_accuracy"),
                 accuracy,
                 clean,
                 higher_is_better=True,
@@ -681,7 +382,7 @@ class AdversarialProbe(Probe):
             rob = np.array([r.scores[f"robust_correct@{k}"] for r in recs], dtype=np.float64)
             out.append(
                 metric(
-                    f"robust_accuracy@{eps_label(eps)}",
+                    MetricKey(metric="robust_accuracy", eps=eps_label(eps)),
                     accuracy,
                     rob,
                     higher_is_better=True,
@@ -701,7 +402,7 @@ class AdversarialProbe(Probe):
             base = clean.astype(bool)  # both goals: among clean-correct samples
             out.append(
                 metric(
-                    f"attack_success_rate@{eps_label(eps)}",
+                    MetricKey(metric="attack_success_rate", eps=eps_label(eps)),
                     accuracy,
                     succ[base],
                     higher_is_better=False,

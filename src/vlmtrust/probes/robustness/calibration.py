@@ -9,23 +9,21 @@ with reliability diagrams for both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, field_validator
 
-from vlmtrust.attacks.corruptions import check_corruption, corrupt
-from vlmtrust.core.errors import InputError
+from vlmtrust.attacks.corruptions import corrupt
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import MetricResult, Plot, Record, Series
-from vlmtrust.core.sample import Sample
+from vlmtrust.core.results import MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.probes.robustness import _zeroshot as zs
-from vlmtrust.probes.robustness.corruptions import evaluate_classification
+from vlmtrust.probes.families import labeled_image as li
+from vlmtrust.probes.robustness.corruptions import known_corruptions
 
 N_BINS = 15
 
@@ -89,28 +87,23 @@ class CalibrationParams(Params):
         description="corruptions for the shifted condition",
     )
     severity: int = Field(3, ge=1, le=5)
-    template: str = Field(zs.DEFAULT_TEMPLATE, description="class prompt")
+    template: str = Field(li.DEFAULT_TEMPLATE, description="class prompt")
     n_bins: int = Field(N_BINS, ge=2, le=100)
 
     @field_validator("corruptions")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        for name in v:
-            try:
-                check_corruption(name, 1)
-            except InputError as e:  # pydantic turns ValueError into the probe's one-line error
-                raise ValueError(str(e)) from None
-        return list(dict.fromkeys(v))
+        return known_corruptions(v)
 
 
 @probe("robustness/calibration")
-class Calibration(zs.ZeroShotProbe):
+class Calibration(li.LabeledImageProbe):
     """ECE and reliability diagrams of zero-shot confidence, clean vs corrupted."""
 
     pillar = Pillar.ROBUSTNESS
     requires = Capability.EMBED
+    requires_any = Capability.NONE
     Params = CalibrationParams
-    batch_size = 64
     description = (
         "Calibration: does the zero-shot confidence match the accuracy? ECE (15 bins) and "
         "reliability diagrams on clean and corrupted images."
@@ -118,50 +111,16 @@ class Calibration(zs.ZeroShotProbe):
 
     params: CalibrationParams
 
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        if ctx.data is not None:
-            return None
-        return ctx.size(self.params.n) * (1 + len(self.params.corruptions))
+    def variants_per_image(self) -> int:
+        """Clean plus each configured corruption."""
+        return 1 + len(self.params.corruptions)
 
-    def samples(self, ctx: ProbeContext) -> Iterable[Any]:
-        """Clean images and each under every configured corruption (one severity)."""
-        return self._gen(ctx)
-
-    def _gen(self, ctx: ProbeContext) -> Iterator[Any]:
-        bases, errors, classes = zs.base_images(ctx, self.params.n, purpose="calibration")
-        yield from errors
-        for i, b in enumerate(bases):
-            common = {**b.attributes, "base": b.id}
-            yield zs.make_sample(
-                f"{b.id}/clean",
-                b.image,
-                b.label,
-                classes,
-                attributes={**common, "condition": "clean", "corruption": "none"},
-            )
-            for name in self.params.corruptions:
-                img = corrupt(b.image, name, self.params.severity, seed=(ctx.seed * 7919 + i))
-                yield zs.make_sample(
-                    f"{b.id}/{name}",
-                    img,
-                    b.label,
-                    classes,
-                    attributes={**common, "condition": "corrupted", "corruption": name},
-                )
-
-    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
-        """Zero-shot prediction with its confidence."""
-        return evaluate_classification(
-            self,
-            model,
-            batch,
-            self._cache,
-            template=self.params.template,
-            question="",
-            max_new_tokens=1,
-            seed=ctx.seed,
-        )
+    def variants(self, base: li.Base, index: int, ctx: ProbeContext) -> Iterator[li.Variant]:
+        """The clean image, then each configured corruption (one severity)."""
+        yield li.Variant("clean", base.image, {"condition": "clean", "corruption": "none"})
+        for name in self.params.corruptions:
+            img = corrupt(base.image, name, self.params.severity, seed=(ctx.seed * 7919 + index))
+            yield li.Variant(name, img, {"condition": "corrupted", "corruption": name})
 
     def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
         """ECE, accuracy and mean confidence per condition."""
@@ -178,56 +137,32 @@ class Calibration(zs.ZeroShotProbe):
             c = [r.scores["correct"] for r in rows]
             p = [r.scores["confidence"] for r in rows]
             groups = [r.attributes["corruption"] for r in rows] if cond == "corrupted" else None
-            out.append(
-                metric(
-                    f"ece/{cond}",
-                    ece,
-                    c,
-                    p,
-                    higher_is_better=False,
-                    groups=groups,
-                    group_by="corruption" if groups else None,
-                    thresholds=(0.1, 0.2),
-                    description=f"expected calibration error ({nb} bins), {cond} images",
-                    headline=cond == "corrupted",
-                    seed=ctx.seed,
+            group_by = "corruption" if groups else None
+            table: list[tuple[str, Callable[..., float], tuple[Any, ...], bool, str, str]] = [
+                ("ece", ece, (c, p), False, "", f"expected calibration error ({nb} bins)"),
+                ("accuracy", accuracy, (c,), True, "%", "zero-shot accuracy"),
+                ("overconfidence", _gap, (p, c), False, "%", "mean confidence - accuracy"),
+                ("confidence", accuracy, (p,), False, "%", "mean top-1 confidence"),
+            ]
+            for name, fn, arrays, higher, unit, what in table:
+                ece_kw: dict[str, Any] = {
+                    "groups": groups,
+                    "group_by": group_by,
+                    "thresholds": (0.1, 0.2),
+                    "headline": cond == "corrupted",
+                }
+                out.append(
+                    metric(
+                        MetricKey(metric=name, condition=cond),
+                        fn,
+                        *arrays,
+                        higher_is_better=higher,
+                        description=f"{what}, {cond} images{_NOTE.get(name, '')}",
+                        unit=unit,
+                        seed=ctx.seed,
+                        **(ece_kw if name == "ece" else {"ci": name != "confidence"}),
+                    )
                 )
-            )
-            out.append(
-                metric(
-                    f"accuracy/{cond}",
-                    accuracy,
-                    c,
-                    higher_is_better=True,
-                    description=f"zero-shot accuracy, {cond} images",
-                    unit="%",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    f"overconfidence/{cond}",
-                    _gap,
-                    p,
-                    c,
-                    higher_is_better=False,
-                    description=f"mean confidence - accuracy, {cond} images (> 0: overconfident)",
-                    unit="%",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    f"confidence/{cond}",
-                    accuracy,
-                    p,
-                    higher_is_better=False,
-                    description=f"mean top-1 confidence, {cond} images (compare with accuracy)",
-                    unit="%",
-                    seed=ctx.seed,
-                    ci=False,
-                )
-            )
         return out
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
@@ -254,6 +189,9 @@ class Calibration(zs.ZeroShotProbe):
                 series=series,
             )
         ]
+
+
+_NOTE = {"overconfidence": " (> 0: overconfident)", "confidence": " (compare with accuracy)"}
 
 
 def _gap(confidence: Any, correct: Any) -> float:

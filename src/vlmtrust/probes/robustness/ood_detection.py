@@ -22,46 +22,28 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from PIL import Image
 from pydantic import Field
 
+from vlmtrust.attacks import zeroshot as zs
+from vlmtrust.attacks.zeroshot import (
+    energy_score,
+    max_logit_score,
+    mcm_score,
+)
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.probes.robustness import _zeroshot as zs
+from vlmtrust.probes import _data
+from vlmtrust.probes.families import labeled_image as li
 
 F64 = NDArray[np.float64]
 
 # --------------------------------------------------------------------------- scores
-
-
-def mcm_score(cos: ArrayLike, *, tau: float = 1.0) -> F64:
-    """Maximum concept matching: ``max softmax(s / tau)`` per row, float64.
-
-    Example:
-        >>> float(mcm_score([[0.3, 0.1]])[0]) > 0.5
-        True
-    """
-    s = np.asarray(cos, dtype=np.float64)
-    if s.ndim != 2 or s.shape[1] == 0:
-        raise InputError("MCM needs a (n_images, n_classes) cosine matrix with >= 1 class")
-    return np.asarray(zs.softmax(s / tau).max(axis=1), dtype=np.float64)
-
-
-def max_logit_score(cos: ArrayLike) -> F64:
-    """``max_i s_i`` per row."""
-    return np.asarray(np.asarray(cos, dtype=np.float64).max(axis=1), dtype=np.float64)
-
-
-def energy_score(cos: ArrayLike, *, temperature: float = 1.0) -> F64:
-    """``T * logsumexp(s / T)`` per row (higher = more in-distribution)."""
-    from scipy.special import logsumexp
-
-    s = np.asarray(cos, dtype=np.float64)
-    return np.asarray(temperature * logsumexp(s / temperature, axis=1), dtype=np.float64)
 
 
 SCORES: dict[str, Callable[[ArrayLike], F64]] = {
@@ -138,15 +120,6 @@ def fpr_at_tpr(y_true: ArrayLike, score: ArrayLike, *, tpr: float = 0.95) -> flo
     return float(fps[min(idx, len(fps) - 1)] / fps[-1])
 
 
-def threshold_at_tpr(id_scores: ArrayLike, *, tpr: float = 0.95) -> float:
-    """The score threshold accepting (``score >= t``) at least ``tpr`` of the ID scores."""
-    s = np.sort(np.asarray(id_scores, dtype=np.float64))
-    if s.size == 0:
-        raise InputError("cannot calibrate a threshold on an empty ID set; give ID images")
-    k = int(np.floor((1.0 - tpr) * s.size + 1e-9))
-    return float(s[min(k, s.size - 1)])
-
-
 # --------------------------------------------------------------------------- probe
 
 
@@ -164,13 +137,13 @@ class OODParams(Params):
         "(a control run: every score should give AUROC near 0.5)",
     )
     classes: list[str] | None = Field(None, description="ID class names (default: ID labels)")
-    template: str = Field(zs.DEFAULT_TEMPLATE, description="class prompt")
+    template: str = Field(li.DEFAULT_TEMPLATE, description="class prompt")
     tau: float = Field(1.0, gt=0.0, description="MCM temperature on raw cosines")
     temperature: float = Field(1.0, gt=0.0, description="energy temperature")
 
 
 @probe("robustness/ood_detection")
-class OODDetection(zs.ZeroShotProbe):
+class OODDetection(li.ZeroShotProbe):
     """Separating in- from out-of-distribution images with MCM, MaxLogit and Energy."""
 
     pillar = Pillar.ROBUSTNESS
@@ -197,16 +170,16 @@ class OODDetection(zs.ZeroShotProbe):
     def _gen(self, ctx: ProbeContext) -> Iterator[Any]:
         p = self.params
         if ctx.data is None:
-            classes = p.classes or zs.id_classes()
+            classes = p.classes or li.id_classes()
             id_items: list[Any] = [
-                zs.make_sample(sid, im, lab, classes, attributes={"set": "id", "class": lab})
-                for sid, im, lab in zs.synth_shapes(
+                li.make_sample(sid, im, lab, classes, attributes={"set": "id", "class": lab})
+                for sid, im, lab in li.synth_shapes(
                     ctx, ctx.size(p.n_id), purpose="ood", split="id"
                 )
             ]
             ood_items: list[Any] = [
-                zs.make_sample(sid, im, lab, classes, attributes={"set": "ood", "class": lab})
-                for sid, im, lab in zs.synth_shapes(
+                li.make_sample(sid, im, lab, classes, attributes={"set": "ood", "class": lab})
+                for sid, im, lab in li.synth_shapes(
                     ctx,
                     ctx.size(p.n_ood),
                     purpose="ood" if p.ood_source == "heldout" else "ood-control",
@@ -219,58 +192,35 @@ class OODDetection(zs.ZeroShotProbe):
                     "robustness/ood_detection with --data needs an OOD set: pass "
                     "--param ood_data=DATASET_SPEC (images of kinds outside your labels)"
                 )
-            id_items = self._user(ctx.data, ctx.size(p.n_id), "id", p.classes)
-            labels = sorted({s.target for s in id_items if isinstance(s, Sample) and s.target})
+            id_raw = list(_data.first(_data.dataset(ctx), ctx.size(p.n_id)))
+            labels = sorted({s.target for s in id_raw if isinstance(s, Sample) and s.target})
             classes = p.classes or labels
-            ood_items = self._user(p.ood_data, ctx.size(p.n_ood), "ood", classes)
-            id_items = [self._relabel(s, classes) for s in id_items]
-        check_sets(
-            sum(isinstance(s, Sample) for s in id_items),
-            sum(isinstance(s, Sample) for s in ood_items),
-        )
+            ood_raw = list(_data.first(_data.dataset(ctx, p.ood_data), ctx.size(p.n_ood)))
+            check_sets(
+                sum(isinstance(s, Sample) for s in id_raw),
+                sum(isinstance(s, Sample) for s in ood_raw),
+            )
+            yield from self._user(id_raw, "id", classes)
+            yield from self._user(ood_raw, "ood", classes)
+            return
+        check_sets(len(id_items), len(ood_items))
         yield from id_items
         yield from ood_items
 
     @staticmethod
-    def _relabel(item: Any, classes: Sequence[str]) -> Any:
-        if not isinstance(item, Sample):
-            return item
-        return zs.make_sample(
-            item.id,
-            item.images[0].load(),
-            str(item.target or ""),
-            classes,
-            attributes={"set": "id", "class": str(item.target or "")},
-        )
-
-    @staticmethod
-    def _user(spec: str, n: int, which: str, classes: Sequence[str] | None) -> list[Any]:
-        from vlmtrust.data.datasets import iter_dataset
-
-        out: list[Any] = []
-        for item in iter_dataset(spec):
-            if len(out) >= n:
-                break
-            if isinstance(item, Sample):
-                try:
-                    image = item.images[0].load()
-                except InputError as e:
-                    from vlmtrust.data.datasets import DataError
-
-                    out.append(DataError(f"{which}/{item.id}", str(e)))
-                    continue
-                out.append(
-                    zs.make_sample(
-                        f"{which}/{item.id}",
-                        image,
-                        str(item.target or ""),
-                        list(classes or []),
-                        attributes={"set": which, "class": str(item.target or "")},
-                    )
-                )
-            else:
-                out.append(item)
-        return out
+    def _user(items: Iterable[Any], which: str, classes: Sequence[str]) -> Iterator[Any]:
+        """User samples, each decoded when reached (a bad image becomes one error record)."""
+        for item in items:
+            if not isinstance(item, Sample):
+                yield item
+                continue
+            image = _data.decode(item, f"{which}/{item.id}")
+            if not isinstance(image, Image.Image):
+                yield image
+                continue
+            label = str(item.target or "")
+            attrs = {"set": which, "class": label}
+            yield li.make_sample(f"{which}/{item.id}", image, label, classes, attributes=attrs)
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Compute MCM, MaxLogit and Energy for each image (and the guard's abstentions)."""
@@ -309,67 +259,66 @@ class OODDetection(zs.ZeroShotProbe):
         out: list[MetricResult] = []
         for name in SCORES:
             s = np.array([r.scores[name] for r in records], dtype=np.float64)
-            out.append(
-                metric(
-                    f"auroc/{name}",
+            mcm = name == "mcm"
+            for key, fn, higher, th, unit, desc in (
+                (
+                    "auroc",
                     auroc,
-                    y,
-                    s,
-                    higher_is_better=True,
-                    thresholds=(0.9, 0.75) if name == "mcm" else None,
-                    description=f"AUROC of {name} separating ID (positive) from OOD",
-                    headline=name == "mcm",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    f"aupr_in/{name}",
+                    True,
+                    (0.9, 0.75),
+                    "",
+                    f"AUROC of {name} separating ID (positive) from OOD",
+                ),
+                (
+                    "aupr_in",
                     aupr_in,
-                    y,
-                    s,
-                    higher_is_better=True,
-                    description=f"area under precision-recall of {name}, ID positive",
-                    seed=ctx.seed,
-                )
-            )
-            out.append(
-                metric(
-                    f"fpr95/{name}",
+                    True,
+                    None,
+                    "",
+                    f"area under precision-recall of {name}, ID positive",
+                ),
+                (
+                    "fpr95",
                     fpr_at_tpr,
-                    y,
-                    s,
-                    higher_is_better=False,
-                    thresholds=(0.3, 0.6) if name == "mcm" else None,
-                    description=f"share of OOD accepted when 95% of ID is accepted ({name})",
-                    unit="%",
-                    seed=ctx.seed,
+                    False,
+                    (0.3, 0.6),
+                    "%",
+                    f"share of OOD accepted when 95% of ID is accepted ({name})",
+                ),
+            ):
+                out.append(
+                    metric(
+                        MetricKey(metric=key, condition=name),
+                        fn,
+                        y,
+                        s,
+                        higher_is_better=higher,
+                        thresholds=th if mcm else None,
+                        description=desc,
+                        unit=unit,
+                        headline=mcm and key == "auroc",
+                        seed=ctx.seed,
+                    )
                 )
-            )
         if any("abstained" in r.scores for r in records):
             ab = np.array([r.scores.get("abstained") or 0.0 for r in records])
-            out.append(
-                metric(
-                    "ood_rejection_rate",
-                    accuracy,
-                    ab[y == 0],
-                    higher_is_better=True,
-                    description="share of OOD images the model abstains on (0 without a guard)",
-                    unit="%",
-                    seed=ctx.seed,
+            for key, kind, higher in (
+                ("ood_rejection_rate", 0, True),
+                ("id_rejection_rate", 1, False),
+            ):
+                which = "ID" if kind else "OOD"
+                out.append(
+                    metric(
+                        MetricKey(metric=key),
+                        accuracy,
+                        ab[y == kind],
+                        higher_is_better=higher,
+                        description=f"share of {which} images the model abstains on (0 without "
+                        "a guard)",
+                        unit="%",
+                        seed=ctx.seed,
+                    )
                 )
-            )
-            out.append(
-                metric(
-                    "id_rejection_rate",
-                    accuracy,
-                    ab[y == 1],
-                    higher_is_better=False,
-                    description="share of ID images the model abstains on (0 without a guard)",
-                    unit="%",
-                    seed=ctx.seed,
-                )
-            )
         return out
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:

@@ -16,20 +16,20 @@ Title or rAnDoM casing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series, Thresholds
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Thresholds
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric, risk_band
-from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.probes.robustness import _zeroshot as zs
+from vlmtrust.core.types import Pillar
+from vlmtrust.probes.families import labeled_image as li
 
 Kind = Literal["identity", "typo", "synonym", "casing"]
 KINDS: tuple[str, ...] = ("identity", "typo", "synonym", "casing")
@@ -131,27 +131,21 @@ def perturb(text: str, kind: str, rng: np.random.Generator, *, rate: float = 0.3
     raise InputError(f"unknown text perturbation {kind!r}: use one of {', '.join(KINDS)}")
 
 
-class TextPerturbationParams(Params):
+class TextPerturbationParams(li.AskParams):
     """Parameters of ``robustness/text_perturbation``."""
 
     n: int = Field(40, ge=1, le=100_000, description="clean images")
     kinds: list[Kind] = Field(default_factory=lambda: list(_DEFAULT_KINDS))
     variants: int = Field(4, ge=1, le=100, description="random draws per perturbation kind")
     rate: float = Field(0.3, gt=0.0, le=1.0, description="share of words perturbed")
-    template: str = Field(zs.DEFAULT_TEMPLATE, description="class prompt (dual encoders)")
-    question: str = Field(zs.VQA_QUESTION, description="question (generative models)")
-    max_new_tokens: int = Field(8, ge=1, le=256)
 
 
 @probe("robustness/text_perturbation")
-class TextPerturbation(zs.ZeroShotProbe):
+class TextPerturbation(li.LabeledImageProbe):
     """Accuracy drop when prompts / class names carry typos, synonyms or odd casing."""
 
     pillar = Pillar.ROBUSTNESS
-    requires = Capability.NONE
-    requires_any = Capability.EMBED | Capability.GENERATE
     Params = TextPerturbationParams
-    batch_size = 64
     description = (
         "Text perturbations (typos, synonyms, casing) of the class prompts (dual) or the "
         "question (generative): accuracy drop against the unperturbed text."
@@ -162,36 +156,23 @@ class TextPerturbation(zs.ZeroShotProbe):
     def _kinds(self) -> list[str]:
         return ["identity", *[k for k in self.params.kinds if k != "identity"]]
 
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        if ctx.data is not None:
-            return None
-        return ctx.size(self.params.n) * len(self._kinds())
+    def variants_per_image(self) -> int:
+        """One per perturbation kind (identity included)."""
+        return len(self._kinds())
 
-    def samples(self, ctx: ProbeContext) -> Iterable[Any]:
-        """Each image once per perturbation kind (variant = image index mod ``variants``)."""
-        return self._gen(ctx)
+    def prepare(self, ctx: ProbeContext, classes: list[str]) -> None:
+        """The unperturbed class prompts of this run's label set."""
+        self._prompts = zs.class_prompts(classes, self.params.template)
 
-    def _gen(self, ctx: ProbeContext) -> Iterator[Any]:
-        bases, errors, classes = zs.base_images(ctx, self.params.n, purpose="text_perturbation")
-        yield from errors
-        prompts = zs.class_prompts(classes, self.params.template)
-        for i, b in enumerate(bases):
-            variant = i % self.params.variants
-            for kind in self._kinds():
-                rng = ctx.rng("text_perturbation", kind, str(variant))
-                texts = [perturb(p, kind, rng, rate=self.params.rate) for p in prompts]
-                question = perturb(self.params.question, kind, rng, rate=self.params.rate)
-                yield zs.make_sample(
-                    f"{b.id}/{kind}",
-                    b.image,
-                    b.label,
-                    classes,
-                    attributes={**b.attributes, "perturbation": kind, "base": b.id},
-                    prompt=question,
-                    class_texts=texts,
-                    variant=variant,
-                )
+    def variants(self, base: li.Base, index: int, ctx: ProbeContext) -> Iterator[li.Variant]:
+        """The image once per perturbation kind (variant = image index mod ``variants``)."""
+        variant = index % self.params.variants
+        for kind in self._kinds():
+            rng = ctx.rng("text_perturbation", kind, str(variant))
+            texts = [perturb(p, kind, rng, rate=self.params.rate) for p in self._prompts]
+            question = perturb(self.params.question, kind, rng, rate=self.params.rate)
+            meta = {"class_texts": texts, "variant": variant}
+            yield li.Variant(kind, base.image, {"perturbation": kind}, meta, prompt=question)
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Classify with perturbed class prompts (dual) or answer perturbed questions."""
@@ -258,7 +239,7 @@ class TextPerturbation(zs.ZeroShotProbe):
         for kind, vals in by_kind.items():
             out.append(
                 metric(
-                    f"accuracy/{kind}",
+                    MetricKey(metric="accuracy", condition=kind),
                     accuracy,
                     list(vals.values()),
                     higher_is_better=True,
@@ -275,7 +256,7 @@ class TextPerturbation(zs.ZeroShotProbe):
                 continue
             drops.append(
                 metric(
-                    f"accuracy_drop/{kind}",
+                    MetricKey(metric="accuracy_drop", condition=kind),
                     _mean_diff,
                     [ident[k] for k in keys],
                     [vals[k] for k in keys],
@@ -293,8 +274,9 @@ class TextPerturbation(zs.ZeroShotProbe):
             out.append(
                 worst.model_copy(
                     update={
+                        "key": MetricKey(metric="max_accuracy_drop"),
                         "name": "max_accuracy_drop",
-                        "description": f"largest accuracy drop ({worst.name.split('/')[1]})",
+                        "description": f"largest accuracy drop ({worst.key.condition})",
                         "thresholds": th,
                         "risk": risk_band(worst.value, th, higher_is_better=False),
                         "headline": True,
@@ -308,27 +290,13 @@ class TextPerturbation(zs.ZeroShotProbe):
         kinds = list(dict.fromkeys(r.attributes["perturbation"] for r in records))
         if not kinds:
             return []
-        acc = [
-            float(
-                np.mean(
-                    [
-                        r.scores["correct"] or 0.0
-                        for r in records
-                        if r.attributes["perturbation"] == k
-                    ]
-                )
-            )
-            for k in kinds
-        ]
-        return [
-            Plot(
-                kind="bar",
-                title="Accuracy per text perturbation",
-                x_label="perturbation",
-                y_label="accuracy",
-                series=[Series(name="accuracy", x=kinds, y=list(acc))],
-            )
-        ]
+        return li.accuracy_bars(
+            records,
+            lambda r: r.attributes["perturbation"],
+            kinds,
+            title="Accuracy per text perturbation",
+            x_label="perturbation",
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Images right with the clean text but wrong with a perturbed one."""

@@ -1,152 +1,32 @@
-"""Shared helpers of the robustness probes: data, class prompts, zero-shot scoring, VQA matching.
+"""Zero-shot scoring shared by attacks, probes and mitigations.
+
+Class prompts, the text-embedding cache, top-1 zero-shot predictions with an abstaining
+model's abstentions, lenient matching of a short VQA answer to a class name, and the
+zero-shot OOD scores (MCM, MaxLogit, Energy) with their ID-threshold calibration.
 
 Conventions (REFERENCE.md): zero-shot scores are raw cosines ``s_i = <v, t_i>`` of
 L2-normalised embeddings, in float64; scaling (``logit_scale``) is applied explicitly where a
-probability is needed.
-
-Abstaining models (e.g. the ``robustness/ood_guard`` wrapper) expose ``abstain(images,
-class_texts)``. In every zero-shot probe here an abstention counts as *not correct* (an
-abstention never is a correct classification) and is reported separately as
-``abstention_rate``; see :func:`predict`.
+probability is needed. Abstaining models (e.g. the ``robustness/ood_guard`` wrapper) expose
+``abstain(images, class_texts)``; an abstention never counts as a correct classification.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import Probe, ProbeContext
-from vlmtrust.core.sample import ImageRef, Sample
 
 DEFAULT_TEMPLATE = "a photo of a {}"
 VQA_QUESTION = "What shape is in the image? Answer with one word."
 
 F64 = NDArray[np.float64]
-
-
-# --------------------------------------------------------------------------- data
-
-
-def id_classes() -> list[str]:
-    """SynthWorld's in-distribution shape classes."""
-    from vlmtrust.data.synthworld import ID_SHAPES
-
-    return list(ID_SHAPES)
-
-
-def ood_classes() -> list[str]:
-    """SynthWorld's held-out (OOD) shape classes."""
-    from vlmtrust.data.synthworld import OOD_SHAPES
-
-    return list(OOD_SHAPES)
-
-
-def synth_shapes(
-    ctx: ProbeContext, n: int, *, purpose: str, split: Literal["id", "ood"] = "id"
-) -> list[tuple[str, Image.Image, str]]:
-    """``n`` SynthWorld shape scenes as ``(id, image, shape)``, seeded by run seed and purpose."""
-    from vlmtrust.data.synthworld import SynthWorld
-
-    seed = int(ctx.rng("synthworld", purpose, split).integers(0, 2**31 - 1))
-    world = SynthWorld(seed=seed)
-    out = []
-    for i, s in enumerate(world.shapes(n, split=split)):
-        shape = str(s.attributes["shape"])
-        out.append((f"{purpose}-{split}-{i:05d}", s.image, shape))
-    return out
-
-
-def user_labeled(spec: str, n: int) -> Iterator[Any]:
-    """Up to ``n`` labeled samples (``target`` = class name) from a user dataset spec.
-
-    Data errors are yielded through unchanged (the runner records them).
-    """
-    from vlmtrust.data.datasets import iter_dataset
-
-    for count, item in enumerate(iter_dataset(spec)):
-        if count >= n:
-            return
-        if isinstance(item, Sample) and not item.target:
-            raise InputError(
-                f"dataset {spec}: sample {item.id} has no label; give every item a label "
-                "(the class name) for zero-shot robustness probes"
-            )
-        yield item
-
-
-@dataclass(frozen=True)
-class Base:
-    """A clean labeled image the probes derive their variants from."""
-
-    id: str
-    image: Image.Image
-    label: str
-    attributes: dict[str, str]
-
-
-def base_images(
-    ctx: ProbeContext, n: int, *, purpose: str
-) -> tuple[list[Base], list[Any], list[str]]:
-    """Clean labeled images: the user's dataset (``ctx.data``) or SynthWorld ID shapes.
-
-    Returns ``(bases, data_errors, classes)``; the classes are the label set (SynthWorld's ID
-    shapes, or the sorted labels found in the user's data).
-    """
-    size = ctx.size(n)
-    if ctx.data is None:
-        bases = [
-            Base(i, im, lab, {"class": lab})
-            for i, im, lab in synth_shapes(ctx, size, purpose=purpose)
-        ]
-        return bases, [], id_classes()
-    bases, errors = [], []
-    for item in user_labeled(ctx.data, size):
-        if isinstance(item, Sample):
-            try:
-                img = item.images[0].load()
-            except InputError as e:  # one bad image is one error record, not a failed run
-                from vlmtrust.data.datasets import DataError
-
-                errors.append(DataError(item.id, str(e)))
-                continue
-            bases.append(Base(item.id, img, str(item.target), {"class": str(item.target)}))
-        else:
-            errors.append(item)
-    classes = sorted({b.label for b in bases})
-    if len(classes) < 2:
-        raise InputError(
-            f"dataset {ctx.data}: zero-shot probes need at least 2 distinct labels, found "
-            f"{len(classes)}; add images of other classes"
-        )
-    return bases, errors, classes
-
-
-def make_sample(
-    sample_id: str,
-    image: Image.Image,
-    label: str,
-    classes: Sequence[str],
-    *,
-    attributes: dict[str, str],
-    prompt: str | None = None,
-    **metadata: Any,
-) -> Sample:
-    """A sample carrying its label set in metadata (so ``evaluate`` needs no shared state)."""
-    return Sample(
-        id=sample_id,
-        images=(ImageRef.from_image(image, label=sample_id),),
-        prompt=prompt,
-        target=label,
-        attributes=attributes,
-        metadata={"classes": list(classes), **metadata},
-    )
 
 
 # --------------------------------------------------------------------------- prompts
@@ -184,17 +64,12 @@ class TextCache:
         return np.stack([self._store[(fp, t)] for t in texts])
 
 
-class ZeroShotProbe(Probe):
-    """Base of probes that score images against class prompts: one text-embedding cache each."""
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._cache = TextCache()
-
-
 def embed_images(model: Any, images: Sequence[Image.Image]) -> F64:
-    """Image embeddings (float64), one row per image; the same image object appearing several
-    times (a probe's variants of one image) is embedded once."""
+    """Image embeddings (float64), one row per image.
+
+    The same image object appearing several times (a probe's variants of one image) is
+    embedded once.
+    """
     unique: dict[int, int] = {}
     order = [unique.setdefault(id(im), len(unique)) for im in images]
     distinct = list({id(im): im for im in images}.values())
@@ -308,3 +183,48 @@ def answer_correct(answer: str, target: str, classes: Sequence[str]) -> bool:
     return answer_class(answer, list(classes) + ([target] if target not in classes else [])) == (
         target
     )
+
+
+# --------------------------------------------------------------------------- OOD scores
+
+
+def mcm_score(cos: ArrayLike, *, tau: float = 1.0) -> F64:
+    """Maximum concept matching: ``max softmax(s / tau)`` per row, float64.
+
+    Example:
+        >>> float(mcm_score([[0.3, 0.1]])[0]) > 0.5
+        True
+    """
+    s = np.asarray(cos, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] == 0:
+        raise InputError("MCM needs a (n_images, n_classes) cosine matrix with >= 1 class")
+    return np.asarray(softmax(s / tau).max(axis=1), dtype=np.float64)
+
+
+def max_logit_score(cos: ArrayLike) -> F64:
+    """``max_i s_i`` per row."""
+    return np.asarray(np.asarray(cos, dtype=np.float64).max(axis=1), dtype=np.float64)
+
+
+def energy_score(cos: ArrayLike, *, temperature: float = 1.0) -> F64:
+    """``T * logsumexp(s / T)`` per row (higher = more in-distribution)."""
+    from scipy.special import logsumexp
+
+    s = np.asarray(cos, dtype=np.float64)
+    return np.asarray(temperature * logsumexp(s / temperature, axis=1), dtype=np.float64)
+
+
+SCORES: dict[str, Callable[[ArrayLike], F64]] = {
+    "mcm": mcm_score,
+    "max_logit": max_logit_score,
+    "energy": energy_score,
+}
+
+
+def threshold_at_tpr(id_scores: ArrayLike, *, tpr: float = 0.95) -> float:
+    """The score threshold accepting (``score >= t``) at least ``tpr`` of the ID scores."""
+    s = np.sort(np.asarray(id_scores, dtype=np.float64))
+    if s.size == 0:
+        raise InputError("cannot calibrate a threshold on an empty ID set; give ID images")
+    k = int(np.floor((1.0 - tpr) * s.size + 1e-9))
+    return float(s[min(k, s.size - 1)])

@@ -1,0 +1,98 @@
+"""The runner's data: the one reader of ``--data``, and the thumbnails kept from each decode.
+
+:class:`RunData` opens every dataset spec a run uses (``--data`` and any a probe's params
+name, e.g. ``ood_data``) once, and hands probes a re-iterable :class:`OpenDataset` through
+``ProbeContext.datasets``. Iterating it streams :class:`~vlmtrust.core.sample.Sample` items
+whose images are *not* decoded yet (a probe or the runner decodes each one once, when it is
+reached) and data-error markers, which the runner turns into error records.
+
+:class:`Thumbnails` keeps, for every sample the runner decoded, the report preview made from
+that one decode, so the report's example images need no second pass over the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from PIL import Image
+
+from vlmtrust.core.errors import InputError
+from vlmtrust.core.probe import ProbeContext
+from vlmtrust.core.results import Example
+from vlmtrust.core.sample import ImageRef, Sample
+
+
+class OpenDataset:
+    """One opened dataset: re-iterable, lazily decoded, its class names read once."""
+
+    def __init__(self, spec: str) -> None:
+        from vlmtrust.data.datasets import DataSource
+
+        self.spec = spec
+        self._source = DataSource.open(spec)
+        self._classes: list[str] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._source)
+
+    def class_names(self) -> list[str]:
+        """The dataset's label set (see :func:`vlmtrust.data.datasets.class_names`)."""
+        if self._classes is None:
+            self._classes = self._source.class_names()
+        return list(self._classes)
+
+
+class RunData:
+    """Opens each dataset spec once per run; the callable a :class:`ProbeContext` carries."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, OpenDataset] = {}
+
+    def __call__(self, spec: str) -> OpenDataset:
+        """The opened dataset ``spec`` (opened on first use)."""
+        if spec not in self._open:
+            self._open[spec] = OpenDataset(spec)
+        return self._open[spec]
+
+
+def with_data(ctx: ProbeContext) -> ProbeContext:
+    """``ctx`` with the runner's dataset reader attached (kept if one is there)."""
+    if ctx.datasets is None:
+        ctx.datasets = RunData()
+    return ctx
+
+
+class Thumbnails:
+    """Report previews of a probe's samples, made from the runner's one decode of each."""
+
+    def __init__(self) -> None:
+        self._thumbs: dict[str, Image.Image] = {}
+        self._refs: dict[str, ImageRef] = {}
+
+    def keep(self, sample: Sample) -> None:
+        """Keep the preview of a decoded sample's first image."""
+        if sample.images and sample.images[0].image is not None:
+            from vlmtrust.data.images import thumbnail
+
+            self._thumbs[sample.id] = thumbnail(sample.images[0].image)
+
+    def skip(self, sample: Sample) -> None:
+        """Remember a sample not decoded in this run (``--resume``): decoded only if shown."""
+        if sample.images:
+            self._refs[sample.id] = sample.images[0]
+
+    def fill(self, examples: list[Example]) -> None:
+        """Set the image of every example that has none and whose sample was seen."""
+        from vlmtrust.data.images import png_b64, thumbnail
+
+        for e in examples:
+            if e.image_png_b64 is not None:
+                continue
+            thumb = self._thumbs.get(e.sample_id)
+            if thumb is None and e.sample_id in self._refs:
+                with contextlib.suppress(InputError):
+                    thumb = thumbnail(self._refs[e.sample_id].load())
+            if thumb is not None:
+                e.image_png_b64 = png_b64(thumb)
