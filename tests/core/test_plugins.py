@@ -92,9 +92,10 @@ def fresh_registries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     probe_mod.registry()
     mitigation_mod.registry()
     for mod in (probe_mod, mitigation_mod):
-        monkeypatch.setattr(mod, "_REGISTRY", dict(mod._REGISTRY))
-        monkeypatch.setattr(mod, "_PLUGINS_LOADED", False)
-        monkeypatch.setattr(mod, "_PLUGINS_SEEN", set())
+        reg = mod._REGISTRY
+        monkeypatch.setattr(reg, "entries", dict(reg.entries))
+        monkeypatch.setattr(reg, "plugins_loaded", False)
+        monkeypatch.setattr(reg, "seen", set())
     yield
     for name in MODULES:
         sys.modules.pop(name, None)

@@ -7,8 +7,6 @@ A mitigation answers a probe's finding. ``kind`` says what it produces: a new mo
 from __future__ import annotations
 
 import abc
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +14,9 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params, validate_params
+from vlmtrust.core.plugins import MITIGATIONS_GROUP
+from vlmtrust.core.registry import Registry
 from vlmtrust.core.types import Capability, Pillar
 
 
@@ -62,38 +61,14 @@ class Mitigation(abc.ABC):
 
 
 _M = TypeVar("_M", bound=type[Mitigation])
-_REGISTRY: dict[str, type[Mitigation]] = {}
-_LOADED = False
-_PLUGINS_LOADED = False
-_PLUGINS_SEEN: set[tuple[str, str]] = set()
+_REGISTRY: Registry[type[Mitigation]] = Registry(
+    "mitigation", "vlmtrust.mitigations", MITIGATIONS_GROUP, Mitigation
+)
 
 
 def mitigation(name: str) -> Callable[[_M], _M]:
-    """Class decorator registering a mitigation under ``name``."""
-
-    def deco(cls: _M) -> _M:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"mitigation {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def registry() -> dict[str, type[Mitigation]]:
-    """All registered mitigations by name (built-ins and plug-ins are imported on first use)."""
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        import vlmtrust.mitigations as pkg
-
-        for mod in pkgutil.walk_packages(pkg.__path__, prefix="vlmtrust.mitigations."):
-            if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
-                importlib.import_module(mod.name)
-    if not _PLUGINS_LOADED:
-        load_plugins()
-    return dict(sorted(_REGISTRY.items()))
+    """Class decorator registering a mitigation under ``name`` (``pillar/short_name``)."""
+    return _REGISTRY.decorator(name)  # type: ignore[return-value]
 
 
 def load_plugins() -> None:
@@ -102,27 +77,17 @@ def load_plugins() -> None:
     Runs once per process from :func:`registry`; call it again after installing a plug-in
     in a running process. Entry points already loaded are skipped.
     """
-    global _PLUGINS_LOADED
-    from vlmtrust.core.plugins import MITIGATIONS_GROUP, load_entry_points
+    _REGISTRY.load_plugins()
 
-    _PLUGINS_LOADED = True
-    load_entry_points(
-        MITIGATIONS_GROUP,
-        base=Mitigation,
-        register=lambda name, cls: mitigation(name)(cls),
-        registered=lambda cls: cls in _REGISTRY.values(),
-        seen=_PLUGINS_SEEN,
-    )
+
+def registry() -> dict[str, type[Mitigation]]:
+    """All registered mitigations by name (built-ins and plug-ins are imported on first use)."""
+    return _REGISTRY.all()
 
 
 def get_mitigation(name: str) -> type[Mitigation]:
     """Look a mitigation up by name, with a helpful error."""
-    reg = registry()
-    if name not in reg:
-        raise InputError(
-            f"unknown mitigation {name!r}. Run `vlmtrust list mitigations` to see the known ones."
-        )
-    return reg[name]
+    return _REGISTRY.get(name)
 
 
 WRAPPER_FILE = "wrapper.json"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import importlib
-import pkgutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params, validate_params
+from vlmtrust.core.plugins import PROBES_GROUP
+from vlmtrust.core.registry import Registry
 from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.types import Capability, Pillar
@@ -152,37 +151,12 @@ class Probe(abc.ABC):
 
 
 _P = TypeVar("_P", bound=type[Probe])
-_REGISTRY: dict[str, type[Probe]] = {}
-_LOADED = False
-_PLUGINS_LOADED = False
-_PLUGINS_SEEN: set[tuple[str, str]] = set()
+_REGISTRY: Registry[type[Probe]] = Registry("probe", "vlmtrust.probes", PROBES_GROUP, Probe)
 
 
 def probe(name: str) -> Callable[[_P], _P]:
     """Class decorator registering a probe under ``name`` (``pillar/short_name``)."""
-
-    def deco(cls: _P) -> _P:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"probe {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_builtin() -> None:
-    """Import the built-in probes once, then any third-party entry points not seen yet."""
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        import vlmtrust.probes as pkg
-
-        for mod in pkgutil.walk_packages(pkg.__path__, prefix="vlmtrust.probes."):
-            if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
-                importlib.import_module(mod.name)
-    if not _PLUGINS_LOADED:
-        load_plugins()
+    return _REGISTRY.decorator(name)  # type: ignore[return-value]
 
 
 def load_plugins() -> None:
@@ -191,34 +165,14 @@ def load_plugins() -> None:
     Runs once per process from :func:`registry`; call it again after installing a plug-in
     in a running process. Entry points already loaded are skipped.
     """
-    global _PLUGINS_LOADED
-    from vlmtrust.core.plugins import PROBES_GROUP, load_entry_points
-
-    _PLUGINS_LOADED = True
-    load_entry_points(
-        PROBES_GROUP,
-        base=Probe,
-        register=lambda name, cls: probe(name)(cls),
-        registered=lambda cls: cls in _REGISTRY.values(),
-        seen=_PLUGINS_SEEN,
-    )
+    _REGISTRY.load_plugins()
 
 
 def registry() -> dict[str, type[Probe]]:
     """All registered probes by name (built-ins and plug-ins are imported on first use)."""
-    _load_builtin()
-    return dict(sorted(_REGISTRY.items()))
+    return _REGISTRY.all()
 
 
 def get_probe(name: str) -> type[Probe]:
     """Look a probe up by name, with a helpful error."""
-    reg = registry()
-    if name not in reg:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(reg), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise InputError(
-            f"unknown probe {name!r}.{hint} Run `vlmtrust list probes` to see the known ones."
-        )
-    return reg[name]
+    return _REGISTRY.get(name)
