@@ -115,6 +115,8 @@ def test_confounded_split_is_noted() -> None:
     free = res.metric("auc", condition="model_free")
     assert free.value is not None and free.value > 0.7 and free.risk == RiskBand.HIGH
     assert "split confounded" in res.metric("auc").description
+    assert any(n.startswith("split confounded") for n in res.notes)  # the runner shows it
+    assert not any("confounded" in n for n in run(strength=0.0).notes)
     probe_ = ToyMembershipProbe({"confounded": True})
     records = [
         Record(sample_id="a", index=0, attributes={"member": "1"}, scores={"brightness": 1.0}),

@@ -145,6 +145,10 @@ class Probe(abc.ABC):
         """Worst cases / illustrative samples; images are filled in by the runner."""
         return []
 
+    def notes(self, records: Sequence[Record], ctx: ProbeContext) -> list[str]:
+        """Warnings about the run shown with the result (default: none), e.g. a confounded split."""
+        return []
+
     def record(self, sample: Sample, index: int = 0, **kw: Any) -> Record:
         """Convenience: a :class:`Record` for ``sample`` carrying its attributes."""
         return Record(sample_id=sample.id, index=index, attributes=dict(sample.attributes), **kw)

@@ -320,6 +320,7 @@ def evaluate_probe(
         metrics = probe.aggregate(ok, ctx)
         plots = probe.plots(ok, ctx)
         examples = probe.examples(ok, ctx)
+        notes.extend(probe.notes(ok, ctx))
         thumbs.fill(examples)
     except Exception as e:  # a summary failure must not lose the other probes' results
         log.exception("probe %s: summarising failed", probe.name)
