@@ -569,32 +569,3 @@ def rgb_images() -> Iterator[list[Any]]:
     ims = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
     ims[3] = ims[3].convert("L")  # a grey image: the backend converts it to RGB
     yield ims
-
-
-# Tests over ~20 s on 2 shared cores (measured with --durations) in files whose owners are
-# editing them now; marked ``slow`` here so those files stay untouched. Tests in other files
-# carry ``@pytest.mark.slow`` themselves. ``pytest -m "not slow"`` is the quick run; plain
-# ``pytest`` still runs everything.
-SLOW_TESTS = frozenset(
-    {
-        "tests/robustness/test_mixgen_oodguard.py::"
-        "test_mixgen_gains_contrast_and_snow_over_plain_finetuning",
-        "tests/robustness/test_fare_tecoa.py::test_tecoa_reduced_run_raises_robust_accuracy",
-        "tests/robustness/test_fare_tecoa.py::test_fare_reduced_run_keeps_clean_embedding",
-        "tests/safety/test_safety_mitigations.py::test_vlguard_on_reference_vlm",
-        "tests/safety/test_safety_mitigations.py::"
-        "test_reference_vlm_tower_tells_benign_from_harmful_figstep",
-        "tests/safety/test_safety_probes.py::test_runner_end_to_end_with_default_judges",
-    }
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Apply the ``slow`` marker to :data:`SLOW_TESTS` (matched on the node id sans params)."""
-    root = Path(str(config.rootpath))
-    for item in items:
-        path = Path(str(item.path))
-        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
-        name = item.originalname if isinstance(item, pytest.Function) else item.name
-        if f"{rel}::{name}" in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)

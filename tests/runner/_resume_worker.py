@@ -8,11 +8,12 @@ from runner_toys import ColourEncoder, ColourProbe
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.runner.engine import run_audit
 
-out, delay, resume = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
-run_audit(
-    ColourEncoder(delay_s=delay),
-    [ColourProbe({"n": 64})],
-    out_dir=out,
-    ctx=ProbeContext(seed=3),
-    resume=resume,
-)
+if __name__ == "__main__":
+    out, delay, resume = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
+    run_audit(
+        ColourEncoder(delay_s=delay),
+        [ColourProbe({"n": 64})],
+        out_dir=out,
+        ctx=ProbeContext(seed=3),
+        resume=resume,
+    )

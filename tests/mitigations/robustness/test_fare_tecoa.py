@@ -84,6 +84,7 @@ def test_user_data_holds_out_the_before_after_images(tiny_clip: Any, tmp_path: P
     assert "could be held out" in s["before_after_skipped"]
 
 
+@pytest.mark.slow
 def test_tecoa_reduced_run_raises_robust_accuracy(ref_clip: Any, tmp_path: Path) -> None:
     ctx = MitigationContext(seed=0, out_dir=tmp_path / "tecoa")
     original = {k: v.clone() for k, v in ref_clip.model.state_dict().items()}
@@ -136,6 +137,7 @@ def _feature_shift(model: Any, pixels: torch.Tensor) -> float:
     return float(res.loss.mean())
 
 
+@pytest.mark.slow
 def test_fare_reduced_run_keeps_clean_embedding(ref_clip: Any, tmp_path: Path) -> None:
     ctx = MitigationContext(seed=0, out_dir=tmp_path / "fare")
     art = get_mitigation("robustness/fare")(REDUCED).apply(ref_clip, ctx)

@@ -218,6 +218,7 @@ def test_mixgen_on_reference_clip_keeps_it_working(ref_clip: Any, tmp_path: Path
     assert after >= before - 0.1
 
 
+@pytest.mark.slow
 def test_mixgen_gains_contrast_and_snow_over_plain_finetuning(tmp_path: Path) -> None:
     """The augmentation's own effect (#4): the same fine-tuning of reference:clip (data, seed,
     budget) with and without MixGen, measured by the corruptions probe on fresh images. MixGen's

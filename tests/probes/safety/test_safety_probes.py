@@ -316,6 +316,7 @@ def test_judge_errors_are_excluded_not_counted(monkeypatch: pytest.MonkeyPatch) 
     assert ms["asr/figstep/refusal/keyword"].n == 4
 
 
+@pytest.mark.slow
 def test_runner_end_to_end_with_default_judges() -> None:
     from vlmtrust.runner.engine import evaluate_probe
 
@@ -433,7 +434,7 @@ def test_llm_refusal_judge_side_by_side_with_optional_agreement() -> None:
 
     from vlmtrust.judges.agreement import labeled_set
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "servers"))
     from openai_server import serve
 
     backend = RefusalOracleServer()

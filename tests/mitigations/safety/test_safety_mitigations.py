@@ -243,6 +243,7 @@ def test_guards_refuse_dual_encoders() -> None:
 # --------------------------------------------------------------------------- VLGuard
 
 
+@pytest.mark.slow
 def test_vlguard_on_reference_vlm(reference_vlm: Any, tmp_path: Path) -> None:
     """VLGuard with its defaults meets the issue's targets on held-out data (60 requests of each
     kind, 120 VQA answers): FigStep ASR falls ≥ 80% relative, clean VQA drops ≤ 5 points and
@@ -298,6 +299,7 @@ def test_finetune_lora_merges_adapters(tiny_llava_dir: Path) -> None:
     assert 0 < info["trainable"] < sum(v.numel() for v in before.values())
 
 
+@pytest.mark.slow
 def test_reference_vlm_tower_tells_benign_from_harmful_figstep(reference_vlm: Any) -> None:
     """Why VLGuard can keep benign-FigStep over-refusal low on reference:vlm: its own vision
     tower (trained in the content stage) separates held-out harmful from benign FigStep images,
