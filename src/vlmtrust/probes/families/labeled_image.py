@@ -50,7 +50,7 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import accuracy, metric
+from vlmtrust.core.stats import accuracy, metric, share_metric
 from vlmtrust.core.types import Capability
 from vlmtrust.probes import _data
 
@@ -593,16 +593,14 @@ def accuracy_metric(
     seed: int,
 ) -> MetricResult:
     """The headline ``accuracy`` metric (CI, per-group breakdown, thresholds 80 % / 50 %)."""
-    return metric(
+    return share_metric(
         MetricKey(metric="accuracy"),
-        accuracy,
         correct,
+        description,
         higher_is_better=True,
+        thresholds=(0.8, 0.5),
+        seed=seed,
         groups=groups,
         group_by=group_by,
-        thresholds=(0.8, 0.5),
-        description=description,
-        unit="%",
         headline=True,
-        seed=seed,
     )
