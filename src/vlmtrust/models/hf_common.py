@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlmtrust.core.errors import InputError, ModelSpecError
+from vlmtrust.core.files import hash_into
 
 if TYPE_CHECKING:
     import torch
@@ -285,9 +286,7 @@ def fingerprint(target: str | HFTarget, *, spec: str | None = None) -> str:
         h.update(b"\x00")
         h.update(str(p.stat().st_size).encode())
         h.update(b"\x00")
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        hash_into(h, p)
     fp = "sha256:" + h.hexdigest()
     _FP_CACHE[key] = fp
     return fp
