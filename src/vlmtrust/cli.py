@@ -214,27 +214,23 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run the named probes on one model."""
-    from vlmtrust.api import audit
-
     if not model or len(model) != 1:
         _fail("run needs exactly one --model SPEC (e.g. --model reference:clip)")
         return
-    out = out or Path("vlmtrust-runs") / "run"
-    log = audit(
+    _audit_and_report(
         model[0],
+        out=out or Path("vlmtrust-runs") / "run",
         probes=probes,
-        params=parse_params(param, scoped=True),
-        out=out,
+        pillars=None,
+        param=param,
         seed=seed,
         limit=limit,
         data=data,
         resume=resume,
-        cache=_cache_arg(cache),
-        progress=not quiet,
+        cache=cache,
+        report=report,
+        quiet=quiet,
     )
-    _print_summary(log)
-    if report:
-        _render(out, quiet)
 
 
 @app.command("audit")
@@ -256,13 +252,45 @@ def audit_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Run every probe each model's capabilities allow (default: the reference models)."""
+    target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
+    _audit_and_report(
+        target,
+        out=out or Path("vlmtrust-runs") / "audit",
+        probes=None,
+        pillars=pillar,
+        param=param,
+        seed=seed,
+        limit=limit,
+        data=data,
+        resume=resume,
+        cache=cache,
+        report=report,
+        quiet=quiet,
+    )
+
+
+def _audit_and_report(
+    target: Any,
+    *,
+    out: Path,
+    probes: list[str] | None,
+    pillars: list[str] | None,
+    param: list[str] | None,
+    seed: int,
+    limit: int | None,
+    data: str | None,
+    resume: bool,
+    cache: str | None,
+    report: bool,
+    quiet: bool,
+) -> None:
+    """The shared body of ``run`` and ``audit``: audit, print the summary, render the report."""
     from vlmtrust.api import audit
 
-    out = out or Path("vlmtrust-runs") / "audit"
-    target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
     logs = audit(
         target,
-        pillars=pillar,
+        probes=probes,
+        pillars=pillars,
         params=parse_params(param, scoped=True),
         out=out,
         seed=seed,

@@ -301,6 +301,34 @@ def accuracy(correct: ArrayLike) -> float:
     return float(arr.mean())
 
 
+def share_metric(
+    key: MetricKey,
+    vals: Sequence[Any],
+    description: str,
+    *,
+    higher_is_better: bool,
+    thresholds: tuple[float, float] | None,
+    seed: int,
+    groups: Sequence[str] | None = None,
+    group_by: str | None = None,
+    headline: bool = False,
+) -> MetricResult:
+    """:func:`metric` of the :func:`accuracy` (mean) of 0/1 outcomes, in percent."""
+    return metric(
+        key,
+        accuracy,
+        vals,
+        higher_is_better=higher_is_better,
+        groups=groups,
+        group_by=group_by,
+        thresholds=thresholds,
+        description=description,
+        unit="%",
+        headline=headline,
+        seed=seed,
+    )
+
+
 def _group_seed(seed: int, label: str) -> int:
     import hashlib
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlmtrust.core.errors import InputError, ModelSpecError
+from vlmtrust.core.files import hash_into
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 __all__ = [
     "DUAL_MODEL_TYPES",
@@ -285,9 +287,7 @@ def fingerprint(target: str | HFTarget, *, spec: str | None = None) -> str:
         h.update(b"\x00")
         h.update(str(p.stat().st_size).encode())
         h.update(b"\x00")
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        hash_into(h, p)
     fp = "sha256:" + h.hexdigest()
     _FP_CACHE[key] = fp
     return fp
@@ -495,3 +495,38 @@ def save_model_dir(model: Any, out_dir: str | os.PathLike[str], *processors: Any
         if p is not None:
             p.save_pretrained(out)
     return out
+
+
+def rgb_images(images: Sequence[Image.Image]) -> list[Image.Image]:
+    """``images`` as RGB PIL images; an :class:`InputError` for anything that is not one."""
+    from PIL import Image
+
+    out = []
+    for i, im in enumerate(images):
+        if not isinstance(im, Image.Image):
+            raise InputError(
+                f"images[{i}] is a {type(im).__name__}, not a PIL image; load it with "
+                "vlmtrust's image loader first"
+            )
+        out.append(im if im.mode == "RGB" else im.convert("RGB"))
+    return out
+
+
+def plain_pixel_shape(image_processor: Any, *, tolerant: bool = False) -> tuple[int, int] | None:
+    """``(H, W)`` when the processor yields only ``(B, 3, H, W)`` pixel_values, else None.
+
+    ``tolerant``: a processor that raises on the probe image also gives None.
+    """
+    from PIL import Image
+
+    probe = Image.new("RGB", (8, 8), (127, 127, 127))
+    try:
+        out = image_processor(images=[probe], return_tensors="pt")
+    except Exception:  # noqa: BLE001 - exotic processors: no white-box path
+        if tolerant:
+            return None
+        raise
+    pv = out.get("pixel_values")
+    if set(out.keys()) != {"pixel_values"} or pv is None or pv.ndim != 4:
+        return None
+    return (int(pv.shape[-2]), int(pv.shape[-1]))

@@ -33,6 +33,8 @@ from vlmtrust.models.hf_common import (
     model_fingerprint,
     normalisation,
     pil_backend_kwargs,
+    plain_pixel_shape,
+    rgb_images,
     save_model_dir,
 )
 
@@ -156,12 +158,7 @@ class HFDualEncoder:
 
     def _plain_pixel_shape(self) -> tuple[int, int] | None:
         """``(H, W)`` when the processor yields only ``(B, 3, H, W)`` pixel_values, else None."""
-        probe = Image.new("RGB", (8, 8), (127, 127, 127))
-        out = self.processor(images=[probe], return_tensors="pt")
-        pv = out.get("pixel_values")
-        if set(out.keys()) != {"pixel_values"} or pv is None or pv.ndim != 4:
-            return None
-        return (int(pv.shape[-2]), int(pv.shape[-1]))
+        return plain_pixel_shape(self.processor)
 
     def _text_max_length(self) -> int:
         text_cfg = getattr(self.config, "text_config", None)
@@ -193,15 +190,7 @@ class HFDualEncoder:
     def _check_images(images: Sequence[Image.Image]) -> list[Image.Image]:
         if isinstance(images, Image.Image):
             raise InputError("images must be a sequence of PIL images, not one image: use [image]")
-        out = []
-        for i, im in enumerate(images):
-            if not isinstance(im, Image.Image):
-                raise InputError(
-                    f"images[{i}] is a {type(im).__name__}, not a PIL image; load it with "
-                    "vlmtrust's image loader first"
-                )
-            out.append(im if im.mode == "RGB" else im.convert("RGB"))
-        return out
+        return rgb_images(images)
 
     # ------------------------------------------------------------------ GRADIENT path
 

@@ -37,6 +37,8 @@ from vlmtrust.models.hf_common import (
     model_fingerprint,
     normalisation,
     pil_backend_kwargs,
+    plain_pixel_shape,
+    rgb_images,
     save_model_dir,
 )
 
@@ -184,15 +186,7 @@ class HFGenerativeModel:
 
     def _plain_pixel_shape(self) -> tuple[int, int] | None:
         """``(H, W)`` when the processor gives only ``(B, 3, H, W)`` pixel_values, else None."""
-        probe = Image.new("RGB", (8, 8), (127, 127, 127))
-        try:
-            out = self.image_processor(images=[probe], return_tensors="pt")
-        except Exception:  # noqa: BLE001 - exotic processors: no white-box path
-            return None
-        pv = out.get("pixel_values")
-        if set(out.keys()) != {"pixel_values"} or pv is None or pv.ndim != 4:
-            return None
-        return (int(pv.shape[-2]), int(pv.shape[-1]))
+        return plain_pixel_shape(self.image_processor, tolerant=True)
 
     # ------------------------------------------------------------------ prompts
 
@@ -227,17 +221,7 @@ class HFGenerativeModel:
             raise TypeError(f"chat template returned {type(text).__name__}, expected str")
         return text
 
-    @staticmethod
-    def _rgb(images: Sequence[Image.Image]) -> list[Image.Image]:
-        out = []
-        for i, im in enumerate(images):
-            if not isinstance(im, Image.Image):
-                raise InputError(
-                    f"images[{i}] is a {type(im).__name__}, not a PIL image; load it with "
-                    "vlmtrust's image loader first"
-                )
-            out.append(im if im.mode == "RGB" else im.convert("RGB"))
-        return out
+    _rgb = staticmethod(rgb_images)
 
     def _encode(self, texts: list[str], images: list[Image.Image]) -> dict[str, torch.Tensor]:
         import torch

@@ -8,12 +8,12 @@ so a corrupted or partial download fails with a clear message instead of odd mod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
 
 from vlmtrust.core.errors import ModelSpecError
+from vlmtrust.core.files import sha256_file
 
 REFERENCE_MODELS: dict[str, str] = {
     "clip": (
@@ -44,14 +44,6 @@ def models_root() -> Path:
     return Path(__file__).resolve().parent.parent / "reference" / "models"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_model_dir(model_dir: Path, name: str) -> Path:
     """Check every file of ``model_dir`` against its ``MANIFEST.json``; return the directory.
 
@@ -73,7 +65,7 @@ def verify_model_dir(model_dir: Path, name: str) -> Path:
         path = model_dir / rel
         if not path.is_file():
             raise ReferenceIntegrityError(f"reference:{name}: file {path} is missing; {fix}")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise ReferenceIntegrityError(
                 f"reference:{name}: file {path} is corrupted or partial (sha256 mismatch); {fix}"
             )

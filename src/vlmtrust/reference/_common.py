@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+from vlmtrust.core.files import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -121,15 +122,6 @@ def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Any]:
             prog.update(task, advance=n, info=info)
 
         yield advance
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(model_dir: Path) -> Path:

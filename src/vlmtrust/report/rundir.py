@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -67,12 +68,7 @@ def load_log(path: Path) -> AuditLog:
             f"{path}: no results.json here — pass a run directory written by `vlmtrust run`"
             " or `vlmtrust audit`"
         )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"{path}: not readable JSON ({_one_line(exc)}) — re-run the audit to rewrite it"
-        ) from None
+    raw = _read_json(path, "re-run the audit to rewrite it")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a JSON object (an AuditLog) — re-run the audit")
     version = raw.get("schema_version", SCHEMA_VERSION)
@@ -162,14 +158,17 @@ def is_parent_dir(path: Path) -> bool:
     return (path / "index.json").is_file() and not (path / "results.json").is_file()
 
 
+def _read_json(path: Path, remedy: str) -> Any:
+    """``path`` parsed as JSON; an :class:`InputError` naming ``remedy`` when it cannot be."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not readable JSON ({_one_line(exc)}) — {remedy}") from None
+
+
 def _index(parent: Path) -> list[str]:
     idx = parent / "index.json"
-    try:
-        raw = json.loads(idx.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f'{idx}: not readable JSON ({_one_line(exc)}) — write {{"runs": ["<subdir>"]}}'
-        ) from None
+    raw = _read_json(idx, 'write {"runs": ["<subdir>"]}')
     runs = raw.get("runs") if isinstance(raw, dict) else None
     if not isinstance(runs, list) or not runs or not all(isinstance(r, str) for r in runs):
         raise InputError(

@@ -29,6 +29,7 @@ from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import MitigationContext
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability
+from vlmtrust.mitigations._train import optimizer_step
 
 if TYPE_CHECKING:
     import torch
@@ -295,12 +296,7 @@ def adversarial_finetune(
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = obj(adv).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        opt.step()
-        log.losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, log.losses[-1])
+        optimizer_step(opt, loss, log.losses, step, progress)
     for p in module.parameters():
         p.requires_grad_(True)
     module.eval()

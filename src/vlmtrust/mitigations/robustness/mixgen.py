@@ -30,6 +30,7 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.model import require
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations._train import optimizer_step
 
 
 class MixGenParams(Params):
@@ -211,12 +212,7 @@ def finetune(
                 torch.nn.functional.cross_entropy(logits, target)
                 + torch.nn.functional.cross_entropy(logits.T, target)
             )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            report.losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step, report.losses[-1])
+            optimizer_step(opt, loss, report.losses, step, on_step)
     finally:
         net.eval()
         for p in net.parameters():

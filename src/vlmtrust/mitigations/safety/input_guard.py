@@ -154,6 +154,12 @@ def ocr_text(image: Image.Image, *, max_side: int = 320) -> str:
         return text
 
 
+def images_text(images: Sequence[Image.Image], max_side: int) -> str:
+    """The OCR text of each image (:func:`ocr_text`), the non-empty ones joined by spaces."""
+    parts = [ocr_text(im, max_side=max_side) for im in images]
+    return " ".join(p for p in parts if p)
+
+
 class InputGuardParams(Params):
     """Parameters of ``safety/input_guard``."""
 
@@ -180,10 +186,8 @@ class InputGuardedModel(GuardedModel):
 
     def texts_for(self, request: GenerateRequest) -> list[str]:
         """The texts the guard classifies for one request (prompt, image text, both)."""
-        image_text = ""
-        if self.params.ocr and request.images:
-            parts = [ocr_text(im, max_side=self.params.ocr_max_side) for im in request.images]
-            image_text = " ".join(p for p in parts if p)
+        p = self.params
+        image_text = images_text(request.images, p.ocr_max_side) if p.ocr else ""
         texts = []
         if self.params.check_prompt:
             texts.append(request.prompt)

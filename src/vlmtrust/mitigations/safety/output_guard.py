@@ -130,12 +130,11 @@ class OutputGuardedModel(GuardedModel):
 
     def _context(self, request: GenerateRequest) -> list[str]:
         """The request's image text, alone and with the prompt (empty without OCR or images)."""
-        from vlmtrust.mitigations.safety.input_guard import ocr_text
+        from vlmtrust.mitigations.safety.input_guard import images_text
 
         if not (self.params.context_ocr and request.images):
             return []
-        parts = [ocr_text(im, max_side=self.params.ocr_max_side) for im in request.images]
-        image_text = " ".join(t for t in parts if t)
+        image_text = images_text(request.images, self.params.ocr_max_side)
         return [image_text, f"{image_text} {request.prompt}"] if image_text else []
 
 

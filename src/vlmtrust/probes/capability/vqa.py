@@ -10,9 +10,8 @@ from pydantic import Field
 from vlmtrust.core.model import GenerateRequest, generate_sync
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
+from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
 from vlmtrust.probes.capability._answers import answer_matches
@@ -84,31 +83,14 @@ class VQA(Probe):
         """Accuracy with a CI, per question type when known."""
         correct = [r.scores["correct"] for r in records]
         qtype = [r.attributes.get("question", r.attributes.get("type", "all")) for r in records]
-        return [
-            metric(
-                MetricKey(metric="accuracy"),
-                accuracy,
-                correct,
-                higher_is_better=True,
-                groups=qtype,
-                group_by="question",
-                thresholds=(0.8, 0.5),
-                description="short-answer accuracy",
-                unit="%",
-                headline=True,
-                seed=ctx.seed,
-            )
-        ]
+        acc = li.accuracy_metric(correct, qtype, "question", "short-answer accuracy", seed=ctx.seed)
+        return [acc]
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Accuracy per question type."""
-        if not records:
-            return []
-        groups = sorted({r.attributes.get("question", "all") for r in records})
         return li.accuracy_bars(
             records,
             lambda r: r.attributes.get("question", "all"),
-            groups,
             title="Accuracy per question type",
             x_label="question",
         )

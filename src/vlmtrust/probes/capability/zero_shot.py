@@ -111,31 +111,14 @@ class ZeroShot(Probe):
                     seed=ctx.seed,
                 )
             )
-        return extra + [
-            metric(
-                MetricKey(metric="accuracy"),
-                accuracy,
-                correct,
-                higher_is_better=True,
-                groups=labels,
-                group_by="class",
-                thresholds=(0.8, 0.5),
-                description="top-1 zero-shot accuracy",
-                unit="%",
-                headline=True,
-                seed=ctx.seed,
-            )
-        ]
+        desc = "top-1 zero-shot accuracy"
+        return extra + [li.accuracy_metric(correct, labels, "class", desc, seed=ctx.seed)]
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Per-class accuracy bars."""
-        if not records:
-            return []
-        names = sorted({str(r.output["target"]) for r in records})
         return li.accuracy_bars(
             records,
             lambda r: str(r.output["target"]),
-            names,
             title="Accuracy per class",
             x_label="class",
         )

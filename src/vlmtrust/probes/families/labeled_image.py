@@ -50,7 +50,7 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import accuracy, metric
+from vlmtrust.core.stats import accuracy, metric, share_metric
 from vlmtrust.core.types import Capability
 from vlmtrust.probes import _data
 
@@ -62,6 +62,7 @@ __all__ = [
     "LabeledImageProbe",
     "Variant",
     "accuracy_bars",
+    "accuracy_metric",
     "ZeroShotProbe",
     "answer_class",
     "answer_correct",
@@ -562,15 +563,44 @@ def example(r: Record, title: str, note: str) -> Example:
 def accuracy_bars(
     records: Sequence[Record],
     group_of: Callable[[Record], str],
-    groups: Sequence[str],
+    groups: Sequence[str] | None = None,
     *,
     title: str,
     x_label: str,
 ) -> list[Plot]:
-    """A bar plot of the mean ``correct`` score per group, in the order of ``groups``."""
+    """A bar plot of the mean ``correct`` score per group, in the order of ``groups``.
+
+    ``groups`` defaults to the sorted groups of ``records``; no records then make no plot.
+    """
+    if groups is None:
+        if not records:
+            return []
+        groups = sorted({group_of(r) for r in records})
     acc = [
         float(np.mean([r.scores["correct"] or 0.0 for r in records if group_of(r) == g]))
         for g in groups
     ]
     series = [Series(name="accuracy", x=list(groups), y=list(acc))]
     return [Plot(kind="bar", title=title, x_label=x_label, y_label="accuracy", series=series)]
+
+
+def accuracy_metric(
+    correct: Sequence[Any],
+    groups: Sequence[str],
+    group_by: str,
+    description: str,
+    *,
+    seed: int,
+) -> MetricResult:
+    """The headline ``accuracy`` metric (CI, per-group breakdown, thresholds 80 % / 50 %)."""
+    return share_metric(
+        MetricKey(metric="accuracy"),
+        correct,
+        description,
+        higher_is_better=True,
+        thresholds=(0.8, 0.5),
+        seed=seed,
+        groups=groups,
+        group_by=group_by,
+        headline=True,
+    )

@@ -38,7 +38,7 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import accuracy, metric, share_metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.requests import HAZARD_TOPICS, SafetyRequest, select
 from vlmtrust.judges.agreement import agreement_metrics
@@ -226,13 +226,6 @@ def _values(records: Iterable[Record], key: str) -> tuple[list[float], list[str]
     return vals, topics
 
 
-def _mean(x: Any) -> float:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.size == 0:
-        raise ValueError("empty")
-    return float(arr.mean())
-
-
 def rate_metric(
     key: MetricKey,
     records: Sequence[Record],
@@ -255,18 +248,16 @@ def rate_metric(
             f" {missing} of {len(records)} answers had no judgment (judge error or empty "
             "answer) and are excluded."
         )
-    return metric(
+    return share_metric(
         key,
-        _mean,
         vals,
+        description,
         higher_is_better=False,
+        thresholds=thresholds,
+        seed=seed,
         groups=topics if vals else None,
         group_by="topic",
-        thresholds=thresholds,
-        description=description,
-        unit="%",
         headline=headline,
-        seed=seed,
     )
 
 
@@ -348,7 +339,7 @@ def paired_lift(
         return None
     return metric(
         MetricKey(metric="asr_lift", condition=f"{attack}_vs_{baseline}", judge=judge),
-        _mean,
+        accuracy,  # the plain mean, here of paired differences
         [p[0] for p in pairs],
         higher_is_better=False,
         groups=[p[1] for p in pairs],
