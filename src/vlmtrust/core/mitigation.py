@@ -71,23 +71,12 @@ def mitigation(name: str) -> Callable[[_M], _M]:
     return _REGISTRY.decorator(name)  # type: ignore[return-value]
 
 
-def load_plugins() -> None:
-    """Load the ``vlmtrust.mitigations`` entry points (see :mod:`vlmtrust.core.plugins`).
-
-    Runs once per process from :func:`registry`; call it again after installing a plug-in
-    in a running process. Entry points already loaded are skipped.
-    """
-    _REGISTRY.load_plugins()
-
-
-def registry() -> dict[str, type[Mitigation]]:
-    """All registered mitigations by name (built-ins and plug-ins are imported on first use)."""
-    return _REGISTRY.all()
-
-
-def get_mitigation(name: str) -> type[Mitigation]:
-    """Look a mitigation up by name, with a helpful error."""
-    return _REGISTRY.get(name)
+# The registry's own methods, under the names the rest of the package uses: ``registry()``
+# (every mitigation by name), ``get_mitigation(name)`` (one, or an error with close matches) and
+# ``load_plugins()`` (entry points installed since the first look-up).
+registry = _REGISTRY.all
+get_mitigation = _REGISTRY.get
+load_plugins = _REGISTRY.load_plugins
 
 
 WRAPPER_FILE = "wrapper.json"

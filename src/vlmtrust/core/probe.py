@@ -163,20 +163,9 @@ def probe(name: str) -> Callable[[_P], _P]:
     return _REGISTRY.decorator(name)  # type: ignore[return-value]
 
 
-def load_plugins() -> None:
-    """Load the ``vlmtrust.probes`` entry points (see :mod:`vlmtrust.core.plugins`).
-
-    Runs once per process from :func:`registry`; call it again after installing a plug-in
-    in a running process. Entry points already loaded are skipped.
-    """
-    _REGISTRY.load_plugins()
-
-
-def registry() -> dict[str, type[Probe]]:
-    """All registered probes by name (built-ins and plug-ins are imported on first use)."""
-    return _REGISTRY.all()
-
-
-def get_probe(name: str) -> type[Probe]:
-    """Look a probe up by name, with a helpful error."""
-    return _REGISTRY.get(name)
+# The registry's own methods, under the names the rest of the package uses: ``registry()``
+# (every probe by name), ``get_probe(name)`` (one, or an error with close matches) and
+# ``load_plugins()`` (entry points installed since the first look-up).
+registry = _REGISTRY.all
+get_probe = _REGISTRY.get
+load_plugins = _REGISTRY.load_plugins
