@@ -228,6 +228,7 @@ def test_fare_on_generative_starts_from_the_vlms_own_tower(
             p.add_(0.05)
     clip.save_pretrained(tmp_path / "drifted")
     vlm_tower = tiny_llava.model.model.vision_tower.state_dict()
+    before = {k: v.clone() for k, v in vlm_tower.items()}
     drifted = clip.model.vision_model.state_dict()
     fare = get_mitigation("robustness/fare")
     for own in (True, False):
@@ -241,3 +242,6 @@ def test_fare_on_generative_starts_from_the_vlms_own_tower(
         start = vlm_tower if own else drifted
         assert all(torch.allclose(enc[k], start[k], atol=1e-6) for k in start)
         assert all(torch.allclose(enc[k], drifted[k], atol=1e-3) for k in enc) is (not own)
+    # the mitigation saved a new model and left the one it was given unchanged
+    after = tiny_llava.model.model.vision_tower.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)

@@ -166,10 +166,17 @@ def swap_vision_tower(
                 f"swap_vision_tower: weight {k} has shape {tuple(mapped[k].shape)} in the encoder "
                 f"but {tuple(v.shape)} in the generative model; the towers must match"
             )
+    # The caller's model is left as it was: the new tower goes in for the save, then the
+    # original weights come back (a mitigation must not change the model it was given).
+    original = {k: v.detach().clone() for k, v in dst.items()}
+    out = Path(out_dir)
     with torch.no_grad():
         tower.load_state_dict({k: t.detach().to(dst[k].dtype) for k, t in mapped.items()})
-    out = Path(out_dir)
-    gen.save_pretrained(out)
+    try:
+        gen.save_pretrained(out)
+    finally:
+        with torch.no_grad():
+            tower.load_state_dict(original)
     return out
 
 
