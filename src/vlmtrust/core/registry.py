@@ -48,11 +48,15 @@ class Registry(Generic[_T]):
     def load(self) -> None:
         """Import the built-ins once, then any plug-in entry points not seen yet."""
         if not self.builtins_loaded:
-            self.builtins_loaded = True
-            pkg = importlib.import_module(self.package)
-            for mod in pkgutil.walk_packages(pkg.__path__, prefix=f"{self.package}."):
-                if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
-                    importlib.import_module(mod.name)
+            self.builtins_loaded = True  # set first: a module may look the registry up
+            try:
+                pkg = importlib.import_module(self.package)
+                for mod in pkgutil.walk_packages(pkg.__path__, prefix=f"{self.package}."):
+                    if not mod.ispkg and not mod.name.rsplit(".", 1)[-1].startswith("_"):
+                        importlib.import_module(mod.name)
+            except BaseException:
+                self.builtins_loaded = False  # a failed import is raised again next time
+                raise
         if not self.plugins_loaded:
             self.load_plugins()
 

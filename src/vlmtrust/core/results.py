@@ -160,10 +160,12 @@ class MetricResult(_Model):
         if isinstance(data, dict):
             data = dict(data)
             key = data.get("key")
-            if key is None:
+            if key is None and isinstance(data.get("name"), str) and data["name"]:
                 # Schema v1 (a flat name) or a caller passing only a plain metric name.
-                key = MetricKey.model_construct(metric=str(data.get("name", "")))
+                key = MetricKey.model_construct(metric=data["name"])
                 data["key"] = key
+            if key is None:
+                return data  # no key and no name: validation reports the missing key
             elif isinstance(key, dict):
                 key = MetricKey(**key)
                 data["key"] = key
@@ -299,8 +301,15 @@ class AuditLog(_Model):
     @classmethod
     def _upgrade(cls, data: Any) -> Any:
         # v1 -> v2: metric keys are derived from the flat names by MetricResult itself.
-        if isinstance(data, dict) and int(data.get("schema_version", SCHEMA_VERSION)) < 2:
-            data = {**data, "schema_version": SCHEMA_VERSION}
+        if isinstance(data, dict):
+            version = data.get("schema_version", SCHEMA_VERSION)
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                raise ValueError(
+                    f"results schema v{version} is newer than this vlmtrust's v{SCHEMA_VERSION}; "
+                    "upgrade vlmtrust to read it"
+                )
+            if isinstance(version, int) and version < 2:
+                data = {**data, "schema_version": SCHEMA_VERSION}
         return data
 
     def result(self, probe: str) -> ProbeResult:

@@ -150,6 +150,8 @@ def metric(
         value = float(fn(*arrs)) if n else None
     except (ValueError, ZeroDivisionError):
         value = None
+    if value is not None and not np.isfinite(value):
+        value = None  # undefined: no value, hence no risk band either
     lo, hi = bootstrap_ci(fn, *arrs, seed=seed) if ci and n and value is not None else (None, None)
     th = Thresholds(moderate=thresholds[0], high=thresholds[1]) if thresholds else None
     group_values: dict[str, GroupValue] = {}
@@ -206,7 +208,10 @@ def group_breakdown(
         y_true, y_pred = arrays[0], arrays[0]
 
         def one(yt: Any, yp: Any) -> float:
-            return float(fn(np.asarray(yt)))
+            try:
+                return float(fn(np.asarray(yt)))
+            except (ValueError, ZeroDivisionError):
+                return float("nan")
 
         call: Callable[..., float] = one
     else:

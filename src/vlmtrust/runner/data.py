@@ -13,15 +13,18 @@ that one decode, so the report's example images need no second pass over the dat
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
 
-from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.results import Example
 from vlmtrust.core.sample import ImageRef, Sample
+
+log = logging.getLogger("vlmtrust")
 
 
 class OpenDataset:
@@ -59,9 +62,7 @@ class RunData:
 
 def with_data(ctx: ProbeContext) -> ProbeContext:
     """``ctx`` with the runner's dataset reader attached (kept if one is there)."""
-    if ctx.datasets is None:
-        ctx.datasets = RunData()
-    return ctx
+    return ctx if ctx.datasets is not None else replace(ctx, datasets=RunData())
 
 
 class Thumbnails:
@@ -71,12 +72,25 @@ class Thumbnails:
         self._thumbs: dict[str, Image.Image] = {}
         self._refs: dict[str, ImageRef] = {}
 
-    def keep(self, sample: Sample) -> None:
-        """Keep the preview of a decoded sample's first image."""
-        if sample.images and sample.images[0].image is not None:
-            from vlmtrust.data.images import thumbnail
+    def keep(self, original: Sample, decoded: Sample) -> None:
+        """Keep what the preview of a decoded sample's first image needs.
 
-            self._thumbs[sample.id] = thumbnail(sample.images[0].image)
+        A file-backed image keeps only its reference (decoded again only if the report shows
+        it), so memory does not grow with the number of samples; an image that exists only in
+        memory keeps a small thumbnail. A preview that cannot be made is left out (it is
+        cosmetic: the sample itself is still evaluated).
+        """
+        if not decoded.images or decoded.images[0].image is None:
+            return
+        if original.images and original.images[0].path is not None:
+            self._refs[original.id] = original.images[0]
+            return
+        from vlmtrust.data.images import thumbnail
+
+        try:
+            self._thumbs[decoded.id] = thumbnail(decoded.images[0].image)
+        except Exception:  # a preview must never fail the probe
+            log.debug("no preview for sample %s", decoded.id, exc_info=True)
 
     def skip(self, sample: Sample) -> None:
         """Remember a sample not decoded in this run (``--resume``): decoded only if shown."""
@@ -92,7 +106,7 @@ class Thumbnails:
                 continue
             thumb = self._thumbs.get(e.sample_id)
             if thumb is None and e.sample_id in self._refs:
-                with contextlib.suppress(InputError):
+                with contextlib.suppress(Exception):  # a preview must never fail the probe
                     thumb = thumbnail(self._refs[e.sample_id].load())
             if thumb is not None:
                 e.image_png_b64 = png_b64(thumb)

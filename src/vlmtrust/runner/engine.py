@@ -188,7 +188,7 @@ def _batches(
         except InputError as e:
             errors.append(_error_record(item.id, index, one_line(e), item.attributes))
             continue
-        thumbs.keep(prepared)
+        thumbs.keep(item, prepared)
         batch.append((index, prepared))
         if len(batch) >= batch_size:
             yield errors, batch
