@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 ModelKind = Literal["dual", "generative"]
 
+Texts = Sequence[str] | str
+"""One text per example, or a single string used for every example."""
+
 
 @dataclass(frozen=True)
 class GenerateRequest:
@@ -127,6 +130,29 @@ class DifferentiableVision(Protocol):
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """L2-normalised text embeddings (no grad)."""
         ...
+
+
+def per_example(n: int, what: str, **texts: Texts) -> list[list[str]]:
+    """Broadcast each of ``texts`` (a string, or ``n`` strings) to ``n`` strings, in order.
+
+    Raises:
+        InputError: a sequence whose length is not ``n``.
+
+    Example:
+        >>> per_example(2, "target_loss", prompts="p", targets=["a", "b"])
+        [['p', 'p'], ['a', 'b']]
+    """
+    from vlmtrust.core.errors import InputError
+
+    out = [[t] * n if isinstance(t, str) else list(t) for t in texts.values()]
+    if any(len(o) != n for o in out):
+        got = " and ".join(f"{len(o)} {k}" for k, o in zip(texts, out, strict=True))
+        each = " and ".join(k.removesuffix("s") for k in texts)
+        raise InputError(
+            f"{what} got {n} images, {got}; pass one {each} per image "
+            "(or a single string for all)"
+        )
+    return out
 
 
 _T = TypeVar("_T")

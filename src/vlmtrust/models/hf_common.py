@@ -29,6 +29,7 @@ __all__ = [
     "DUAL_MODEL_TYPES",
     "batched",
     "HFTarget",
+    "LocalBackend",
     "detect_kind",
     "fingerprint",
     "from_pretrained",
@@ -400,6 +401,29 @@ def local_setup(
     dt = resolve_dtype(dtype, dev, half_on_gpu=half_on_gpu)
     config = load_config(t)
     return LocalSetup(t, dev, dt, config, str(config.model_type))
+
+
+class LocalBackend:
+    """Attributes every local ``hf:`` backend keeps from its :class:`LocalSetup`."""
+
+    spec: str
+    target: HFTarget
+    batch_size: int
+    device: torch.device
+    dtype: torch.dtype
+    config: Any
+    model_type: str
+
+    def _adopt(self, setup: LocalSetup, batch_size: int) -> HFTarget:
+        """Keep ``setup``'s target, device, dtype and config; return the target."""
+        self.spec = setup.target.spec
+        self.target = setup.target
+        self.batch_size = batch_size
+        self.device = setup.device
+        self.dtype = setup.dtype
+        self.config = setup.config
+        self.model_type = setup.model_type
+        return setup.target
 
 
 def normalisation(image_processor: Any) -> tuple[torch.Tensor, torch.Tensor]:
