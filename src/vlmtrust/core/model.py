@@ -149,8 +149,7 @@ def per_example(n: int, what: str, **texts: Texts) -> list[list[str]]:
         got = " and ".join(f"{len(o)} {k}" for k, o in zip(texts, out, strict=True))
         each = " and ".join(k.removesuffix("s") for k in texts)
         raise InputError(
-            f"{what} got {n} images, {got}; pass one {each} per image "
-            "(or a single string for all)"
+            f"{what} got {n} images, {got}; pass one {each} per image (or a single string for all)"
         )
     return out
 
