@@ -493,35 +493,9 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int | None], _Progre
     if not enabled:
         yield lambda name, total: _Progress(advance=lambda n: None)
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from vlmtrust.core.progress import new_progress
 
-    class _Rate(TextColumn):
-        def __init__(self) -> None:
-            super().__init__("")
-
-        def render(self, task: Any) -> Any:
-            from rich.text import Text
-
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f}/s" if speed else "–/s", style="progress.data.speed")
-
-    with Progress(
-        TextColumn("{task.description}", markup=False, style="bold"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as prog:
+    with new_progress(rate=True) as prog:
 
         def make(name: str, total: int | None) -> _Progress:
             tid = prog.add_task(name, total=total)
