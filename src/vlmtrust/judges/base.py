@@ -78,6 +78,10 @@ class Judgment:
         return cls(label=ERROR, score=None, error=error)
 
 
+Prompts = Sequence[str | None] | None
+"""The requests the judged responses answer, one each (``None`` entries: unknown), if known."""
+
+
 @runtime_checkable
 class Judge(Protocol):
     """What every judge exposes."""
@@ -87,9 +91,7 @@ class Judge(Protocol):
     offline: bool
     """True when the judge runs locally and cheaply (its agreement can be measured at run time)."""
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response (``prompts``: the requests they answer, if known)."""
         ...
 

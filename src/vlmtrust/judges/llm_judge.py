@@ -44,6 +44,7 @@ from vlmtrust.judges.base import (
     UNSAFE,
     JudgeTask,
     Judgment,
+    Prompts,
     register_judge,
 )
 
@@ -343,9 +344,7 @@ class LLMJudge:
             return parse_llama_guard(answer)
         return parse_rubric(answer, self.task)
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Judge each response; failures after retries become error judgments."""
         from vlmtrust.core.model import GenerateRequest, generate_sync
 

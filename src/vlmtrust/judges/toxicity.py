@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.judges.base import SAFE, UNSAFE, JudgeTask, Judgment, register_judge
+from vlmtrust.judges.base import SAFE, UNSAFE, JudgeTask, Judgment, Prompts, register_judge
 
 
 def _label(score: float, threshold: float) -> Judgment:
@@ -36,9 +36,7 @@ class ProfanityJudge:
     task: JudgeTask = "toxicity"
     offline: bool = True
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response ``unsafe`` (toxic) or ``safe``; score = P(toxic)."""
         if not texts:
             return []
@@ -115,9 +113,7 @@ class DetoxifyJudge:
                 "also be cached locally; or use toxicity/profanity"
             ) from None
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response ``unsafe`` (toxic) or ``safe``; score = toxicity."""
         if not texts:
             return []
