@@ -347,6 +347,73 @@ def compare(
     typer.echo(f"comparison: {html}\n            {md}")
 
 
+@app.command("export-labels")
+@_guard
+def export_labels_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (or a multi-model audit)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="file to write (default RUN/human_labels/)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="labelstudio (JSON import) or csv")] = (
+        "labelstudio"
+    ),
+    control: Annotated[
+        int, typer.Option("--control", help="unflagged answers drawn at random as a control")
+    ] = 20,
+    max_flagged: Annotated[
+        int | None, typer.Option("--max-flagged", help="cap on flagged answers (default all)")
+    ] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write flagged judged answers and a random control sample for human review."""
+    from vlmtrust.report.human import export_labels
+
+    _check_run_dir(run_dir)
+    s = export_labels(
+        run_dir,
+        out,
+        fmt=fmt,
+        n_control=control,
+        max_flagged=max_flagged,
+        seed=seed,
+    )
+    typer.echo(
+        f"{s.path}: {s.n_flagged} flagged + {s.n_control} control answers "
+        f"(of {s.n_candidates} judged)"
+    )
+    for extra in s.extra_files:
+        typer.echo(f"{extra}: the Label Studio labelling interface (Settings → Labeling Interface)")
+    typer.echo(f"label them, then: vlmtrust import-labels {run_dir} FILE")
+
+
+@app.command("import-labels")
+@_guard
+def import_labels_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="the run the labels were exported from")],
+    labels_file: Annotated[
+        Path, typer.Argument(help="Label Studio JSON / JSON-MIN export, or the filled-in CSV")
+    ],
+    report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
+) -> None:
+    """Read human labels back and measure each judge's agreement with them (Cohen's κ)."""
+    from vlmtrust.report.human import import_labels
+
+    _check_run_dir(run_dir)
+    s = import_labels(run_dir, labels_file)
+    for line in s.errors:
+        typer.echo(f"warning: {line}", err=True)
+    typer.echo(
+        f"{s.n_labels} labels imported, {s.n_unsure} unsure or blank, {len(s.errors)} rejected"
+    )
+    for a in s.agreements:
+        k = "—" if a.kappa is None else f"{a.kappa:.2f}"
+        agree = "—" if a.agreement is None else f"{a.agreement:.2f}"
+        where = f"{a.run}: " if a.run else ""
+        typer.echo(f"  {where}{a.probe} {a.judge}: κ {k}, agreement {agree} (n={a.n})")
+    if report:
+        _render(run_dir, quiet=False)
+
+
 @app.command()
 @_guard
 def harden(

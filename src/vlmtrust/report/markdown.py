@@ -209,6 +209,17 @@ def _run(view: RunView, *, multi: bool) -> list[str]:
         out += ["This run holds no probe results.", ""]
     for p in view.probes:
         out += _probe(p, h3)
+    if view.human:
+        out += [f"{h2} Agreement with human labels", ""]
+        out += md_table(
+            ["probe", "judge", "n", "agreement", "κ", "control n", "κ (control)"],
+            [
+                [md_escape(h.probe), md_escape(h.judge), str(h.n), h.agreement, h.kappa]
+                + [str(h.n_control), h.kappa_control]
+                for h in view.human
+            ],
+            align="llrrrrr",
+        )
     return out
 
 

@@ -230,6 +230,36 @@ class PillarCard:
 
 
 @dataclass(frozen=True)
+class HumanAgreementView:
+    """One judge's agreement with the human labels of one probe."""
+
+    probe: str
+    judge: str
+    n: int
+    agreement: str
+    kappa: str
+    n_control: int
+    kappa_control: str
+
+
+def _human_views(run: LoadedRun) -> tuple[HumanAgreementView, ...]:
+    from vlmtrust.report.human import read_agreement
+
+    return tuple(
+        HumanAgreementView(
+            probe=a.probe,
+            judge=a.judge,
+            n=a.n,
+            agreement=fmt_pm(a.agreement, *a.agreement_ci),
+            kappa=fmt_pm(a.kappa, *a.kappa_ci),
+            n_control=a.n_control,
+            kappa_control=fmt_pm(a.kappa_control, *a.kappa_control_ci),
+        )
+        for a in read_agreement(run.directory, run.name)
+    )
+
+
+@dataclass(frozen=True)
 class RunView:
     """One model's whole report content."""
 
@@ -248,6 +278,8 @@ class RunView:
     scorecard: tuple[PillarCard, ...]
     probes: tuple[ProbeView, ...]
     n_errors: int
+    human: tuple[HumanAgreementView, ...] = ()
+    """Each judge's agreement with imported human labels (``vlmtrust import-labels``)."""
 
 
 def _thresholds(m: MetricResult) -> str:
@@ -437,6 +469,7 @@ def build_run_view(run: LoadedRun, *, anchor_prefix: str = "") -> RunView:
         scorecard=scorecard(probes, list(log.results)),
         probes=probes,
         n_errors=sum(r.n_errors for r in log.results),
+        human=_human_views(run),
     )
 
 
