@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from vlmtrust.core.errors import CapabilityError, InputError
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.model import Model
 from vlmtrust.core.probe import Probe, ProbeContext, get_probe, registry
 from vlmtrust.core.results import AuditLog
 from vlmtrust.core.types import Pillar
 from vlmtrust.models.loader import load_model
 from vlmtrust.runner.cache import Cache, default_cache_path
+from vlmtrust.runner.data import RunData
 from vlmtrust.runner.engine import run_audit, write_index
 
 DEFAULT_MODELS = ("reference:clip", "reference:vlm")
@@ -119,6 +121,7 @@ def audit(
     resume: bool = False,
     cache: bool | str | Path | Cache = True,
     progress: bool = False,
+    data_limits: DataLimits | None = None,
 ) -> AuditLog | list[AuditLog]:
     """Audit one model (or several) and write run directories.
 
@@ -135,6 +138,9 @@ def audit(
         resume: continue an interrupted run in ``out``.
         cache: ``True`` (default cache file), a path, a :class:`Cache`, or ``False``.
         progress: show rich progress bars.
+        data_limits: what the data loaders accept (image pixels, aspect ratio, manifest line
+            length; default :class:`DataLimits`). Every model reads the data within them, and
+            a warning about a dataset is logged once for the whole audit.
 
     Returns:
         The :class:`AuditLog` (one model) or a list of them (several).
@@ -155,6 +161,8 @@ def audit(
     logs: list[AuditLog] = []
     taken: set[str] = set()
     names: list[str] = []
+    limits = data_limits or DataLimits()
+    datasets = RunData(limits)  # one reader for every model: each dataset's warnings once
     for m in models:
         loaded = load_model(m) if isinstance(m, str) else m
         if single or not probes:
@@ -170,7 +178,7 @@ def audit(
         # Remote endpoints can change behind the same name: their answers are cached only
         # when the user names a cache explicitly.
         use = store if cache is not True or not _is_remote(loaded) else None
-        ctx = ProbeContext(seed=seed, data=data, limit=limit)
+        ctx = ProbeContext(seed=seed, data=data, limit=limit, data_limits=limits, datasets=datasets)
         logs.append(
             run_audit(
                 loaded,

@@ -9,6 +9,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from vlmtrust.core.limits import (
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    LIMIT_OPTIONS,
+    DataLimits,
+)
+
 app = typer.Typer(
     name="vlmtrust",
     help="Audit vision-language models for trustworthiness (privacy, fairness, robustness, "
@@ -54,6 +62,28 @@ CacheOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+# The data limits (vlmtrust.core.limits): every limit an error message names is one of these.
+MaxImagePixelsOpt = Annotated[
+    int,
+    typer.Option(
+        LIMIT_OPTIONS["max_image_pixels"],
+        help="largest image width × height accepted (checked before decoding)",
+    ),
+]
+MaxAspectRatioOpt = Annotated[
+    float,
+    typer.Option(
+        LIMIT_OPTIONS["max_aspect_ratio"],
+        help="largest image aspect ratio accepted (long side / short side)",
+    ),
+]
+MaxManifestLineBytesOpt = Annotated[
+    int,
+    typer.Option(
+        LIMIT_OPTIONS["max_manifest_line_bytes"],
+        help="longest line of a .jsonl manifest accepted, in bytes",
+    ),
+]
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -212,6 +242,9 @@ def run(
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
+    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
 ) -> None:
     """Run the named probes on one model."""
     if not model or len(model) != 1:
@@ -230,6 +263,7 @@ def run(
         cache=cache,
         report=report,
         quiet=quiet,
+        limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
     )
 
 
@@ -250,6 +284,9 @@ def audit_cmd(
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
+    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
 ) -> None:
     """Run every probe each model's capabilities allow (default: the reference models)."""
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
@@ -266,6 +303,7 @@ def audit_cmd(
         cache=cache,
         report=report,
         quiet=quiet,
+        limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
     )
 
 
@@ -283,6 +321,7 @@ def _audit_and_report(
     cache: str | None,
     report: bool,
     quiet: bool,
+    limits: DataLimits,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report."""
     from vlmtrust.api import audit
@@ -299,6 +338,7 @@ def _audit_and_report(
         resume=resume,
         cache=_cache_arg(cache),
         progress=not quiet,
+        data_limits=limits,
     )
     _print_summary(logs)
     if report:
@@ -428,16 +468,21 @@ def harden(
     seed: SeedOpt = 0,
     data: DataOpt = None,
     quick: Annotated[bool, typer.Option(help="a reduced run (smoke test)")] = False,
+    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
+    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
 ) -> None:
     """Apply a mitigation; the result loads with --model hardened:OUT."""
     from vlmtrust.core.mitigation import MitigationContext, get_mitigation
     from vlmtrust.models.loader import load_model
 
+    limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
     cls = get_mitigation(mitigation)
     params = parse_params(param, scoped=False).get("", {})
     mit = cls(params)
     loaded = load_model(model)
-    art = mit.apply(loaded, MitigationContext(seed=seed, out_dir=out, data=data, quick=quick))
+    ctx = MitigationContext(seed=seed, out_dir=out, data=data, quick=quick, data_limits=limits)
+    art = mit.apply(loaded, ctx)
     typer.echo(f"hardened model: {art.spec}")
     if art.summary:
         typer.echo(json.dumps(art.summary, indent=2, default=str))

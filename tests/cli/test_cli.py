@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import time
@@ -73,3 +74,87 @@ def test_run_on_mock_model(tmp_path):
     log = AuditLog.model_validate_json((out / "results.json").read_text())
     asr = log.result("safety/figstep").metric("asr/figstep/refusal/keyword")
     assert asr.value == 1.0  # the mock answers "OK" to everything: it complies
+
+
+def _cli_options(command: str) -> set[str]:
+    import typer
+
+    cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {opt for param in cmd.params for opt in param.opts}
+
+
+def _named_limits() -> set[str]:
+    """Every option an error message of src/vlmtrust tells the user to raise or lower."""
+    import re
+    from pathlib import Path
+
+    from vlmtrust.core.limits import LIMIT_OPTIONS
+
+    src = Path(__file__).resolve().parents[2] / "src" / "vlmtrust"
+    named: set[str] = set()
+    for path in src.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        named |= set(re.findall(r"\b(?:raise|lower|increase) (--[a-z][a-z0-9-]*)", text))
+        named |= {LIMIT_OPTIONS[k] for k in re.findall(r"\boption\(['\"](\w+)['\"]\)", text)}
+        # a limit named by its Python name ("raise max_pixels") cannot be typed on the CLI
+        bare = re.findall(r"\b(?:raise|lower|increase) ([a-z]+_[a-z_]+)\b", text)
+        assert not bare, f"{path.name}: a message names {bare}; name the CLI option instead"
+    return named
+
+
+def test_every_limit_an_error_names_is_a_cli_option(tmp_path) -> None:
+    from PIL import Image
+
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.core.limits import LIMIT_OPTIONS
+    from vlmtrust.data.datasets import iter_dataset
+    from vlmtrust.data.images import load_image
+
+    named = _named_limits()
+    assert set(LIMIT_OPTIONS.values()) <= named
+    # what the messages really say, for each limit
+    Image.new("RGB", (4000, 2)).save(tmp_path / "wide.png")
+    messages = []
+    for kwargs in ({}, {"max_pixels": 100, "max_aspect_ratio": 5000}):
+        try:
+            load_image(tmp_path / "wide.png", **kwargs)  # type: ignore[arg-type]
+        except InputError as e:
+            messages.append(str(e))
+    (tmp_path / "m.jsonl").write_text('{"prompt": "' + "x" * (1 << 20) + '"}\n')
+    messages += [str(item) for item in iter_dataset(tmp_path / "m.jsonl")]
+    assert len(messages) == 3
+    for message in messages:
+        (said,) = re.findall(r"--[a-z][a-z0-9-]+", message)
+        named.add(said)
+    for command in ("run", "audit", "harden"):
+        missing = named - _cli_options(command)
+        assert not missing, f"`vlmtrust {command}` lacks {sorted(missing)}"
+    res = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert all(option in res.output for option in named), res.output
+
+
+def test_data_limits_from_the_cli(tmp_path) -> None:
+    from PIL import Image
+
+    from vlmtrust.core.results import AuditLog
+
+    Image.new("RGB", (4000, 2), (200, 0, 0)).save(tmp_path / "wide.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "square.png")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"image": "wide.png", "label": "red"}\n{"image": "square.png", "label": "black"}\n'
+    )
+    base = ["run", "capability/zero_shot", "--model", "mock:dual", "--data", str(manifest)]
+    base += ["--quiet", "--no-report", "--cache", "off"]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    log = AuditLog.model_validate_json((tmp_path / "a" / "results.json").read_text())
+    (err,) = log.result("capability/zero_shot").errors
+    assert err.message.endswith("crop or pad the image, or raise --max-aspect-ratio")
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--max-aspect-ratio", "5000"])
+    assert res.exit_code == 0, res.output
+    log = AuditLog.model_validate_json((tmp_path / "b" / "results.json").read_text())
+    assert log.result("capability/zero_shot").n_errors == 0
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "c"), "--max-aspect-ratio", "0.5"])
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: --max-aspect-ratio 0.5: not a number >= 1 — pass e.g. 50"

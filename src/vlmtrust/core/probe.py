@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.params import Params, validate_params
 from vlmtrust.core.plugins import PROBES_GROUP
 from vlmtrust.core.registry import Registry
@@ -39,6 +40,8 @@ class ProbeContext:
     """Cap on samples per probe (quick runs); ``None`` = the probe's default size."""
     work_dir: Path | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    data_limits: DataLimits = field(default_factory=DataLimits)
+    """What the data loaders accept (image pixels, aspect ratio, manifest line length)."""
 
     # -- data handed in by the runner (the only reader of --data) ------------------------
     datasets: Callable[[str], Any] | None = None

@@ -185,9 +185,21 @@ def _probe(p: ProbeView, level: str) -> list[str]:
             out += _example(i, e)
         out.append("")
     if p.n_errors:
-        first = f" First {len(p.errors)}:" if p.errors else ""
-        out += [f"**Errors:** {p.n_errors} of {p.n_samples} samples failed.{first}", ""]
-        out += [f"- {md_escape(sid)}: {md_escape(msg)}" for sid, msg in p.errors]
+        kinds = len(p.error_groups)
+        grouped = f" {kinds} kind{'s' if kinds != 1 else ''} of error:" if kinds else ""
+        out += [f"**Errors:** {p.n_errors} of {p.n_samples} samples failed.{grouped}", ""]
+        for g in p.error_groups:
+            ids = ", ".join(md_escape(i) for i in g.sample_ids)
+            more = f" and {g.more_ids} more" if g.more_ids else ""
+            out.append(f"- **{g.count}×** {md_escape(g.message)}")
+            if g.example:
+                out.append(f"  - e.g. {md_escape(g.example)}")
+            out.append(f"  - sample{'s' if g.count != 1 else ''}: {ids}{more}")
+        if p.errors_unlisted:
+            out.append(
+                f"- {p.errors_unlisted} more error{'s' if p.errors_unlisted != 1 else ''} not "
+                "listed here — see samples/ in the run directory"
+            )
         out.append("")
     return out
 
