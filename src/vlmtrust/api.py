@@ -18,12 +18,14 @@ from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.model import Model
 from vlmtrust.core.probe import Probe, ProbeContext, get_probe, registry
+from vlmtrust.core.redact import redact_text
 from vlmtrust.core.results import AuditLog
 from vlmtrust.core.types import Pillar
 from vlmtrust.models.loader import load_model
 from vlmtrust.runner.cache import Cache, default_cache_path
 from vlmtrust.runner.data import RunData
 from vlmtrust.runner.engine import run_audit, write_index
+from vlmtrust.runner.outdir import prepare_out_dir
 
 DEFAULT_MODELS = ("reference:clip", "reference:vlm")
 
@@ -82,9 +84,20 @@ def _check_inputs(
     probes: Sequence[str | Probe] | None,
     pillars: Sequence[str] | None,
     params: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    limit: int | None = None,
+    data: str | None = None,
+    models: Sequence[str | Model] = (),
 ) -> None:
-    """Fail fast, before any model loads, on typos in probe, pillar or parameter names."""
+    """Fail fast, before any model loads, on bad inputs.
+
+    Typos in probe, pillar or parameter names, a parameter for a probe the run does not
+    include, a bad limit, missing data, or a model spec that does not parse (or carries a
+    credential).
+    """
     import difflib
+
+    from vlmtrust.models.loader import parse_spec
 
     known = registry()
     for n in probes or ():
@@ -94,11 +107,33 @@ def _check_inputs(
     for pil in pillars or ():
         if pil not in valid:
             raise InputError(f"unknown pillar {pil!r}: choose from {', '.join(valid)}")
+    if limit is not None and limit < 1:
+        raise InputError(
+            f"--limit {limit}: use a positive number of samples per probe (or no --limit for all)"
+        )
+    for m in models:
+        if isinstance(m, str):
+            parse_spec(m)
+    if data is not None:
+        from vlmtrust.data.datasets import parse_data_spec
+
+        parse_data_spec(data)
+    named = [n if isinstance(n, str) else n.name for n in probes or ()]
     for name in params or {}:
         if name not in known:
             close = difflib.get_close_matches(name, list(known), n=2)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise InputError(f"--param names unknown probe {name!r}{hint}")
+        if named and name not in named:
+            raise InputError(
+                f"--param names probe {name!r}, which is not in this run ({', '.join(named)}); "
+                "add the probe or drop the --param"
+            )
+        if not named and pillars and known[name].pillar.value not in pillars:
+            raise InputError(
+                f"--param names probe {name!r} ({known[name].pillar.value}), which --pillar "
+                f"{', '.join(pillars)} leaves out; add its pillar or drop the --param"
+            )
         fields = known[name].Params.model_fields
         for key in (params or {})[name]:
             if key not in fields:
@@ -122,6 +157,7 @@ def audit(
     cache: bool | str | Path | Cache = True,
     progress: bool = False,
     data_limits: DataLimits | None = None,
+    overwrite: bool = False,
 ) -> AuditLog | list[AuditLog]:
     """Audit one model (or several) and write run directories.
 
@@ -141,6 +177,13 @@ def audit(
         data_limits: what the data loaders accept (image pixels, aspect ratio, manifest line
             length; default :class:`DataLimits`). Every model reads the data within them, and
             a warning about a dataset is logged once for the whole audit.
+        overwrite: replace the run already in ``out`` (its files are removed first); without
+            it (or ``resume``) a folder that holds a run is refused.
+
+    Raises:
+        InputError: a bad input, refused before any model loads (probe, pillar, parameter,
+            limit, data, model spec, an ``out`` that holds a run); or a model that runs no
+            probe.
 
     Returns:
         The :class:`AuditLog` (one model) or a list of them (several).
@@ -155,9 +198,10 @@ def audit(
         models, single = list(model), False
     else:
         models, single = [model], True
-    _check_inputs(probes, pillars, params)
-    store = _open_cache(cache)
+    _check_inputs(probes, pillars, params, limit=limit, data=data, models=models)
     out = Path(out)
+    prepare_out_dir(out, resume=resume, overwrite=overwrite)
+    store = _open_cache(cache)
     logs: list[AuditLog] = []
     taken: set[str] = set()
     names: list[str] = []
@@ -169,12 +213,18 @@ def audit(
             chosen = select_probes(loaded, probes, pillars=pillars, params=params)
         else:  # several models: each runs the named probes it can run
             chosen = [p for p in select_probes(loaded, None, params=params) if p.name in probes]
+        shown = redact_text(loaded.spec)
         if not chosen:
             raise InputError(
-                f"no probe to run on {loaded.spec}: check --probe/--pillar against "
-                "`vlmtrust list probes`"
+                f"no probe to run on {shown}: check --probe/--pillar against `vlmtrust list probes`"
             )
-        run_dir = out if single else out / _run_name(loaded.spec, taken)
+        unused = sorted(set(params or {}) - {p.name for p in chosen})
+        if single and unused:
+            raise InputError(
+                f"--param names probe {unused[0]!r}, which does not run on {shown} (see "
+                "`vlmtrust list probes` for what each probe needs); drop the --param"
+            )
+        run_dir = out if single else out / _run_name(shown, taken)
         # Remote endpoints can change behind the same name: their answers are cached only
         # when the user names a cache explicitly.
         use = store if cache is not True or not _is_remote(loaded) else None

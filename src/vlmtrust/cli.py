@@ -53,6 +53,23 @@ ParamOpt = Annotated[
     ),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue an interrupted run in --out")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="replace the run already in --out (its files are removed first; only a vlmtrust "
+        "run folder is cleared)",
+    ),
+]
+MaxErrorRateOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-error-rate",
+        metavar="R",
+        help="exit 1 when more than this share (0..1) of a probe's samples failed "
+        "(default: only when all did)",
+    ),
+]
 CacheOpt = Annotated[
     str | None,
     typer.Option(
@@ -85,8 +102,18 @@ MaxManifestLineBytesOpt = Annotated[
     ),
 ]
 
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES = (
+    "\b\nExit codes:\n"
+    "  0    every probe ran and no more of its samples failed than --max-error-rate allows\n"
+    "  1    a probe could not run, had no samples, or all its samples failed (or more than\n"
+    "       --max-error-rate of them); results and the report are still written\n"
+    "  2    bad usage or input, refused before anything runs\n"
+    "  130  interrupted (continue with --resume)"
+)
 
-def _fail(msg: str, code: int = 2) -> None:
+
+def _fail(msg: str, code: int = EXIT_USAGE) -> None:
     from vlmtrust.core.errors import one_line
 
     typer.echo(f"error: {one_line(msg)}", err=True)
@@ -106,7 +133,7 @@ def _guard(fn: _F) -> _F:
         except VlmtrustError as e:
             _fail(str(e))
         except KeyboardInterrupt:
-            _fail("interrupted (continue with --resume)", 130)
+            _fail("interrupted (continue with --resume)", EXIT_INTERRUPTED)
         return None
 
     return inner  # type: ignore[return-value]
@@ -223,7 +250,7 @@ def list_cmd(
         _fail(f"cannot list {what!r}: choose probes, mitigations or models")
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 @_guard
 def run(
     probes: Annotated[list[str], typer.Argument(help="probe names (see `vlmtrust list probes`)")],
@@ -239,6 +266,8 @@ def run(
     data: DataOpt = None,
     param: ParamOpt = None,
     resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_error_rate: MaxErrorRateOpt = None,
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
@@ -260,6 +289,8 @@ def run(
         limit=limit,
         data=data,
         resume=resume,
+        overwrite=overwrite,
+        max_error_rate=max_error_rate,
         cache=cache,
         report=report,
         quiet=quiet,
@@ -267,7 +298,7 @@ def run(
     )
 
 
-@app.command("audit")
+@app.command("audit", epilog=EXIT_CODES)
 @_guard
 def audit_cmd(
     model: ModelOpt = None,
@@ -281,6 +312,8 @@ def audit_cmd(
     data: DataOpt = None,
     param: ParamOpt = None,
     resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_error_rate: MaxErrorRateOpt = None,
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
@@ -300,6 +333,8 @@ def audit_cmd(
         limit=limit,
         data=data,
         resume=resume,
+        overwrite=overwrite,
+        max_error_rate=max_error_rate,
         cache=cache,
         report=report,
         quiet=quiet,
@@ -318,14 +353,22 @@ def _audit_and_report(
     limit: int | None,
     data: str | None,
     resume: bool,
+    overwrite: bool,
+    max_error_rate: float | None,
     cache: str | None,
     report: bool,
     quiet: bool,
     limits: DataLimits,
 ) -> None:
-    """The shared body of ``run`` and ``audit``: audit, print the summary, render the report."""
-    from vlmtrust.api import audit
+    """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
+    Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
+    """
+    from vlmtrust.api import audit
+    from vlmtrust.core.errors import one_line
+    from vlmtrust.runner.outcome import check_error_rate, run_problems
+
+    check_error_rate(max_error_rate)
     logs = audit(
         target,
         probes=probes,
@@ -336,6 +379,7 @@ def _audit_and_report(
         limit=limit,
         data=data,
         resume=resume,
+        overwrite=overwrite,
         cache=_cache_arg(cache),
         progress=not quiet,
         data_limits=limits,
@@ -343,6 +387,11 @@ def _audit_and_report(
     _print_summary(logs)
     if report:
         _render(out, quiet)
+    problems = run_problems(logs, max_error_rate=max_error_rate)
+    for line in problems:
+        typer.echo(f"error: {one_line(line)}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_PROBLEM)
 
 
 @app.command("report")
@@ -471,15 +520,29 @@ def harden(
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="replace the hardened model already in --out (it is removed first)"
+        ),
+    ] = False,
 ) -> None:
-    """Apply a mitigation; the result loads with --model hardened:OUT."""
+    """Apply a mitigation; the result loads with --model hardened:OUT.
+
+    A non-empty --out is refused unless --overwrite is given, which clears it only if it holds
+    a hardened model (wrapper.json or config.json). Exit codes: 0 done, 2 bad input, 130
+    interrupted.
+    """
     from vlmtrust.core.mitigation import MitigationContext, get_mitigation
-    from vlmtrust.models.loader import load_model
+    from vlmtrust.models.loader import load_model, parse_spec
+    from vlmtrust.runner.outdir import prepare_model_dir
 
     limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
     cls = get_mitigation(mitigation)
     params = parse_params(param, scoped=False).get("", {})
     mit = cls(params)
+    parse_spec(model)
+    prepare_model_dir(out, overwrite=overwrite, source=model)
     loaded = load_model(model)
     ctx = MitigationContext(seed=seed, out_dir=out, data=data, quick=quick, data_limits=limits)
     art = mit.apply(loaded, ctx)

@@ -6,11 +6,13 @@ Specs (see the README table): ``hf:NAME_OR_DIR``, ``openai:MODEL@BASE_URL``,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from vlmtrust.core.errors import ModelSpecError
 from vlmtrust.core.model import Model
+from vlmtrust.core.redact import MASK, credentials_in, redact_text
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,17 @@ SPEC_HELP = (
 )
 
 
+KEY_ENV = {"openai": "$OPENAI_API_KEY (or the variable api_key_env names)", "hf": "$HF_TOKEN"}
+"""Where each backend reads its credentials from (the only place they may come from)."""
+
+_OPENAI_URL = re.compile(r"@(?=https?://)")
+
+
 def parse_spec(spec: str) -> ModelSpec:
     """Parse a model spec string.
+
+    Error messages show the spec with credentials redacted; a spec that carries one (URL
+    user-info, ``?api_key=…``, a token) is refused, naming the environment variable to use.
 
     Example:
         >>> parse_spec("openai:llava@http://127.0.0.1:8000/v1").base_url
@@ -41,23 +52,47 @@ def parse_spec(spec: str) -> ModelSpec:
         'clip'
     """
     s = spec.strip()
+    shown = _shown(s)
     scheme, sep, rest = s.partition(":")
     if not sep or not rest:
-        raise ModelSpecError(f"model spec {spec!r} has no scheme: {SPEC_HELP}")
+        raise ModelSpecError(f"model spec {shown!r} has no scheme: {SPEC_HELP}")
+    found = credentials_in(s)
+    if found:
+        env = KEY_ENV.get(scheme, "it in the environment")
+        raise ModelSpecError(
+            f"model spec {shown!r} carries a credential ({', '.join(found)}); a spec is printed "
+            f"and written to the results, so keys never go in it: remove it and set {env}"
+        )
     if scheme == "openai":
-        name, at, url = rest.rpartition("@")
-        if not at or not name or not url.startswith(("http://", "https://")):
+        # The model name may contain '@'; the URL starts at the first '@http(s)://'.
+        m = _OPENAI_URL.search(rest)
+        name, url = (rest[: m.start()], rest[m.end() :]) if m else ("", "")
+        if not name or not url:
             raise ModelSpecError(
-                f"model spec {spec!r}: expected openai:MODEL@http(s)://HOST[:PORT]/v1"
+                f"model spec {shown!r}: expected openai:MODEL@http(s)://HOST[:PORT]/v1"
             )
         return ModelSpec("openai", name, base_url=url.rstrip("/"), raw=s)
     if scheme == "mock":
         if rest not in ("generative", "dual"):
-            raise ModelSpecError(f"model spec {spec!r}: expected mock:generative or mock:dual")
+            raise ModelSpecError(f"model spec {shown!r}: expected mock:generative or mock:dual")
         return ModelSpec("mock", rest, raw=s)
     if scheme in ("hf", "reference", "hardened"):
         return ModelSpec(scheme, rest, raw=s)  # type: ignore[arg-type]
-    raise ModelSpecError(f"model spec {spec!r}: unknown scheme {scheme!r}: {SPEC_HELP}")
+    raise ModelSpecError(f"model spec {shown!r}: unknown scheme {scheme!r}: {SPEC_HELP}")
+
+
+def _shown(spec: str) -> str:
+    """``spec`` as error messages may show it, credentials redacted.
+
+    In a malformed ``openai:`` spec (no ``@http(s)://``), what lies between the model name and
+    the last ``@`` is hidden too: it may be user-info typed without its scheme.
+    """
+    text = redact_text(spec)
+    scheme, _, rest = text.partition(":")
+    if scheme == "openai" and not _OPENAI_URL.search(rest) and rest.count("@") > 1:
+        name, _, tail = rest.partition("@")
+        text = f"openai:{name}@{MASK}@{tail.rpartition('@')[2]}"
+    return text
 
 
 def load_model(spec: str, **kwargs: Any) -> Model:

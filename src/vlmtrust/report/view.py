@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vlmtrust.core.redact import redact_text
 from vlmtrust.core.results import (
     Example,
     GroupGap,
@@ -403,7 +404,7 @@ def _param(v: Any) -> str:
             text = json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
         except (TypeError, ValueError):
             text = repr(v)
-    return truncate(text, MAX_PARAM) or ""
+    return truncate(redact_text(text), MAX_PARAM) or ""
 
 
 def _worst(risks: list[RiskBand | None]) -> RiskBand | None:
@@ -494,8 +495,8 @@ def build_run_view(run: LoadedRun, *, anchor_prefix: str = "") -> RunView:
     return RunView(
         name=run.name,
         anchor=slug(anchor_prefix or "run", "model"),
-        spec=spec.model.spec,
-        fingerprint=spec.model.fingerprint,
+        spec=redact_text(spec.model.spec),
+        fingerprint=redact_text(spec.model.fingerprint),
         kind=spec.model.kind,
         capabilities=tuple(spec.model.capabilities),
         seed=spec.seed,

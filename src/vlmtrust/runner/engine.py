@@ -28,6 +28,7 @@ from typing import Any
 
 from vlmtrust.core.errors import CapabilityError, InputError, VlmtrustError, one_line
 from vlmtrust.core.probe import Probe, ProbeContext
+from vlmtrust.core.redact import redact_data, redact_text
 from vlmtrust.core.results import (
     AuditLog,
     ErrorSummary,
@@ -40,6 +41,8 @@ from vlmtrust.core.results import (
 from vlmtrust.core.sample import Sample
 from vlmtrust.runner.cache import Cache, with_cache
 from vlmtrust.runner.data import Thumbnails, with_data
+from vlmtrust.runner.outcome import DID_NOT_RUN, SUMMARY_FAILED
+from vlmtrust.runner.outdir import prepare_out_dir
 
 log = logging.getLogger("vlmtrust")
 
@@ -304,6 +307,9 @@ def evaluate_probe(
     thumbs = Thumbnails()
     records: list[Record] = []
     for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size, seen, thumbs):
+        recs = [
+            r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")}) for r in recs
+        ]
         if writer is not None:
             writer.write(recs)
         records.extend(recs)
@@ -324,7 +330,7 @@ def evaluate_probe(
         thumbs.fill(examples)
     except Exception as e:  # a summary failure must not lose the other probes' results
         log.exception("probe %s: summarising failed", probe.name)
-        notes.append(f"summarising failed: {one_line(e)}")
+        notes.append(f"{SUMMARY_FAILED}{one_line(e)}")
     return _result(
         probe,
         metrics=metrics,
@@ -353,22 +359,28 @@ def _git_sha() -> str | None:
 
 
 def make_spec(model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str = "") -> RunSpec:
-    """The run's :class:`RunSpec`."""
+    """The run's :class:`RunSpec`.
+
+    Credentials in the model's spec or fingerprint, the params or the data spec are redacted
+    (:mod:`vlmtrust.core.redact`).
+    """
     from vlmtrust import __version__
 
     return RunSpec(
         model=ModelInfo(
-            spec=model.spec,
-            fingerprint=model.fingerprint,
+            spec=redact_text(model.spec),
+            fingerprint=redact_text(model.fingerprint),
             kind=model.kind,
             capabilities=model.capabilities.names(),
         ),
         probes=[
-            ProbeSpec(name=p.name, version=p.version, params=p.params.model_dump(mode="json"))
+            ProbeSpec(
+                name=p.name, version=p.version, params=redact_data(p.params.model_dump(mode="json"))
+            )
             for p in probes
         ],
         seed=ctx.seed,
-        data=ctx.data,
+        data=None if ctx.data is None else redact_text(ctx.data),
         limit=ctx.limit,
         vlmtrust_version=__version__,
         git_sha=_git_sha(),
@@ -397,14 +409,18 @@ def run_audit(
     cache: Cache | None = None,
     progress: bool = False,
     label: str = "",
+    overwrite: bool = False,
 ) -> AuditLog:
     """Run probes on one model, writing a run directory (see the module docstring).
 
     With ``resume``, samples already in ``samples/*.jsonl`` are not recomputed (error records
-    are retried) and the results equal those of an uninterrupted run.
+    are retried) and the results equal those of an uninterrupted run. A folder that already
+    holds a run is refused unless ``resume`` or ``overwrite`` (clear it first) is given
+    (:func:`vlmtrust.runner.outdir.prepare_out_dir`).
     """
     ctx = with_data(ctx or ProbeContext())
     out_dir = Path(out_dir)
+    prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = make_spec(model, probes, ctx, label)
     spec_path = out_dir / "spec.json"
@@ -431,7 +447,7 @@ def run_audit(
             done = read_records(path, repair=True) if resume else []
             writer = RecordWriter(path)
             total = _estimate(p, ctx)
-            task = bar(f"{model.spec} · {p.name}", total)
+            task = bar(f"{spec.model.spec} · {p.name}", total)
             t_probe = time.perf_counter()
             try:
                 task.advance(len([r for r in done if r.ok]))
@@ -456,7 +472,7 @@ def run_audit(
 
 
 def _failed_result(probe: Probe, message: str, seconds: float) -> ProbeResult:
-    return _result(probe, seconds=seconds, notes=[f"probe did not run: {message}"])
+    return _result(probe, seconds=seconds, notes=[f"{DID_NOT_RUN}{message}"])
 
 
 def _result(probe: Probe, **fields: Any) -> ProbeResult:
@@ -466,7 +482,7 @@ def _result(probe: Probe, **fields: Any) -> ProbeResult:
         pillar=probe.pillar,
         version=probe.version,
         description=probe.description,
-        params=probe.params.model_dump(mode="json"),
+        params=redact_data(probe.params.model_dump(mode="json")),
         **fields,
     )
 
