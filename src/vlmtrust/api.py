@@ -25,7 +25,7 @@ from vlmtrust.models.loader import load_model
 from vlmtrust.runner.cache import Cache, default_cache_path
 from vlmtrust.runner.data import RunData
 from vlmtrust.runner.engine import run_audit, write_index
-from vlmtrust.runner.outdir import prepare_out_dir
+from vlmtrust.runner.outdir import new_run_dir, point_latest, prepare_out_dir
 
 DEFAULT_MODELS = ("reference:clip", "reference:vlm")
 
@@ -149,7 +149,7 @@ def audit(
     probes: Sequence[str | Probe] | None = None,
     pillars: Sequence[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
-    out: str | Path = "vlmtrust-runs/latest",
+    out: str | Path | None = None,
     seed: int = 0,
     limit: int | None = None,
     data: str | None = None,
@@ -167,7 +167,8 @@ def audit(
         pillars: restrict the default selection to these pillars.
         params: per-probe parameters, ``{"robustness/adversarial": {"steps": 20}}``.
         out: run directory (one model) or parent directory (several: one sub-run each plus
-            ``index.json``).
+            ``index.json``). Default: a new folder ``vlmtrust-runs/<time>-<model>-<what>``,
+            and ``vlmtrust-runs/latest`` points at it once the run is written.
         seed: the run seed; the same seed gives the same numbers on CPU.
         limit: cap on samples per probe.
         data: dataset spec for probes that read user data.
@@ -199,6 +200,10 @@ def audit(
     else:
         models, single = [model], True
     _check_inputs(probes, pillars, params, limit=limit, data=data, models=models)
+    fresh = out is None
+    if out is None:
+        shown_models = [redact_text(m if isinstance(m, str) else m.spec) for m in models]
+        out = new_run_dir(shown_models, selection_name(probes, pillars))
     out = Path(out)
     prepare_out_dir(out, resume=resume, overwrite=overwrite)
     store = _open_cache(cache)
@@ -241,10 +246,19 @@ def audit(
             )
         )
         names.append(run_dir.name)
-    if single:
-        return logs[0]
-    write_index(out, names)
-    return logs
+    if not single:
+        write_index(out, names)
+    if fresh:
+        point_latest(out, root=out.parent)
+    return logs[0] if single else logs
+
+
+def selection_name(probes: Sequence[str | Probe] | None, pillars: Sequence[str] | None) -> str:
+    """What a run ran, for its default folder name."""
+    if probes:
+        names = [p if isinstance(p, str) else p.name for p in probes]
+        return names[0].replace("/", "-") if len(names) == 1 else f"{len(names)}-probes"
+    return "audit" + ("-" + "-".join(pillars) if pillars else "")
 
 
 def _is_remote(model: Model) -> bool:

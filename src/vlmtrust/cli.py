@@ -281,7 +281,7 @@ def run(
         return
     _audit_and_report(
         model[0],
-        out=out or Path("vlmtrust-runs") / "run",
+        out=out,
         probes=probes,
         pillars=None,
         param=param,
@@ -325,7 +325,7 @@ def audit_cmd(
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
     _audit_and_report(
         target,
-        out=out or Path("vlmtrust-runs") / "audit",
+        out=out,
         probes=None,
         pillars=pillar,
         param=param,
@@ -342,10 +342,46 @@ def audit_cmd(
     )
 
 
+def _out_dir(
+    out: Path | None,
+    target: Any,
+    probes: list[str] | None,
+    pillars: list[str] | None,
+    *,
+    resume: bool,
+) -> tuple[Path, bool]:
+    """``(run folder, whether it is a new default one)``: ``--out``, or a new folder per run.
+
+    ``--resume`` without ``--out`` continues the run ``vlmtrust-runs/latest`` points at.
+    """
+    from vlmtrust.api import DEFAULT_MODELS, selection_name
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.core.redact import redact_text
+    from vlmtrust.runner.outdir import RUNS_ROOT, new_run_dir, resolve_latest
+
+    if out is not None:
+        return out, False
+    if resume:
+        latest = resolve_latest()
+        if latest is None:
+            raise InputError(
+                f"--resume without --out continues {RUNS_ROOT}/latest, and there is none: "
+                "pass --out RUN (`vlmtrust runs` lists them)"
+            )
+        typer.echo(f"resuming {latest}", err=True)
+        return latest, False
+    models = (
+        list(DEFAULT_MODELS)
+        if target is None
+        else ([target] if isinstance(target, str) else list(target))
+    )
+    return new_run_dir([redact_text(m) for m in models], selection_name(probes, pillars)), True
+
+
 def _audit_and_report(
     target: Any,
     *,
-    out: Path,
+    out: Path | None,
     probes: list[str] | None,
     pillars: list[str] | None,
     param: list[str] | None,
@@ -367,8 +403,10 @@ def _audit_and_report(
     from vlmtrust.api import audit
     from vlmtrust.core.errors import one_line
     from vlmtrust.runner.outcome import check_error_rate, run_problems
+    from vlmtrust.runner.outdir import point_latest
 
     check_error_rate(max_error_rate)
+    out, fresh = _out_dir(out, target, probes, pillars, resume=resume)
     logs = audit(
         target,
         probes=probes,
@@ -384,6 +422,8 @@ def _audit_and_report(
         progress=not quiet,
         data_limits=limits,
     )
+    if fresh:
+        point_latest(out, root=out.parent)
     _print_summary(logs)
     if report:
         _render(out, quiet)
@@ -434,6 +474,41 @@ def compare(
         Console().print(deltas_table(deltas, title=escape(f"{run_a} → {run_b}")))
     html, md = render_compare(run_a, run_b, out_html=out)
     typer.echo(f"comparison: {html}\n            {md}")
+
+
+@app.command("runs")
+@_guard
+def runs_cmd(
+    root: Annotated[
+        Path, typer.Argument(help="the folder holding the runs (default vlmtrust-runs)")
+    ] = Path("vlmtrust-runs"),
+) -> None:
+    """List past runs, newest first: when, model, probes, worst risk per pillar, status."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from vlmtrust.report.runs import list_runs
+
+    runs = list_runs(root)
+    if not runs:
+        typer.echo(f"no runs in {root}")
+        return
+    table = Table(show_lines=False, box=None, pad_edge=False)
+    for col in ("run", "created (UTC)", "model", "probes", "risk by pillar", "status"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        risks = " ".join(f"{p[:4]}:{band}" for p, band in r.risks) or "—"
+        status = r.status + (f" ({r.errors} errors)" if r.errors else "")
+        table.add_row(
+            escape(r.path.name) + (" [bold](latest)[/]" if r.latest else ""),
+            escape(r.created[:19].replace("T", " ")),
+            escape(", ".join(r.models) or "?"),
+            str(r.probes),
+            escape(risks),
+            escape(status if not r.note else f"{status}: {r.note}"),
+        )
+    Console().print(table)
 
 
 @app.command("export-labels")

@@ -160,3 +160,89 @@ def prepare_model_dir(path: Path, *, overwrite: bool = False, source: str = "") 
             "choose a new --out folder"
         )
     shutil.rmtree(path)
+
+
+RUNS_ROOT = Path("vlmtrust-runs")
+"""Where runs go when no ``out`` is given: one new folder per run, plus ``latest``."""
+
+LATEST = "latest"
+"""The name of the pointer (a relative symlink, or a text file naming the folder where symlinks
+are not available) to the newest run under :data:`RUNS_ROOT`."""
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    import re
+
+    s = re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.")
+    return s[:limit].rstrip("-.") or "run"
+
+
+def new_run_dir(
+    models: list[str], what: str, *, root: Path = RUNS_ROOT, now: float | None = None
+) -> Path:
+    """A new, unused folder ``ROOT/<UTC time>-<model>-<what>`` (not created).
+
+    ``models`` are the (redacted) model specs; several are joined (at most two named, then a
+    count). ``what`` names what ran (``audit``, a probe, ``3-probes``).
+
+    Example:
+        >>> new_run_dir(["reference:clip"], "audit", root=Path("runs"), now=0).as_posix()
+        'runs/19700101-000000-reference-clip-audit'
+    """
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    shown = [m.split("@", 1)[0] for m in models]
+    model = "+".join(shown[:2]) + (f"+{len(shown) - 2}more" if len(shown) > 2 else "")
+    base = f"{stamp}-{_slug(model)}-{_slug(what, 30)}"
+    path, n = root / base, 2
+    while path.exists() or path.is_symlink():
+        path, n = root / f"{base}-{n}", n + 1
+    return path
+
+
+def point_latest(run_dir: Path, *, root: Path = RUNS_ROOT) -> Path | None:
+    """Point ``ROOT/latest`` at ``run_dir`` (a sibling); the pointer, or None if left alone.
+
+    A real folder named ``latest`` (written by an earlier version as a run) is left as it is.
+    """
+    import logging
+    import os
+
+    link = root / LATEST
+    if link.exists() and not link.is_symlink() and link.is_dir():
+        logging.getLogger("vlmtrust").warning(
+            "%s is a run folder of an earlier version; not replacing it with the latest-run "
+            "pointer (move it to keep it, or delete it)",
+            link,
+        )
+        return None
+    tmp = root / f".{LATEST}.{os.getpid()}.tmp"
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    try:
+        os.symlink(run_dir.name, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:  # no symlinks here (e.g. Windows without developer mode): a text pointer
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        try:
+            if link.is_symlink():
+                link.unlink()
+            link.write_text(run_dir.name + "\n", encoding="utf-8")
+        except OSError:
+            return None
+    return link
+
+
+def resolve_latest(root: Path = RUNS_ROOT) -> Path | None:
+    """The run ``ROOT/latest`` points at, or None when there is none."""
+    link = root / LATEST
+    if link.is_symlink() or link.is_dir():
+        target = link.resolve()
+        return target if target.is_dir() else None
+    if link.is_file():
+        name = link.read_text(encoding="utf-8").strip()
+        target = root / name
+        return target if name and target.is_dir() else None
+    return None
