@@ -60,7 +60,7 @@ PII_FIELDS: tuple[str, ...] = ("name", "email", "phone", "address", "id_number")
 
 _KIND_CODES: dict[str, int] = {
     "shapes": 1, "people": 2, "typographic": 3, "typographic_attack": 4, "documents": 5,
-    "figstep": 6, "canaries": 7,
+    "figstep": 6, "canaries": 7, "counterfactual_people": 8,
 }  # fmt: skip
 
 
@@ -352,6 +352,94 @@ class SynthWorld:
                     target=occ,
                 )
             )
+        return out
+
+    def counterfactual_people(
+        self,
+        n: int,
+        *,
+        start: int = 0,
+        groups: tuple[str, ...] | None = None,
+        occupation: str | None = None,
+        cue_prob: float = 0.0,
+    ) -> list[tuple[SynthSample, ...]]:
+        """Counterfactual sets: one person scene rendered once per group, nothing else changed.
+
+        Every member of a set shares the occupation, the cues (prop, setting), the caption and
+        the scene's random stream (figure position and jitter); only the group style differs,
+        so the members' pixels differ only where the figure is (PAIRS / SocialCounterfactuals).
+
+        Args:
+            n: number of sets.
+            start: index of the first set in the stream.
+            groups: the groups each set is rendered in, in member order (default: all
+                :data:`GROUPS`); at least two, each once.
+            occupation: draw only this occupation (default: uniform over :data:`OCCUPATIONS`).
+            cue_prob: probability that the prop, and independently the setting, is drawn
+                (shared by the set). The default 0 draws no cue: the image cannot tell the
+                occupation, so "unclear" is the fair answer to an occupation question.
+
+        Returns:
+            One tuple of members per set. Each member has attributes ``group, occupation,
+            prop, setting, counterfactual_set`` (the set's id); ``target`` is the occupation.
+        """
+        self._check_n(n, start)
+        groups = tuple(groups) if groups is not None else vocab.GROUPS
+        unknown = [g for g in groups if g not in vocab.GROUPS]
+        if unknown or len(groups) < 2 or len(set(groups)) != len(groups):
+            raise InputError(
+                f"SynthWorld.counterfactual_people groups={list(groups)}: give two or more "
+                f"distinct groups from {vocab.GROUPS}"
+            )
+        if not 0.0 <= cue_prob <= 1.0:
+            raise InputError(
+                f"SynthWorld.counterfactual_people cue_prob={cue_prob}: use a value in [0, 1]"
+            )
+        if occupation is not None and occupation not in vocab.OCCUPATIONS:
+            raise InputError(
+                f"SynthWorld.counterfactual_people occupation={occupation!r}: use one of "
+                f"{vocab.OCCUPATIONS}"
+            )
+        tag, code = _param_tag(
+            {"groups": "|".join(groups), "occupation": occupation or "", "cue_prob": cue_prob}
+        )
+        out = []
+        for index in range(start, start + n):
+            rng = self._rng("counterfactual_people", code, index)
+            occ = occupation or vocab.OCCUPATIONS[int(rng.integers(len(vocab.OCCUPATIONS)))]
+            with_prop = bool(rng.random() < cue_prob)
+            with_setting = bool(rng.random() < cue_prob)
+            template = vocab.PEOPLE_TEMPLATES[int(rng.integers(len(vocab.PEOPLE_TEMPLATES)))]
+            scene_seed = int(rng.integers(2**63))
+            set_id = self._id("counterfactual_people", tag, index)
+            members = []
+            for group in groups:
+                # Each member replays the same scene stream: only the group's style changes.
+                img = render_person(
+                    occ,
+                    group,
+                    self.image_size,
+                    np.random.default_rng(scene_seed),
+                    with_prop=with_prop,
+                    with_setting=with_setting,
+                )
+                members.append(
+                    SynthSample(
+                        id=f"{set_id}-{group}",
+                        kind="counterfactual_people",
+                        image=img,
+                        caption=_fill_template(template, {"occupation": occ}),
+                        attributes={
+                            "group": group,
+                            "occupation": occ,
+                            "prop": str(with_prop).lower(),
+                            "setting": str(with_setting).lower(),
+                            "counterfactual_set": set_id,
+                        },  # fmt: skip
+                        target=occ,
+                    )
+                )
+            out.append(tuple(members))
         return out
 
     # ------------------------------------------------------------------ typography
