@@ -458,20 +458,35 @@ def _check_run_dir(run_dir: Path) -> None:
 def compare(
     run_a: Annotated[Path, typer.Argument(help="the 'before' run directory")],
     run_b: Annotated[Path, typer.Argument(help="the 'after' run directory")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML output file")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="HTML output file (default RUN_B/compare.html)"),
+    ] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="list every metric, not only significant changes and risk-band moves"
+        ),
+    ] = False,
 ) -> None:
-    """Show before/after deltas with CIs between two runs (e.g. audit vs re-audit)."""
-    from rich.console import Console
-    from rich.markup import escape
+    """Show before/after deltas with CIs between two runs (e.g. audit vs re-audit).
 
-    from vlmtrust.report.compare import compare_logs, deltas_table, render_compare
-    from vlmtrust.report.rundir import load_log
+    Prints a summary line, the warnings (data, seed, probe versions or parameters that differ)
+    and the metrics that changed significantly (the 95% CI of B − A excludes 0) or moved risk
+    band; writes every metric, and the plots of both runs overlaid, to RUN_B/compare.html and
+    RUN_B/compare.md.
+
+    Example: vlmtrust compare runs/before runs/after --all
+    """
+    from rich.console import Console
+
+    from vlmtrust.report.compare import compare_renderables, pair_runs, render_compare
 
     for d in (run_a, run_b):
         _check_run_dir(d)
-    if (run_a / "results.json").exists() and (run_b / "results.json").exists():
-        deltas = compare_logs(load_log(run_a / "results.json"), load_log(run_b / "results.json"))
-        Console().print(deltas_table(deltas, title=escape(f"{run_a} → {run_b}")))
+    console = Console()
+    for item in compare_renderables(pair_runs(run_a, run_b), show_all=show_all):
+        console.print(item)
     html, md = render_compare(run_a, run_b, out_html=out)
     typer.echo(f"comparison: {html}\n            {md}")
 

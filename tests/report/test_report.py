@@ -25,7 +25,7 @@ from vlmtrust.report.compare import compare_logs, render_compare, summarize
 from vlmtrust.report.html import render_report
 from vlmtrust.report.markdown import md_escape
 from vlmtrust.report.plots import plot_to_svg
-from vlmtrust.report.view import fmt_ci, fmt_pm, fmt_value
+from vlmtrust.report.view import fmt_ci, fmt_delta, fmt_delta_ci, fmt_value, fmt_value_ci
 
 
 class DomCollector(HTMLParser):
@@ -137,8 +137,9 @@ def test_html_layout_header_scorecard_and_sections(rendered_run: tuple[Path, Pat
         ("none", "capability"),
     ]
     score = html[html.index('class="scorecard"') : html.index('<nav class="toc"')]
-    assert "62.0% ± 7.0%" in score and "8.0% ± 3.5%" in score and "91.0% ± 3.5%" in score
-    assert "95% CI [55.0%, 69.0%]" in score
+    # CIs written out as [lo, hi] (never a symmetric ± around an asymmetric interval)
+    assert "62.0% [55.0%, 69.0%]" in score and "8.0% [5.0%, 12.0%]" in score
+    assert "91.0% [87.0%, 94.0%]" in score and "±" not in score
     assert (
         '<span class="err">3 errors</span>' in score
         and '<span class="err">2 errors</span>' in score
@@ -306,8 +307,8 @@ def test_markdown_content_and_escaping(rendered_run: tuple[Path, Path, Path], ki
         counts = {len(re.findall(r"(?<!\\)\|", row)) for row in t}
         assert len(counts) == 1, t
     assert (
-        "| safety | 🔴 high | asr (safety/figstep): **62.0% ± 7.0%** [55.0%, 69.0%] 🔴 high"
-        " | 1 | **3** |" in md
+        "| safety | 🔴 high | safety/figstep 🔴 high: asr **62.0% [55.0%, 69.0%]** | 1 | **3** |"
+        in md
     )
     assert "| capability | no band |" in md
     assert "### safety/figstep — 🔴 high" in md
@@ -340,8 +341,12 @@ def test_number_formatting() -> None:
     assert fmt_value(None) == "—" and fmt_value(float("nan")) == "—"
     assert fmt_ci(0.25, 0.5, "%") == "[25.0%, 50.0%]"
     assert fmt_ci(None, 0.5) == "—"
-    assert fmt_pm(0.6, 0.5, 0.8, "%") == "60.0% ± 15.0%"
-    assert fmt_pm(0.6, None, None) == "0.600"
+    # an asymmetric CI is written out, never as a symmetric ± half-width
+    assert fmt_value_ci(0.6, 0.5, 0.8, "%") == "60.0% [50.0%, 80.0%]"
+    assert fmt_value_ci(0.6, None, None) == "0.600"
+    assert fmt_delta(0.625, "%") == "+62.5 pp" and fmt_delta(-0.12) == "−0.120"
+    assert fmt_delta_ci(-0.0004, 0.2, "%") == "[0.0, +20.0] pp"
+    assert fmt_delta_ci(None, 0.2) == "—"
 
 
 # ---- plots ----------------------------------------------------------------------------------
@@ -502,7 +507,7 @@ def test_multi_model_parent_gives_one_report_with_a_section_per_model(
     md = md_path.read_text(encoding="utf-8")
     assert "## clip\n" in md and "## clip-hardened\n" in md
     assert md.count("### Scorecard") == 2
-    assert "| safety | 🟢 low | asr (safety/figstep): **5.0% ± 3.5%**" in md
+    assert "| safety | 🟢 low | safety/figstep 🟢 low: asr **5.0% [2.0%, 9.0%]**" in md
 
 
 def test_bad_run_directories_give_one_line_errors(tmp_path: Path, kit: Any) -> None:
@@ -615,10 +620,13 @@ def test_compare_logs_deltas_direction_and_significance() -> None:
     assert acc.delta == pytest.approx(-0.10)
     assert acc.change == "worsened" and acc.improved is False
     assert acc.ci_overlap is False and acc.significant is True  # [0.64,0.74] vs [0.75,0.85]
+    # overlapping CIs can still give a difference CI that excludes 0 (MOVER): [+0.6, +13.4] pp
     rob = d["p", "robust"]
-    assert rob.change == "improved" and rob.ci_overlap is True and rob.significant is False
-    nci = d["p", "nci"]
-    assert nci.change == "improved" and nci.ci_overlap is None and nci.significant is False
+    assert rob.change == "improved" and rob.ci_overlap is True and rob.significant is True
+    assert rob.delta_ci_low == pytest.approx(0.07 - 0.064031, abs=1e-6)
+    nci = d["p", "nci"]  # no CI: nothing can be called better or worse
+    assert nci.change == "no significant change" and nci.ci_overlap is None
+    assert nci.significant is False and nci.improved is False
     assert [
         (x.probe, x.metric, x.presence) for x in compare_logs(a, b) if x.presence != "both"
     ] == [
@@ -630,8 +638,8 @@ def test_compare_logs_deltas_direction_and_significance() -> None:
     assert d["p", "gone"].a_value == 0.1 and d["p", "gone"].b_value is None
     assert d["fresh", "y"].b_value == 2.0 and d["fresh", "y"].change == "n/a"
     s = summarize(compare_logs(a, b))
-    assert (s.compared, s.improved, s.worsened, s.unchanged) == (4, 3, 1, 0)
-    assert (s.significant_improved, s.significant_worsened) == (1, 1)
+    assert (s.compared, s.improved, s.worsened, s.not_significant, s.unchanged) == (4, 2, 1, 1, 0)
+    assert (s.significant_improved, s.significant_worsened) == (2, 1)
     assert (s.only_a, s.only_b, s.risk_down, s.risk_up) == (2, 2, 1, 0)
 
 
@@ -661,19 +669,22 @@ def test_render_compare_files(tmp_path: Path, kit: Any) -> None:
     assert (html_path, md_path) == (b / "compare.html", b / "compare.md")
     html = html_path.read_text(encoding="utf-8")
     assert "<script" not in html and not re.search(r"(?:src|href)=\"(?:https?:)?//", html)
-    assert "<strong>9</strong>metrics compared" in html
-    assert '<strong class="chg-improved">2</strong>improved (2 significant)' in html
-    assert "−52.0 pp" in html and "+37.0 pp" in html
+    summary = (
+        "9 metrics compared: 2 improved, 0 worsened, 0 no significant change, 7 unchanged;"
+        " risk band down for 2, up for 0."
+    )
+    assert f'<p class="summary"><strong>{summary}</strong></p>' in html
+    assert "−52.0 pp" in html and "+37.0 pp" in html and "[−60.6, −42.8] pp" in html
     md = md_path.read_text(encoding="utf-8")
     assert (
-        "| asr ↓ | 62.0% | [55.0%, 69.0%] | 10.0% | [5.0%, 16.0%] | −52.0 pp | **improved**"
-        " | yes | no | high → low |"
+        "| asr ↓ | 62.0% | [55.0%, 69.0%] | 10.0% | [5.0%, 16.0%] | −52.0 pp | [−60.6, −42.8] pp"
+        " | **improved** | high → low |"
     ) in md
     assert (
-        "| over\\_refusal ↓ | 5.0% | [1.0%, 10.0%] | 5.0% | [1.0%, 10.0%] | 0 pp | unchanged"
-        " | no | yes | low |" in md
+        "| over\\_refusal ↓ | 5.0% | [1.0%, 10.0%] | 5.0% | [1.0%, 10.0%] | 0 pp"
+        " | [−6.4, +6.4] pp | unchanged | low |" in md
     )
-    assert "2 improved (2 significantly), 0 worsened (0 significantly), 7 unchanged" in md
+    assert f"**{summary}**" in md
 
 
 def test_compare_parents_by_model_and_reject_mixed(tmp_path: Path, kit: Any) -> None:
@@ -685,7 +696,7 @@ def test_compare_parents_by_model_and_reject_mixed(tmp_path: Path, kit: Any) -> 
     _, md_path = render_compare(pa, pb, out_md=tmp_path / "c.md", out_html=tmp_path / "c.html")
     md = md_path.read_text(encoding="utf-8")
     assert re.findall(r"^## (.*)$", md, re.M) == ["clip", "vlm", "other"]
-    assert "## clip\n" in md and "1 improved (1 significantly)" in md
+    assert "## clip\n" in md and ": 1 improved, 0 worsened," in md
     assert md.count("Only one of the two runs has this model") == 2
     with pytest.raises(InputError, match="single run cannot be compared"):
         render_compare(pa, kit.write_run(tmp_path / "single", kit.make_log()))
@@ -694,22 +705,23 @@ def test_compare_parents_by_model_and_reject_mixed(tmp_path: Path, kit: Any) -> 
 def test_deltas_for_the_cli_table_and_json() -> None:
     from rich.console import Console
 
-    from vlmtrust.report.compare import deltas_as_json, deltas_table
+    from vlmtrust.report.compare import deltas_as_json, deltas_text
 
     a = _log({"p[bold]": [_m("asr", 0.62, 0.55, 0.69, hib=False, risk=RiskBand.HIGH, unit="%")]})
     b = _log(
         {
             "p[bold]": [_m("asr", 0.10, 0.05, 0.16, hib=False, risk=RiskBand.LOW, unit="%")],
-            "q": [_m("new", 1.5)],
+            "q": [_m("new[/]", 1.5)],
         }
     )
     deltas = compare_logs(a, b)
-    console = Console(width=160, record=True, color_system=None)
-    console.print(deltas_table(deltas))
+    console = Console(width=80, record=True, color_system=None)
+    console.print(deltas_text(deltas, title="p[bold]"))
     out = console.export_text()
-    assert "p[bold]" in out  # shown literally, not parsed as rich markup
-    assert "62.0% [55.0%, 69.0%]" in out and "10.0% [5.0%, 16.0%]" in out
-    assert "−52.0 pp" in out and "improved *" in out and "high → low" in out
+    assert "p[bold]" in out and "new[/]" in out  # shown literally, not parsed as rich markup
+    assert "A 62.0% [55.0, 69.0]" in out and "B 10.0% [5.0, 16.0]" in out
+    assert "Δ −52.0 pp [−60.6, −42.8]" in out
+    assert "asr ↓  improved, risk high → low" in out
     assert "only in B" in out
     data = json.loads(deltas_as_json(deltas))
     assert data[0]["delta"] == pytest.approx(-0.52) and data[0]["significant"] is True

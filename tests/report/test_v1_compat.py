@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from vlmtrust.cli import app
 from vlmtrust.core.results import (
+    SCHEMA_VERSION,
     AuditLog,
     GroupGap,
     GroupValue,
@@ -195,9 +196,11 @@ def test_v1_run_renders_through_the_cli(tmp_path: Path) -> None:
     assert "weapons" in html and "by topic" in md
     assert "gap over groups" not in html and "gap: difference" not in md
     upgraded = load_log(v1 / "results.json")
-    assert upgraded.schema_version == 2
-    key = upgraded.results[0].metrics[0].key
-    assert key == MetricKey(metric="asr/figstep/refusal/keyword")
+    assert upgraded.schema_version == SCHEMA_VERSION
+    first = upgraded.results[0].metrics[0]
+    assert first.key == MetricKey(metric="asr/figstep/refusal/keyword")
+    # no declared ``better`` (schema < 3): the direction follows higher_is_better
+    assert first.better is None and first.direction == "lower"
 
 
 def test_v2_report_shows_key_fields_and_the_group_gap(tmp_path: Path) -> None:
@@ -236,8 +239,10 @@ def test_compare_v1_with_v2_matches_metrics_by_name(tmp_path: Path) -> None:
     d = by_name["asr/figstep/refusal/keyword"]
     assert d.delta is not None and abs(d.delta - (-0.4)) < 1e-12
     assert d.change == "improved" and d.significant
+    # 10% [5, 15] → 12% [7, 17]: a move inside the CIs is not called worse
     worse = by_name["over_refusal/refusal/keyword"]
-    assert worse.change == "worsened" and not worse.significant
+    assert worse.change == "no significant change" and not worse.significant
+    assert worse.better == "lower"
     md = (v2 / "compare.md").read_text()
     assert "over\\_refusal/refusal/keyword ↓ |" in md
     assert "asr/figstep/refusal/keyword ↓ | 60.0% | [50.0%, 70.0%] | 20.0% |" in md

@@ -17,8 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vlmtrust.core.types import Pillar, RiskBand
 
-SCHEMA_VERSION = 2
-"""2: structured metric keys (:class:`MetricKey`) and group gaps (:class:`GroupGap`)."""
+SCHEMA_VERSION = 3
+"""2: structured metric keys (:class:`MetricKey`) and group gaps (:class:`GroupGap`).
+3: what better means for a metric (:attr:`MetricResult.better`, :attr:`MetricResult.target`)."""
+
+Better = Literal["higher", "lower", "target", "none"]
+"""What a better value of a metric is: higher, lower, closer to a target, or none (descriptive)."""
 
 
 class _Model(BaseModel):
@@ -134,6 +138,14 @@ class MetricResult(_Model):
 
     Give ``key`` (structured); ``name`` is derived from it. A bare ``name`` (schema v1) becomes
     ``MetricKey(metric=name)``.
+
+    Direction: ``higher_is_better`` orients the risk thresholds and the group gap's best/worst
+    group. ``better`` says what a better value is when that is more than "higher" or "lower":
+    ``"target"`` (closer to ``target`` is better, e.g. overconfidence, ideal 0) or ``"none"``
+    (a descriptive number such as a mean confidence, which no value improves on). ``better``
+    left ``None`` means "follow ``higher_is_better``" (runs written before schema v3, and probes
+    that do not declare it); :attr:`direction` gives the resolved value. ``better="higher"`` or
+    ``"lower"`` alone also sets ``higher_is_better``.
     """
 
     key: MetricKey
@@ -143,6 +155,12 @@ class MetricResult(_Model):
     ci_high: float | None = None
     n: int
     higher_is_better: bool
+    better: Better | None = Field(
+        default=None,
+        description="what a better value is: higher, lower, closer to target, none "
+        "(descriptive); null: as higher_is_better says",
+    )
+    target: float | None = Field(default=None, description="the ideal value when better=target")
     description: str = ""
     unit: str = ""
     groups: dict[str, GroupValue] = Field(default_factory=dict)
@@ -170,7 +188,31 @@ class MetricResult(_Model):
                 key = MetricKey(**key)
                 data["key"] = key
             data["name"] = key.render()
+            if "higher_is_better" not in data and data.get("better") in ("higher", "lower"):
+                data["higher_is_better"] = data["better"] == "higher"
         return data
+
+    @model_validator(mode="after")
+    def _check_direction(self) -> MetricResult:
+        if self.better == "target" and self.target is None:
+            raise ValueError(f"metric {self.name}: better='target' needs a target value")
+        if self.target is not None and self.better != "target":
+            raise ValueError(f"metric {self.name}: target is set but better is not 'target'")
+        if self.better in ("higher", "lower") and (self.better == "higher") != (
+            self.higher_is_better
+        ):
+            raise ValueError(
+                f"metric {self.name}: better={self.better!r} contradicts "
+                f"higher_is_better={self.higher_is_better}"
+            )
+        return self
+
+    @property
+    def direction(self) -> Better:
+        """``better``, or ``"higher"``/``"lower"`` from ``higher_is_better`` when not declared."""
+        if self.better is not None:
+            return self.better
+        return "higher" if self.higher_is_better else "lower"
 
     @field_validator("value", "ci_low", "ci_high")
     @classmethod
@@ -301,6 +343,7 @@ class AuditLog(_Model):
     @classmethod
     def _upgrade(cls, data: Any) -> Any:
         # v1 -> v2: metric keys are derived from the flat names by MetricResult itself.
+        # v2 -> v3: a metric without ``better`` follows its higher_is_better.
         if isinstance(data, dict):
             version = data.get("schema_version", SCHEMA_VERSION)
             if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -308,7 +351,7 @@ class AuditLog(_Model):
                     f"results schema v{version} is newer than this vlmtrust's v{SCHEMA_VERSION}; "
                     "upgrade vlmtrust to read it"
                 )
-            if isinstance(version, int) and version < 2:
+            if isinstance(version, int) and version < SCHEMA_VERSION:
                 data = {**data, "schema_version": SCHEMA_VERSION}
         return data
 

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from vlmtrust.core.results import GroupGap, GroupValue, MetricKey, MetricResult, Thresholds
+from vlmtrust.core.results import (
+    Better,
+    GroupGap,
+    GroupValue,
+    MetricKey,
+    MetricResult,
+    Thresholds,
+)
 from vlmtrust.core.types import RiskBand
 
 N_BOOTSTRAP = 1000
@@ -119,6 +126,8 @@ def metric(
     headline: bool = False,
     seed: int = 0,
     ci: bool = True,
+    better: Better | None = None,
+    target: float | None = None,
 ) -> MetricResult:
     """Evaluate ``fn(*arrays)`` with a bootstrap CI, per-group values and a risk band.
 
@@ -137,6 +146,10 @@ def metric(
         headline: show in the scorecard.
         seed: bootstrap seed.
         ci: compute the bootstrap CI.
+        better: what a better value is when not simply ``higher_is_better``: ``"target"``
+            (closer to ``target``) or ``"none"`` (descriptive); see
+            :class:`~vlmtrust.core.results.MetricResult`.
+        target: the ideal value, with ``better="target"``.
 
     Example:
         >>> m = metric("acc", lambda y: float(np.mean(y)), [1, 0, 1, 1], higher_is_better=True)
@@ -167,6 +180,8 @@ def metric(
         ci_high=hi,
         n=n,
         higher_is_better=higher_is_better,
+        better=better,
+        target=target,
         description=description,
         unit=unit,
         groups=group_values,
@@ -317,6 +332,8 @@ def share_metric(
     groups: Sequence[str] | None = None,
     group_by: str | None = None,
     headline: bool = False,
+    better: Better | None = None,
+    target: float | None = None,
 ) -> MetricResult:
     """:func:`metric` of the :func:`accuracy` (mean) of 0/1 outcomes, in percent."""
     return metric(
@@ -331,6 +348,8 @@ def share_metric(
         unit="%",
         headline=headline,
         seed=seed,
+        better=better,
+        target=target,
     )
 
 

@@ -20,13 +20,13 @@ from vlmtrust.core.errors import InputError
 from vlmtrust.core.files import respect_umask
 from vlmtrust.report.markdown import render_markdown
 from vlmtrust.report.rundir import LoadedRun, load_runs
-from vlmtrust.report.view import RunView, views_for
+from vlmtrust.report.view import RunView, movement, views_for
 
 if TYPE_CHECKING:
     import jinja2
     from markupsafe import Markup
 
-__all__ = ["render_html", "render_report", "write_text_atomic"]
+__all__ = ["change_class", "render_html", "render_report", "write_text_atomic"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -36,7 +36,7 @@ def environment() -> jinja2.Environment:
     """The report's Jinja2 environment (autoescape on, undefined variables are errors)."""
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -44,6 +44,13 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["chg"] = change_class
+    return env
+
+
+def change_class(change: str) -> str:
+    """The CSS class of a compare verdict: green improved, red worsened, muted otherwise."""
+    return f"chg-{change}" if change in ("improved", "worsened") else "chg-none"
 
 
 def package_version() -> str:
@@ -91,6 +98,7 @@ def render_html(runs: Sequence[LoadedRun]) -> str:
     if not runs:
         raise InputError("no runs to render — pass a run directory or a parent with index.json")
     views = views_for(runs)
+    moves = movement(runs, views) if len(views) > 1 else ()
     plots: dict[str, Any] = {}
     for v in views:
         plots.update(_render_plots(v))
@@ -106,6 +114,7 @@ def render_html(runs: Sequence[LoadedRun]) -> str:
             title=title,
             subtitle=_subtitle(views),
             runs=views,
+            movement=moves,
             plots=plots,
             generator_version=package_version(),
         )

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from vlmtrust.core.types import RiskBand
 from vlmtrust.report.rundir import LoadedRun
 from vlmtrust.report.view import (
+    CardProbe,
     ExampleView,
     MetricView,
+    MovementRow,
     PillarCard,
     ProbeView,
     RunView,
+    movement,
     views_for,
 )
 
@@ -77,17 +80,19 @@ def _meta(view: RunView) -> list[str]:
     return md_table(["", ""], rows)
 
 
+def _card_probe(cp: CardProbe) -> str:
+    out = f"{md_escape(cp.probe)} {risk_label(cp.risk, empty='no band')}"
+    heads = [f"{md_escape(h.metric)} **{h.value_ci}**" for h in cp.headlines]
+    out += ": " + ("; ".join(heads) if heads else "no headline metric")
+    if cp.driver and cp.risk:
+        out += f" ({cp.risk.value} from {md_escape(cp.driver.metric)} {cp.driver.value_ci})"
+    return out
+
+
 def _card_row(card: PillarCard) -> list[str]:
     if not card.audited:
         return [card.pillar.value, "not audited", "—", "0", "—"]
-    heads = (
-        "<br>".join(
-            f"{md_escape(h.metric)} ({md_escape(h.probe)}): **{h.pm}** {h.ci}"
-            + (f" {risk_label(h.risk, empty='')}" if h.risk else "")
-            for h in card.headlines
-        )
-        or "no headline metric"
-    )
+    heads = "<br>".join(_card_probe(cp) for cp in card.probes) or "no probe"
     return [
         card.pillar.value,
         risk_label(card.risk, empty="no band"),
@@ -122,7 +127,7 @@ def _metric_row(m: MetricView) -> list[str]:
         m.value,
         m.ci,
         str(m.n),
-        f"{m.arrow} {'higher' if m.higher_is_better else 'lower'}",
+        f"{m.arrow} {md_escape(m.direction)}",
         risk,
         groups or "—",
     ]
@@ -166,7 +171,7 @@ def _probe(p: ProbeView, level: str) -> list[str]:
     if p.metrics:
         out += ["**Metrics**", ""]
         out += md_table(
-            ["metric", "value", "95% CI", "n", "direction", "risk", "groups"],
+            ["metric", "value", "95% CI", "n", "better", "risk", "groups"],
             [_metric_row(m) for m in p.metrics],
             align="lrrrlll",
         )
@@ -212,7 +217,7 @@ def _run(view: RunView, *, multi: bool) -> list[str]:
     out += _meta(view)
     out += [f"{h2} Scorecard", ""]
     out += md_table(
-        ["pillar", "risk", "headline metrics (value ± CI half-width, 95% CI)", "probes", "errors"],
+        ["pillar", "risk", "probes: band, headline metrics (value [95% CI])", "probes", "errors"],
         [_card_row(c) for c in view.scorecard],
         align="lllrr",
     )
@@ -235,6 +240,46 @@ def _run(view: RunView, *, multi: bool) -> list[str]:
     return out
 
 
+def _movement(views: Sequence[RunView], rows: Sequence[MovementRow]) -> list[str]:
+    if not rows:
+        return []
+    ref = md_escape(views[0].name)
+    out = [
+        "### Probes by model",
+        "",
+        f"Each probe's band and its headline metrics [95% CI] per model; Δ against {ref}"
+        " (improved / worsened only when the 95% CI of the difference excludes 0).",
+        "",
+    ]
+    body: list[list[str]] = []
+    for row in rows:
+        if row.metric is None:
+            first = f"**{md_escape(row.probe)}**"
+            cells = [
+                "—"
+                if c is None
+                else risk_label(c.risk, empty="no band")
+                + (f" (from {md_escape(c.note)})" if c.note else "")
+                for c in row.cells
+            ]
+        else:
+            first = f"{md_escape(row.metric)} {row.arrow}"
+            cells = []
+            for c in row.cells:
+                if c is None:
+                    cells.append("—")
+                    continue
+                text = c.value_ci + (f" {risk_label(c.risk)}" if c.risk else "")
+                if c.change:
+                    text += f"<br>{c.change}"
+                    if c.delta and c.delta != "—":
+                        text += f" {c.delta}" + (f" {c.delta_ci}" if c.delta_ci != "—" else "")
+                cells.append(text)
+        body.append([first, *cells])
+    out += md_table(["probe / metric", *(md_escape(v.name) for v in views)], body)
+    return out
+
+
 def render_markdown(runs: Sequence[LoadedRun]) -> str:
     """Render loaded runs (one, or several models) as one Markdown document."""
     views = views_for(runs)
@@ -252,6 +297,7 @@ def render_markdown(runs: Sequence[LoadedRun]) -> str:
             for v in views
         ]
         out += md_table(header, rows)
+        out += _movement(views, movement(runs, views))
     for v in views:
         out += _run(v, multi=multi)
     out += [

@@ -16,6 +16,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlmtrust.core.errors import InputError
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_to_svg", "svg_for_html"]
+__all__ = ["overlay_to_svg", "plot_to_svg", "svg_for_html"]
 
 _HASH_SALT = "vlmtrust-report"
 _PALETTE = (
@@ -39,6 +40,20 @@ _PALETTE = (
     "#4b5563",
 )
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How one series is drawn: its colour, and whether it is the faded "before" of a pair."""
+
+    color: str
+    before: bool = False
+
+
+def _styles(plot: Plot, styles: Sequence[_Style] | None) -> Sequence[_Style]:
+    if styles is not None:
+        return styles
+    return [_Style(_PALETTE[i % len(_PALETTE)]) for i in range(len(plot.series))]
 
 
 def _rc() -> Any:  # matplotlib types rc keys as a Literal union
@@ -123,11 +138,11 @@ def _categories(plot: Plot) -> list[str]:
     return list(seen)
 
 
-def _draw_line(ax: Axes, plot: Plot) -> None:
+def _draw_line(ax: Axes, plot: Plot, styles: Sequence[_Style] | None = None) -> None:
     numeric = all(_numeric_x(s) for s in plot.series)
     cats = [] if numeric else _categories(plot)
-    for i, s in enumerate(plot.series):
-        color = _PALETTE[i % len(_PALETTE)]
+    for i, (s, st) in enumerate(zip(plot.series, _styles(plot, styles), strict=True)):
+        color = st.color
         if numeric:
             xs = _nums([float(v) for v in s.x], what="x", title=plot.title)
         else:
@@ -136,9 +151,11 @@ def _draw_line(ax: Axes, plot: Plot) -> None:
         ax.plot(
             xs,
             ys,
-            marker="o",
+            marker="s" if st.before else "o",
             markersize=3.5,
             linewidth=1.6,
+            linestyle="--" if st.before else "-",
+            alpha=0.75 if st.before else 1.0,
             color=color,
             label=s.name,
             gid=f"series_s{i}",
@@ -147,7 +164,14 @@ def _draw_line(ax: Axes, plot: Plot) -> None:
             lo = _nums(s.lo, what="lo", title=plot.title)
             hi = _nums(s.hi, what="hi", title=plot.title)
             ax.fill_between(
-                xs, lo, hi, color=color, alpha=0.18, linewidth=0, label=None, gid=f"ci_band_s{i}"
+                xs,
+                lo,
+                hi,
+                color=color,
+                alpha=0.09 if st.before else 0.18,
+                linewidth=0,
+                label=None,
+                gid=f"ci_band_s{i}",
             )
     if not numeric:
         ax.set_xticks(
@@ -159,12 +183,12 @@ def _draw_line(ax: Axes, plot: Plot) -> None:
     _legend(ax, plot)
 
 
-def _draw_bar(ax: Axes, plot: Plot) -> None:
+def _draw_bar(ax: Axes, plot: Plot, styles: Sequence[_Style] | None = None) -> None:
     cats = _categories(plot)
     k = max(len(plot.series), 1)
     width = 0.8 / k
-    for i, s in enumerate(plot.series):
-        color = _PALETTE[i % len(_PALETTE)]
+    for i, (s, st) in enumerate(zip(plot.series, _styles(plot, styles), strict=True)):
+        color = st.color
         pos = {str(x): j for j, x in enumerate(s.x)}
         ys_all = _nums(s.y, what=f"series {s.name!r} y", title=plot.title)
         xs: list[float] = []
@@ -192,6 +216,8 @@ def _draw_bar(ax: Axes, plot: Plot) -> None:
             ys,
             width=width * 0.92,
             color=color,
+            alpha=0.45 if st.before else 1.0,
+            hatch="//" if st.before else None,
             label=s.name,
             yerr=yerr,
             error_kw={"elinewidth": 1.0, "capsize": 2.0, "ecolor": "#111827"},
@@ -246,15 +272,24 @@ def _fmt_cell(v: float) -> str:
     return f"{v:.2f}"
 
 
-def _draw_heatmap(fig: Figure, ax: Axes, plot: Plot) -> None:
+def _value_range(plots: Sequence[Plot]) -> tuple[float, float]:
+    import numpy as np
+
+    vals = [v for p in plots for r in _matrix(p) for v in r if not math.isnan(v)]
+    vmin = float(np.min(vals)) if vals else 0.0
+    vmax = float(np.max(vals)) if vals else 1.0
+    return vmin, vmax
+
+
+def _draw_heatmap(
+    fig: Figure, ax: Axes, plot: Plot, value_range: tuple[float, float] | None = None
+) -> None:
     import numpy as np
 
     rows = _matrix(plot)
     data = np.ma.masked_invalid(np.asarray(rows, dtype=np.float64))
     cmap = _cmap()
-    finite = data.compressed()
-    vmin = float(finite.min()) if finite.size else 0.0
-    vmax = float(finite.max()) if finite.size else 1.0
+    vmin, vmax = value_range or _value_range([plot])
     if vmin == vmax:
         vmin, vmax = vmin - 0.5, vmax + 0.5
     im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
@@ -298,7 +333,7 @@ LOG_FPR_BELOW = 0.01
 the low-FPR regime membership inference is judged by (TPR at 0.1% / 1% FPR) is then visible."""
 
 
-def _draw_roc(ax: Axes, plot: Plot) -> None:
+def _draw_roc(ax: Axes, plot: Plot, styles: Sequence[_Style] | None = None) -> None:
     import numpy as np
 
     curves = []
@@ -324,14 +359,16 @@ def _draw_roc(ax: Axes, plot: Plot) -> None:
         label="chance",
         gid="reference_diagonal",
     )
-    for i, (s, xs, ys) in enumerate(curves):
+    for i, ((s, xs, ys), st) in enumerate(zip(curves, _styles(plot, styles), strict=True)):
         if log_axis:  # FPR 0 sits on the left edge of a log axis
             xs = [max(x, left) for x in xs]
         ax.plot(
             xs,
             ys,
             gid=f"series_s{i}",
-            color=_PALETTE[i % len(_PALETTE)],
+            color=st.color,
+            linestyle="--" if st.before else "-",
+            alpha=0.75 if st.before else 1.0,
             linewidth=1.8,
             label=s.name,
             drawstyle="default",
@@ -350,7 +387,7 @@ def _draw_roc(ax: Axes, plot: Plot) -> None:
     _legend(ax, plot)
 
 
-def _draw_reliability(ax: Axes, plot: Plot) -> None:
+def _draw_reliability(ax: Axes, plot: Plot, styles: Sequence[_Style] | None = None) -> None:
     ax.plot(
         [0, 1],
         [0, 1],
@@ -361,7 +398,7 @@ def _draw_reliability(ax: Axes, plot: Plot) -> None:
         gid="reference_diagonal",
     )
     k = max(len(plot.series), 1)
-    for i, s in enumerate(plot.series):
+    for i, (s, st) in enumerate(zip(plot.series, _styles(plot, styles), strict=True)):
         if not _numeric_x(s):
             raise InputError(
                 f"plot {plot.title!r}: reliability series {s.name!r} needs numeric confidences"
@@ -379,8 +416,9 @@ def _draw_reliability(ax: Axes, plot: Plot) -> None:
             [x + offs for x, _ in pts],
             [y for _, y in pts],
             width=width,
-            color=_PALETTE[i % len(_PALETTE)],
-            alpha=0.75,
+            color=st.color,
+            alpha=0.35 if st.before else 0.75,
+            hatch="//" if st.before else None,
             edgecolor="#1f2937",
             linewidth=0.5,
             label=s.name,
@@ -449,6 +487,15 @@ def plot_to_svg(plot: Plot, *, id_prefix: str = "") -> str:
         >>> svg.startswith("<svg") and "http://www.w3.org/Graphics" not in svg
         True
     """
+    for s in plot.series:
+        _check_series(plot, s)
+    if plot.kind != "heatmap" and not plot.series:
+        raise InputError(f"plot {plot.title!r}: a {plot.kind} plot needs at least one series")
+    return _render([plot], None, id_prefix)
+
+
+def _render(panels: Sequence[Plot], styles: Sequence[_Style] | None, id_prefix: str) -> str:
+    """Draw one plot (or, for heatmaps, panels side by side on one colour scale) to SVG."""
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -457,29 +504,87 @@ def plot_to_svg(plot: Plot, *, id_prefix: str = "") -> str:
             f"id_prefix {id_prefix!r} has characters other than letters, digits, - and _"
             " — pass a plain identifier"
         )
-    for s in plot.series:
-        _check_series(plot, s)
-    if plot.kind != "heatmap" and not plot.series:
-        raise InputError(f"plot {plot.title!r}: a {plot.kind} plot needs at least one series")
-
+    plot = panels[0]
     with matplotlib.rc_context(_rc()):
-        fig = Figure(figsize=_figsize(plot), layout="constrained")
-        ax = fig.add_subplot()
-        if plot.kind == "line":
-            _draw_line(ax, plot)
-        elif plot.kind == "bar":
-            _draw_bar(ax, plot)
-        elif plot.kind == "heatmap":
-            _draw_heatmap(fig, ax, plot)
-        elif plot.kind == "roc":
-            _draw_roc(ax, plot)
+        w, h = _figsize(plot)
+        fig = Figure(figsize=(min(w * len(panels), 16.0), h), layout="constrained")
+        if plot.kind == "heatmap":
+            value_range = _value_range(panels)
+            for i, panel in enumerate(panels):
+                ax = fig.add_subplot(1, len(panels), i + 1)
+                _draw_heatmap(fig, ax, panel, value_range)
+                _labels(ax, panel)
         else:
-            _draw_reliability(ax, plot)
-        _labels(ax, plot)
+            ax = fig.add_subplot()
+            if plot.kind == "line":
+                _draw_line(ax, plot, styles)
+            elif plot.kind == "bar":
+                _draw_bar(ax, plot, styles)
+            elif plot.kind == "roc":
+                _draw_roc(ax, plot, styles)
+            else:
+                _draw_reliability(ax, plot, styles)
+            _labels(ax, plot)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = _strip(buf.getvalue())
     return _prefix_ids(svg, id_prefix) if id_prefix else svg
+
+
+def _tagged(name: str, label: str) -> str:
+    return f"{name} ({label})" if name else label
+
+
+def _overlay(a: Plot, b: Plot, labels: tuple[str, str]) -> tuple[Plot, list[_Style]]:
+    """One plot holding A's and B's series, each tagged ``"name (A)"`` / ``"name (B)"``.
+
+    Series are paired by name (B's order, then those only A has); each pair shares a colour,
+    A's drawn as the faded "before".
+    """
+    names = list(dict.fromkeys([s.name for s in b.series] + [s.name for s in a.series]))
+    by_a = {s.name: s for s in a.series}
+    by_b = {s.name: s for s in b.series}
+    series: list[Series] = []
+    styles: list[_Style] = []
+    for i, name in enumerate(names):
+        for which, label, before in ((by_a, labels[0], True), (by_b, labels[1], False)):
+            if name in which:
+                series.append(which[name].model_copy(update={"name": _tagged(name, label)}))
+                styles.append(_Style(_PALETTE[i % len(_PALETTE)], before=before))
+    return b.model_copy(update={"series": series}), styles
+
+
+def overlay_to_svg(
+    a: Plot, b: Plot, *, labels: tuple[str, str] = ("A", "B"), id_prefix: str = ""
+) -> str:
+    """Render A's and B's version of a plot in one SVG: "before" dashed/faded, "after" solid.
+
+    Lines, ROC curves, bars and reliability bins are overlaid on one axis, series paired by
+    name and tagged ``"name (A)"`` / ``"name (B)"``, each pair in one colour; heatmaps are
+    drawn side by side on one colour scale, titled with the labels. Same guarantees as
+    :func:`plot_to_svg` (self-contained, deterministic).
+
+    Raises:
+        InputError: the plots are of different kinds or their data is inconsistent.
+    """
+    for p in (a, b):
+        for s in p.series:
+            _check_series(p, s)
+    if a.kind != b.kind:
+        raise InputError(
+            f"plot {b.title!r}: a {a.kind} plot in A and a {b.kind} plot in B cannot be"
+            " overlaid — compare the runs' reports side by side"
+        )
+    if a.kind == "heatmap":
+        panels = [
+            p.model_copy(update={"title": f"{label}: {p.title}"})
+            for p, label in ((a, labels[0]), (b, labels[1]))
+        ]
+        return _render(panels, None, id_prefix)
+    merged, styles = _overlay(a, b, labels)
+    if not merged.series:
+        raise InputError(f"plot {b.title!r}: a {b.kind} plot needs at least one series")
+    return _render([merged], styles, id_prefix)
 
 
 def svg_for_html(svg: str) -> str:

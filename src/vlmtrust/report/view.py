@@ -31,18 +31,26 @@ from vlmtrust.report.errors import ErrorGroups
 from vlmtrust.report.rundir import LoadedRun
 
 __all__ = [
+    "CardProbe",
     "ErrorGroupView",
     "ExampleView",
     "GapView",
     "GroupView",
     "MetricView",
+    "MovementCell",
+    "MovementRow",
     "PillarCard",
     "ProbeView",
     "RunView",
     "build_run_view",
+    "card_probe",
+    "direction_label",
     "fmt_ci",
-    "fmt_pm",
+    "fmt_delta",
+    "fmt_delta_ci",
     "fmt_value",
+    "fmt_value_ci",
+    "movement",
     "risk_rank",
     "truncate",
     "views_for",
@@ -99,16 +107,32 @@ def fmt_ci(lo: float | None, hi: float | None, unit: str = "") -> str:
     return f"[{fmt_value(lo, unit)}, {fmt_value(hi, unit)}]"
 
 
-def fmt_pm(value: float | None, lo: float | None, hi: float | None, unit: str = "") -> str:
-    """Format ``value ± half-width of the CI`` (the value alone when there is no CI).
+def fmt_value_ci(value: float | None, lo: float | None, hi: float | None, unit: str = "") -> str:
+    """Format ``value [lo, hi]`` (the value alone when there is no CI).
+
+    The interval is written out, never as ``±``: bootstrap and exact binomial CIs are
+    asymmetric (``8.0% [5.0%, 12.0%]``).
 
     Example:
-        >>> fmt_pm(0.5, 0.4, 0.6, "%")
-        '50.0% ± 10.0%'
+        >>> fmt_value_ci(0.08, 0.05, 0.12, "%"), fmt_value_ci(0.6, None, None)
+        ('8.0% [5.0%, 12.0%]', '0.600')
     """
     if value is None or lo is None or hi is None:
         return fmt_value(value, unit)
-    return f"{fmt_value(value, unit)} ± {fmt_value((hi - lo) / 2, unit)}"
+    return f"{fmt_value(value, unit)} {fmt_ci(lo, hi, unit)}"
+
+
+_ARROW = {"higher": "↑", "lower": "↓", "target": "→", "none": "·"}
+
+
+def direction_label(m: MetricResult) -> tuple[str, str]:
+    """``(arrow, text)``: what better means for ``m``.
+
+    ``("↑", "higher")``, ``("↓", "lower")``, ``("→", "closer to 0.0%")``, ``("·", "no direction")``.
+    """
+    from vlmtrust.report.diff import direction_text
+
+    return _ARROW[m.direction], direction_text(m.direction, m.target, m.unit)
 
 
 def truncate(text: str | None, limit: int = MAX_TEXT) -> str | None:
@@ -161,10 +185,12 @@ class MetricView:
     description: str
     value: str
     ci: str
-    pm: str
+    value_ci: str
     n: int
     higher_is_better: bool
     arrow: str
+    direction: str
+    """What better means, in words: ``higher``, ``lower``, ``closer to 0.0%``, ``no direction``."""
     risk: RiskBand | None
     thresholds: str
     group_by: str | None
@@ -222,18 +248,37 @@ class ProbeView:
     seconds: str
     notes: tuple[str, ...]
     worst_risk: RiskBand | None
+    """The probe's band: its worst metric's (what the scorecard and the probe list show)."""
+    worst_metric: MetricView | None = None
+    """A metric with the band ``worst_risk`` (a headline one when one has it)."""
 
 
 @dataclass(frozen=True)
 class HeadlineView:
-    """A headline metric in the scorecard."""
+    """A metric shown in the scorecard (a headline one, or the one setting a probe's band)."""
 
     probe: str
     anchor: str
     metric: str
-    pm: str
+    value_ci: str
+    """``value [lo, hi]``."""
     ci: str
     risk: RiskBand | None
+
+
+@dataclass(frozen=True)
+class CardProbe:
+    """One probe in a scorecard card: its band (the same as in the probe list) and why.
+
+    ``driver`` is the metric that sets the band when no headline metric has it, so the card
+    never shows a milder band than the probe list for the same probe.
+    """
+
+    probe: str
+    anchor: str
+    risk: RiskBand | None
+    headlines: tuple[HeadlineView, ...]
+    driver: HeadlineView | None
 
 
 @dataclass(frozen=True)
@@ -248,6 +293,8 @@ class PillarCard:
     n_metrics: int
     n_errors: int
     n_samples: int
+    probes: tuple[CardProbe, ...] = ()
+    """The pillar's probes with their bands and headline metrics (probe order)."""
 
 
 @dataclass(frozen=True)
@@ -271,10 +318,10 @@ def _human_views(run: LoadedRun) -> tuple[HumanAgreementView, ...]:
             probe=a.probe,
             judge=a.judge,
             n=a.n,
-            agreement=fmt_pm(a.agreement, *a.agreement_ci),
-            kappa=fmt_pm(a.kappa, *a.kappa_ci),
+            agreement=fmt_value_ci(a.agreement, *a.agreement_ci),
+            kappa=fmt_value_ci(a.kappa, *a.kappa_ci),
             n_control=a.n_control,
-            kappa_control=fmt_pm(a.kappa_control, *a.kappa_control_ci),
+            kappa_control=fmt_value_ci(a.kappa_control, *a.kappa_control_ci),
         )
         for a in read_agreement(run.directory, run.name)
     )
@@ -303,7 +350,7 @@ class RunView:
     """Each judge's agreement with imported human labels (``vlmtrust import-labels``)."""
 
 
-def _thresholds(m: MetricResult) -> str:
+def _thresholds(m: MetricResult) -> str:  # oriented by higher_is_better, as risk_band is
     if m.thresholds is None:
         return ""
     op = "<" if m.higher_is_better else ">"
@@ -348,6 +395,7 @@ def gap_view(gap: GroupGap | None, unit: str = "") -> GapView | None:
 
 def metric_view(m: MetricResult, anchor: str = "") -> MetricView:
     """Format one metric (``anchor``: its HTML id, made from its position, never its name)."""
+    arrow, direction = direction_label(m)
     return MetricView(
         name=m.name,
         metric=m.key.metric,
@@ -356,10 +404,11 @@ def metric_view(m: MetricResult, anchor: str = "") -> MetricView:
         description=m.description,
         value=fmt_value(m.value, m.unit),
         ci=fmt_ci(m.ci_low, m.ci_high, m.unit),
-        pm=fmt_pm(m.value, m.ci_low, m.ci_high, m.unit),
+        value_ci=fmt_value_ci(m.value, m.ci_low, m.ci_high, m.unit),
         n=m.n,
         higher_is_better=m.higher_is_better,
-        arrow="↑" if m.higher_is_better else "↓",
+        arrow=arrow,
+        direction=direction,
         risk=m.risk,
         thresholds=_thresholds(m),
         group_by=m.group_by,
@@ -433,6 +482,9 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
     """Format one probe's section."""
     groups = run.errors_for(r.probe)
     anchor = slug(anchor_prefix, f"p{index}", r.probe)
+    metrics = tuple(metric_view(m, f"{anchor}-m{i}") for i, m in enumerate(r.metrics))
+    worst = _worst([m.risk for m in r.metrics])
+    at_worst = [m for m in metrics if worst is not None and m.risk == worst]
     return ProbeView(
         probe=r.probe,
         anchor=anchor,
@@ -440,7 +492,7 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
         pillar=r.pillar,
         version=r.version,
         params=tuple((str(k), _param(v)) for k, v in sorted(r.params.items())),
-        metrics=tuple(metric_view(m, f"{anchor}-m{i}") for i, m in enumerate(r.metrics)),
+        metrics=metrics,
         plots=tuple(r.plots),
         examples=tuple(_example(e) for e in r.examples[:MAX_EXAMPLES]),
         n_examples_total=len(r.examples),
@@ -450,28 +502,42 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
         errors_unlisted=max(0, r.n_errors - groups.n_grouped),
         seconds=f"{r.seconds:.1f} s",
         notes=tuple(r.notes),
-        worst_risk=_worst([m.risk for m in r.metrics]),
+        worst_risk=worst,
+        worst_metric=next((m for m in at_worst if m.headline), at_worst[0] if at_worst else None),
+    )
+
+
+def _headline(pv: ProbeView, m: MetricView) -> HeadlineView:
+    return HeadlineView(
+        probe=pv.probe,
+        anchor=m.anchor or pv.anchor,
+        metric=m.name,
+        value_ci=m.value_ci,
+        ci=m.ci,
+        risk=m.risk,
+    )
+
+
+def card_probe(pv: ProbeView) -> CardProbe:
+    """A probe as its pillar's card shows it: band, headline metrics, the metric behind the band."""
+    heads = tuple(_headline(pv, m) for m in pv.metrics if m.headline)
+    w = pv.worst_metric
+    return CardProbe(
+        probe=pv.probe,
+        anchor=pv.anchor,
+        risk=pv.worst_risk,
+        headlines=heads,
+        driver=_headline(pv, w) if w is not None and not w.headline else None,
     )
 
 
 def scorecard(probes: tuple[ProbeView, ...], results: list[ProbeResult]) -> tuple[PillarCard, ...]:
-    """Per pillar: worst risk band, headline metrics (value ± CI) and error count."""
+    """Per pillar: worst risk band, each probe's band and headline metrics, error count."""
     cards: list[PillarCard] = []
     for pillar in Pillar:
         mine = [(pv, r) for pv, r in zip(probes, results, strict=True) if r.pillar == pillar]
-        heads = tuple(
-            HeadlineView(
-                probe=pv.probe,
-                anchor=m.anchor or pv.anchor,
-                metric=m.name,
-                pm=m.pm,
-                ci=m.ci,
-                risk=m.risk,
-            )
-            for pv, _ in mine
-            for m in pv.metrics
-            if m.headline
-        )
+        card_probes = tuple(card_probe(pv) for pv, _ in mine)
+        heads = tuple(h for cp in card_probes for h in cp.headlines)
         cards.append(
             PillarCard(
                 pillar=pillar,
@@ -482,6 +548,7 @@ def scorecard(probes: tuple[ProbeView, ...], results: list[ProbeResult]) -> tupl
                 n_metrics=sum(len(pv.metrics) for pv, _ in mine),
                 n_errors=sum(r.n_errors for _, r in mine),
                 n_samples=sum(r.n_samples for _, r in mine),
+                probes=card_probes,
             )
         )
     return tuple(cards)
@@ -510,6 +577,150 @@ def build_run_view(run: LoadedRun, *, anchor_prefix: str = "") -> RunView:
         n_errors=sum(r.n_errors for r in log.results),
         human=_human_views(run),
     )
+
+
+def fmt_delta(delta: float | None, unit: str = "") -> str:
+    """A signed difference: percentage points for ``%`` metrics (``+62.5 pp``, ``−0.120``).
+
+    Example:
+        >>> fmt_delta(0.625, "%"), fmt_delta(-0.12), fmt_delta(0.0, "%"), fmt_delta(None)
+        ('+62.5 pp', '−0.120', '0 pp', '—')
+    """
+    if delta is None or not math.isfinite(delta):
+        return "—"
+    if delta == 0:
+        return "0 pp" if unit == "%" else "0"
+    sign = "+" if delta > 0 else "−"
+    if unit == "%":
+        return f"{sign}{abs(delta) * 100:.1f} pp"
+    return sign + fmt_value(abs(delta), unit)
+
+
+def fmt_delta_ci(lo: float | None, hi: float | None, unit: str = "") -> str:
+    """The CI of a difference, signed: ``[+49.1, +75.9] pp`` or ``[−0.210, +0.030]``."""
+    if lo is None or hi is None:
+        return "—"
+    if unit == "%":
+        return f"[{_signed(lo * 100, '.1f')}, {_signed(hi * 100, '.1f')}] pp"
+    return f"[{fmt_delta(lo, unit)}, {fmt_delta(hi, unit)}]"
+
+
+def _signed(v: float, spec: str) -> str:
+    text = format(abs(v), spec)
+    if float(text) == 0:
+        return text
+    return ("+" if v > 0 else "−") + text
+
+
+@dataclass(frozen=True)
+class MovementCell:
+    """One model's value of a headline metric, and its change against the first model.
+
+    ``change`` is empty for the first model (the reference) and otherwise one of
+    :data:`vlmtrust.report.diff.Change`.
+    """
+
+    value_ci: str
+    risk: RiskBand | None
+    change: str
+    delta: str
+    delta_ci: str
+    note: str = ""
+    """On a probe row: the metric that sets the band."""
+
+
+@dataclass(frozen=True)
+class MovementRow:
+    """A probe (``metric is None``: its band per model) or one of its headline metrics."""
+
+    probe: str
+    anchor: str
+    metric: str | None
+    arrow: str
+    direction: str
+    cells: tuple[MovementCell | None, ...]
+    """One per model (``None``: the model has no such probe or metric)."""
+
+
+def _find(log_results: Sequence[ProbeResult], probe: str, name: str) -> MetricResult | None:
+    for r in log_results:
+        if r.probe == probe:
+            return next((m for m in r.metrics if m.name == name), None)
+    return None
+
+
+def movement(runs: Sequence[LoadedRun], views: Sequence[RunView]) -> tuple[MovementRow, ...]:
+    """The multi-model view's per-probe movement.
+
+    Per probe: its band in each model, then each headline metric, with the change of every
+    later model against the first (improved/worsened only when significant, as in
+    ``vlmtrust compare``).
+    """
+    from vlmtrust.report.diff import assess_change
+
+    if not runs:
+        return ()
+    order: dict[str, list[str]] = {}
+    anchors: dict[str, str] = {}
+    for run, view in zip(runs, views, strict=True):
+        for r, pv in zip(run.log.results, view.probes, strict=True):
+            names = order.setdefault(r.probe, [])
+            anchors.setdefault(r.probe, pv.anchor)
+            names += [m.name for m in r.metrics if m.headline and m.name not in names]
+    bands: dict[str, list[MovementCell | None]] = {p: [] for p in order}
+    for view in views:
+        by_probe = {pv.probe: pv for pv in view.probes}
+        for p in order:
+            pv = by_probe.get(p)
+            bands[p].append(
+                None
+                if pv is None
+                else MovementCell(
+                    value_ci="",
+                    risk=pv.worst_risk,
+                    change="",
+                    delta="",
+                    delta_ci="",
+                    note=pv.worst_metric.name if pv.worst_metric else "",
+                )
+            )
+    rows: list[MovementRow] = []
+    for p, names in order.items():
+        rows.append(MovementRow(p, anchors[p], None, "", "", tuple(bands[p])))
+        for name in names:
+            ms = [_find(run.log.results, p, name) for run in runs]
+            ref = ms[0]
+            cells: list[MovementCell | None] = []
+            for i, m in enumerate(ms):
+                if m is None:
+                    cells.append(None)
+                    continue
+                change, delta, delta_ci = "", "", ""
+                if i > 0 and ref is not None and ref.unit == m.unit:
+                    v = assess_change(
+                        m.direction if m.better is not None else ref.direction,
+                        m.target if m.better is not None else ref.target,
+                        (ref.value, ref.ci_low, ref.ci_high),
+                        (m.value, m.ci_low, m.ci_high),
+                    )
+                    change = v.change
+                    delta = fmt_delta(v.delta, m.unit)
+                    delta_ci = fmt_delta_ci(v.ci_low, v.ci_high, m.unit)
+                elif i > 0:
+                    change = "n/a"
+                cells.append(
+                    MovementCell(
+                        value_ci=fmt_value_ci(m.value, m.ci_low, m.ci_high, m.unit),
+                        risk=m.risk,
+                        change=change,
+                        delta=delta,
+                        delta_ci=delta_ci,
+                    )
+                )
+            shown = next(m for m in ms if m is not None)
+            arrow, direction = direction_label(shown)
+            rows.append(MovementRow(p, anchors[p], name, arrow, direction, tuple(cells)))
+    return tuple(rows)
 
 
 def views_for(runs: Sequence[LoadedRun]) -> list[RunView]:

@@ -122,7 +122,10 @@ def test_controls_stay_quiet() -> None:
     for m in res.metrics_where(metric="description_gap"):
         assert m.value == 0.0 and covers_zero(m)
     # a constant answer matches the skew for exactly one of the two members: parity
-    assert res.metric("stereotype_rate", condition="job").value == pytest.approx(0.5)
+    stereo = res.metric("stereotype_rate", condition="job")
+    assert stereo.value == pytest.approx(0.5)
+    # better is parity (chance over the two groups), not 0: never following the skew is bias too
+    assert stereo.better == "target" and stereo.target == pytest.approx(0.5)
 
 
 def test_a_group_aware_mock_is_caught_on_every_measure() -> None:

@@ -100,6 +100,9 @@ def test_group_aware_descriptions_and_answers_are_caught() -> None:
     assert res.metric("chi2_p_value", condition="leader").value < 1e-3
     assert res.metric("chi2_p_value", condition="job").value == 1.0
     assert res.metric("chi2_p_value", condition="describe").value == 1.0  # names no occupation
+    # a p-value is evidence, not a quality: compare calls no change of it better or worse
+    assert res.metric("chi2_p_value", condition="leader").direction == "none"
+    assert res.metric("cramers_v", condition="leader").direction == "lower"
     assert res.metric("independence_score").value == 80.0  # 1 of K = 5 prompts depends
     gap = res.metric("decided_rate_difference", condition="leader")
     assert gap.value == 1.0 and gap.ci_low > 0.5

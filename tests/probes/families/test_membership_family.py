@@ -108,6 +108,8 @@ def test_random_toy_has_auc_ci_covering_one_half() -> None:
     assert low.ci_low is not None and low.ci_low <= 0.01
     free = res.metric("auc", condition="model_free")
     assert free.risk == RiskBand.LOW
+    # 0.5 is no leakage; an AUC below it leaks as much (flip the attack): better is closer
+    assert (a.better, a.target) == (free.better, free.target) == ("target", 0.5)
 
 
 def test_confounded_split_is_noted() -> None:

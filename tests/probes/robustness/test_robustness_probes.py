@@ -395,6 +395,12 @@ def test_calibration_clean_vs_corrupted(ref_clip: Any) -> None:
     assert acc_corr <= acc_clean - 0.15
     # confidence does not follow the accuracy drop: overconfident under shift
     assert over_corr >= over_clean + 0.1 and over_corr > 0.0
+    # calibrated is overconfidence 0 (−10% is as far off as +10%); mean confidence is descriptive
+    for cond in ("clean", "corrupted"):
+        over = res.metric(f"overconfidence/{cond}")
+        assert (over.better, over.target) == ("target", 0.0)
+        assert res.metric(f"confidence/{cond}").direction == "none"
+        assert res.metric(f"ece/{cond}").direction == "lower"
     ece = res.metric("ece/corrupted")
     assert ece.headline and set(ece.groups) == {
         "gaussian_noise",

@@ -352,6 +352,8 @@ class CounterfactualProbe(Probe):
                 higher_is_better=False,
                 thresholds=None,
                 seed=ctx.seed,
+                better="target",  # parity: following the skew as often as chance
+                target=1 / max(n_groups, 1),
             )
         ]
 

@@ -200,6 +200,7 @@ class GenerationBiasProbe(Probe):
                         value=pval,
                         n=len(known),
                         higher_is_better=True,
+                        better="none",  # evidence, not a quality: cramers_v is the effect size
                         thresholds=th,
                         risk=risk_band(pval, th, higher_is_better=True),
                         description=(

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vlmtrust.core.probe import Probe, ProbeContext
-from vlmtrust.core.results import MetricKey, MetricResult, Record, Thresholds
+from vlmtrust.core.results import Better, MetricKey, MetricResult, Record, Thresholds
 from vlmtrust.core.stats import metric, risk_band
 from vlmtrust.core.types import Pillar
 
@@ -74,6 +74,12 @@ class GroupProbe(Probe):
     """The ``metric`` field of the keys (``accuracy``, ``refusal_rate``, ``harmful_rate``)."""
     higher_is_better: ClassVar[bool] = True
     """Direction of the statistic itself (the gaps are always lower-is-better)."""
+    better: ClassVar[Better | None] = None
+    """What a better statistic is when not just ``higher_is_better``: ``"target"`` (closer to
+    :attr:`target`) or ``"none"`` (descriptive, e.g. a selection rate); see
+    :class:`~vlmtrust.core.results.MetricResult`."""
+    target: ClassVar[float | None] = None
+    """The statistic's ideal value, with ``better = "target"``."""
     difference_thresholds: ClassVar[tuple[float, float] | None] = (0.1, 0.2)
     """``(moderate, high)``: a difference above these raises the risk band."""
     ratio_thresholds: ClassVar[tuple[float, float] | None] = (0.8, 0.6)
@@ -105,6 +111,8 @@ class GroupProbe(Probe):
                 self.statistic,
                 y,
                 higher_is_better=self.higher_is_better,
+                better=self.better,
+                target=self.target,
                 groups=groups,
                 group_by=attr,
                 unit=self.unit,
@@ -123,6 +131,8 @@ class GroupProbe(Probe):
                             ci_high=gv.ci_high,
                             n=gv.n,
                             higher_is_better=self.higher_is_better,
+                            better=self.better,
+                            target=self.target,
                             unit=self.unit,
                             description=f"{self.metric_name} of the {attr}={g} samples",
                         )

@@ -118,6 +118,8 @@ class MembershipProbe(Probe):
                 y,
                 s,
                 higher_is_better=False,
+                better="target",
+                target=0.5,  # 0.5: no leakage; below it, the flipped attack leaks as much
                 thresholds=self.auc_thresholds,
                 headline=True,
                 description="membership attack AUC (0.5: no leakage)"
@@ -155,6 +157,8 @@ class MembershipProbe(Probe):
                     ym,
                     sm,
                     higher_is_better=False,
+                    better="target",
+                    target=0.5,
                     description="AUC of the model-free score: above 0.55 the split is confounded",
                     seed=ctx.seed,
                 )

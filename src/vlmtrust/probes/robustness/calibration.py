@@ -145,6 +145,8 @@ class Calibration(li.LabeledImageProbe):
                 ("confidence", accuracy, (p,), False, "%", "mean top-1 confidence"),
             ]
             for name, fn, arrays, higher, unit, what in table:
+                # Overconfidence is best at 0 (calibrated); mean confidence is descriptive.
+                direction: dict[str, Any] = _DIRECTION.get(name, {})
                 ece_kw: dict[str, Any] = {
                     "groups": groups,
                     "group_by": group_by,
@@ -160,6 +162,7 @@ class Calibration(li.LabeledImageProbe):
                         description=f"{what}, {cond} images{_NOTE.get(name, '')}",
                         unit=unit,
                         seed=ctx.seed,
+                        **direction,
                         **(ece_kw if name == "ece" else {"ci": name != "confidence"}),
                     )
                 )
@@ -191,6 +194,10 @@ class Calibration(li.LabeledImageProbe):
         ]
 
 
+_DIRECTION: dict[str, dict[str, Any]] = {
+    "overconfidence": {"better": "target", "target": 0.0},
+    "confidence": {"better": "none"},
+}
 _NOTE = {"overconfidence": " (> 0: overconfident)", "confidence": " (compare with accuracy)"}
 
 
