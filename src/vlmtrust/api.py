@@ -119,6 +119,7 @@ def audit(
     resume: bool = False,
     cache: bool | str | Path | Cache = True,
     progress: bool = False,
+    model_options: Mapping[str, Any] | None = None,
 ) -> AuditLog | list[AuditLog]:
     """Audit one model (or several) and write run directories.
 
@@ -135,6 +136,9 @@ def audit(
         resume: continue an interrupted run in ``out``.
         cache: ``True`` (default cache file), a path, a :class:`Cache`, or ``False``.
         progress: show rich progress bars.
+        model_options: backend options for every model spec, e.g. ``{"timeout_s": 30}``
+            (:func:`vlmtrust.models.options.check_model_options`; checked before any model
+            loads). Not allowed with already-loaded models.
 
     Returns:
         The :class:`AuditLog` (one model) or a list of them (several).
@@ -150,13 +154,14 @@ def audit(
     else:
         models, single = [model], True
     _check_inputs(probes, pillars, params)
+    load_kwargs = _model_options(models, model_options)
     store = _open_cache(cache)
     out = Path(out)
     logs: list[AuditLog] = []
     taken: set[str] = set()
     names: list[str] = []
-    for m in models:
-        loaded = load_model(m) if isinstance(m, str) else m
+    for i, m in enumerate(models):
+        loaded = load_model(m, **load_kwargs[i]) if isinstance(m, str) else m
         if single or not probes:
             chosen = select_probes(loaded, probes, pillars=pillars, params=params)
         else:  # several models: each runs the named probes it can run
@@ -187,6 +192,20 @@ def audit(
         return logs[0]
     write_index(out, names)
     return logs
+
+
+def _model_options(
+    models: Sequence[str | Model], options: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The checked backend options of each model (all checked before any model loads)."""
+    from vlmtrust.models.options import check_model_options
+
+    if options and any(not isinstance(m, str) for m in models):
+        raise InputError(
+            "model_options apply to model specs; pass the options to load_model() for a model "
+            "you load yourself"
+        )
+    return [check_model_options(m, options) if isinstance(m, str) else {} for m in models]
 
 
 def _is_remote(model: Model) -> bool:

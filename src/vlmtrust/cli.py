@@ -31,6 +31,16 @@ ModelOpt = Annotated[
         "hardened:DIR. Default: the reference models.",
     ),
 ]
+ModelOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option",
+        help="backend option KEY=VALUE for the model (repeatable; openai: models): timeout_s, "
+        "max_retries, concurrency, requests_per_second, batches_in_flight, backoff_base_s, "
+        "backoff_max_s, max_image_side, image_format, jpeg_quality, api_key_env. Recorded in "
+        "spec.json; keys only from the environment.",
+    ),
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="run directory")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="run seed (same seed, same numbers)")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="cap on samples per probe")]
@@ -203,6 +213,7 @@ def run(
             "--model", "-m", help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR"
         ),
     ] = None,
+    model_option: ModelOptionOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
@@ -230,6 +241,7 @@ def run(
         cache=cache,
         report=report,
         quiet=quiet,
+        model_option=model_option,
     )
 
 
@@ -237,6 +249,7 @@ def run(
 @_guard
 def audit_cmd(
     model: ModelOpt = None,
+    model_option: ModelOptionOpt = None,
     pillar: Annotated[
         list[str] | None,
         typer.Option("--pillar", help="privacy | fairness | robustness | safety | capability"),
@@ -266,6 +279,7 @@ def audit_cmd(
         cache=cache,
         report=report,
         quiet=quiet,
+        model_option=model_option,
     )
 
 
@@ -283,9 +297,11 @@ def _audit_and_report(
     cache: str | None,
     report: bool,
     quiet: bool,
+    model_option: list[str] | None = None,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report."""
     from vlmtrust.api import audit
+    from vlmtrust.models.options import parse_model_options
 
     logs = audit(
         target,
@@ -299,6 +315,7 @@ def _audit_and_report(
         resume=resume,
         cache=_cache_arg(cache),
         progress=not quiet,
+        model_options=parse_model_options(model_option),
     )
     _print_summary(logs)
     if report:
@@ -358,6 +375,7 @@ def harden(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="mitigation parameter KEY=VALUE")
     ] = None,
+    model_option: ModelOptionOpt = None,
     seed: SeedOpt = 0,
     data: DataOpt = None,
     quick: Annotated[bool, typer.Option(help="a reduced run (smoke test)")] = False,
@@ -365,11 +383,13 @@ def harden(
     """Apply a mitigation; the result loads with --model hardened:OUT."""
     from vlmtrust.core.mitigation import MitigationContext, get_mitigation
     from vlmtrust.models.loader import load_model
+    from vlmtrust.models.options import check_model_options, parse_model_options
 
     cls = get_mitigation(mitigation)
     params = parse_params(param, scoped=False).get("", {})
     mit = cls(params)
-    loaded = load_model(model)
+    options = check_model_options(model, parse_model_options(model_option))
+    loaded = load_model(model, **options)
     art = mit.apply(loaded, MitigationContext(seed=seed, out_dir=out, data=data, quick=quick))
     typer.echo(f"hardened model: {art.spec}")
     if art.summary:
