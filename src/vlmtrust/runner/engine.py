@@ -9,7 +9,8 @@ Run directory layout::
 
     spec.json               model (spec, fingerprint), probes (params, versions), seed, version
     results.json            the AuditLog
-    samples/<probe>.jsonl   one Record per line, appended as each batch completes
+    samples/<probe>.jsonl   one Record per line, appended as each batch completes (in sample
+                            order, also when several batches are in flight)
 """
 
 from __future__ import annotations
@@ -309,7 +310,8 @@ def evaluate_probe(
         on_progress: called with the number of samples finished after each batch.
 
     Returns:
-        The probe's :class:`ProbeResult`.
+        The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
+        with ``track_requests()`` (remote endpoints) over this probe, else None.
 
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
