@@ -158,6 +158,7 @@ def audit(
     progress: bool = False,
     data_limits: DataLimits | None = None,
     overwrite: bool = False,
+    model_options: Mapping[str, Any] | None = None,
 ) -> AuditLog | list[AuditLog]:
     """Audit one model (or several) and write run directories.
 
@@ -180,6 +181,9 @@ def audit(
             a warning about a dataset is logged once for the whole audit.
         overwrite: replace the run already in ``out`` (its files are removed first); without
             it (or ``resume``) a folder that holds a run is refused.
+        model_options: backend options for every model spec, e.g. ``{"timeout_s": 30}``
+            (:func:`vlmtrust.models.options.check_model_options`; checked before any model
+            loads). Not allowed with already-loaded models.
 
     Raises:
         InputError: a bad input, refused before any model loads (probe, pillar, parameter,
@@ -204,6 +208,7 @@ def audit(
     if out is None:
         shown_models = [redact_text(m if isinstance(m, str) else m.spec) for m in models]
         out = new_run_dir(shown_models, selection_name(probes, pillars))
+    load_kwargs = _model_options(models, model_options)
     out = Path(out)
     prepare_out_dir(out, resume=resume, overwrite=overwrite)
     store = _open_cache(cache)
@@ -212,8 +217,8 @@ def audit(
     names: list[str] = []
     limits = data_limits or DataLimits()
     datasets = RunData(limits)  # one reader for every model: each dataset's warnings once
-    for m in models:
-        loaded = load_model(m) if isinstance(m, str) else m
+    for i, m in enumerate(models):
+        loaded = load_model(m, **load_kwargs[i]) if isinstance(m, str) else m
         if single or not probes:
             chosen = select_probes(loaded, probes, pillars=pillars, params=params)
         else:  # several models: each runs the named probes it can run
@@ -259,6 +264,20 @@ def selection_name(probes: Sequence[str | Probe] | None, pillars: Sequence[str] 
         names = [p if isinstance(p, str) else p.name for p in probes]
         return names[0].replace("/", "-") if len(names) == 1 else f"{len(names)}-probes"
     return "audit" + ("-" + "-".join(pillars) if pillars else "")
+
+
+def _model_options(
+    models: Sequence[str | Model], options: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The checked backend options of each model (all checked before any model loads)."""
+    from vlmtrust.models.options import check_model_options
+
+    if options and any(not isinstance(m, str) for m in models):
+        raise InputError(
+            "model_options apply to model specs; pass the options to load_model() for a model "
+            "you load yourself"
+        )
+    return [check_model_options(m, options) if isinstance(m, str) else {} for m in models]
 
 
 def _is_remote(model: Model) -> bool:

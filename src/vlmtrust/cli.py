@@ -39,6 +39,16 @@ ModelOpt = Annotated[
         "hardened:DIR. Default: the reference models.",
     ),
 ]
+ModelOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option",
+        help="backend option KEY=VALUE for the model (repeatable; openai: models): timeout_s, "
+        "max_retries, concurrency, requests_per_second, batches_in_flight, backoff_base_s, "
+        "backoff_max_s, max_image_side, image_format, jpeg_quality, api_key_env. Recorded in "
+        "spec.json; keys only from the environment.",
+    ),
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="run directory")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="run seed (same seed, same numbers)")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="cap on samples per probe")]
@@ -260,6 +270,7 @@ def run(
             "--model", "-m", help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR"
         ),
     ] = None,
+    model_option: ModelOptionOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
@@ -295,6 +306,7 @@ def run(
         report=report,
         quiet=quiet,
         limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
+        model_option=model_option,
     )
 
 
@@ -302,6 +314,7 @@ def run(
 @_guard
 def audit_cmd(
     model: ModelOpt = None,
+    model_option: ModelOptionOpt = None,
     pillar: Annotated[
         list[str] | None,
         typer.Option("--pillar", help="privacy | fairness | robustness | safety | capability"),
@@ -339,6 +352,7 @@ def audit_cmd(
         report=report,
         quiet=quiet,
         limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
+        model_option=model_option,
     )
 
 
@@ -395,6 +409,7 @@ def _audit_and_report(
     report: bool,
     quiet: bool,
     limits: DataLimits,
+    model_option: list[str] | None = None,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
@@ -402,6 +417,7 @@ def _audit_and_report(
     """
     from vlmtrust.api import audit
     from vlmtrust.core.errors import one_line
+    from vlmtrust.models.options import parse_model_options
     from vlmtrust.runner.outcome import check_error_rate, run_problems
     from vlmtrust.runner.outdir import point_latest
 
@@ -421,6 +437,7 @@ def _audit_and_report(
         cache=_cache_arg(cache),
         progress=not quiet,
         data_limits=limits,
+        model_options=parse_model_options(model_option),
     )
     if fresh:
         point_latest(out, root=out.parent)
@@ -589,6 +606,7 @@ def harden(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="mitigation parameter KEY=VALUE")
     ] = None,
+    model_option: ModelOptionOpt = None,
     seed: SeedOpt = 0,
     data: DataOpt = None,
     quick: Annotated[bool, typer.Option(help="a reduced run (smoke test)")] = False,
@@ -610,6 +628,7 @@ def harden(
     """
     from vlmtrust.core.mitigation import MitigationContext, get_mitigation
     from vlmtrust.models.loader import load_model, parse_spec
+    from vlmtrust.models.options import check_model_options, parse_model_options
     from vlmtrust.runner.outdir import prepare_model_dir
 
     limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
@@ -617,8 +636,9 @@ def harden(
     params = parse_params(param, scoped=False).get("", {})
     mit = cls(params)
     parse_spec(model)
+    options = check_model_options(model, parse_model_options(model_option))
     prepare_model_dir(out, overwrite=overwrite, source=model)
-    loaded = load_model(model)
+    loaded = load_model(model, **options)
     ctx = MitigationContext(seed=seed, out_dir=out, data=data, quick=quick, data_limits=limits)
     art = mit.apply(loaded, ctx)
     typer.echo(f"hardened model: {art.spec}")

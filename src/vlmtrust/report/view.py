@@ -25,6 +25,7 @@ from vlmtrust.core.results import (
     MetricResult,
     Plot,
     ProbeResult,
+    RequestStats,
 )
 from vlmtrust.core.types import Pillar, RiskBand
 from vlmtrust.report.errors import ErrorGroups
@@ -38,6 +39,7 @@ __all__ = [
     "MetricView",
     "PillarCard",
     "ProbeView",
+    "RequestsView",
     "RunView",
     "build_run_view",
     "fmt_ci",
@@ -201,6 +203,35 @@ class ErrorGroupView:
 
 
 @dataclass(frozen=True)
+class RequestsView:
+    """A remote model's requests for one probe: counts, retries by cause, the slowest."""
+
+    requests: int
+    attempts: int
+    retries: str
+    """``429: 3 · 5xx: 1``, or ``none``."""
+    errors: int
+    slowest: tuple[tuple[str, str, int, bool], ...]
+    """``(sample id, seconds, attempts, ok)``, slowest first (sample ids are untrusted)."""
+
+
+def requests_view(st: RequestStats | None) -> RequestsView | None:
+    """Format a probe's request statistics (None stays None)."""
+    if st is None:
+        return None
+    retries = " · ".join(f"{cause}: {n}" for cause, n in st.retries.items()) or "none"
+    return RequestsView(
+        requests=st.requests,
+        attempts=st.attempts,
+        retries=retries,
+        errors=st.errors,
+        slowest=tuple(
+            (s.sample_id or "—", f"{s.seconds:.2f} s", s.attempts, s.ok) for s in st.slowest
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ProbeView:
     """One probe's section."""
 
@@ -222,6 +253,7 @@ class ProbeView:
     seconds: str
     notes: tuple[str, ...]
     worst_risk: RiskBand | None
+    requests: RequestsView | None = None
 
 
 @dataclass(frozen=True)
@@ -451,6 +483,7 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
         seconds=f"{r.seconds:.1f} s",
         notes=tuple(r.notes),
         worst_risk=_worst([m.risk for m in r.metrics]),
+        requests=requests_view(r.requests),
     )
 
 
