@@ -36,7 +36,11 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="run seed (same seed, same 
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="cap on samples per probe")]
 DataOpt = Annotated[
     str | None,
-    typer.Option("--data", help="dataset: image folder, manifest.jsonl, or hf-disk:PATH[#split]"),
+    typer.Option(
+        "--data",
+        help="dataset: image folder, manifest.jsonl, hf-disk:PATH[#split], or "
+        "fairface:|pata:|fairvlmed:|bold:PATH",
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -200,7 +204,10 @@ def run(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR"
+            "--model",
+            "-m",
+            help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR; none (or no "
+            "--model) for probes that need no model",
         ),
     ] = None,
     out: OutOpt = None,
@@ -213,9 +220,14 @@ def run(
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the named probes on one model."""
+    """Run the named probes on one model (none for probes that need no model)."""
+    if not model and _model_free(probes):
+        model = ["none"]  # a data-only run (fairness/dataset_audit)
     if not model or len(model) != 1:
-        _fail("run needs exactly one --model SPEC (e.g. --model reference:clip)")
+        _fail(
+            "run needs exactly one --model SPEC (e.g. --model reference:clip); "
+            "probes that need no model (fairness/dataset_audit) run without one"
+        )
         return
     _audit_and_report(
         model[0],
@@ -231,6 +243,14 @@ def run(
         report=report,
         quiet=quiet,
     )
+
+
+def _model_free(probes: list[str]) -> bool:
+    """True when every named probe runs without a model (it requires no capability)."""
+    from vlmtrust.core.probe import get_probe
+    from vlmtrust.core.types import Capability
+
+    return bool(probes) and all(get_probe(p).supports(Capability.NONE) for p in probes)
 
 
 @app.command("audit")

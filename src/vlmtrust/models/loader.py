@@ -1,7 +1,8 @@
 """The one model-spec parser and :func:`load_model`, the entry point every command uses.
 
 Specs (see the README table): ``hf:NAME_OR_DIR``, ``openai:MODEL@BASE_URL``,
-``reference:NAME``, ``hardened:DIR``, ``mock:generative`` / ``mock:dual`` (scripted, for tests).
+``reference:NAME``, ``hardened:DIR``, ``mock:generative`` / ``mock:dual`` (scripted, for tests),
+and ``none`` (no model: a data-only run of probes that need none).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def load_model(spec: str, **kwargs: Any) -> Model:
 
     Keyword arguments go to the backend (``device``, ``dtype``, ``concurrency``, ...).
     """
+    if spec.strip() == "none":  # a data-only run: probes that need no model
+        from vlmtrust.models.none import NoModel
+
+        return NoModel()
     ms = parse_spec(spec)
     if ms.scheme == "openai":
         from vlmtrust.models.openai_compat import OpenAICompatModel
