@@ -52,7 +52,7 @@ from urllib.parse import parse_qsl
 from vlmtrust.core.errors import ImageLoadError, InputError
 from vlmtrust.core.sample import ImageRef, Sample
 
-DataKind = Literal["folder", "manifest", "hf-disk"]
+DataKind = Literal["folder", "manifest", "hf-disk", "fairface", "pata", "fairvlmed", "bold"]
 
 IMAGE_EXTENSIONS: Final[frozenset[str]] = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -158,6 +158,10 @@ def parse_data_spec(spec: str | Path) -> DataSpec:
         raise InputError(f"data spec is empty — {_SPEC_FIX}")
     if text.startswith(HF_PREFIX):
         return _parse_hf_spec(text)
+    from vlmtrust.data import fairness_sets as fair  # fairface:, pata:, fairvlmed:, bold:
+
+    if text.startswith(fair.FAIRNESS_PREFIXES):
+        return fair.parse_fairness_spec(text)  # type: ignore[no-any-return]
     path = Path(text).expanduser()
     if path.is_dir() and path.suffix.lower() == ".jsonl":
         raise InputError(f"data {text}: manifest is a directory — pass the .jsonl file")
@@ -219,6 +223,10 @@ def iter_dataset(
         return _iter_folder(parsed.path)
     if parsed.kind == "manifest":
         return _iter_manifest(parsed.path)
+    if parsed.kind in ("fairface", "pata", "fairvlmed", "bold"):
+        from vlmtrust.data.fairness_sets import iter_fairness
+
+        return iter_fairness(parsed)
     return _iter_hf(parsed)
 
 
@@ -266,6 +274,10 @@ def class_names(
             if isinstance(item, Sample) and item.target is not None
         }
         names = sorted(targets)
+    elif parsed.kind in ("fairface", "pata", "fairvlmed", "bold"):
+        from vlmtrust.data.fairness_sets import fairness_class_names
+
+        names = fairness_class_names(parsed)
     else:
         names = _hf_class_names(parsed)
     if not names:
