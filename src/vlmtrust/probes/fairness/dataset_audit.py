@@ -4,15 +4,17 @@ A data audit (no model is asked anything): one pass over the rows of any dataset
 attributes and captions or labels (``--data``: a JSONL manifest, an image folder, a saved
 Hugging Face dataset, or the ``fairface:``/``pata:``/``fairvlmed:``/``bold:`` loaders), or over
 the people scenes of a reference model's own training mixture, regenerated from its recipe
-without images (:mod:`vlmtrust.data.synthworld.mixtures`). Images are never decoded; memory is
-bounded by caps, not by the number of rows (:mod:`._audit_tally`).
+without images (:mod:`vlmtrust.data.synthworld.mixtures`). Images are never decoded; the counts
+live in memory bounded by caps, not by the number of rows
+(:mod:`vlmtrust.probes.fairness._audit_tally`).
 
 For each group attribute ``A`` (default: every attribute key except the label fields):
 
-- ``imbalance_ratio/A``: largest over smallest group count, with each group's share
-  (Clopper–Pearson CI) as its breakdown; CI by a multinomial bootstrap of the counts.
-  ``group_share/A[g]`` per group and ``unknown_share/A`` (rows without ``A``: counted, shown,
-  never dropped) beside it.
+- ``imbalance_ratio/A``: largest over smallest group count; CI by a multinomial bootstrap of
+  the counts. ``group_share/A``: each group's share of the rows with a value of ``A``
+  (Clopper–Pearson CIs) as its breakdown, the smallest as its value, and the gap (ratio
+  min / max: the four-fifths rule); ``group_share/A[g]`` per group; ``unknown_share/A`` (rows
+  without ``A``: counted, shown, never dropped).
 - Co-occurrence with the concepts of each kind ``K`` (``label``: the target / label;
   ``word``: the caption words, English stop words left out), over the groups with at least
   ``min_group_size`` rows and the concepts in at least ``min_count`` of their rows (a row counts
@@ -53,7 +55,7 @@ import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -174,7 +176,6 @@ class DatasetAuditProbe(Probe):
     batch_size = 1
     description = "data audit: group shares, group–concept PMI and majority shares, outdated terms"
     params: DatasetAuditParams
-    mixtures: ClassVar[tuple[str, ...]] = tuple(MIXTURES)
 
     # ------------------------------------------------------------------ what runs where
 
