@@ -54,7 +54,11 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="run seed (same seed, same 
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="cap on samples per probe")]
 DataOpt = Annotated[
     str | None,
-    typer.Option("--data", help="dataset: image folder, manifest.jsonl, or hf-disk:PATH[#split]"),
+    typer.Option(
+        "--data",
+        help="dataset: image folder, manifest.jsonl, hf-disk:PATH[#split], or "
+        "fairface:|pata:|fairvlmed:|bold:PATH",
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -267,7 +271,10 @@ def run(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR"
+            "--model",
+            "-m",
+            help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR; none (or no "
+            "--model) for probes that need no model",
         ),
     ] = None,
     model_option: ModelOptionOpt = None,
@@ -286,9 +293,14 @@ def run(
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
 ) -> None:
-    """Run the named probes on one model."""
+    """Run the named probes on one model (none for probes that need no model)."""
+    if not model and _model_free(probes):
+        model = ["none"]  # a data-only run (fairness/dataset_audit)
     if not model or len(model) != 1:
-        _fail("run needs exactly one --model SPEC (e.g. --model reference:clip)")
+        _fail(
+            "run needs exactly one --model SPEC (e.g. --model reference:clip); "
+            "probes that need no model (fairness/dataset_audit) run without one"
+        )
         return
     _audit_and_report(
         model[0],
@@ -308,6 +320,14 @@ def run(
         limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
         model_option=model_option,
     )
+
+
+def _model_free(probes: list[str]) -> bool:
+    """True when every named probe runs without a model (it requires no capability)."""
+    from vlmtrust.core.probe import get_probe
+    from vlmtrust.core.types import Capability
+
+    return bool(probes) and all(get_probe(p).supports(Capability.NONE) for p in probes)
 
 
 @app.command("audit", epilog=EXIT_CODES)
