@@ -59,6 +59,7 @@ import re
 import ssl
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,15 @@ from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
 from vlmtrust.core.results import RETRY_CAUSES, RequestStats, SlowRequest
 from vlmtrust.core.types import Capability
+
+# anyio >= 4.16 runs each task's coroutine inside a wrapper; when httpx's timeout cancels a
+# happy-eyeballs connect attempt before its first step, the inner coroutine is reported as "never
+# awaited". The attempt is cancelled as intended: the warning is noise on a user's console.
+warnings.filterwarnings(
+    "ignore",
+    message=r"coroutine 'connect_tcp.<locals>.try_connect' was never awaited",
+    category=RuntimeWarning,
+)
 
 __all__ = [
     "OPTIONS",
