@@ -181,6 +181,15 @@ class MetricResult(_Model):
             return v
         return None
 
+    @classmethod
+    def of(cls, key: MetricKey, estimate: GroupValue, **fields: Any) -> MetricResult:
+        """The metric whose value, CI and n are ``estimate``'s; ``fields`` set the rest.
+
+        ``fields`` may override ``n``.
+        """
+        est = {"value": estimate.value, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high}
+        return cls(key=key, **{**est, "n": estimate.n, **fields})
+
 
 class Series(_Model):
     """One line/bar series of a plot."""

@@ -1128,7 +1128,7 @@ def _hf_row(
 
 
 def _hf_image(cell: object, name: str, limits: DataLimits | None = None) -> ImageRef:
-    from vlmtrust.data.images import load_image_bytes
+    from vlmtrust.core.images import load_image_bytes
 
     limits = limits or DataLimits()
     if not isinstance(cell, dict):

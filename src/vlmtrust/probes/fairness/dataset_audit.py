@@ -335,11 +335,9 @@ class DatasetAuditProbe(Probe):
                 )
             )
         out.append(
-            MetricResult(
-                key=MetricKey(metric="group_share", condition=name),
-                value=shares[smallest].value,
-                ci_low=shares[smallest].ci_low,
-                ci_high=shares[smallest].ci_high,
+            MetricResult.of(
+                MetricKey(metric="group_share", condition=name),
+                shares[smallest],
                 n=n_known,
                 higher_is_better=True,
                 unit="%",
@@ -356,28 +354,22 @@ class DatasetAuditProbe(Probe):
                 ),
             )
         )
-        for g, gv in shares.items():
-            out.append(
-                MetricResult(
-                    key=MetricKey(metric="group_share", condition=name, group=g),
-                    value=gv.value,
-                    ci_low=gv.ci_low,
-                    ci_high=gv.ci_high,
-                    n=n_known,
-                    higher_is_better=True,
-                    unit="%",
-                    description=f"share of the rows with a {name} that are {g}",
-                )
+        out += [
+            MetricResult.of(
+                MetricKey(metric="group_share", condition=name, group=g),
+                gv,
+                n=n_known,
+                higher_is_better=True,
+                unit="%",
+                description=f"share of the rows with a {name} that are {g}",
             )
+            for g, gv in shares.items()
+        ]
         unknown = total - n_known
-        u = _share(unknown, total)
         out.append(
-            MetricResult(
-                key=MetricKey(metric="unknown_share", condition=name),
-                value=u.value,
-                ci_low=u.ci_low,
-                ci_high=u.ci_high,
-                n=total,
+            MetricResult.of(
+                MetricKey(metric="unknown_share", condition=name),
+                _share(unknown, total),
                 higher_is_better=False,
                 unit="%",
                 description=f"rows without a {name} ({unknown:,} of {total:,}: counted as unknown)",
@@ -466,11 +458,9 @@ class DatasetAuditProbe(Probe):
         th = Thresholds(moderate=LEXICON_THRESHOLDS[0], high=LEXICON_THRESHOLDS[1])
         cats = {c: _share(int(v["n"]), text_rows) for c, v in lex["categories"].items()}
         out = [
-            MetricResult(
-                key=MetricKey(metric="lexicon_rate", condition="lexicon"),
-                value=rate.value,
-                ci_low=rate.ci_low,
-                ci_high=rate.ci_high,
+            MetricResult.of(
+                MetricKey(metric="lexicon_rate", condition="lexicon"),
+                rate,
                 n=text_rows,
                 higher_is_better=False,
                 unit="%",
@@ -485,19 +475,17 @@ class DatasetAuditProbe(Probe):
                 ),
             )
         ]
-        for c, gv in cats.items():
-            out.append(
-                MetricResult(
-                    key=MetricKey(metric="lexicon_rate", condition="lexicon", group=c),
-                    value=gv.value,
-                    ci_low=gv.ci_low,
-                    ci_high=gv.ci_high,
-                    n=text_rows,
-                    higher_is_better=False,
-                    unit="%",
-                    description=f"rows with a flagged {c} term",
-                )
+        out += [
+            MetricResult.of(
+                MetricKey(metric="lexicon_rate", condition="lexicon", group=c),
+                gv,
+                n=text_rows,
+                higher_is_better=False,
+                unit="%",
+                description=f"rows with a flagged {c} term",
             )
+            for c, gv in cats.items()
+        ]
         return out
 
     def _lexicon_by_group(
@@ -516,12 +504,9 @@ class DatasetAuditProbe(Probe):
         vals = {g: gv.value for g, gv in groups.items() if gv.value is not None}
         worst = max(vals, key=lambda g: vals[g])
         return [
-            MetricResult(
-                key=MetricKey(metric="lexicon_rate", condition=name),
-                value=vals[worst],
-                ci_low=groups[worst].ci_low,
-                ci_high=groups[worst].ci_high,
-                n=groups[worst].n,
+            MetricResult.of(
+                MetricKey(metric="lexicon_rate", condition=name),
+                groups[worst],
                 higher_is_better=False,
                 unit="%",
                 groups=groups,
