@@ -1,0 +1,118 @@
+"""privacy/memorization: déjà vu, alignment gap and exposure on the reference models' planted
+memorisation, their controls, and the formulas by hand."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from vlmtrust.core.probe import ProbeContext
+from vlmtrust.core.types import RiskBand
+from vlmtrust.probes.privacy.memorization import (
+    PHONE_SPACE,
+    MemorizationProbe,
+    canary_codes,
+    canary_objects,
+    exposure,
+    gap_of_fractions,
+    guess_precision,
+    rank_of,
+)
+from vlmtrust.runner.engine import evaluate_probe
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def ref_clip() -> Any:
+    from vlmtrust.models.loader import load_model
+
+    return load_model("reference:clip", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ref_vlm() -> Any:
+    from vlmtrust.models.loader import load_model
+
+    return load_model("reference:vlm", device="cpu")
+
+
+def covers_zero(m: Any) -> bool:
+    return m.ci_low is not None and m.ci_low < 0.0 < m.ci_high
+
+
+def test_formulas_by_hand() -> None:
+    assert exposure(1, 100) == pytest.approx(math.log2(100))
+    assert rank_of(0.5, np.array([0.9, 0.5, 0.5, 0.1])) == 2.5  # one above, one tie
+    truth = frozenset({"a", "b"})
+    # "a" in 3 neighbours, "c" in 2, "b" in 1: the top-2 guess {a, c} is half right
+    assert guess_precision([{"a", "c"}, {"a", "c"}, {"a", "b"}], truth) == 0.5  # type: ignore[list-item]
+    assert gap_of_fractions(np.array([1, 0]), np.array([0.2, 0.9])) == -1.0
+    codes = canary_codes()
+    assert len(codes) == 20 * 19 * 18 == len(set(codes))
+    from vlmtrust.data.synthworld import SynthWorld
+
+    c = SynthWorld(seed=0, image_size=64).canaries(1)[0]
+    assert c.caption in codes
+    objs = canary_objects(c.image)
+    assert len(objs) == 16 and all(o.startswith("r") and "=" in o for o in objs)
+    assert len(PHONE_SPACE) == 100
+
+
+def test_reference_clip_canaries_are_memorised(ref_clip: Any) -> None:
+    res = evaluate_probe(ref_clip, MemorizationProbe(), ProbeContext())
+    ppg = res.metric("ppg")
+    assert ppg.headline and ppg.ci_low is not None and ppg.ci_low > 0.1
+    member = res.metric("dejavu_precision", condition="member").value
+    held = res.metric("dejavu_precision", condition="held_out").value
+    assert member is not None and held is not None and member > held
+    gap = res.metric("exposure_gap")
+    assert gap.headline and gap.risk == RiskBand.HIGH and gap.ci_low > 3  # type: ignore[operator]
+    assert res.metric("exposure", condition="held_out").ci_low < math.log2(2)  # type: ignore[operator]
+    assert res.metric("alignment_gap").ci_low > 0.2  # type: ignore[operator]
+    assert res.notes == ["no reference model given: the held-out pairs stand in for it"]
+
+
+def test_control_canaries_show_no_memorisation(ref_clip: Any) -> None:
+    res = evaluate_probe(ref_clip, MemorizationProbe({"split": "control"}), ProbeContext())
+    for name in ("ppg", "alignment_gap", "exposure_gap"):
+        assert covers_zero(res.metric(name)), name
+
+
+def test_reference_model_path(ref_clip: Any) -> None:
+    # the target as its own reference: every per-pair gap is exactly zero
+    probe = MemorizationProbe({"reference_model": "reference:clip", "held_out": 8})
+    res = evaluate_probe(ref_clip, probe, ProbeContext())
+    assert res.metric("ppg").value == 0.0 and res.metric("ppg").n == 32
+    assert res.metric("alignment_gap").value == pytest.approx(0.0, abs=1e-6)
+    assert res.metric("dejavu_precision", condition="reference").n == 32
+
+
+def test_reference_vlm_pii_exposure(ref_vlm: Any) -> None:
+    params = {**MemorizationProbe.defaults_for("generative"), "held_out": 4}
+    res = evaluate_probe(ref_vlm, MemorizationProbe(params), ProbeContext())
+    member = res.metric("exposure", condition="member")
+    assert member.n == 8 and member.value == pytest.approx(math.log2(100))  # ranked first
+    assert res.metric("exposure_gap").ci_low > 3  # type: ignore[operator]
+    assert res.metric("extraction_rate", condition="member").value == 1.0
+    assert res.metric("extraction_rate", condition="held_out").value == 0.0
+    control = evaluate_probe(
+        ref_vlm, MemorizationProbe({**params, "split": "control"}), ProbeContext()
+    )
+    assert covers_zero(control.metric("exposure_gap"))
+    assert control.metric("extraction_rate", condition="member").value == 0.0
+
+
+def test_generative_without_gradient_is_refused() -> None:
+    from vlmtrust.core.types import Capability
+
+    class Api:
+        spec, kind, fingerprint = "openai:x@http://h", "generative", "x"
+        capabilities = Capability.GENERATE
+
+    why = MemorizationProbe().unsupported(Api())  # type: ignore[arg-type]
+    assert why is not None and "needs GRADIENT" in why
