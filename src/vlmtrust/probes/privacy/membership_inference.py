@@ -108,8 +108,8 @@ class MembershipInferenceParams(Params):
             "half of the candidates): online + offline LiRA and RMIA. 0 = none (fast default)"
         ),
     )
-    reference_steps: int = Field(40, ge=1, le=100_000, description="fine-tuning steps each")
-    reference_lr: float = Field(1e-4, gt=0, le=1.0, description="fine-tuning learning rate")
+    reference_steps: int = Field(60, ge=1, le=100_000, description="fine-tuning steps each")
+    reference_lr: float = Field(3e-5, gt=0, le=1.0, description="fine-tuning learning rate")
     reference_batch: int = Field(32, ge=2, le=4096, description="pairs per fine-tuning step")
     population: int = Field(
         200, ge=1, le=100_000, description="RMIA population samples (used with references)"
