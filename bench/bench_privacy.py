@@ -8,7 +8,10 @@
    ``--n`` candidates in batches of 128 and one candidate at a time; the ratio is per-sample
    time over batched time.
 
-Usage: python bench/bench_privacy.py [--n 256] [--threads 2]
+One torch thread by default: on a shared 2-core machine two threads oversubscribe the cores
+and every timing grows several-fold (``--threads 2`` to compare).
+
+Usage: python bench/bench_privacy.py [--n 256] [--threads 1]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256, help="candidates of the side-by-side timing")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
 
     import torch
