@@ -157,8 +157,9 @@ def test_reference_model_of_another_architecture_is_one_line(
 
 
 def test_bad_parameters_are_one_line() -> None:
-    with pytest.raises(InputError, match="references=3: use an even number"):
+    with pytest.raises(InputError, match="references=3: use an even number") as e:
         MembershipInferenceProbe({"references": 3})
+    assert "bad parameter 'references'" in str(e.value)  # names the parameter
     with pytest.raises(InputError, match="fpr 1.5 is outside"):
         MembershipInferenceProbe({"fprs": "0.01,1.5"})
     assert MembershipInferenceProbe({"reference_models": "a, b"}).params.reference_models == [

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.model import Model
@@ -144,14 +144,15 @@ class MembershipInferenceParams(Params):
                 raise ValueError(f"fpr {f:g} is outside (0, 1); e.g. 0.001 for 0.1%")
         return sorted(set(items))
 
-    @model_validator(mode="after")
-    def _even(self) -> MembershipInferenceParams:
-        if self.references % 2:
+    @field_validator("references")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
             raise ValueError(
-                f"references={self.references}: use an even number, so every candidate is IN "
-                "for exactly half of the reference models"
+                f"references={v}: use an even number, so every candidate is IN for exactly "
+                "half of the reference models"
             )
-        return self
+        return v
 
 
 @probe(NAME)
