@@ -50,16 +50,19 @@ def test_control_candidates_never_trained_on_cover_one_half(ref_clip: Any) -> No
     assert not any("confounded" in n for n in res.notes)
 
 
-def test_confounded_split_is_flagged(ref_clip: Any) -> None:
-    res = evaluate_probe(
-        ref_clip,
-        MembershipInferenceProbe({"split": "confounded", "non_members": 200, "fprs": [0.01]}),
-        ProbeContext(),
-    )
+def test_confounded_split_is_flagged(ref_clip: Any, tmp_path: Path) -> None:
+    from vlmtrust.report.html import render_report
+
+    probe = MembershipInferenceProbe({"split": "confounded", "non_members": 200, "fprs": [0.01]})
+    res = run_audit(ref_clip, [probe], out_dir=tmp_path).result(NAME)
     free = res.metric("auc", condition="model_free")
     assert free.value is not None and free.value > 0.9 and free.risk == RiskBand.HIGH
     assert any(n.startswith("split confounded") for n in res.notes)
     assert "split confounded" in res.metric("auc").description
+    # the report carries the flag beside the attack's AUC and its low-FPR TPR with a CI
+    html, md = render_report(tmp_path)
+    for text in (html.read_text(), md.read_text()):
+        assert "split confounded" in text and "fpr=1%" in text and "[83.8%, 99.9%]" in text
 
 
 def test_privacy_column_of_the_scorecard_is_filled(planted: Path) -> None:
