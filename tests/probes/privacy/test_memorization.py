@@ -73,13 +73,30 @@ def test_control_canaries_show_no_memorisation(ref_clip: Any) -> None:
         assert covers_zero(res.metric(name)), name
 
 
+class CountingTexts:
+    """A model that counts the texts it embeds (everything else is the wrapped model's)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.texts = model, 0
+
+    def embed_texts(self, texts: Any) -> Any:
+        self.texts += len(texts)
+        return self.model.embed_texts(texts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
 def test_reference_model_path(ref_clip: Any) -> None:
     # the target as its own reference: every per-pair gap is exactly zero
     probe = MemorizationProbe({"reference_model": "reference:clip", "held_out": 8, "public": 100})
-    res = evaluate_probe(ref_clip, probe, loaded({"reference:clip": ref_clip}))
+    ref = CountingTexts(ref_clip)
+    res = evaluate_probe(ref_clip, probe, loaded({"reference:clip": ref}))
     assert res.metric("ppg").value == 0.0 and res.metric("ppg").n == 32
     assert res.metric("alignment_gap").value == pytest.approx(0.0, abs=1e-6)
     assert res.metric("dejavu_precision", condition="reference").n == 32
+    # the reference embeds the 40 captions only, not the 6,840 codes the target's exposure ranks
+    assert ref.texts == 40 and res.metric("exposure_gap").n == 40
 
 
 def test_reference_vlm_pii_exposure(ref_vlm: Any) -> None:

@@ -298,8 +298,9 @@ class MemorizationProbe(Probe):
             ]
             codes = canary_codes() if ctx.data is None else []
             aux["codes"] = {c: i for i, c in enumerate(codes)}
-            aux["code_emb"] = [
-                np.asarray(m.embed_texts(codes)) if codes else None for m in aux["models"]
+            # the exposure is the target's alone: the reference model ranks no codes
+            aux["code_emb"] = [np.asarray(model.embed_texts(codes)) if codes else None] + [
+                None for _ in aux["models"][1:]
             ]
         self._aux = aux
         return aux
