@@ -124,3 +124,17 @@ def test_generative_without_gradient_is_refused() -> None:
 
     why = MemorizationProbe().unsupported(Api())  # type: ignore[arg-type]
     assert why is not None and "needs GRADIENT" in why
+
+
+def test_same_image_nll_matches_per_image_preparation(ref_vlm: Any) -> None:
+    from vlmtrust.probes.privacy import _scoring
+    from vlmtrust.probes.privacy._candidates import PII_ANSWERS
+
+    probe = MemorizationProbe({**MemorizationProbe.defaults_for("generative"), "held_out": 1})
+    s = next(iter(probe.samples(ProbeContext())))
+    im = s.images[0].load()
+    answers = [PII_ANSWERS["phone"].format(v) for v in PHONE_SPACE[:3]]
+    prompts = [s.prompt or ""] * 3
+    once = _scoring.same_image_nll(ref_vlm, im, prompts, answers)
+    each = _scoring.generative_nll(ref_vlm, [im] * 3, prompts, answers)
+    assert once.shape == (3,) and np.allclose(once, each, atol=1e-5)
