@@ -31,8 +31,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from vlmtrust.api import audit
-    from vlmtrust.api_more import Comparison, compare, harden, load_run
+    from vlmtrust.api import Comparison, audit, compare, harden, load_run
     from vlmtrust.core.probe import Probe, ProbeContext, probe
     from vlmtrust.core.results import AuditLog
     from vlmtrust.core.sample import Sample
@@ -41,10 +40,10 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "audit": "vlmtrust.api",
-    "harden": "vlmtrust.api_more",
-    "compare": "vlmtrust.api_more",
-    "load_run": "vlmtrust.api_more",
-    "Comparison": "vlmtrust.api_more",
+    "harden": "vlmtrust.api",
+    "compare": "vlmtrust.api",
+    "load_run": "vlmtrust.api",
+    "Comparison": "vlmtrust.api",
     "load_model": "vlmtrust.models.loader",
     "Probe": "vlmtrust.core.probe",
     "ProbeContext": "vlmtrust.core.probe",

@@ -139,8 +139,6 @@ EXIT_CODES = (
 )
 
 
-
-
 def _examples(*lines: str) -> str:
     """A command's ``--help`` epilog: example command lines, kept as written."""
     return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
@@ -791,7 +789,7 @@ def harden(
     a hardened model (wrapper.json or config.json). Exit codes: 0 done, 2 bad input, 130
     interrupted.
     """
-    from vlmtrust.api_more import harden as harden_api
+    from vlmtrust.api import harden as harden_api
     from vlmtrust.core.errors import InputError
     from vlmtrust.core.mitigation import get_mitigation
     from vlmtrust.models.options import parse_model_options

@@ -286,10 +286,10 @@ class ProbeResult(_Model):
         for m in self.metrics:
             if (name is not None and m.name == name) or (name is None and m.key.matches(**fields)):
                 return m
-        from vlmtrust.core.tables import not_found
+        from vlmtrust.core.tables import NotFound
 
         asked = name if name is not None else ", ".join(f"{k}={v}" for k, v in fields.items())
-        raise not_found(f"{self.probe} has no metric", asked, [m.name for m in self.metrics])
+        raise NotFound.naming(f"{self.probe} has no metric", asked, [m.name for m in self.metrics])
 
     def metrics_where(self, **fields: str | None) -> list[MetricResult]:
         """Every metric whose key has the given fields."""
@@ -360,9 +360,9 @@ class AuditLog(_Model):
         for r in self.results:
             if r.probe == probe:
                 return r
-        from vlmtrust.core.tables import not_found
+        from vlmtrust.core.tables import NotFound
 
-        raise not_found("no result for probe", probe, [r.probe for r in self.results])
+        raise NotFound.naming("no result for probe", probe, [r.probe for r in self.results])
 
     def metric(self, name: str, /, probe: str | None = None) -> MetricResult:
         """Look a metric up by display name across every probe (or in ``probe`` only).
@@ -375,7 +375,7 @@ class AuditLog(_Model):
         found = [(r.probe, m) for r in self.results for m in r.metrics if m.name == name]
         if len(found) == 1:
             return found[0][1]
-        from vlmtrust.core.tables import NotFound, not_found
+        from vlmtrust.core.tables import NotFound
 
         if found:
             raise NotFound(
@@ -383,7 +383,7 @@ class AuditLog(_Model):
                 "pass probe="
             )
         names = sorted({m.name for r in self.results for m in r.metrics})
-        raise not_found("no metric", name, names)
+        raise NotFound.naming("no metric", name, names)
 
     def to_dataframe(self, *, groups: bool = False) -> Any:
         """The metrics as a pandas DataFrame, one row per metric (:mod:`vlmtrust.core.tables`).

@@ -42,13 +42,13 @@ class NotFound(KeyError):
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
-
-def not_found(what: str, name: str, valid: Sequence[str]) -> NotFound:
-    """A :class:`NotFound` for ``name``: did-you-mean, then every valid name."""
-    close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    shown = ", ".join(valid[:40]) + (f", … ({len(valid)} in all)" if len(valid) > 40 else "")
-    return NotFound(f"{what} {name!r}.{hint} Valid: {shown or 'none'}")
+    @classmethod
+    def naming(cls, what: str, name: str, valid: Sequence[str]) -> NotFound:
+        """``what name.``, then did-you-mean, then every valid name."""
+        close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        shown = ", ".join(valid[:40]) + (f", … ({len(valid)} in all)" if len(valid) > 40 else "")
+        return cls(f"{what} {name!r}.{hint} Valid: {shown or 'none'}")
 
 
 def metric_rows(logs: Iterable[AuditLog], *, groups: bool = False) -> list[dict[str, Any]]:
