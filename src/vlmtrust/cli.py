@@ -364,7 +364,10 @@ def list_cmd(
 )
 @_guard
 def run(
-    probes: Annotated[list[str], typer.Argument(help="probe names (see `vlmtrust list probes`)")],
+    probes: Annotated[
+        list[str] | None,
+        typer.Argument(help="probe names (see `vlmtrust list probes`); or set them in --config"),
+    ] = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -376,7 +379,9 @@ def run(
     ] = None,
     model_option: ModelOptionOpt = None,
     out: OutOpt = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="run seed (same seed, same numbers; default 0)")
+    ] = None,
     limit: LimitOpt = None,
     data: DataOpt = None,
     param: ParamOpt = None,
@@ -389,8 +394,37 @@ def run(
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="run config file, TOML (or YAML with PyYAML): model, probes, params, data, "
+            "seed, limit; options given here win; copied into the run folder",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="print what would run (probes, parameters, sample counts, a time estimate "
+            "from earlier runs) without loading the model or writing anything",
+        ),
+    ] = False,
 ) -> None:
     """Run the named probes on one model (none for probes that need no model)."""
+    from vlmtrust.core.runconfig import RunConfig, load_run_config
+
+    cfg: RunConfig | None = load_run_config(config) if config is not None else None
+    if cfg is not None:
+        probes = probes or cfg.probes
+        model = model or ([cfg.model] if cfg.model else None)
+        data = data if data is not None else cfg.data
+        limit = limit if limit is not None else cfg.limit
+        seed = seed if seed is not None else cfg.seed
+    seed = 0 if seed is None else seed
+    if not probes:
+        _fail("name at least one probe (see `vlmtrust list probes`), or pass --config FILE")
+        return
     if not model and _model_free(probes):
         model = ["none"]  # a data-only run (fairness/dataset_audit)
     if not model or len(model) != 1:
@@ -398,6 +432,11 @@ def run(
             "run needs exactly one --model SPEC (e.g. --model reference:clip); "
             "probes that need no model (fairness/dataset_audit) run without one"
         )
+        return
+    limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
+    params = _merged_params(cfg, param, probes)
+    if dry_run:
+        _dry_run(model[0], probes, params, seed=seed, limit=limit, data=data, limits=limits)
         return
     _audit_and_report(
         model[0],
@@ -414,9 +453,75 @@ def run(
         cache=cache,
         report=report,
         quiet=quiet,
-        limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
+        limits=limits,
         model_option=model_option,
+        params=params,
+        config=cfg,
     )
+
+
+def _merged_params(
+    cfg: Any, param: list[str] | None, probes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The config's probe parameters overlaid by ``-p`` (a command-line value wins)."""
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (cfg.params if cfg else {}).items()}
+    given = parse_params(param, scoped=True, default=probes[0] if len(probes) == 1 else None)
+    for name, values in given.items():
+        merged.setdefault(name, {}).update(values)
+    return merged
+
+
+def _dry_run(
+    model: str,
+    probes: list[str],
+    params: dict[str, dict[str, Any]],
+    *,
+    seed: int,
+    limit: int | None,
+    data: str | None,
+    limits: DataLimits,
+) -> None:
+    """Print the plan of a run (:func:`vlmtrust.runner.plan.plan_run`); nothing is written."""
+    from vlmtrust.api import _check_inputs as check_inputs
+    from vlmtrust.core.redact import redact_text
+    from vlmtrust.runner.plan import plan_run
+
+    check_inputs(probes, None, params, limit=limit, data=data, models=[model])
+    plan = plan_run(
+        model, probes, params=params, seed=seed, limit=limit, data=data, data_limits=limits
+    )
+    from vlmtrust.runner.plan import KIND_NAMES
+
+    kind = KIND_NAMES[plan.kind] if plan.kind else "its kind is told only by loading it"
+    typer.echo("dry run: nothing is loaded or written")
+    typer.echo(f"model {redact_text(model)} ({kind})")
+    for p in plan.probes:
+        n = "?" if p.samples is None else str(p.samples)
+        if p.estimate_s is not None:
+            est = f"~{_duration(p.estimate_s)} ({p.seconds_per_sample:.3g} s/sample, run of "
+            est += f"{(p.estimate_from or '')[:19].replace('T', ' ')})"
+        else:
+            est = "time unknown (no earlier run of it on this model in vlmtrust-runs/)"
+        typer.echo(f"  {p.name}: {n} samples, {est}")
+        if p.problem:
+            typer.echo(f"    cannot read its samples: {p.problem}")
+        shown = ", ".join(
+            f"{k}={_budget(v) if k == 'eps' or k.endswith('_eps') else json.dumps(v)}"
+            for k, v in p.params.items()
+        )
+        typer.echo(f"    params {redact_text(shown)}")
+    total = plan.total_estimate_s
+    typer.echo(
+        f"total: {plan.total_samples} samples" + ("" if total is None else f", ~{_duration(total)}")
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _model_free(probes: list[str]) -> bool:
@@ -536,8 +641,13 @@ def _audit_and_report(
     quiet: bool,
     limits: DataLimits,
     model_option: list[str] | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    config: Any = None,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
+
+    ``params`` (already parsed) replaces ``param``; a ``config`` (:class:`RunConfig`) is
+    copied into the run folder.
 
     Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
     """
@@ -553,7 +663,9 @@ def _audit_and_report(
         target,
         probes=probes,
         pillars=pillars,
-        params=parse_params(
+        params=params
+        if params is not None
+        else parse_params(
             param, scoped=True, default=probes[0] if probes and len(probes) == 1 else None
         ),
         out=out,
@@ -567,6 +679,8 @@ def _audit_and_report(
         data_limits=limits,
         model_options=parse_model_options(model_option),
     )
+    if config is not None:
+        (out / config.record_name).write_text(config.text, encoding="utf-8")
     if fresh:
         point_latest(out, root=out.parent)
     _print_summary(logs)
