@@ -31,6 +31,8 @@ def test_version_and_short_help():
     res = runner.invoke(app, ["-h"])
     assert res.exit_code == 0 and "--install-completion" in res.output
     assert runner.invoke(app, ["run", "-h"]).exit_code == 0
+    res = runner.invoke(app, ["--show-completion", "bash"])
+    assert res.exit_code == 0 and "complete" in res.output
 
 
 def test_every_command_has_examples_in_its_help():
