@@ -484,14 +484,12 @@ def _dry_run(
     """Print the plan of a run (:func:`vlmtrust.runner.plan.plan_run`); nothing is written."""
     from vlmtrust.api import _check_inputs as check_inputs
     from vlmtrust.core.redact import redact_text
-    from vlmtrust.runner.plan import plan_run
+    from vlmtrust.runner.plan import KIND_NAMES, plan_run
 
     check_inputs(probes, None, params, limit=limit, data=data, models=[model])
     plan = plan_run(
         model, probes, params=params, seed=seed, limit=limit, data=data, data_limits=limits
     )
-    from vlmtrust.runner.plan import KIND_NAMES
-
     kind = KIND_NAMES[plan.kind] if plan.kind else "its kind is told only by loading it"
     typer.echo("dry run: nothing is loaded or written")
     typer.echo(f"model {redact_text(model)} ({kind})")
@@ -663,11 +661,7 @@ def _audit_and_report(
         target,
         probes=probes,
         pillars=pillars,
-        params=params
-        if params is not None
-        else parse_params(
-            param, scoped=True, default=probes[0] if probes and len(probes) == 1 else None
-        ),
+        params=params if params is not None else parse_params(param, scoped=True),
         out=out,
         seed=seed,
         limit=limit,
