@@ -158,3 +158,77 @@ def test_data_limits_from_the_cli(tmp_path) -> None:
     res = runner.invoke(app, [*base, "--out", str(tmp_path / "c"), "--max-aspect-ratio", "0.5"])
     assert res.exit_code == 2
     assert res.output.strip() == "error: --max-aspect-ratio 0.5: not a number >= 1 — pass e.g. 50"
+
+
+def _served():
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
+    from openai_server import ConstantBackend, Fault, serve
+
+    return serve(ConstantBackend("I cannot help with that."), faults=[Fault.http(503)])
+
+
+def test_model_options_reach_the_backend_and_spec_json(tmp_path, monkeypatch):
+    import json
+
+    from vlmtrust.core.results import AuditLog
+
+    monkeypatch.setenv("VLMTRUST_TEST_CLI_KEY", "sk-cli-SECRET-42")
+    out = tmp_path / "run"
+    with _served() as url:
+        args = ["run", "safety/figstep", "--model", f"openai:test-model@{url}", "--limit", "2"]
+        args += ["--model-option", "timeout=7", "--model-option", "concurrency=3"]
+        args += ["--model-option", "backoff_base_s=0.01", "--model-option", "rps=none"]
+        args += ["--model-option", "api_key_env=VLMTRUST_TEST_CLI_KEY"]
+        args += ["-p", 'safety/figstep.judges=["refusal/keyword"]']
+        args += ["-p", "safety/figstep.image_size=32", "--out", str(out), "--quiet"]
+        res = runner.invoke(app, args)
+        assert url.stats.auth_headers[-1] == "Bearer sk-cli-SECRET-42"
+    assert res.exit_code == 0, res.output
+    opts = json.loads((out / "spec.json").read_text())["model"]["options"]
+    assert opts["timeout_s"] == 7.0 and opts["concurrency"] == 3 and opts["max_retries"] == 5
+    assert opts["requests_per_second"] is None and opts["batches_in_flight"] == 3
+    assert opts["api_key_env"] == "VLMTRUST_TEST_CLI_KEY"
+    for name in ("spec.json", "results.json", "report.md", "report.html"):
+        assert "sk-cli-SECRET" not in (out / name).read_text()
+    log = AuditLog.model_validate_json((out / "results.json").read_text())
+    st = log.result("safety/figstep").requests
+    assert st is not None and st.requests == 8 and st.retries == {"5xx": 1}
+    assert "**Requests** (remote model)" in (out / "report.md").read_text()
+
+
+def test_bad_model_options_fail_before_any_model_loads(monkeypatch):
+    import vlmtrust.api
+
+    def no_loading(*a, **kw):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(vlmtrust.api, "load_model", no_loading)
+    spec = "openai:m@http://127.0.0.1:9/v1"
+    cases = [
+        (["--model-option", "timeout_s=soon"], "timeout_s='soon' is invalid; use a number"),
+        (["--model-option", "temperature=0"], "valid: concurrency, timeout_s, max_retries"),
+        (["--model-option", "api_key=sk-pasted-SECRET"], "export the key as OPENAI_API_KEY"),
+        (["--model-option", "sk-pasted-SECRET"], "is not KEY=VALUE"),
+    ]
+    for extra, needle in cases:
+        for cmd in (["run", "safety/figstep"], ["audit"]):
+            res = runner.invoke(app, [*cmd, "--model", spec, *extra])
+            assert res.exit_code == 2, res.output
+            lines = [ln for ln in res.output.splitlines() if ln.strip()]
+            assert len(lines) == 1 and needle in lines[0], res.output
+            assert "sk-pasted-SECRET" not in res.output
+    # several models: one that takes no options refuses them, before the others load
+    res = runner.invoke(app, ["audit", "-m", spec, "-m", "reference:clip", "--model-option", "x=1"])
+    assert res.exit_code == 2 and "not an openai: option" in res.output
+    res = runner.invoke(
+        app, ["audit", "-m", spec, "-m", "reference:clip", "--model-option", "timeout_s=3"]
+    )
+    assert res.exit_code == 2 and "reference: backend takes no --model-option" in res.output
+
+
+def test_harden_checks_model_options(tmp_path):
+    args = ["harden", "--model", "reference:clip", "--mitigation", "robustness/fare"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path), "--model-option", "timeout_s=3"])
+    assert res.exit_code == 2 and "reference: backend takes no --model-option" in res.output

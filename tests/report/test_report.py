@@ -739,3 +739,39 @@ def test_unwritable_output_is_an_input_error(rendered_run: tuple[Path, Path, Pat
     run, html, _ = rendered_run
     with pytest.raises(InputError, match="cannot write the report .* choose a writable path"):
         render_report(run, out_html=html / "inside-a-file.html")
+
+
+# ---- request statistics ---------------------------------------------------------------------
+
+
+def test_request_stats_table_in_html_and_markdown(tmp_path: Path, kit: Any) -> None:
+    from vlmtrust.core.results import RequestStats, SlowRequest
+
+    log = kit.make_log(evil=False)
+    evil_id = "req-1<script>alert(1)</script>|x"
+    log.results[0].requests = RequestStats(
+        requests=40,
+        attempts=57,
+        retries={"429": 6, "5xx": 5, "timeout": 4, "connection": 1, "malformed": 1},
+        errors=2,
+        slowest=[
+            SlowRequest(sample_id=evil_id, seconds=5.214, attempts=1),
+            SlowRequest(sample_id="req-7", seconds=3.0, attempts=6, ok=False),
+        ],
+    )
+    run = kit.write_run(tmp_path / "run", log)
+    html_path, md_path = render_report(run)
+    html, md = html_path.read_text(encoding="utf-8"), md_path.read_text(encoding="utf-8")
+    first = section(html, log.results[0].probe.replace("/", "-"))
+    assert "<h4>Requests</h4>" in first
+    text = " ".join(" ".join(parse(first).text).split())
+    assert "40 57 429: 6 · 5xx: 5 · timeout: 4 · connection: 1 · malformed: 1 2" in text
+    assert f"{evil_id} 5.21 s 1 ok req-7 3.00 s 6 failed" in text
+    assert "<script>" not in html
+    # the other probes ran on no remote model: no requests table
+    assert html.count("<h4>Requests</h4>") == 1
+    assert "| 40 | 57 | 429: 6 · 5xx: 5 · timeout: 4 · connection: 1 · malformed: 1 | 2 |" in md
+    assert r"| req-1&lt;script&gt;alert(1)&lt;/script&gt;\|x | 5.21 s | 1 | ok |" in md
+    assert md.count("**Requests** (remote model)") == 1
+    for t in _tables(md):
+        assert len({len(re.findall(r"(?<!\\)\|", row)) for row in t}) == 1, t

@@ -199,7 +199,7 @@ def test_v1_run_renders_through_the_cli(tmp_path: Path) -> None:
     assert upgraded.schema_version == SCHEMA_VERSION
     first = upgraded.results[0].metrics[0]
     assert first.key == MetricKey(metric="asr/figstep/refusal/keyword")
-    # no declared ``better`` (schema < 3): the direction follows higher_is_better
+    # no declared ``better`` (schema < 4): the direction follows higher_is_better
     assert first.better is None and first.direction == "lower"
 
 

@@ -86,6 +86,10 @@ class Probe(abc.ABC):
     Params: ClassVar[type[BaseModel]] = Params
     batch_size: ClassVar[int] = 32
     description: ClassVar[str] = ""
+    parallel_batches: ClassVar[bool] = False
+    """True when :meth:`evaluate` may run on several batches at once, from different threads
+    (it keeps no mutable state of its own). The runner then keeps several batches in flight
+    for models that declare ``batches_in_flight`` (remote endpoints)."""
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         self.params = validate_params(

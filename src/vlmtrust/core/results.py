@@ -11,15 +11,19 @@ string by :meth:`MetricKey.render` — the only place a name string is made. Nob
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vlmtrust.core.types import Pillar, RiskBand
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: structured metric keys (:class:`MetricKey`) and group gaps (:class:`GroupGap`).
-3: what better means for a metric (:attr:`MetricResult.better`, :attr:`MetricResult.target`)."""
+3: optional request statistics per probe (:class:`RequestStats`) and backend options in the
+model section (:attr:`ModelInfo.options`).
+4: what better means for a metric (:attr:`MetricResult.better`, :attr:`MetricResult.target`);
+v2 and v3 logs load unchanged."""
 
 Better = Literal["higher", "lower", "target", "none"]
 """What a better value of a metric is: higher, lower, closer to a target, or none (descriptive)."""
@@ -143,7 +147,7 @@ class MetricResult(_Model):
     group. ``better`` says what a better value is when that is more than "higher" or "lower":
     ``"target"`` (closer to ``target`` is better, e.g. overconfidence, ideal 0) or ``"none"``
     (a descriptive number such as a mean confidence, which no value improves on). ``better``
-    left ``None`` means "follow ``higher_is_better``" (runs written before schema v3, and probes
+    left ``None`` means "follow ``higher_is_better``" (runs written before schema v4, and probes
     that do not declare it); :attr:`direction` gives the resolved value. ``better="higher"`` or
     ``"lower"`` alone also sets ``higher_is_better``.
     """
@@ -221,6 +225,15 @@ class MetricResult(_Model):
             return v
         return None
 
+    @classmethod
+    def of(cls, key: MetricKey, estimate: GroupValue, **fields: Any) -> MetricResult:
+        """The metric whose value, CI and n are ``estimate``'s; ``fields`` set the rest.
+
+        ``fields`` may override ``n``.
+        """
+        est = {"value": estimate.value, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high}
+        return cls(key=key, **{**est, "n": estimate.n, **fields})
+
 
 class Series(_Model):
     """One line/bar series of a plot."""
@@ -264,6 +277,35 @@ class ErrorSummary(_Model):
     message: str
 
 
+class SlowRequest(_Model):
+    """One of a probe's slowest model requests (first send to final answer, retries included)."""
+
+    sample_id: str | None = None
+    seconds: float
+    attempts: int
+    ok: bool = True
+
+
+RETRY_CAUSES = ("429", "5xx", "timeout", "connection", "malformed")
+"""Why a request was retried: rate limited, server error, timeout (client or HTTP 408),
+dropped or refused connection, malformed response body."""
+
+
+class RequestStats(_Model):
+    """The requests a remote model served for one probe (``openai:`` endpoints).
+
+    No request body, prompt or key is kept: counts, causes, sample ids and seconds only.
+    """
+
+    requests: int = Field(0, description="model requests made (cache hits excluded)")
+    attempts: int = Field(0, description="HTTP attempts, retries included")
+    retries: dict[str, int] = Field(
+        default_factory=dict, description="retries by cause (RETRY_CAUSES), only causes seen"
+    )
+    errors: int = Field(0, description="requests that still failed (error generations)")
+    slowest: list[SlowRequest] = Field(default_factory=list, description="slowest first")
+
+
 class ProbeResult(_Model):
     """Everything one probe produced on one model."""
 
@@ -280,6 +322,9 @@ class ProbeResult(_Model):
     errors: list[ErrorSummary] = Field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    requests: RequestStats | None = Field(
+        default=None, description="request counts of a remote model (None for local models)"
+    )
 
     def metric(self, name: str | None = None, /, **fields: str | None) -> MetricResult:
         """Look a metric up by display name or by key fields (``KeyError`` if absent).
@@ -293,7 +338,10 @@ class ProbeResult(_Model):
         for m in self.metrics:
             if (name is not None and m.name == name) or (name is None and m.key.matches(**fields)):
                 return m
-        raise KeyError(f"{self.probe} has no metric {name or fields!r}")
+        from vlmtrust.core.tables import NotFound
+
+        asked = name if name is not None else ", ".join(f"{k}={v}" for k, v in fields.items())
+        raise NotFound.naming(f"{self.probe} has no metric", asked, [m.name for m in self.metrics])
 
     def metrics_where(self, **fields: str | None) -> list[MetricResult]:
         """Every metric whose key has the given fields."""
@@ -307,6 +355,10 @@ class ModelInfo(_Model):
     fingerprint: str
     kind: Literal["dual", "generative"]
     capabilities: list[str]
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="backend settings (--model-option and defaults; never a key)",
+    )
 
 
 class ProbeSpec(_Model):
@@ -352,6 +404,7 @@ class AuditLog(_Model):
                     "upgrade vlmtrust to read it"
                 )
             if isinstance(version, int) and version < SCHEMA_VERSION:
+                # v2 -> v3 -> v4 only added optional fields
                 data = {**data, "schema_version": SCHEMA_VERSION}
         return data
 
@@ -360,4 +413,43 @@ class AuditLog(_Model):
         for r in self.results:
             if r.probe == probe:
                 return r
-        raise KeyError(f"no result for probe {probe!r}")
+        from vlmtrust.core.tables import NotFound
+
+        raise NotFound.naming("no result for probe", probe, [r.probe for r in self.results])
+
+    def metric(self, name: str, /, probe: str | None = None) -> MetricResult:
+        """Look a metric up by display name across every probe (or in ``probe`` only).
+
+        Raises ``KeyError`` listing the valid names (close matches first) when no probe has
+        it, or naming the probes to choose from when several do.
+        """
+        if probe is not None:
+            return self.result(probe).metric(name)
+        found = [(r.probe, m) for r in self.results for m in r.metrics if m.name == name]
+        if len(found) == 1:
+            return found[0][1]
+        from vlmtrust.core.tables import NotFound
+
+        if found:
+            raise NotFound(
+                f"metric {name!r} is in several probes ({', '.join(p for p, _ in found)}): "
+                "pass probe="
+            )
+        names = sorted({m.name for r in self.results for m in r.metrics})
+        raise NotFound.naming("no metric", name, names)
+
+    def to_dataframe(self, *, groups: bool = False) -> Any:
+        """The metrics as a pandas DataFrame, one row per metric (:mod:`vlmtrust.core.tables`).
+
+        Columns: model, probe, pillar, metric, value, ci_low, ci_high, n, group, risk,
+        higher_is_better, headline; ``groups=True`` adds a row per group value.
+        """
+        from vlmtrust.core.tables import to_dataframe
+
+        return to_dataframe([self], groups=groups)
+
+    def to_csv(self, path: str | Path, *, groups: bool = False) -> Path:
+        """Write :meth:`to_dataframe`'s rows to ``path`` as CSV; returns the path."""
+        from vlmtrust.core.tables import to_csv
+
+        return to_csv([self], path, groups=groups)

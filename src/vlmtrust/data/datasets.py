@@ -64,7 +64,7 @@ from vlmtrust.core.sample import ImageRef, Sample
 
 log = logging.getLogger("vlmtrust")
 
-DataKind = Literal["folder", "manifest", "hf-disk"]
+DataKind = Literal["folder", "manifest", "hf-disk", "fairface", "pata", "fairvlmed", "bold"]
 
 IMAGE_EXTENSIONS: Final[frozenset[str]] = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -195,6 +195,10 @@ def parse_data_spec(spec: str | Path) -> DataSpec:
         raise InputError(f"data spec is empty — {_SPEC_FIX}")
     if text.startswith(HF_PREFIX):
         return _parse_hf_spec(text)
+    from vlmtrust.data import fairness_sets as fair  # fairface:, pata:, fairvlmed:, bold:
+
+    if text.startswith(fair.FAIRNESS_PREFIXES):
+        return fair.parse_fairness_spec(text)  # type: ignore[no-any-return]
     path = Path(text).expanduser()
     if path.is_dir() and path.suffix.lower() == ".jsonl":
         raise InputError(f"data {text}: manifest is a directory — pass the .jsonl file")
@@ -264,6 +268,10 @@ def _iterate(spec: DataSpec, limits: DataLimits, notes: _Notes) -> Iterator[Samp
         return _iter_folder(spec.path, limits, notes)
     if spec.kind == "manifest":
         return _iter_manifest(spec.path, limits, notes)
+    if spec.kind in ("fairface", "pata", "fairvlmed", "bold"):
+        from vlmtrust.data.fairness_sets import iter_fairness
+
+        return iter_fairness(spec, limits)
     return _iter_hf(spec, limits, notes)
 
 
@@ -317,6 +325,10 @@ def _class_names(parsed: DataSpec, limits: DataLimits, notes: _Notes) -> list[st
             if isinstance(item, Sample) and item.target is not None
         }
         names = sorted(targets)
+    elif parsed.kind in ("fairface", "pata", "fairvlmed", "bold"):
+        from vlmtrust.data.fairness_sets import fairness_class_names
+
+        names = fairness_class_names(parsed)
     else:
         names = _hf_class_names(parsed, notes)
     if not names:
@@ -1116,7 +1128,7 @@ def _hf_row(
 
 
 def _hf_image(cell: object, name: str, limits: DataLimits | None = None) -> ImageRef:
-    from vlmtrust.data.images import load_image_bytes
+    from vlmtrust.core.images import load_image_bytes
 
     limits = limits or DataLimits()
     if not isinstance(cell, dict):

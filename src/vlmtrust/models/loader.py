@@ -1,7 +1,8 @@
 """The one model-spec parser and :func:`load_model`, the entry point every command uses.
 
 Specs (see the README table): ``hf:NAME_OR_DIR``, ``openai:MODEL@BASE_URL``,
-``reference:NAME``, ``hardened:DIR``, ``mock:generative`` / ``mock:dual`` (scripted, for tests).
+``reference:NAME``, ``hardened:DIR``, ``mock:generative`` / ``mock:dual`` (scripted, for tests),
+and ``none`` (no model: a data-only run of probes that need none).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from vlmtrust.core.redact import MASK, credentials_in, redact_text
 class ModelSpec:
     """A parsed model spec."""
 
-    scheme: Literal["hf", "openai", "reference", "hardened", "mock"]
+    scheme: Literal["hf", "openai", "reference", "hardened", "mock", "none"]
     target: str
     """``hf``: repo id or dir; ``openai``: model name; ``reference``: name; ``hardened``: dir;
     ``mock``: ``generative`` or ``dual``."""
@@ -52,6 +53,8 @@ def parse_spec(spec: str) -> ModelSpec:
         'clip'
     """
     s = spec.strip()
+    if s == "none":  # a data-only run of probes that need no model
+        return ModelSpec("none", "", raw=s)
     shown = _shown(s)
     scheme, sep, rest = s.partition(":")
     if not sep or not rest:
@@ -100,6 +103,10 @@ def load_model(spec: str, **kwargs: Any) -> Model:
 
     Keyword arguments go to the backend (``device``, ``dtype``, ``concurrency``, ...).
     """
+    if spec.strip() == "none":  # a data-only run: probes that need no model
+        from vlmtrust.models.none import NoModel
+
+        return NoModel()
     ms = parse_spec(spec)
     if ms.scheme == "openai":
         from vlmtrust.models.openai_compat import OpenAICompatModel

@@ -6,7 +6,7 @@ whose keys render to the same names.
 
 What "better" means comes from each metric (:attr:`MetricResult.direction`): higher, lower,
 closer to a target, or none (a descriptive number). When only one run declares ``better`` (a
-run from before schema v3 follows ``higher_is_better``), the declared one is used; when both
+run from before schema v4 follows ``higher_is_better``), the declared one is used; when both
 declare it differently, B's is used and the row says so.
 
 Significance (:func:`assess_change`): a change is *improved* or *worsened* only when it is

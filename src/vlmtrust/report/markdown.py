@@ -21,6 +21,7 @@ from vlmtrust.report.view import (
     MovementRow,
     PillarCard,
     ProbeView,
+    RequestsView,
     RunView,
     movement,
     views_for,
@@ -189,6 +190,8 @@ def _probe(p: ProbeView, level: str) -> list[str]:
         for i, e in enumerate(p.examples, 1):
             out += _example(i, e)
         out.append("")
+    if p.requests is not None:
+        out += _requests(p.requests)
     if p.n_errors:
         kinds = len(p.error_groups)
         grouped = f" {kinds} kind{'s' if kinds != 1 else ''} of error:" if kinds else ""
@@ -206,6 +209,25 @@ def _probe(p: ProbeView, level: str) -> list[str]:
                 "listed here — see samples/ in the run directory"
             )
         out.append("")
+    return out
+
+
+def _requests(rq: RequestsView) -> list[str]:
+    out = ["**Requests** (remote model)", ""]
+    out += md_table(
+        ["requests", "attempts", "retries by cause", "failed"],
+        [[str(rq.requests), str(rq.attempts), md_escape(rq.retries), str(rq.errors)]],
+        align="rrlr",
+    )
+    if rq.slowest:
+        out += md_table(
+            ["slowest requests: sample", "seconds", "attempts", "outcome"],
+            [
+                [md_escape(sid), sec, str(n), "ok" if ok else "failed"]
+                for sid, sec, n, ok in rq.slowest
+            ],
+            align="lrrl",
+        )
     return out
 
 

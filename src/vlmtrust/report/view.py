@@ -25,6 +25,7 @@ from vlmtrust.core.results import (
     MetricResult,
     Plot,
     ProbeResult,
+    RequestStats,
 )
 from vlmtrust.core.types import Pillar, RiskBand
 from vlmtrust.report.errors import ErrorGroups
@@ -41,6 +42,7 @@ __all__ = [
     "MovementRow",
     "PillarCard",
     "ProbeView",
+    "RequestsView",
     "RunView",
     "build_run_view",
     "card_probe",
@@ -227,6 +229,35 @@ class ErrorGroupView:
 
 
 @dataclass(frozen=True)
+class RequestsView:
+    """A remote model's requests for one probe: counts, retries by cause, the slowest."""
+
+    requests: int
+    attempts: int
+    retries: str
+    """``429: 3 · 5xx: 1``, or ``none``."""
+    errors: int
+    slowest: tuple[tuple[str, str, int, bool], ...]
+    """``(sample id, seconds, attempts, ok)``, slowest first (sample ids are untrusted)."""
+
+
+def requests_view(st: RequestStats | None) -> RequestsView | None:
+    """Format a probe's request statistics (None stays None)."""
+    if st is None:
+        return None
+    retries = " · ".join(f"{cause}: {n}" for cause, n in st.retries.items()) or "none"
+    return RequestsView(
+        requests=st.requests,
+        attempts=st.attempts,
+        retries=retries,
+        errors=st.errors,
+        slowest=tuple(
+            (s.sample_id or "—", f"{s.seconds:.2f} s", s.attempts, s.ok) for s in st.slowest
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ProbeView:
     """One probe's section."""
 
@@ -251,6 +282,7 @@ class ProbeView:
     """The probe's band: its worst metric's (what the scorecard and the probe list show)."""
     worst_metric: MetricView | None = None
     """A metric with the band ``worst_risk`` (a headline one when one has it)."""
+    requests: RequestsView | None = None
 
 
 @dataclass(frozen=True)
@@ -504,6 +536,7 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
         notes=tuple(r.notes),
         worst_risk=worst,
         worst_metric=next((m for m in at_worst if m.headline), at_worst[0] if at_worst else None),
+        requests=requests_view(r.requests),
     )
 
 

@@ -99,7 +99,7 @@ class Thumbnails:
         if original.images and original.images[0].path is not None:
             self._refs[original.id] = original.images[0]
             return
-        from vlmtrust.data.images import thumbnail
+        from vlmtrust.core.images import thumbnail
 
         try:
             self._thumbs[decoded.id] = thumbnail(decoded.images[0].image)
@@ -113,7 +113,7 @@ class Thumbnails:
 
     def fill(self, examples: list[Example]) -> None:
         """Set the image of every example that has none and whose sample was seen."""
-        from vlmtrust.data.images import png_b64, thumbnail
+        from vlmtrust.core.images import png_b64, thumbnail
 
         for e in examples:
             if e.image_png_b64 is not None:

@@ -9,7 +9,8 @@ Run directory layout::
 
     spec.json               model (spec, fingerprint), probes (params, versions), seed, version
     results.json            the AuditLog
-    samples/<probe>.jsonl   one Record per line, appended as each batch completes
+    samples/<probe>.jsonl   one Record per line, appended as each batch completes (in sample
+                            order, also when several batches are in flight)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from vlmtrust.core.results import (
     ProbeResult,
     ProbeSpec,
     Record,
+    RequestStats,
     RunSpec,
 )
 from vlmtrust.core.sample import Sample
@@ -259,9 +261,34 @@ def _stream(
     seen: set[str],
     thumbs: Thumbnails,
 ) -> Iterator[list[Record]]:
-    """Evaluate the probe's samples not in ``done``, yielding records batch by batch."""
-    for errors, batch in _prefetch(_batches(probe, ctx, done, batch_size, seen, thumbs)):
-        yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+    """Evaluate the probe's samples not in ``done``, yielding records batch by batch.
+
+    For a model that declares ``batches_in_flight`` > 1 (remote endpoints) and a probe with
+    ``parallel_batches``, several batches run at once (:mod:`vlmtrust.runner.pipeline`); the
+    records still come out in sample order, batch by batch.
+    """
+    items = _prefetch(_batches(probe, ctx, done, batch_size, seen, thumbs))
+    depth = batches_in_flight(model, probe)
+    if depth <= 1:
+        for errors, batch in items:
+            yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+        return
+    from vlmtrust.runner.pipeline import pipelined
+
+    def work(batch: list[tuple[int, Sample]]) -> list[Record]:
+        return _evaluate_batch(model, probe, batch, ctx)
+
+    jobs = ((errors, batch or None) for errors, batch in items)
+    for errors, recs in pipelined(jobs, work, depth):
+        yield errors + recs
+
+
+def batches_in_flight(model: Any, probe: Probe) -> int:
+    """How many of ``probe``'s batches the runner evaluates at once on ``model`` (>= 1)."""
+    if not getattr(probe, "parallel_batches", False):
+        return 1
+    n = getattr(model, "batches_in_flight", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
 def evaluate_probe(
@@ -286,7 +313,8 @@ def evaluate_probe(
         on_progress: called with the number of samples finished after each batch.
 
     Returns:
-        The probe's :class:`ProbeResult`.
+        The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
+        with ``track_requests()`` (remote endpoints) over this probe, else None.
 
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
@@ -306,15 +334,23 @@ def evaluate_probe(
     seen: set[str] = set()
     thumbs = Thumbnails()
     records: list[Record] = []
-    for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size, seen, thumbs):
-        recs = [
-            r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")}) for r in recs
-        ]
-        if writer is not None:
-            writer.write(recs)
-        records.extend(recs)
-        if on_progress is not None:
-            on_progress(len(recs))
+    track = getattr(model, "track_requests", None)
+    with track() if callable(track) else contextlib.nullcontext() as tracker:
+        size = batch_size or probe.batch_size
+        for recs in _stream(model, probe, ctx, by_id, size, seen, thumbs):
+            recs = [
+                r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")})
+                for r in recs
+            ]
+            if writer is not None:
+                writer.write(recs)
+            records.extend(recs)
+            if on_progress is not None:
+                on_progress(len(recs))
+    summary = getattr(tracker, "summary", None)
+    requests = summary() if callable(summary) else None
+    if not isinstance(requests, RequestStats):
+        requests = None
     # Earlier records count only if the current sample stream still contains them.
     records.extend(r for sid, r in by_id.items() if sid in seen)
     records.sort(key=lambda r: r.index)
@@ -343,6 +379,7 @@ def evaluate_probe(
         ],
         seconds=time.perf_counter() - t0,
         notes=notes,
+        requests=requests,
     )
 
 
@@ -372,6 +409,7 @@ def make_spec(model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str
             fingerprint=redact_text(model.fingerprint),
             kind=model.kind,
             capabilities=model.capabilities.names(),
+            options=_options(model),
         ),
         probes=[
             ProbeSpec(
@@ -387,6 +425,14 @@ def make_spec(model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         label=label,
     )
+
+
+def _options(model: Any) -> dict[str, Any]:
+    """The backend settings a model reports (``options``; never a key), JSON-ready."""
+    opts = getattr(model, "options", None)
+    if not isinstance(opts, dict):
+        return {}
+    return {str(k): v for k, v in opts.items() if v is None or isinstance(v, str | int | float)}
 
 
 def _same_spec(a: RunSpec, b: RunSpec) -> bool:

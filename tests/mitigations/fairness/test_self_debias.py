@@ -63,3 +63,35 @@ def test_reloads_as_hardened_dir_and_refuses_dual_models(tmp_path: Path) -> None
     with pytest.raises(CapabilityError, match="generative"):
         mit.wrap(load_model("mock:dual"))
     assert isinstance(generate_sync(model, [GenerateRequest("q")])[0], Generation)
+
+
+@pytest.fixture(scope="module")
+def reference_vlm() -> Any:
+    return load_model("reference:vlm", device="cpu")
+
+
+def test_effect_on_reference_vlm_fewer_flips_same_vqa(reference_vlm: Any) -> None:
+    """The counterfactual flip rate falls, clean VQA accuracy stays (requests not about people
+    pass unchanged); the describe question is not gated, so its flips remain."""
+    from tests.helpers import metrics, run_probe
+
+    hardened = _wrap(reference_vlm)
+    cf = {"n_sets": 6}
+    base = metrics(*run_probe("fairness/counterfactual", reference_vlm, cf))["flip_rate"]
+    after = metrics(*run_probe("fairness/counterfactual", hardened, cf))["flip_rate"]
+    assert base.value is not None and after.value is not None
+    assert after.ci_high is not None and base.ci_low is not None
+    assert after.ci_high < base.ci_low and after.value <= 0.5 * base.value
+    vqa = {"n": 16}
+    acc0 = metrics(*run_probe("capability/vqa", reference_vlm, vqa))["accuracy"].value
+    acc1 = metrics(*run_probe("capability/vqa", hardened, vqa))["accuracy"].value
+    assert acc0 is not None and acc1 is not None and acc1 >= acc0 - 0.05
+
+
+def test_ungated_scheme_costs_capability_on_reference_vlm(reference_vlm: Any) -> None:
+    """Applied to every request, the tiny reference VLM refuses: the gate is what keeps VQA."""
+    from tests.helpers import metrics, run_probe
+
+    ungated = _wrap(reference_vlm, only_about_people=False)
+    acc = metrics(*run_probe("capability/vqa", ungated, {"n": 10}))["accuracy"].value
+    assert acc is not None and acc < 0.2

@@ -67,10 +67,24 @@ REPROMPT = (
 Mode = Literal["instruction", "explain", "reprompt"]
 
 
+PEOPLE_WORDS = (
+    r"\b(person|people|persons|man|men|woman|women|boy|girl|child|he|she|his|her|him|they|"
+    r"them|who|whose|someone|somebody|job|occupation|profession|work|leader|trustworthy|"
+    r"competent|smart|lazy|dangerous|criminal|rich|poor|nurse|doctor|pilot|chef|teacher|"
+    r"builder|farmer|engineer)\b"
+)
+"""A request matching this (case-insensitive) is about people and goes through the scheme."""
+
+
 class SelfDebiasParams(Params):
     """Parameters of ``fairness/self_debias``."""
 
     mode: Mode = Field("instruction", description="instruction (1 call), explain or reprompt (2)")
+    only_about_people: bool = Field(
+        True,
+        description="apply the scheme only to requests that mention people (other requests go "
+        "to the model unchanged, so capability on other tasks is kept)",
+    )
     note_tokens: int = Field(
         96, ge=8, le=2048, description="answer length of the first call (explain / reprompt)"
     )
@@ -90,9 +104,29 @@ class SelfDebiasedModel(GuardedModel):
     def _final(self, r: GenerateRequest, prompt: str) -> GenerateRequest:
         return replace(r, prompt=f"{prompt}\n\n{REMINDER}", system=_join(r.system, INSTRUCTION))
 
+    def applies(self, request: GenerateRequest) -> bool:
+        """Whether ``request`` goes through the scheme (see ``only_about_people``)."""
+        import re
+
+        if not self.params.only_about_people:
+            return True
+        return re.search(PEOPLE_WORDS, request.prompt, flags=re.IGNORECASE) is not None
+
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
-        """One answer per request, in order, after the mode's one or two calls."""
+        """One answer per request, in order; requests about people after the mode's calls."""
         reqs = list(requests)
+        about = [i for i, r in enumerate(reqs) if self.applies(r)]
+        other = [i for i in range(len(reqs)) if i not in set(about)]
+        out: list[Generation | None] = [None] * len(reqs)
+        if other:
+            for i, g in zip(other, await self.base.generate([reqs[i] for i in other]), strict=True):
+                out[i] = g
+        if about:
+            for i, g in zip(about, await self._debiased([reqs[i] for i in about]), strict=True):
+                out[i] = g
+        return [g if g is not None else Generation("", error="not run") for g in out]
+
+    async def _debiased(self, reqs: list[GenerateRequest]) -> list[Generation]:
         mode = self.params.mode
         if mode == "instruction":
             return list(await self.base.generate([self._final(r, r.prompt) for r in reqs]))

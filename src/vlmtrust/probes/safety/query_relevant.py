@@ -165,8 +165,8 @@ class QueryRelevant(RequestProbe):
         self, req: SafetyRequest, k: int, world: Any
     ) -> tuple[Image.Image | None, str, DataError | None]:
         """The stacked variant's image: the user's related image, else a SynthWorld scene."""
+        from vlmtrust.core.images import load_image
         from vlmtrust.data.datasets import DataError
-        from vlmtrust.data.images import load_image
 
         if self.params.related_images is not None:
             path, source = related_image_path(self.params.related_images, req, k)
