@@ -249,6 +249,11 @@ def _print_summary(logs: Any) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        # a CI log: one plain line per metric, never cut or wrapped at a column limit
+        for log in logs if isinstance(logs, list) else [logs]:
+            typer.echo(_summary_lines(log))
+        return
     for log in logs if isinstance(logs, list) else [logs]:
         table = Table(title=escape(log.spec.model.spec), show_lines=False)
         widths = {"value": 6, "95% CI": 16, "n": 4, "risk": 8, "errors": 6}
@@ -271,6 +276,21 @@ def _print_summary(logs: Any) -> None:
             if not heads:
                 table.add_row(escape(r.probe), "–", "–", "", "0", "", str(r.n_errors))
         console.print(table)
+
+
+def _summary_lines(log: Any) -> str:
+    """The run summary as plain lines (``probe  metric  value [lo, hi]  n=…  risk  errors=…``)."""
+    lines = [f"== {log.spec.model.spec} =="]
+    for r in log.results:
+        heads = [m for m in r.metrics if m.headline] or r.metrics[:1]
+        for m in heads:
+            val = "–" if m.value is None else f"{m.value:.3f}"
+            ci = "" if m.ci_low is None else f" [{m.ci_low:.3f}, {m.ci_high:.3f}]"
+            risk = f"  risk {m.risk.value}" if m.risk else ""
+            lines.append(f"{r.probe}  {m.name}  {val}{ci}  n={m.n}{risk}  errors={r.n_errors}")
+        if not heads:
+            lines.append(f"{r.probe}  –  errors={r.n_errors}")
+    return "\n".join(lines)
 
 
 def _budget(value: Any) -> Any:
