@@ -58,9 +58,7 @@ def test_cli_compare_leads_with_summary_warns_fits_80_columns_and_plots(
 
 
 def _probe(name: str, metrics: list[MetricResult]) -> ProbeResult:
-    return ProbeResult(
-        probe=name, pillar=Pillar.ROBUSTNESS, version=1, params={}, metrics=metrics
-    )
+    return ProbeResult(probe=name, pillar=Pillar.ROBUSTNESS, version=1, params={}, metrics=metrics)
 
 
 def test_scorecard_card_and_probe_list_agree(tmp_path: Path, kit: Any) -> None:

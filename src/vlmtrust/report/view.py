@@ -704,17 +704,17 @@ def movement(runs: Sequence[LoadedRun], views: Sequence[RunView]) -> tuple[Movem
     for view in views:
         by_probe = {pv.probe: pv for pv in view.probes}
         for p in order:
-            pv = by_probe.get(p)
+            got = by_probe.get(p)
             bands[p].append(
                 None
-                if pv is None
+                if got is None
                 else MovementCell(
                     value_ci="",
-                    risk=pv.worst_risk,
+                    risk=got.worst_risk,
                     change="",
                     delta="",
                     delta_ci="",
-                    note=pv.worst_metric.name if pv.worst_metric else "",
+                    note=got.worst_metric.name if got.worst_metric else "",
                 )
             )
     rows: list[MovementRow] = []
