@@ -36,3 +36,32 @@ def test_a_v2_log_without_request_stats_or_options_still_loads():
     log = AuditLog.model_validate(v2)
     assert log.schema_version == SCHEMA_VERSION
     assert log.results[0].requests is None and log.spec.model.options == {}
+
+
+def test_a_v3_log_without_metric_directions_loads_and_follows_higher_is_better():
+    from vlmtrust.core.results import AuditLog
+
+    metric = {"name": "accuracy", "value": 0.5, "n": 10, "higher_is_better": False}
+    v3 = {
+        "schema_version": 3,
+        "spec": {
+            "model": {"spec": "s", "fingerprint": "f", "kind": "generative", "capabilities": []},
+            "probes": [],
+            "seed": 0,
+            "vlmtrust_version": "0.1.0",
+            "created": "2025-01-01T00:00:00+00:00",
+        },
+        "results": [
+            {
+                "probe": "safety/figstep",
+                "pillar": "safety",
+                "version": 1,
+                "params": {},
+                "metrics": [metric],
+            },
+        ],
+    }
+    log = AuditLog.model_validate(v3)
+    assert log.schema_version == SCHEMA_VERSION == 4
+    m = log.results[0].metrics[0]
+    assert m.better is None and m.target is None and m.direction == "lower"
