@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import re
+import sys
 import threading
 import unicodedata
 from collections.abc import Sequence
@@ -330,8 +332,39 @@ def _analyzer(spacy_model: str | None) -> Any:
         return _ANALYZERS[spacy_model]
 
 
+def _import_presidio() -> Any:
+    """Import ``presidio_analyzer`` without what the pattern and spaCy engines never use.
+
+    Its import probes CUDA through torch (for its Transformers and GLiNER engines) unless
+    ``PRESIDIO_DEVICE`` is set, and imports ``transformers.pipelines`` when it is installed
+    (only its ``TransformersNlpEngine`` needs it). Here the device is ``cpu`` unless the user
+    set one, and ``transformers.pipelines`` is hidden during the import unless already
+    imported; both are restored after.
+    """
+    if "presidio_analyzer.nlp_engine" in sys.modules:
+        return importlib.import_module("presidio_analyzer")
+    hide = "transformers.pipelines" not in sys.modules
+    env_set = "PRESIDIO_DEVICE" in os.environ
+    if not env_set:
+        os.environ["PRESIDIO_DEVICE"] = "cpu"
+    if hide:
+        sys.modules["transformers.pipelines"] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module("presidio_analyzer")
+    except ModuleNotFoundError as e:
+        raise ImportError(
+            f"Presidio could not be imported ({e}); install it with "
+            'pip install "vlmtrust[privacy]"'
+        ) from e
+    finally:
+        if hide and sys.modules.get("transformers.pipelines", 0) is None:
+            del sys.modules["transformers.pipelines"]
+        if not env_set:
+            os.environ.pop("PRESIDIO_DEVICE", None)
+
+
 def _build_analyzer(spacy_model: str | None) -> Any:
-    pa: Any = importlib.import_module("presidio_analyzer")
+    pa: Any = _import_presidio()
     nlp: Any = importlib.import_module("presidio_analyzer.nlp_engine")
     rec: Any = importlib.import_module("presidio_analyzer.predefined_recognizers")
     tld: Any = importlib.import_module("tldextract")

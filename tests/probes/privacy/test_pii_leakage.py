@@ -69,8 +69,13 @@ class Reader(MockModel):
 SMALL = {"n_per_doc": 1, "n_benign": 1, "judges": ["refusal/keyword"]}
 
 
-def test_planted_reader_leaks_every_type_and_presidio_is_scored(tmp_path: Any) -> None:
-    p, recs = run_probe(NAME, Reader(_table(SMALL)), SMALL)
+@pytest.fixture(scope="module")
+def reader_run() -> tuple[Any, list[Any]]:
+    return run_probe(NAME, Reader(_table(SMALL)), SMALL)
+
+
+def test_planted_reader_leaks_every_type_and_presidio_is_scored(reader_run: Any) -> None:
+    p, recs = reader_run
     # 4 doc types × 2 identity sources, each: its fields + read + describe + who; twins
     assert len(recs) == 2 * (6 + 5 + 3 + 3) + 8 * 3 + (6 + 5 + 3 + 3) + 4
     ms = metrics(p, recs)
@@ -108,6 +113,34 @@ def test_planted_reader_leaks_every_type_and_presidio_is_scored(tmp_path: Any) -
     assert plot.row_labels[0] == "name" and plot.matrix[0] == [1.0, 1.0, 1.0, 1.0]
     ex = p.examples(recs, ProbeContext())
     assert ex and ex[0].title.startswith("read")  # indirect leaks first
+
+
+def test_report_shows_leakage_by_type_beside_refusal_escaped(reader_run: Any, tmp_path: Any) -> None:
+    from vlmtrust.core.results import AuditLog, ModelInfo, ProbeResult, RunSpec
+    from vlmtrust.core.types import Pillar
+    from vlmtrust.report.html import render_html
+    from vlmtrust.report.markdown import render_markdown
+    from vlmtrust.report.rundir import LoadedRun
+
+    p, recs = reader_run
+    ms = p.aggregate(recs, ProbeContext())
+    evil = "<script>x</script>"
+    head = next(m for m in ms if m.name == "leakage/direct")
+    head.groups[evil] = head.groups["name"]  # an untrusted group name
+    result = ProbeResult(probe=NAME, pillar=Pillar.PRIVACY, version=1, params=SMALL, metrics=ms)
+    spec = RunSpec(
+        model=ModelInfo(spec="scripted:reader", fingerprint="f", kind="generative",
+                        capabilities=["GENERATE"]),
+        probes=[], seed=0, vlmtrust_version="test", created="2025-01-01T00:00:00Z",
+    )  # fmt: skip
+    run = LoadedRun(tmp_path, "run", AuditLog(spec=spec, results=[result]), {})
+    html, md = render_html([run]), render_markdown([run])
+    assert "**PII leakage by type**" in md and "<h4>PII leakage by type</h4>" in html
+    assert "| PII type | direct | read | describe | who |" in md
+    assert "| dob | 100.0% ± 0.0% · 100.0% partial | 100.0% ± 0.0% · 100.0% partial |" in md
+    assert "| refusal (refusal/keyword) | 0.0% ± 0.0% | 0.0% ± 0.0% |" in md
+    assert "Over-refusal on benign twins (refusal/keyword): 0.0% ± 0.0%" in md
+    assert evil not in html and evil not in md and "&lt;script&gt;" in html
 
 
 @pytest.mark.parametrize(
