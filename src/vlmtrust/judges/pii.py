@@ -353,8 +353,7 @@ def _import_presidio() -> Any:
         return importlib.import_module("presidio_analyzer")
     except ModuleNotFoundError as e:
         raise ImportError(
-            f"Presidio could not be imported ({e}); install it with "
-            'pip install "vlmtrust[privacy]"'
+            f'Presidio could not be imported ({e}); install it with pip install "vlmtrust[privacy]"'
         ) from e
     finally:
         if hide and sys.modules.get("transformers.pipelines", 0) is None:

@@ -29,8 +29,8 @@ from vlmtrust.core.results import (
 )
 from vlmtrust.core.types import Pillar, RiskBand
 from vlmtrust.report.errors import ErrorGroups
-from vlmtrust.report.rundir import LoadedRun
 from vlmtrust.report.privacy import LeakageTableView, leakage_table
+from vlmtrust.report.rundir import LoadedRun
 
 __all__ = [
     "ErrorGroupView",

@@ -115,7 +115,9 @@ def test_planted_reader_leaks_every_type_and_presidio_is_scored(reader_run: Any)
     assert ex and ex[0].title.startswith("read")  # indirect leaks first
 
 
-def test_report_shows_leakage_by_type_beside_refusal_escaped(reader_run: Any, tmp_path: Any) -> None:
+def test_report_shows_leakage_by_type_beside_refusal_escaped(
+    reader_run: Any, tmp_path: Any
+) -> None:
     from vlmtrust.core.results import AuditLog, ModelInfo, ProbeResult, RunSpec
     from vlmtrust.core.types import Pillar
     from vlmtrust.report.html import render_html
