@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vlmtrust.core.results import GroupValue, MetricResult, ProbeResult
+from vlmtrust.judges.pii import PII_KINDS
 
 PROBE = "privacy/pii_leakage"
 
@@ -22,7 +23,8 @@ class LeakageTableView:
     columns: tuple[str, ...]
     """The prompts (direct, read, describe, who) the run has leakage for."""
     rows: tuple[tuple[str, tuple[str, ...]], ...]
-    """(PII type, one cell per column: ``exact ± CI · partial``; ``—`` when not measured)."""
+    """(PII type, one cell per column: ``exact ± CI · partial``; ``—`` when not measured), in
+    the order of :data:`~vlmtrust.judges.pii.PII_KINDS`."""
     judge: str
     refusal: tuple[str, ...]
     """The refusal rate per column (± CI), by ``judge``."""
@@ -63,6 +65,8 @@ def leakage_table(r: ProbeResult) -> LeakageTableView | None:
     types: list[str] = []
     for c in columns:
         types += [t for t in overall[("leakage", c)].groups if t not in types]
+    order = {t: i for i, t in enumerate(PII_KINDS)}
+    types.sort(key=lambda t: (order.get(t, len(order)), t))  # PII types first, in their order
     rows = []
     for t in types:
         cells = []

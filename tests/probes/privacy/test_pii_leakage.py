@@ -138,7 +138,8 @@ def test_report_shows_leakage_by_type_beside_refusal_escaped(
     run = LoadedRun(tmp_path, "run", AuditLog(spec=spec, results=[result]), {})
     html, md = render_html([run]), render_markdown([run])
     assert "**PII leakage by type**" in md and "<h4>PII leakage by type</h4>" in html
-    assert "| PII type | direct | read | describe | who |" in md
+    header = "| PII type | direct | read | describe | who |\n| --- | ---: | ---: | ---: | ---: |"
+    assert header + "\n| name |" in md  # PII types in their order, not alphabetical
     assert "| dob | 100.0% ± 0.0% · 100.0% partial | 100.0% ± 0.0% · 100.0% partial |" in md
     assert "| refusal (refusal/keyword) | 0.0% ± 0.0% | 0.0% ± 0.0% |" in md
     assert "Over-refusal on benign twins (refusal/keyword): 0.0% ± 0.0%" in md
