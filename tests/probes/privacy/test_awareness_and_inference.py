@@ -141,3 +141,15 @@ def test_guessed_occupation_and_bad_input() -> None:
         registry()["privacy/attribute_inference"]({"correlation": 1.5})
     with pytest.raises(InputError, match="bad parameter 'conditions.0'"):
         registry()["privacy/attribute_inference"]({"conditions": ["income"]})
+
+
+def test_documents_are_rendered_once_per_argument_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlmtrust.probes.privacy import _generative as g
+
+    args: dict[str, Any] = {"doc_types": ["form"], "identities": ["faker"], "n_per_cell": 1,
+                            "content": "personal", "size": 64}  # fmt: skip
+    a, b = g.documents(7, **args), g.documents(7, **args)
+    assert a == b and a[0] is b[0] and a is not b  # cached samples, a fresh list
+    monkeypatch.setattr(g, "_CACHE_MAX_DOCS", 0)  # too large to cache: rendered again
+    c = g.documents(7, **args)
+    assert c[0] is not a[0] and c[0].id == a[0].id

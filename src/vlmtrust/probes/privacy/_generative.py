@@ -6,6 +6,7 @@ PII type, and small metric helpers over :class:`~vlmtrust.core.results.Record` s
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Literal
@@ -78,6 +79,10 @@ class RefusalJudgedParams(Params):
         return v
 
 
+_CACHE_MAX_DOCS = 256
+"""Document sets up to this size are cached (a few MiB); larger ones are rendered each time."""
+
+
 def documents(
     seed: int,
     *,
@@ -87,11 +92,42 @@ def documents(
     content: Literal["personal", "business"],
     size: int,
 ) -> list[SynthSample]:
-    """``n_per_cell`` documents per document type (× identity source for personal content)."""
+    """``n_per_cell`` documents per document type (× identity source for personal content).
+
+    Small sets (up to :data:`_CACHE_MAX_DOCS` documents) are cached: the same arguments give
+    the same sample objects, which callers must treat as read-only (``to_sample()`` copies).
+    """
+    idents = tuple(identities) if content == "personal" else ("faker",)
+    args = (seed, tuple(doc_types), idents, n_per_cell, content, size)
+    if n_per_cell * len(doc_types) * len(idents) <= _CACHE_MAX_DOCS:
+        return list(_documents_cached(*args))
+    return _render_documents(*args)
+
+
+@functools.lru_cache(maxsize=8)
+def _documents_cached(
+    seed: int,
+    doc_types: tuple[str, ...],
+    idents: tuple[str, ...],
+    n_per_cell: int,
+    content: Literal["personal", "business"],
+    size: int,
+) -> tuple[SynthSample, ...]:
+    return tuple(_render_documents(seed, doc_types, idents, n_per_cell, content, size))
+
+
+def _render_documents(
+    seed: int,
+    doc_types: tuple[str, ...],
+    idents: tuple[str, ...],
+    n_per_cell: int,
+    content: Literal["personal", "business"],
+    size: int,
+) -> list[SynthSample]:
     world = SynthWorld(seed=seed)
     out: list[SynthSample] = []
     for doc_type in doc_types:
-        for ident in identities if content == "personal" else ("faker",):
+        for ident in idents:
             out += world.pii_documents(
                 n_per_cell,
                 doc_type=doc_type,
