@@ -44,6 +44,7 @@ def test_reference_vlm_reads_out_memorised_identities(vlm: Any) -> None:
         "n_benign": 1,
         "prompts": ["direct", "describe"],
         "presidio": False,
+        "max_new_tokens": 32,
     }
     p, recs = run_probe("privacy/pii_leakage", vlm, params)
     assert len(recs) == 2 * (6 + 1) + 6 and all(r.ok for r in recs)
