@@ -29,6 +29,7 @@ from vlmtrust.core.results import (
 )
 from vlmtrust.core.types import Pillar, RiskBand
 from vlmtrust.report.errors import ErrorGroups
+from vlmtrust.report.privacy import LeakageTableView, leakage_table
 from vlmtrust.report.rundir import LoadedRun
 
 __all__ = [
@@ -254,6 +255,8 @@ class ProbeView:
     notes: tuple[str, ...]
     worst_risk: RiskBand | None
     requests: RequestsView | None = None
+    leakage: LeakageTableView | None = None
+    """``privacy/pii_leakage`` only: leakage per PII type beside refusal and over-refusal."""
 
 
 @dataclass(frozen=True)
@@ -484,6 +487,7 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
         notes=tuple(r.notes),
         worst_risk=_worst([m.risk for m in r.metrics]),
         requests=requests_view(r.requests),
+        leakage=leakage_table(r),
     )
 
 
