@@ -1,0 +1,100 @@
+"""CKKS encrypted zero-shot and retrieval: agreement with plaintext, packing, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+ts = pytest.importorskip("tenseal", reason="needs the crypto extra: pip install 'vlmtrust[crypto]'")
+
+from vlmtrust.crypto import CryptoError  # noqa: E402
+from vlmtrust.crypto.he import (  # noqa: E402
+    HEClient,
+    HEParams,
+    HEServer,
+    encrypted_scores,
+    security_bits,
+)
+
+
+@pytest.fixture(scope="module")
+def client() -> HEClient:
+    return HEClient(128)
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_reference_clip_zero_shot_and_retrieval(
+    client: HEClient, clip_embeddings: dict[str, Any]
+) -> None:
+    e = clip_embeddings
+    zs = encrypted_scores(e["images"][:3], e["prompts"], client=client)
+    assert zs.agreement == 1.0
+    assert zs.max_abs_error < 1e-3
+    assert [e["classes"][i] for i in zs.top1] == e["targets"][:3]  # the model is right, too
+    # Retrieval: captions (encrypted) against the plaintext image gallery.
+    rt = encrypted_scores(e["captions"][:2], e["images"], client=client)
+    assert rt.agreement == 1.0
+    assert rt.max_abs_error < 1e-3
+    assert zs.meta["security_bits"] >= 128
+
+
+def test_diagonal_packing_reply_is_flat_per_class_is_linear(client: HEClient) -> None:
+    rng = np.random.default_rng(0)
+    q = _unit(rng, 1, 128)
+    few, many = _unit(rng, 10, 128), _unit(rng, 300, 128)
+    d_few = encrypted_scores(q, few, client=client)
+    d_many = encrypted_scores(q, many, client=client)
+    assert abs(d_many.reply_bytes - d_few.reply_bytes) < 0.01 * d_few.reply_bytes
+    p_few = encrypted_scores(q, few, client=client, packing="per_class")
+    assert p_few.reply_bytes > 9 * d_few.reply_bytes  # ten ciphertexts instead of one
+    assert p_few.agreement == d_many.agreement == 1.0
+    assert p_few.max_abs_error < 1e-3
+
+
+def test_server_never_gets_the_secret_key(client: HEClient) -> None:
+    pub = client.public_context()
+    server = HEServer(pub, np.eye(128)[:3])
+    assert not server.info.has_secret_key
+    with_secret = client._ctx.serialize(save_secret_key=True)
+    with pytest.raises(CryptoError, match="carries the secret key"):
+        HEServer(with_secret, np.eye(128)[:3])
+
+
+def test_parameters_and_security_level() -> None:
+    assert HEParams().security() == 128 and HEParams().total_coeff_bits == 160
+    assert security_bits(8192, 219) == 0
+    with pytest.raises(CryptoError, match="below 128-bit security"):
+        HEClient(8, HEParams(poly_modulus_degree=4096, coeff_mod_bit_sizes=(60, 40, 40, 60)))
+    with pytest.raises(CryptoError, match="poly_modulus_degree 3000"):
+        HEParams(poly_modulus_degree=3000).check()
+    with pytest.raises(CryptoError, match="does not fit"):
+        HEClient(4096)
+
+
+def test_wrong_scheme_context_is_refused() -> None:
+    bfv = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=4096, plain_modulus=1032193)
+    bfv.make_context_public()
+    with pytest.raises(CryptoError, match="BFV scheme; encrypted scoring needs CKKS"):
+        HEServer(bfv.serialize(), np.eye(4))
+    with pytest.raises(CryptoError, match="does not load"):
+        HEServer(b"not a context", np.eye(4))
+
+
+def test_wrong_dimension_and_foreign_ciphertext(client: HEClient) -> None:
+    with pytest.raises(CryptoError, match="dimension 64 but the encryption was set up for 128"):
+        client.encrypt(np.ones(64))
+    server = HEServer(client.public_context(), np.eye(64)[:3])
+    with pytest.raises(CryptoError, match="dimension 128 but the server rows have 64"):
+        server.score(client.encrypt(np.ones(128) / np.sqrt(128)))
+    with pytest.raises(CryptoError, match="dimension 64 but the encryption was set up for 128"):
+        encrypted_scores(np.ones((1, 128)), np.ones((2, 64)), client=client)
+    with pytest.raises(CryptoError, match="query ciphertext does not load"):
+        server.score(b"garbage")
+    with pytest.raises(CryptoError, match="NaN"):
+        client.encrypt(np.full(128, np.nan))
