@@ -69,18 +69,20 @@ class MPCResult:
     """Outcome of one secure query.
 
     Attributes:
-        top1: argmax row learned by party 0.
-        scores: the scores opened to party 0 (``reveal_scores=True``), else ``None``.
+        top1: argmax row per query, learned by party 0.
+        scores: ``(n_queries, n_rows)`` scores opened to party 0 (``reveal_scores=True``),
+            else ``None``.
         wall_s: seconds from starting the processes to the last result (connection set-up
             and interpreter start included).
-        compute_s: seconds party 0 spent from inputs to output (connections already open).
+        compute_s: seconds party 0 spent from inputs to the last output (connections
+            already open), all queries together.
         bytes_sent: bytes each party sent (MPyC's own message counts, headers included).
         received: with ``capture``: bytes each party received, per party id.
         field: modulus and byte length of the fixed-point field.
         frac_bits: fractional bits of the fixed-point encoding.
     """
 
-    top1: int
+    top1: list[int]
     scores: NDArray[np.float64] | None
     wall_s: float
     compute_s: float
@@ -93,6 +95,11 @@ class MPCResult:
     def total_bytes(self) -> int:
         """Bytes exchanged by all parties together."""
         return sum(self.bytes_sent.values())
+
+    @property
+    def n_queries(self) -> int:
+        """Number of queries answered."""
+        return len(self.top1)
 
 
 class _Proxy:
@@ -188,10 +195,11 @@ def secure_top1(
     capture: bool = False,
     absent: Sequence[int] = (),
 ) -> MPCResult:
-    """Argmax of ``rows @ query`` computed by three MPyC parties on secret shares.
+    """Argmax of ``rows @ q`` for each query ``q``, computed by three MPyC parties on shares.
 
     Args:
-        query: ``(d,)`` embedding, party 0's private input.
+        query: ``(d,)`` embedding or ``(m, d)`` embeddings, party 0's private input; one
+            session answers them all (the processes and connections are set up once).
         rows: ``(n, d)`` class-prompt or gallery embeddings, party 1's private input.
         frac_bits: fractional bits of the fixed-point numbers (resolution ``2**-frac_bits``).
         bit_length: total bits of a fixed-point number (range ``±2**(bit_length-frac_bits-1)``).
@@ -209,13 +217,15 @@ def secure_top1(
     _check_mpyc()
     q = np.asarray(query, dtype=np.float64)
     w = np.asarray(rows, dtype=np.float64)
-    if q.ndim != 1 or q.size == 0:
-        raise CryptoError(f"query embedding has shape {q.shape}: pass one (d,) vector")
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.size == 0:
+        raise CryptoError(f"query embeddings have shape {q.shape}: pass (d,) or (m, d)")
     if w.ndim != 2 or w.shape[0] == 0:
         raise CryptoError(f"rows have shape {w.shape}: pass an (n, d) matrix")
-    if w.shape[1] != q.shape[0]:
+    if w.shape[1] != q.shape[1]:
         raise CryptoError(
-            f"query embedding has dimension {q.shape[0]} but the rows have {w.shape[1]}: "
+            f"query embedding has dimension {q.shape[1]} but the rows have {w.shape[1]}: "
             "use embeddings of the same model on both sides"
         )
     if not (np.isfinite(q).all() and np.isfinite(w).all()):
@@ -223,7 +233,7 @@ def secure_top1(
     if not 1 <= frac_bits < bit_length - 1:
         raise CryptoError(f"frac_bits {frac_bits} must be in 1..bit_length-2 ({bit_length - 2})")
     limit = 2.0 ** (bit_length - frac_bits - 1)
-    if np.abs(q).max() * np.abs(w).max() * q.size >= limit:
+    if np.abs(q).max() * np.abs(w).max() * q.shape[1] >= limit:
         raise CryptoError(
             f"scores may exceed the fixed-point range ±{limit:g}: L2-normalise the "
             "embeddings or raise bit_length"
@@ -241,17 +251,18 @@ def secure_top1(
         np.save(d / "query.npy", q, allow_pickle=False)
         np.save(d / "rows.npy", w, allow_pickle=False)
         job = {
-            "addresses": addresses,
-            "dim": int(q.shape[0]),
+            "dim": int(q.shape[1]),
             "rows": int(w.shape[0]),
+            "queries": int(q.shape[0]),
             "bit_length": bit_length,
             "frac_bits": frac_bits,
             "reveal_scores": reveal_scores,
             "connect_timeout": timeout,
-            "inputs": {"0": str(d / "query.npy"), "1": str(d / "rows.npy")},
         }
-        job["inputs"] = [str(d / "query.npy"), str(d / "rows.npy"), ""]
-        (d / "job.json").write_text(json.dumps(job))
+        inputs = {0: str(d / "query.npy"), 1: str(d / "rows.npy")}
+        for pid in range(N_PARTIES):  # each party's job names only its own input
+            own = {"addresses": addresses[pid], "input": inputs.get(pid)}
+            (d / f"job-{pid}.json").write_text(json.dumps({**job, **own}))
         if capture:
             with _Proxy(routes) as proxy:
                 results, wall = _run_parties(d, timeout, absent)
@@ -260,10 +271,9 @@ def secure_top1(
             results, wall = _run_parties(d, timeout, absent)
             received = {}
     r0 = results[0]
-    scores = r0.get("scores")
     return MPCResult(
-        top1=int(r0["top1"]),
-        scores=None if scores is None else np.asarray(scores, dtype=np.float64),
+        top1=[int(i) for i in r0["top1"]],
+        scores=np.asarray(r0["scores"], dtype=np.float64) if reveal_scores else None,
         wall_s=wall,
         compute_s=float(r0["compute_s"]),
         bytes_sent={p: sum(int(v) for v in r["bytes_sent"].values()) for p, r in results.items()},
@@ -284,7 +294,7 @@ def _run_parties(
             continue
         log = (d / f"party-{pid}.log").open("wb")
         procs[pid] = subprocess.Popen(
-            [sys.executable, "-m", "vlmtrust.crypto._mpc_party", str(d / "job.json"), str(pid)],
+            [sys.executable, "-m", "vlmtrust.crypto._mpc_party", str(d / f"job-{pid}.json"), str(pid)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
