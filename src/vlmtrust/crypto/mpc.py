@@ -45,12 +45,13 @@ N_PARTIES = 3
 
 
 def _check_mpyc() -> None:
-    try:
-        import mpyc  # noqa: F401
-    except ImportError as e:
+    # find_spec, not import: importing mpyc configures logging in this process.
+    import importlib.util
+
+    if importlib.util.find_spec("mpyc") is None:
         raise CryptoError(
             "secure multi-party computation needs MPyC: pip install 'vlmtrust[crypto]'"
-        ) from e
+        )
 
 
 def _free_ports(n: int) -> list[int]:
