@@ -31,7 +31,9 @@ def main() -> None:
     ap.add_argument("--classes", default="10,100,1000")
     ap.add_argument("--layouts", default="diagonal,per_class")
     ap.add_argument(
-        "--params", choices=("default", "compact"), default="default",
+        "--params",
+        choices=("default", "compact"),
+        default="default",
         help="HEParams() (N=8192) or HEParams.compact() (N=4096, 128-bit, ~1e-5 error)",
     )
     args = ap.parse_args()

@@ -25,8 +25,8 @@ def test_reference_clip_top1_and_no_clear_input_in_any_transcript(
     assert r.scores is not None and np.abs(r.scores - q @ w.T).max() < 1e-3
     enc = {
         "frac_bits": r.frac_bits,
-        "modulus": int(r.field["modulus"]),
-        "byte_length": int(r.field["byte_length"]),
+        "modulus": int(r.field_params["modulus"]),
+        "byte_length": int(r.field_params["byte_length"]),
     }
     for pid in range(3):
         got = r.received[pid]

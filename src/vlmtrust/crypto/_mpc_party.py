@@ -2,9 +2,10 @@
 
 Usage: ``python -m vlmtrust.crypto._mpc_party JOB.json PID``. The party's own job file
 (written by the orchestrator) names the party addresses, the public sizes, the fixed-point
-format and, for parties 0 and 1 only, the ``.npy`` file of their own private input. Party 0 (the client) inputs
-the query embeddings and learns each argmax (and the scores with ``reveal_scores``); party 1
-(the model owner) inputs the class matrix; party 2 is a helper without input. The party
+format and, for parties 0 and 1 only, the ``.npy`` file of their own private input. Party 0
+(the client) inputs the query embeddings and learns each argmax (and the scores with
+``reveal_scores``); party 1 (the model owner) inputs the class matrix; party 2 is a helper
+without input. The party
 writes ``result-PID.json``; on failure it writes ``{"error": ...}`` and exits with 3.
 """
 

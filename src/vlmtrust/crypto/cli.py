@@ -76,7 +76,9 @@ def _zero_shot(spec: str, method: Literal["he", "mpc"], n: int, seed: int, timeo
         scores, top1 = he.scores, he.top1
         per_q = (time.perf_counter() - t) / n
         nbytes = he.query_bytes + he.reply_bytes
-        extra = f"public context {he.context_bytes / 1e6:.1f} MB once, {he.meta['security_bits']}-bit"
+        extra = (
+            f"public context {he.context_bytes / 1e6:.1f} MB once, {he.meta['security_bits']}-bit"
+        )
     else:
         from vlmtrust.crypto.mpc import secure_top1
 

@@ -79,7 +79,7 @@ class MPCResult:
             already open), all queries together.
         bytes_sent: bytes each party sent (MPyC's own message counts, headers included).
         received: with ``capture``: bytes each party received, per party id.
-        field: modulus and byte length of the fixed-point field.
+        field_params: modulus and byte length of the fixed-point field.
         frac_bits: fractional bits of the fixed-point encoding.
     """
 
@@ -89,7 +89,7 @@ class MPCResult:
     compute_s: float
     bytes_sent: dict[int, int]
     frac_bits: int
-    field: dict[str, Any]
+    field_params: dict[str, Any]
     received: dict[int, bytes] = field(default_factory=dict)
 
     @property
@@ -279,7 +279,7 @@ def secure_top1(
         compute_s=float(r0["compute_s"]),
         bytes_sent={p: sum(int(v) for v in r["bytes_sent"].values()) for p, r in results.items()},
         frac_bits=frac_bits,
-        field=dict(r0["field"]),
+        field_params=dict(r0["field"]),
         received=received,
     )
 
@@ -295,7 +295,13 @@ def _run_parties(
             continue
         log = (d / f"party-{pid}.log").open("wb")
         procs[pid] = subprocess.Popen(
-            [sys.executable, "-m", "vlmtrust.crypto._mpc_party", str(d / f"job-{pid}.json"), str(pid)],
+            [
+                sys.executable,
+                "-m",
+                "vlmtrust.crypto._mpc_party",
+                str(d / f"job-{pid}.json"),
+                str(pid),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -324,7 +330,11 @@ def _run_parties(
         res = json.loads(f.read_text()) if f.is_file() else None
         if res is None or "error" in res:
             tail = (d / f"party-{pid}.log").read_text(errors="replace").strip().splitlines()
-            why = res["error"] if res else (tail[-1] if tail else f"exit code {procs[pid].returncode}")
+            why = (
+                res["error"]
+                if res
+                else (tail[-1] if tail else f"exit code {procs[pid].returncode}")
+            )
             raise CryptoError(f"MPC party {pid} failed: {why}")
         results[pid] = res
     if absent:
