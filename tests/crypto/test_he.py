@@ -21,7 +21,12 @@ from vlmtrust.crypto.he import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client() -> HEClient:
-    return HEClient(128)
+    return HEClient(128)  # reference:clip's embedding size
+
+
+@pytest.fixture(scope="module")
+def small_client() -> HEClient:
+    return HEClient(32)  # fewer rotations: a faster check of the layouts
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -33,21 +38,22 @@ def test_reference_clip_zero_shot_and_retrieval(
     client: HEClient, clip_embeddings: dict[str, Any]
 ) -> None:
     e = clip_embeddings
-    zs = encrypted_scores(e["images"][:3], e["prompts"], client=client)
+    zs = encrypted_scores(e["images"][:2], e["prompts"], client=client)
     assert zs.agreement == 1.0
     assert zs.max_abs_error < 1e-3
-    assert [e["classes"][i] for i in zs.top1] == e["targets"][:3]  # the model is right, too
+    assert [e["classes"][i] for i in zs.top1] == e["targets"][:2]  # the model is right, too
     # Retrieval: captions (encrypted) against the plaintext image gallery.
-    rt = encrypted_scores(e["captions"][:2], e["images"], client=client)
+    rt = encrypted_scores(e["captions"][:1], e["images"], client=client)
     assert rt.agreement == 1.0
     assert rt.max_abs_error < 1e-3
     assert zs.meta["security_bits"] >= 128
 
 
-def test_diagonal_packing_reply_is_flat_per_class_is_linear(client: HEClient) -> None:
+def test_diagonal_packing_reply_is_flat_per_class_is_linear(small_client: HEClient) -> None:
+    client = small_client
     rng = np.random.default_rng(0)
-    q = _unit(rng, 1, 128)
-    few, many = _unit(rng, 10, 128), _unit(rng, 300, 128)
+    q = _unit(rng, 1, 32)
+    few, many = _unit(rng, 10, 32), _unit(rng, 300, 32)
     d_few = encrypted_scores(q, few, client=client)
     d_many = encrypted_scores(q, many, client=client)
     assert abs(d_many.reply_bytes - d_few.reply_bytes) < 0.01 * d_few.reply_bytes
@@ -57,13 +63,13 @@ def test_diagonal_packing_reply_is_flat_per_class_is_linear(client: HEClient) ->
     assert p_few.max_abs_error < 1e-3
 
 
-def test_server_never_gets_the_secret_key(client: HEClient) -> None:
-    pub = client.public_context()
-    server = HEServer(pub, np.eye(128)[:3])
+def test_server_never_gets_the_secret_key(small_client: HEClient) -> None:
+    pub = small_client.public_context()
+    server = HEServer(pub, np.eye(32)[:3])
     assert not server.info.has_secret_key
-    with_secret = client._ctx.serialize(save_secret_key=True)
+    with_secret = small_client._ctx.serialize(save_secret_key=True)
     with pytest.raises(CryptoError, match="carries the secret key"):
-        HEServer(with_secret, np.eye(128)[:3])
+        HEServer(with_secret, np.eye(32)[:3])
 
 
 def test_parameters_and_security_level() -> None:
@@ -86,15 +92,16 @@ def test_wrong_scheme_context_is_refused() -> None:
         HEServer(b"not a context", np.eye(4))
 
 
-def test_wrong_dimension_and_foreign_ciphertext(client: HEClient) -> None:
-    with pytest.raises(CryptoError, match="dimension 64 but the encryption was set up for 128"):
+def test_wrong_dimension_and_foreign_ciphertext(small_client: HEClient) -> None:
+    client = small_client
+    with pytest.raises(CryptoError, match="dimension 64 but the encryption was set up for 32"):
         client.encrypt(np.ones(64))
-    server = HEServer(client.public_context(), np.eye(64)[:3])
-    with pytest.raises(CryptoError, match="dimension 128 but the server rows have 64"):
-        server.score(client.encrypt(np.ones(128) / np.sqrt(128)))
-    with pytest.raises(CryptoError, match="dimension 64 but the encryption was set up for 128"):
-        encrypted_scores(np.ones((1, 128)), np.ones((2, 64)), client=client)
+    server = HEServer(client.public_context(), np.eye(16)[:3])
+    with pytest.raises(CryptoError, match="dimension 32 but the server rows have 16"):
+        server.score(client.encrypt(np.ones(32) / np.sqrt(32)))
+    with pytest.raises(CryptoError, match="dimension 64 but the encryption was set up for 32"):
+        encrypted_scores(np.ones((1, 32)), np.ones((2, 64)), client=client)
     with pytest.raises(CryptoError, match="query ciphertext does not load"):
         server.score(b"garbage")
     with pytest.raises(CryptoError, match="NaN"):
-        client.encrypt(np.full(128, np.nan))
+        client.encrypt(np.full(32, np.nan))

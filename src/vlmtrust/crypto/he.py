@@ -185,11 +185,11 @@ def _as_matrix(x: Any, what: str, dim: int | None = None) -> NDArray[np.float64]
         raise CryptoError(f"{what} has shape {np.shape(x)}: expected (n, d) embeddings")
     if dim is not None and a.shape[1] != dim:
         raise CryptoError(
-            f"{what} have dimension {a.shape[1]} but the encryption was set up for {dim}: "
+            f"{what}: dimension {a.shape[1]} but the encryption was set up for {dim}: "
             "use embeddings of the same model on both sides"
         )
     if not np.isfinite(a).all():
-        raise CryptoError(f"{what} contain NaN or infinity: embed again")
+        raise CryptoError(f"{what}: NaN or infinity in the values: embed again")
     return a
 
 
