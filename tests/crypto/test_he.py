@@ -15,6 +15,7 @@ from vlmtrust.crypto.he import (  # noqa: E402
     HEParams,
     HEServer,
     encrypted_scores,
+    encrypted_zero_shot,
     security_bits,
 )
 
@@ -105,3 +106,24 @@ def test_wrong_dimension_and_foreign_ciphertext(small_client: HEClient) -> None:
         server.score(b"garbage")
     with pytest.raises(CryptoError, match="NaN"):
         client.encrypt(np.full(32, np.nan))
+
+
+class _FakeDual:
+    """A dual encoder stand-in: fixed unit embeddings, indexed by input."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(3)
+        self.img, self.txt = _unit(rng, 2, 32), _unit(rng, 5, 32)
+
+    def embed_images(self, images: list[int]) -> np.ndarray:
+        return self.img[images]
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return self.txt[[int(t) for t in texts]]
+
+
+def test_encrypted_zero_shot_embeds_then_scores(small_client: HEClient) -> None:
+    m = _FakeDual()
+    r = encrypted_zero_shot(m, [0, 1], ["0", "1", "2", "3", "4"], client=small_client)
+    assert r.scores.shape == (2, 5) and r.agreement == 1.0
+    assert np.allclose(r.plain, m.img @ m.txt.T)

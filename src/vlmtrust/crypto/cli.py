@@ -65,15 +65,14 @@ def _zero_shot(spec: str, method: Literal["he", "mpc"], n: int, seed: int, timeo
         raise CapabilityError(f"model {spec!r} is not a dual encoder: use e.g. reference:clip")
     scenes = SynthWorld(seed=seed, image_size=64).shapes(n)
     classes = list(vocab.ID_SHAPES)
-    img = np.asarray(m.embed_images([s.image for s in scenes]), dtype=np.float64)
-    txt = np.asarray(m.embed_texts([f"a photo of a {c}" for c in classes]), dtype=np.float64)
-    plain = img @ txt.T
+    images = [s.image for s in scenes]
+    prompts = [f"a photo of a {c}" for c in classes]
     t = time.perf_counter()
     if method == "he":
-        from vlmtrust.crypto.he import encrypted_scores
+        from vlmtrust.crypto.he import encrypted_zero_shot
 
-        he = encrypted_scores(img, txt)
-        scores, top1 = he.scores, he.top1
+        he = encrypted_zero_shot(m, images, prompts)
+        plain, scores, top1 = he.plain, he.scores, he.top1
         per_q = (time.perf_counter() - t) / n
         nbytes = he.query_bytes + he.reply_bytes
         extra = (
@@ -82,6 +81,9 @@ def _zero_shot(spec: str, method: Literal["he", "mpc"], n: int, seed: int, timeo
     else:
         from vlmtrust.crypto.mpc import secure_top1
 
+        img = np.asarray(m.embed_images(images), dtype=np.float64)
+        txt = np.asarray(m.embed_texts(prompts), dtype=np.float64)
+        plain = img @ txt.T
         res = secure_top1(img, txt, reveal_scores=True, timeout=timeout)
         assert res.scores is not None
         scores, top1 = res.scores, np.asarray(res.top1)

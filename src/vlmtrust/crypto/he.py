@@ -418,6 +418,7 @@ def encrypted_zero_shot(
     *,
     params: HEParams | None = None,
     packing: Packing = "diagonal",
+    client: HEClient | None = None,
 ) -> EncryptedScores:
     """Zero-shot classification of ``images`` by ``model`` with the image embeddings encrypted.
 
@@ -426,4 +427,4 @@ def encrypted_zero_shot(
     """
     img = model.embed_images(list(images))
     txt = model.embed_texts(list(class_texts))
-    return encrypted_scores(img, txt, params=params, packing=packing)
+    return encrypted_scores(img, txt, params=params, packing=packing, client=client)

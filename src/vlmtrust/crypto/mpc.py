@@ -309,15 +309,20 @@ def _run_parties(
         log.close()
     deadline = t0 + timeout + 5  # the parties' own connect time-out fires first
     try:
-        for pid, p in procs.items():
-            try:
-                p.wait(max(0.1, deadline - time.perf_counter()))
-            except subprocess.TimeoutExpired:
+        # Poll all parties: one that exits with an error stops the others at once (they would
+        # otherwise wait for its messages until the deadline).
+        while any(p.poll() is None for p in procs.values()):
+            failed = [pid for pid, p in procs.items() if p.returncode not in (None, 0)]
+            if failed:
+                break
+            if time.perf_counter() > deadline:
+                late = [pid for pid, p in procs.items() if p.poll() is None]
                 raise CryptoError(
-                    f"MPC party {pid} did not answer within {timeout:g} s "
+                    f"MPC parties {late} did not answer within {timeout:g} s "
                     f"(parties not started: {list(absent) or 'none'}); check that all three "
                     "run and can reach each other on 127.0.0.1"
-                ) from None
+                )
+            time.sleep(0.02)
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -325,7 +330,9 @@ def _run_parties(
                 p.wait()
     wall = time.perf_counter() - t0
     results: dict[int, dict[str, Any]] = {}
-    for pid in procs:
+    # Report a party that failed on its own before the ones killed because of it.
+    order = sorted(procs, key=lambda pid: procs[pid].returncode in (0, -9))
+    for pid in order:
         f = d / f"result-{pid}.json"
         res = json.loads(f.read_text()) if f.is_file() else None
         if res is None or "error" in res:
