@@ -237,7 +237,7 @@ def secure_top1(
     if np.abs(q).max() * np.abs(w).max() * q.shape[1] >= limit:
         raise CryptoError(
             f"scores may exceed the fixed-point range ±{limit:g}: L2-normalise the "
-            "embeddings or raise bit_length"
+            "embeddings or pass secure_top1 a larger bit_length"
         )
     real = _free_ports(N_PARTIES)
     addresses = [[f"127.0.0.1:{p}" for p in real] for _ in range(N_PARTIES)]
