@@ -82,6 +82,10 @@ def test_parameters_and_security_level() -> None:
         HEParams(poly_modulus_degree=3000).check()
     with pytest.raises(CryptoError, match="does not fit"):
         HEClient(4096)
+    small = HEClient(8, HEParams.compact())  # 2048 slots: rows of d = 1500 do not fit
+    assert small.params.security() == 128
+    with pytest.raises(CryptoError, match="row dimension 1500 does not fit 2048 slots"):
+        HEServer(small.public_context(), np.ones((2, 1500)))
 
 
 def test_wrong_scheme_context_is_refused() -> None:
