@@ -9,7 +9,7 @@ shipped head is weak; only the image projection head trains, on frozen pooled fe
 FedAvg and FedProx (Flower's strategies, in-process) over a Dirichlet(α) split by class,
 against centralised fine-tuning of the same head with the same budget (rounds × local
 epochs over the union). In round 3 client 1 crashes half-way through its local training: the
-round completes with the others and the table says so. Needs Flower: pip install flwr.
+round completes with the others and the table says so. Needs pip install 'vlmtrust[federated]'.
 """
 
 from __future__ import annotations

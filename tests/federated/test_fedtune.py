@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("flwr", reason="needs Flower: pip install flwr")
+pytest.importorskip("flwr", reason="needs the federated extra: pip install 'vlmtrust[federated]'")
 pytest.importorskip("torch", reason="the head trains with torch (the hf extra)")
 
 from vlmtrust.core.errors import InputError  # noqa: E402

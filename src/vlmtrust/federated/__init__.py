@@ -2,5 +2,6 @@
 
 :mod:`vlmtrust.federated.fedtune` — FedAvg / FedProx over clients whose data is split by a
 Dirichlet(α) prior over classes, against centralised fine-tuning with the same budget. Needs
-Flower (``pip install flwr``); importing this package does not import it.
+Flower (``pip install 'vlmtrust[federated]'``, kept out of ``all``: its pins would
+downgrade typer and rich); importing this package does not import it.
 """

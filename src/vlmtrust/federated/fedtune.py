@@ -35,7 +35,9 @@ def _flwr() -> Any:
     try:
         import flwr
     except ImportError as e:
-        raise InputError("federated fine-tuning needs Flower: pip install flwr") from e
+        raise InputError(
+            "federated fine-tuning needs Flower: pip install 'vlmtrust[federated]'"
+        ) from e
     return flwr
 
 
@@ -74,7 +76,7 @@ def dirichlet_split(
     """Indices of each client's shard: per class, proportions ~ Dirichlet(α); ∞ = even split.
 
     Example:
-        >>> parts = dirichlet_split([0, 0, 1, 1, 2, 2] * 10, 3, math.inf)
+        >>> parts = dirichlet_split([0, 1] * 30, 3, math.inf)
         >>> sorted(len(p) for p in parts)
         [20, 20, 20]
     """
