@@ -14,7 +14,14 @@ crypto_app = typer.Typer(
 )
 
 
-@crypto_app.command("zero-shot")
+_EXAMPLES = (
+    "\b\nExamples:\n"
+    "  vlmtrust crypto zero-shot --method he --model reference:clip --n 4\n"
+    "  vlmtrust crypto zero-shot --method mpc --n 8 --timeout 60"
+)
+
+
+@crypto_app.command("zero-shot", epilog=_EXAMPLES)
 def zero_shot_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="dual-encoder spec")] = (
         "reference:clip"

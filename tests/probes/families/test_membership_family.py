@@ -118,12 +118,23 @@ def test_confounded_split_is_noted() -> None:
     assert any(n.startswith("split confounded") for n in res.notes)  # the runner shows it
     assert not any("confounded" in n for n in run(strength=0.0).notes)
     probe_ = ToyMembershipProbe({"confounded": True})
-    records = [
-        Record(sample_id="a", index=0, attributes={"member": "1"}, scores={"brightness": 1.0}),
-        Record(sample_id="b", index=1, attributes={"member": "0"}, scores={"brightness": 0.0}),
-    ]
-    assert probe_.confounded(records) == 1.0
-    assert probe_.notes(records, ProbeContext())[0].startswith("split confounded")
+
+    def recs(n: int) -> list[Record]:
+        return [
+            Record(
+                sample_id=f"r{i}",
+                index=i,
+                attributes={"member": str(i % 2)},
+                scores={"brightness": float(i % 2)},
+            )
+            for i in range(n)
+        ]
+
+    # Perfect separation of one member and one non-member is no evidence (p = 1): not flagged.
+    assert probe_.confounded(recs(2)) is None
+    # Of ten, it is (Mann-Whitney p < 0.05).
+    assert probe_.confounded(recs(10)) == 1.0
+    assert probe_.notes(recs(10), ProbeContext())[0].startswith("split confounded")
 
 
 def test_tpr_at_1pct_fpr_by_hand() -> None:
