@@ -602,3 +602,27 @@ def planted(ref_clip: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("privacy_run")
     run_audit(ref_clip, [MembershipInferenceProbe(), MemorizationProbe()], out_dir=out)
     return out
+
+
+@pytest.fixture(scope="session")
+def clip_embeddings(ref_clip: Any) -> dict[str, Any]:
+    """Image embeddings of 8 shapes, class-prompt and caption embeddings (reference:clip)."""
+    import numpy as np
+
+    from vlmtrust.data.synthworld import SynthWorld
+    from vlmtrust.data.synthworld import _vocab as vocab
+    model = ref_clip
+    scenes = SynthWorld(seed=11, image_size=64).shapes(8)
+    classes = list(vocab.ID_SHAPES)
+    images = np.asarray(model.embed_images([s.image for s in scenes]), dtype=np.float64)
+    prompts = np.asarray(
+        model.embed_texts([f"a photo of a {c}" for c in classes]), dtype=np.float64
+    )
+    captions = np.asarray(model.embed_texts([s.caption for s in scenes]), dtype=np.float64)
+    return {
+        "images": images,
+        "prompts": prompts,
+        "captions": captions,
+        "classes": classes,
+        "targets": [s.target for s in scenes],
+    }
