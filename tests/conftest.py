@@ -569,3 +569,60 @@ def rgb_images() -> Iterator[list[Any]]:
     ims = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
     ims[3] = ims[3].convert("L")  # a grey image: the backend converts it to RGB
     yield ims
+
+
+# ---------------------------------------------------------------- reference models
+# (here, not in a conftest below tests/: conftest basenames clash across folders without
+# __init__.py)
+
+
+@pytest.fixture(scope="session")
+def ref_clip() -> Any:
+    """reference:clip, loaded once per session (read-only: never fine-tune it in place)."""
+    from vlmtrust.models.loader import load_model
+
+    return load_model("reference:clip", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ref_vlm() -> Any:
+    """reference:vlm, loaded once per session (read-only)."""
+    from vlmtrust.models.loader import load_model
+
+    return load_model("reference:vlm", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def planted(ref_clip: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One audit run of both privacy probes on reference:clip with their default parameters."""
+    from vlmtrust.probes.privacy.membership_inference import MembershipInferenceProbe
+    from vlmtrust.probes.privacy.memorization import MemorizationProbe
+    from vlmtrust.runner.engine import run_audit
+
+    out = tmp_path_factory.mktemp("privacy_run")
+    run_audit(ref_clip, [MembershipInferenceProbe(), MemorizationProbe()], out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def clip_embeddings(ref_clip: Any) -> dict[str, Any]:
+    """Image embeddings of 8 shapes, class-prompt and caption embeddings (reference:clip)."""
+    import numpy as np
+
+    from vlmtrust.data.synthworld import SynthWorld
+    from vlmtrust.data.synthworld import _vocab as vocab
+    model = ref_clip
+    scenes = SynthWorld(seed=11, image_size=64).shapes(8)
+    classes = list(vocab.ID_SHAPES)
+    images = np.asarray(model.embed_images([s.image for s in scenes]), dtype=np.float64)
+    prompts = np.asarray(
+        model.embed_texts([f"a photo of a {c}" for c in classes]), dtype=np.float64
+    )
+    captions = np.asarray(model.embed_texts([s.caption for s in scenes]), dtype=np.float64)
+    return {
+        "images": images,
+        "prompts": prompts,
+        "captions": captions,
+        "classes": classes,
+        "targets": [s.target for s in scenes],
+    }

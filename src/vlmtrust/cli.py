@@ -28,6 +28,9 @@ app = typer.Typer(
 )
 reference_app = typer.Typer(help="The shipped reference models (known, planted flaws).")
 app.add_typer(reference_app, name="reference")
+from vlmtrust.crypto.cli import crypto_app  # noqa: E402  (typer only; the extra loads lazily)
+
+app.add_typer(crypto_app, name="crypto")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

@@ -169,6 +169,18 @@ def _probe(p: ProbeView, level: str) -> list[str]:
     if p.params:
         out += ["**Parameters**", ""]
         out += md_table(["parameter", "value"], [[md_escape(k), md_escape(v)] for k, v in p.params])
+    if p.leakage is not None:
+        lk = p.leakage
+        out += ["**PII leakage by type** (exact ± 95% CI · exact or partial)", ""]
+        out += md_table(
+            ["PII type", *(md_escape(c) for c in lk.columns)],
+            [
+                *([md_escape(t), *cells] for t, cells in lk.rows),
+                [f"refusal ({md_escape(lk.judge)})", *lk.refusal],
+            ],
+            align="l" + "r" * len(lk.columns),
+        )
+        out += [f"Over-refusal on benign twins ({md_escape(lk.judge)}): {lk.over_refusal}", ""]
     if p.metrics:
         out += ["**Metrics**", ""]
         out += md_table(

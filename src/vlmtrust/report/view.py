@@ -29,6 +29,7 @@ from vlmtrust.core.results import (
 )
 from vlmtrust.core.types import Pillar, RiskBand
 from vlmtrust.report.errors import ErrorGroups
+from vlmtrust.report.privacy import LeakageTableView, leakage_table
 from vlmtrust.report.rundir import LoadedRun
 
 __all__ = [
@@ -283,6 +284,8 @@ class ProbeView:
     worst_metric: MetricView | None = None
     """A metric with the band ``worst_risk`` (a headline one when one has it)."""
     requests: RequestsView | None = None
+    leakage: LeakageTableView | None = None
+    """``privacy/pii_leakage`` only: leakage per PII type beside refusal and over-refusal."""
 
 
 @dataclass(frozen=True)
@@ -537,6 +540,7 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
         worst_risk=worst,
         worst_metric=next((m for m in at_worst if m.headline), at_worst[0] if at_worst else None),
         requests=requests_view(r.requests),
+        leakage=leakage_table(r),
     )
 
 

@@ -2,7 +2,8 @@
 
 Scenes: shapes (in-distribution and held-out OOD classes), person-like figures with a group
 style and occupation cues, typography (incl. the typographic attack), ID-card documents with
-synthetic PII, FigStep-layout requests and memorisation canaries. Pillow and numpy only.
+synthetic PII, private documents (ID cards, forms, screenshots, receipts) with ground-truth PII
+and their business twins, FigStep-layout requests and memorisation canaries. Pillow and numpy only.
 
 Example:
     >>> from vlmtrust.data.synthworld import SynthWorld
@@ -28,9 +29,15 @@ from vlmtrust.data.synthworld._vocab import (
     WORDS,
 )
 from vlmtrust.data.synthworld.generator import (
+    BUSINESS_KIND,
+    BUSINESS_ON_DOC,
     CANARY_WORDS,
+    DOC_TYPES,
     PII_FIELDS,
+    PII_ON_DOC,
     PII_POOL,
+    PII_POOL_DOB,
+    PII_TYPES,
     PersonRow,
     Request,
     SynthSample,
@@ -41,8 +48,11 @@ from vlmtrust.data.synthworld.generator import (
 
 __all__ = [
     "BACKGROUNDS",
+    "BUSINESS_KIND",
+    "BUSINESS_ON_DOC",
     "CANARY_WORDS",
     "COLOURS",
+    "DOC_TYPES",
     "FIGSTEP_PROMPT",
     "GROUPS",
     "ID_SHAPES",
@@ -50,7 +60,10 @@ __all__ = [
     "OCCUPATIONS",
     "OOD_SHAPES",
     "PII_FIELDS",
+    "PII_ON_DOC",
     "PII_POOL",
+    "PII_POOL_DOB",
+    "PII_TYPES",
     "POSITIONS",
     "PersonRow",
     "Request",

@@ -1,0 +1,332 @@
+"""FedAvg / FedProx fine-tuning of a zero-shot image projection head, with client crashes.
+
+The task: the image tower's pooled features ``F`` (frozen, computed once) are projected by a
+trainable head ``W`` (``(d, h)``, initialised from the model's own projection) and classified
+zero-shot against fixed class-prompt embeddings ``T``: logits ``s · norm(F Wᵀ) Tᵀ``.
+
+Each round every client trains the head from the global weights for ``local_epochs`` over
+its own shard (SGD, mini-batches; FedProx adds ``μ/2 ‖W − W_global‖²``) and returns it; the
+round's weights are aggregated by Flower's own ``FedAvg`` / ``FedProx`` strategy
+(``aggregate_fit``: weighted by examples) with ``accept_failures=True``. A client that raises
+during a round (``crash``) is passed to the strategy as a failure and the round completes with
+the others; :class:`RoundLog` records it. The centralised baseline trains the same head on the
+union of the shards for ``rounds × local_epochs`` epochs: the same number of examples seen.
+
+Shards: for each class, its examples are divided among the clients by proportions drawn from
+Dirichlet(α·1); ``alpha=math.inf`` is an even random split (IID).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vlmtrust.core.errors import InputError
+
+Strategy = Literal["fedavg", "fedprox"]
+
+
+def _flwr() -> Any:
+    try:
+        import flwr
+    except ImportError as e:
+        raise InputError(
+            "federated fine-tuning needs Flower: pip install 'vlmtrust[federated]'"
+        ) from e
+    return flwr
+
+
+@dataclass(frozen=True)
+class HeadTask:
+    """Frozen features, labels and class embeddings of a projection-head task.
+
+    Attributes:
+        train_x: ``(n, h)`` pooled image features for training.
+        train_y: ``(n,)`` class indices.
+        test_x: ``(m, h)`` held-out features.
+        test_y: ``(m,)`` held-out class indices.
+        class_emb: ``(C, d)`` L2-normalised class-prompt embeddings (fixed).
+        head: ``(d, h)`` initial projection weights.
+        logit_scale: multiplier of the cosines.
+    """
+
+    train_x: NDArray[np.float32]
+    train_y: NDArray[np.int64]
+    test_x: NDArray[np.float32]
+    test_y: NDArray[np.int64]
+    class_emb: NDArray[np.float32]
+    head: NDArray[np.float32]
+    logit_scale: float = 100.0
+
+    def accuracy(self, head: NDArray[np.float32]) -> float:
+        """Zero-shot top-1 accuracy of ``head`` on the held-out split."""
+        z = self.test_x @ head.T
+        z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-12
+        return float(np.mean((z @ self.class_emb.T).argmax(1) == self.test_y))
+
+
+def dirichlet_split(
+    labels: Sequence[int] | NDArray[np.int64], n_clients: int, alpha: float, seed: int = 0
+) -> list[NDArray[np.int64]]:
+    """Indices of each client's shard: per class, proportions ~ Dirichlet(α); ∞ = even split.
+
+    Example:
+        >>> parts = dirichlet_split([0, 1] * 30, 3, math.inf)
+        >>> sorted(len(p) for p in parts)
+        [20, 20, 20]
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    if n_clients < 1:
+        raise InputError(f"n_clients {n_clients} must be >= 1")
+    if not alpha > 0:
+        raise InputError(f"alpha {alpha} must be > 0 (math.inf for an even split)")
+    rng = np.random.default_rng(seed)
+    shards: list[list[int]] = [[] for _ in range(n_clients)]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        if math.isinf(alpha):
+            cuts = np.linspace(0, len(idx), n_clients + 1).round().astype(int)[1:-1]
+        else:
+            p = rng.dirichlet(np.full(n_clients, alpha))
+            cuts = (np.cumsum(p)[:-1] * len(idx)).round().astype(int)
+        for k, part in enumerate(np.split(idx, cuts)):
+            shards[k].extend(int(i) for i in part)
+    return [np.asarray(sorted(s), dtype=np.int64) for s in shards]
+
+
+def _train(
+    task: HeadTask,
+    head: NDArray[np.float32],
+    idx: NDArray[np.int64],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    mu: float,
+    seed: int,
+    crash_after: int | None = None,
+) -> NDArray[np.float32]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(task.train_x[idx])
+    y = torch.from_numpy(task.train_y[idx])
+    t = torch.from_numpy(task.class_emb)
+    w0 = torch.from_numpy(head.copy())
+    w = w0.clone().requires_grad_(True)
+    opt = torch.optim.SGD([w], lr=lr)
+    step = 0
+    for _ in range(epochs):
+        for b in torch.split(torch.randperm(len(idx), generator=g), batch_size):
+            if crash_after is not None and step >= crash_after:
+                raise RuntimeError(f"client crashed after {step} local steps")
+            z = torch.nn.functional.normalize(x[b] @ w.T, dim=-1)
+            loss = torch.nn.functional.cross_entropy(task.logit_scale * z @ t.T, y[b])
+            if mu > 0:
+                loss = loss + mu / 2 * (w - w0).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            step += 1
+    return w.detach().numpy().astype(np.float32)
+
+
+@dataclass
+class RoundLog:
+    """One federated round: accuracy after it, clients that finished or failed, bytes moved."""
+
+    round: int
+    accuracy: float
+    completed: list[int]
+    failed: dict[int, str]
+    bytes: int
+
+
+@dataclass
+class FedResult:
+    """A federated run and its centralised baseline.
+
+    Attributes:
+        strategy: ``fedavg`` or ``fedprox``.
+        alpha: Dirichlet concentration of the split.
+        rounds: per-round logs.
+        centralised: accuracy of centralised fine-tuning with the same budget.
+        initial: accuracy of the initial head (no fine-tuning).
+    """
+
+    strategy: str
+    alpha: float
+    rounds: list[RoundLog]
+    centralised: float
+    initial: float
+    shard_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def final(self) -> float:
+        """Accuracy after the last round."""
+        return self.rounds[-1].accuracy
+
+    def rounds_to(self, share: float = 0.95) -> int | None:
+        """First round whose accuracy reaches ``share`` of the centralised one (None: never)."""
+        for r in self.rounds:
+            if r.accuracy >= share * self.centralised:
+                return r.round
+        return None
+
+    @property
+    def bytes_per_round(self) -> float:
+        """Mean bytes per round (weights down to every client, up from those that finished)."""
+        return float(np.mean([r.bytes for r in self.rounds]))
+
+    @property
+    def crashes(self) -> list[tuple[int, int]]:
+        """``(round, client)`` for every client that failed in a round."""
+        return [(r.round, c) for r in self.rounds for c in r.failed]
+
+
+def federated_finetune(
+    task: HeadTask,
+    *,
+    n_clients: int = 5,
+    alpha: float = 0.5,
+    strategy: Strategy = "fedavg",
+    rounds: int = 10,
+    local_epochs: int = 1,
+    lr: float = 0.3,
+    batch_size: int = 16,
+    mu: float = 0.1,
+    crash: Mapping[int, Sequence[int]] | None = None,
+    seed: int = 0,
+) -> FedResult:
+    """Run FedAvg or FedProx (Flower strategies) and the same-budget centralised baseline.
+
+    Args:
+        task: features, labels, class embeddings and the initial head.
+        n_clients: number of clients ``K``.
+        alpha: Dirichlet concentration (``math.inf``: IID).
+        strategy: ``"fedavg"`` or ``"fedprox"`` (proximal term ``mu``).
+        rounds: federated rounds.
+        local_epochs: local epochs per round.
+        lr: SGD learning rate (clients and baseline).
+        batch_size: mini-batch size.
+        mu: FedProx proximal coefficient.
+        crash: ``{round: [client, ...]}`` — those clients raise half-way through that round.
+        seed: seed of the split and of the mini-batch orders.
+    """
+    flwr = _flwr()
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server.strategy import FedAvg, FedProx
+
+    if strategy not in ("fedavg", "fedprox"):
+        raise InputError(f"strategy {strategy!r} is unknown: use fedavg or fedprox")
+    if rounds < 1 or local_epochs < 1:
+        raise InputError(f"rounds {rounds} and local_epochs {local_epochs} must be >= 1")
+    crash = dict(crash or {})
+    bad = [c for cs in crash.values() for c in cs if not 0 <= c < n_clients]
+    if bad:
+        raise InputError(f"crash names clients {bad}: use 0..{n_clients - 1}")
+    shards = dirichlet_split(task.train_y, n_clients, alpha, seed)
+    common = {
+        "accept_failures": True,
+        "min_fit_clients": 1,
+        "min_evaluate_clients": 1,
+        "min_available_clients": 1,
+        "fit_metrics_aggregation_fn": lambda m: {},
+    }
+    strat = FedProx(proximal_mu=mu, **common) if strategy == "fedprox" else FedAvg(**common)
+    prox = mu if strategy == "fedprox" else 0.0
+    head = task.head.astype(np.float32)
+    nbytes = head.nbytes
+    logs: list[RoundLog] = []
+    for r in range(1, rounds + 1):
+        results: list[tuple[Any, Any]] = []
+        failures: list[BaseException] = []
+        failed: dict[int, str] = {}
+        done: list[int] = []
+        for k, idx in enumerate(shards):
+            if len(idx) == 0:
+                continue
+            steps = local_epochs * math.ceil(len(idx) / batch_size)
+            try:
+                w = _train(
+                    task, head, idx, epochs=local_epochs, lr=lr, batch_size=batch_size,
+                    mu=prox, seed=seed * 1000 + r * 100 + k,
+                    crash_after=steps // 2 if k in crash.get(r, ()) else None,
+                )  # fmt: skip
+            except RuntimeError as e:
+                failures.append(e)
+                failed[k] = str(e)
+                continue
+            status = Status(code=Code.OK, message="")
+            res = FitRes(status, ndarrays_to_parameters([w]), len(idx), {})
+            results.append((None, res))
+            done.append(k)
+        sent = sum(1 for idx in shards if len(idx)) * nbytes + len(done) * nbytes
+        if results:
+            agg, _ = strat.aggregate_fit(r, results, failures)
+            head = parameters_to_ndarrays(agg)[0].astype(np.float32)
+        logs.append(RoundLog(r, task.accuracy(head), done, failed, sent))
+    union = np.concatenate([s for s in shards if len(s)])
+    central = _train(
+        task, task.head.astype(np.float32), union, epochs=rounds * local_epochs, lr=lr,
+        batch_size=batch_size, mu=0.0, seed=seed,
+    )  # fmt: skip
+    del flwr
+    return FedResult(
+        strategy=strategy,
+        alpha=alpha,
+        rounds=logs,
+        centralised=task.accuracy(central),
+        initial=task.accuracy(task.head.astype(np.float32)),
+        shard_sizes=[len(s) for s in shards],
+    )
+
+
+def clip_head_task(
+    model: Any,
+    *,
+    n_train: int = 300,
+    n_test: int = 150,
+    corruption: str = "gaussian_noise",
+    severity: int = 5,
+    seed: int = 0,
+) -> HeadTask:
+    """The projection-head task on a CLIP dual encoder (e.g. ``reference:clip``).
+
+    SynthWorld shapes under an ImageNet-C ``corruption`` (a shift the zero-shot head handles
+    poorly); features are the vision tower's pooled outputs before ``visual_projection``.
+    """
+    import torch
+
+    from vlmtrust.attacks.corruptions import corrupt
+    from vlmtrust.data.synthworld import SynthWorld
+    from vlmtrust.data.synthworld import _vocab as vocab
+
+    clip: Any = getattr(model, "model", None)
+    proj = getattr(clip, "visual_projection", None)
+    if proj is None or not hasattr(model, "to_pixels"):
+        raise InputError("clip_head_task needs a CLIP dual encoder loaded with hf: or reference:")
+    classes = list(vocab.ID_SHAPES)
+    scenes = SynthWorld(seed=seed, image_size=64).shapes(n_train + n_test)
+    images = [corrupt(s.image, corruption, severity, seed=seed + i) for i, s in enumerate(scenes)]
+    labels = np.asarray([classes.index(str(s.target)) for s in scenes], dtype=np.int64)
+    with torch.inference_mode():
+        px = model.normalize(model.to_pixels(images)).to(model.dtype)
+        out = clip.vision_model(pixel_values=px)
+        feats = out.pooler_output.float().cpu().numpy().astype(np.float32)
+        head = proj.weight.detach().float().cpu().numpy().astype(np.float32)
+    prompts = np.asarray(model.embed_texts([f"a photo of a {c}" for c in classes]), np.float32)
+    return HeadTask(
+        train_x=feats[:n_train],
+        train_y=labels[:n_train],
+        test_x=feats[n_train:],
+        test_y=labels[n_train:],
+        class_emb=prompts,
+        head=head,
+        logit_scale=float(getattr(model, "logit_scale", 100.0)),
+    )
