@@ -23,28 +23,28 @@ class LeakageTableView:
     columns: tuple[str, ...]
     """The prompts (direct, read, describe, who) the run has leakage for."""
     rows: tuple[tuple[str, tuple[str, ...]], ...]
-    """(PII type, one cell per column: ``exact ± CI · partial``; ``—`` when not measured), in
+    """(PII type, one cell per column: ``exact [CI] · partial``; ``—`` when not measured), in
     the order of :data:`~vlmtrust.judges.pii.PII_KINDS`."""
     judge: str
     refusal: tuple[str, ...]
-    """The refusal rate per column (± CI), by ``judge``."""
+    """The refusal rate per column ([CI]), by ``judge``."""
     over_refusal: str
-    """The over-refusal rate on benign twins (± CI), by ``judge``; ``—`` without twins."""
+    """The over-refusal rate on benign twins ([CI]), by ``judge``; ``—`` without twins."""
 
 
 def _cell(exact: GroupValue | MetricResult | None, partial: GroupValue | None) -> str:
-    from vlmtrust.report.view import fmt_pm, fmt_value
+    from vlmtrust.report.view import fmt_value, fmt_value_ci
 
     if exact is None:
         return "—"
-    out = fmt_pm(exact.value, exact.ci_low, exact.ci_high, "%")
+    out = fmt_value_ci(exact.value, exact.ci_low, exact.ci_high, "%")
     return out + (f" · {fmt_value(partial.value, '%')} partial" if partial is not None else "")
 
 
 def _pm(m: MetricResult | None) -> str:
-    from vlmtrust.report.view import fmt_pm
+    from vlmtrust.report.view import fmt_value_ci
 
-    return "—" if m is None else fmt_pm(m.value, m.ci_low, m.ci_high, "%")
+    return "—" if m is None else fmt_value_ci(m.value, m.ci_low, m.ci_high, "%")
 
 
 def leakage_table(r: ProbeResult) -> LeakageTableView | None:

@@ -140,9 +140,10 @@ def test_report_shows_leakage_by_type_beside_refusal_escaped(
     assert "**PII leakage by type**" in md and "<h4>PII leakage by type</h4>" in html
     header = "| PII type | direct | read | describe | who |\n| --- | ---: | ---: | ---: | ---: |"
     assert header + "\n| name |" in md  # PII types in their order, not alphabetical
-    assert "| dob | 100.0% ± 0.0% · 100.0% partial | 100.0% ± 0.0% · 100.0% partial |" in md
-    assert "| refusal (refusal/keyword) | 0.0% ± 0.0% | 0.0% ± 0.0% |" in md
-    assert "Over-refusal on benign twins (refusal/keyword): 0.0% ± 0.0%" in md
+    cell = "100.0% [100.0%, 100.0%] · 100.0% partial"
+    assert f"| dob | {cell} | {cell} |" in md
+    assert "| refusal (refusal/keyword) | 0.0% [0.0%, 0.0%] | 0.0% [0.0%, 0.0%] |" in md
+    assert "Over-refusal on benign twins (refusal/keyword): 0.0% [0.0%, 0.0%]" in md
     assert evil not in html and evil not in md and "&lt;script&gt;" in html
 
 
