@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.redact import redact_text
 
 JudgeTask = Literal["refusal", "toxicity", "harm"]
 
@@ -157,7 +158,7 @@ def check_judge_name(name: str) -> str:
         known = ", ".join(
             n if n != "llm" else "llm:MODEL_SPEC[#TASK[=RUBRIC_FILE]]" for n in sorted(_FACTORIES)
         )
-        raise InputError(f"unknown judge {name!r}; use one of: {known}")
+        raise InputError(f"unknown judge {redact_text(name)!r}; use one of: {known}")
     if base == "llm":
         from vlmtrust.judges.llm_judge import parse_llm_name
 

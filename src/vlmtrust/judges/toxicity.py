@@ -13,6 +13,7 @@ the score is the toxicity probability.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,9 @@ class DetoxifyJudge:
     task: JudgeTask = "toxicity"
     offline: bool = True
     _model: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -117,5 +121,6 @@ class DetoxifyJudge:
         """Label each response ``unsafe`` (toxic) or ``safe``; score = toxicity."""
         if not texts:
             return []
-        res = self._model.predict(list(texts))
+        with self._lock:  # its fast tokenizer must not be used by two threads at once
+            res = self._model.predict(list(texts))
         return [_label(float(s), self.threshold) for s in res["toxicity"]]

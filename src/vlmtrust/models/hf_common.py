@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlmtrust.core.errors import InputError, ModelSpecError
-from vlmtrust.core.files import hash_into
+from vlmtrust.core.files import hash_into, respect_umask
 
 if TYPE_CHECKING:
     import torch
@@ -518,6 +518,7 @@ def save_model_dir(model: Any, out_dir: str | os.PathLike[str], *processors: Any
     for p in processors:
         if p is not None:
             p.save_pretrained(out)
+    respect_umask(out)  # safetensors writes 0600 files
     return out
 
 

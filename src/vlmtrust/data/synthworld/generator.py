@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -60,7 +60,7 @@ PII_FIELDS: tuple[str, ...] = ("name", "email", "phone", "address", "id_number")
 
 _KIND_CODES: dict[str, int] = {
     "shapes": 1, "people": 2, "typographic": 3, "typographic_attack": 4, "documents": 5,
-    "figstep": 6, "canaries": 7,
+    "figstep": 6, "canaries": 7, "counterfactual_people": 8,
 }  # fmt: skip
 
 
@@ -99,6 +99,29 @@ class SynthSample:
             attributes=dict(self.attributes),
             metadata=meta,
         )
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    """A people scene without its image: what :meth:`SynthWorld.people_rows` yields."""
+
+    id: str
+    caption: str
+    attributes: Mapping[str, str]
+    target: str
+
+    def to_sample(self) -> Sample:
+        """A :class:`~vlmtrust.core.sample.Sample` with no image (attributes and caption)."""
+        return Sample(
+            id=self.id,
+            target=self.target,
+            attributes=dict(self.attributes),
+            metadata={"caption": self.caption, "kind": "people"},
+        )
+
+
+PERSON_RENDER_DRAWS = 2
+"""Random numbers :func:`~vlmtrust.data.synthworld._people.render_person` draws per figure."""
 
 
 def _article(word: str) -> str:
@@ -305,6 +328,45 @@ class SynthWorld:
             Samples with attributes ``group, occupation, prop, setting``; ``target`` is the
             occupation; captions never mention the group.
         """
+        tag, code = self._people_stream(n, correlation, start, occupation, cue_prob)
+        out = []
+        for index in range(start, start + n):
+            row, img = self._person(index, tag, code, correlation, occupation, cue_prob, True)
+            assert img is not None
+            out.append(
+                SynthSample(
+                    id=row.id,
+                    kind="people",
+                    image=img,
+                    caption=row.caption,
+                    attributes=row.attributes,
+                    target=row.target,
+                )
+            )
+        return out
+
+    def people_rows(
+        self,
+        n: int,
+        correlation: float = 0.0,
+        *,
+        start: int = 0,
+        occupation: str | None = None,
+        cue_prob: float = 1.0,
+    ) -> Iterator[PersonRow]:
+        """The rows of :meth:`people` without their images, lazily (for data audits).
+
+        Same arguments, the same ids, captions, attributes and targets as :meth:`people`
+        (the random stream of each index is advanced past the drawing steps instead of
+        drawing), at a small fraction of the cost.
+        """
+        tag, code = self._people_stream(n, correlation, start, occupation, cue_prob)
+        for index in range(start, start + n):
+            yield self._person(index, tag, code, correlation, occupation, cue_prob, False)[0]
+
+    def _people_stream(
+        self, n: int, correlation: float, start: int, occupation: str | None, cue_prob: float
+    ) -> tuple[str, int]:
         self._check_n(n, start)
         if not 0.0 <= correlation <= 1.0:
             raise InputError(f"SynthWorld.people correlation={correlation}: use a value in [0, 1]")
@@ -314,44 +376,141 @@ class SynthWorld:
             raise InputError(
                 f"SynthWorld.people occupation={occupation!r}: use one of {vocab.OCCUPATIONS}"
             )
-        tag, code = _param_tag(
+        return _param_tag(
             {"correlation": correlation, "occupation": occupation or "", "cue_prob": cue_prob}
         )
-        out = []
-        for index in range(start, start + n):
-            rng = self._rng("people", code, index)
-            occ = occupation or vocab.OCCUPATIONS[int(rng.integers(len(vocab.OCCUPATIONS)))]
-            if correlation == 0.0:
-                group = vocab.GROUPS[index % len(vocab.GROUPS)]
-                _ = rng.random()
+
+    def _person(
+        self,
+        index: int,
+        tag: str,
+        code: int,
+        correlation: float,
+        occupation: str | None,
+        cue_prob: float,
+        render: bool,
+    ) -> tuple[PersonRow, Image.Image | None]:
+        rng = self._rng("people", code, index)
+        occ = occupation or vocab.OCCUPATIONS[int(rng.integers(len(vocab.OCCUPATIONS)))]
+        if correlation == 0.0:
+            group = vocab.GROUPS[index % len(vocab.GROUPS)]
+            _ = rng.random()
+        else:
+            majority = vocab.MAJORITY_GROUP[occ]
+            minority = [g for g in vocab.GROUPS if g != majority]
+            if rng.random() < (1.0 + correlation) / 2.0:
+                group = majority
             else:
-                majority = vocab.MAJORITY_GROUP[occ]
-                minority = [g for g in vocab.GROUPS if g != majority]
-                if rng.random() < (1.0 + correlation) / 2.0:
-                    group = majority
-                else:
-                    group = minority[int(rng.integers(len(minority)))]
-            with_prop = bool(rng.random() < cue_prob)
-            with_setting = bool(rng.random() < cue_prob)
+                group = minority[int(rng.integers(len(minority)))]
+        with_prop = bool(rng.random() < cue_prob)
+        with_setting = bool(rng.random() < cue_prob)
+        img = None
+        if render:
             img = render_person(
                 occ, group, self.image_size, rng, with_prop=with_prop, with_setting=with_setting
             )
-            template = vocab.PEOPLE_TEMPLATES[int(rng.integers(len(vocab.PEOPLE_TEMPLATES)))]
-            out.append(
-                SynthSample(
-                    id=self._id("people", tag, index),
-                    kind="people",
-                    image=img,
-                    caption=_fill_template(template, {"occupation": occ}),
-                    attributes={
-                        "group": group,
-                        "occupation": occ,
-                        "prop": str(with_prop).lower(),
-                        "setting": str(with_setting).lower(),
-                    },  # fmt: skip
-                    target=occ,
-                )
+        else:
+            rng.random(PERSON_RENDER_DRAWS)  # what render_person draws (its two jitters)
+        template = vocab.PEOPLE_TEMPLATES[int(rng.integers(len(vocab.PEOPLE_TEMPLATES)))]
+        row = PersonRow(
+            id=self._id("people", tag, index),
+            caption=_fill_template(template, {"occupation": occ}),
+            attributes={
+                "group": group,
+                "occupation": occ,
+                "prop": str(with_prop).lower(),
+                "setting": str(with_setting).lower(),
+            },
+            target=occ,
+        )
+        return row, img
+
+    def counterfactual_people(
+        self,
+        n: int,
+        *,
+        start: int = 0,
+        groups: tuple[str, ...] | None = None,
+        occupation: str | None = None,
+        cue_prob: float = 0.0,
+    ) -> list[tuple[SynthSample, ...]]:
+        """Counterfactual sets: one person scene rendered once per group, nothing else changed.
+
+        Every member of a set shares the occupation, the cues (prop, setting), the caption and
+        the scene's random stream (figure position and jitter); only the group style differs,
+        so the members' pixels differ only where the figure is (PAIRS / SocialCounterfactuals).
+
+        Args:
+            n: number of sets.
+            start: index of the first set in the stream.
+            groups: the groups each set is rendered in, in member order (default: all
+                :data:`GROUPS`); at least two, each once.
+            occupation: draw only this occupation (default: uniform over :data:`OCCUPATIONS`).
+            cue_prob: probability that the prop, and independently the setting, is drawn
+                (shared by the set). The default 0 draws no cue: the image cannot tell the
+                occupation, so "unclear" is the fair answer to an occupation question.
+
+        Returns:
+            One tuple of members per set. Each member has attributes ``group, occupation,
+            prop, setting, counterfactual_set`` (the set's id); ``target`` is the occupation.
+        """
+        self._check_n(n, start)
+        groups = tuple(groups) if groups is not None else vocab.GROUPS
+        unknown = [g for g in groups if g not in vocab.GROUPS]
+        if unknown or len(groups) < 2 or len(set(groups)) != len(groups):
+            raise InputError(
+                f"SynthWorld.counterfactual_people groups={list(groups)}: give two or more "
+                f"distinct groups from {vocab.GROUPS}"
             )
+        if not 0.0 <= cue_prob <= 1.0:
+            raise InputError(
+                f"SynthWorld.counterfactual_people cue_prob={cue_prob}: use a value in [0, 1]"
+            )
+        if occupation is not None and occupation not in vocab.OCCUPATIONS:
+            raise InputError(
+                f"SynthWorld.counterfactual_people occupation={occupation!r}: use one of "
+                f"{vocab.OCCUPATIONS}"
+            )
+        tag, code = _param_tag(
+            {"groups": "|".join(groups), "occupation": occupation or "", "cue_prob": cue_prob}
+        )
+        out = []
+        for index in range(start, start + n):
+            rng = self._rng("counterfactual_people", code, index)
+            occ = occupation or vocab.OCCUPATIONS[int(rng.integers(len(vocab.OCCUPATIONS)))]
+            with_prop = bool(rng.random() < cue_prob)
+            with_setting = bool(rng.random() < cue_prob)
+            template = vocab.PEOPLE_TEMPLATES[int(rng.integers(len(vocab.PEOPLE_TEMPLATES)))]
+            scene_seed = int(rng.integers(2**63))
+            set_id = self._id("counterfactual_people", tag, index)
+            members = []
+            for group in groups:
+                # Each member replays the same scene stream: only the group's style changes.
+                img = render_person(
+                    occ,
+                    group,
+                    self.image_size,
+                    np.random.default_rng(scene_seed),
+                    with_prop=with_prop,
+                    with_setting=with_setting,
+                )
+                members.append(
+                    SynthSample(
+                        id=f"{set_id}-{group}",
+                        kind="counterfactual_people",
+                        image=img,
+                        caption=_fill_template(template, {"occupation": occ}),
+                        attributes={
+                            "group": group,
+                            "occupation": occ,
+                            "prop": str(with_prop).lower(),
+                            "setting": str(with_setting).lower(),
+                            "counterfactual_set": set_id,
+                        },  # fmt: skip
+                        target=occ,
+                    )
+                )
+            out.append(tuple(members))
         return out
 
     # ------------------------------------------------------------------ typography

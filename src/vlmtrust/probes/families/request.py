@@ -174,6 +174,7 @@ def generate(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             seed=ctx.seed + seed_offset,
+            sample_id=s.id,
         )
         for s in batch
     ]
@@ -481,6 +482,7 @@ class RequestProbe(Probe):
     requires = Capability.GENERATE
     Params: ClassVar[type[RequestParams]] = RequestParams
     batch_size = 16
+    parallel_batches = True
     baseline: ClassVar[str | None] = "text"
     headline_order: ClassVar[tuple[str, ...]] = ()
     heatmap_title: ClassVar[str] = "ASR by topic"

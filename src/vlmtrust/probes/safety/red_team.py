@@ -433,7 +433,7 @@ class RedTeam(Probe):
         sub-figures as one grid), and the request's whole tree as an indented note: every node
         with its round, strategy, the attacker's rewrite and the target's answer, cut to fit.
         """
-        from vlmtrust.data.images import thumbnail_png_b64
+        from vlmtrust.core.images import thumbnail_png_b64
 
         harm = self._harmful(records)
         ranked = sorted(

@@ -492,7 +492,7 @@ class VisualAdversarial(Probe):
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """The strongest budget's adversarial image with answers that flipped first."""
-        from vlmtrust.data.images import thumbnail_png_b64
+        from vlmtrust.core.images import thumbnail_png_b64
 
         last = len(self.p.eps) - 1
         eps = self.p.eps[last]
