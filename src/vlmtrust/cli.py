@@ -661,7 +661,7 @@ def harden(
     loaded = load_model(model, **options)
     ctx = MitigationContext(seed=seed, out_dir=out, data=data, quick=quick, data_limits=limits)
     art = mit.apply(loaded, ctx)
-    typer.echo(f"hardened model: {art.spec}")
+    typer.echo(f"{'cleaned data' if cls.kind == 'data' else 'hardened model'}: {art.spec}")
     if art.summary:
         typer.echo(json.dumps(art.summary, indent=2, default=str))
 
