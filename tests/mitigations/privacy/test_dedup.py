@@ -112,3 +112,16 @@ def test_dedup_needs_manifest(tmp_path: Path) -> None:
         mit.apply(None, MitigationContext(out_dir=tmp_path / "o"))
     with pytest.raises(InputError, match="not a .jsonl manifest"):
         mit.apply(None, MitigationContext(out_dir=tmp_path / "o", data=str(tmp_path)))
+
+
+def test_phash64_equals_imagehash() -> None:
+    import imagehash
+
+    from vlmtrust.mitigations.privacy.dedup import phash64
+
+    ims = [_img(i) for i in range(5)] + [Image.new("RGB", (40, 90), (200, 10, 10))]
+    ImageDraw.Draw(ims[-1]).ellipse((5, 5, 30, 60), fill=(0, 0, 255))
+    h, ok = phash64([*ims, None], chunk=4)
+    assert ok.tolist() == [True] * 6 + [False]
+    for i, im in enumerate(ims):
+        assert f"{int(h[i]):016x}" == str(imagehash.phash(im))
