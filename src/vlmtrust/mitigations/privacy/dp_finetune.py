@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,12 @@ NON_MEMBER_START = 850_000
 """First canary index of the default held-out candidates."""
 PUBLIC_START = 900_000
 """First canary index of the default public contrast bank."""
+_HOOK_WARNING = "Full backward hook is firing"
+ALPHAS = [1 + x / 10.0 for x in range(1, 100)] + [float(a) for a in range(11, 64)] + [
+    float(2**k) for k in range(6, 13)
+]
+"""RDP orders the accountant optimises over (Opacus' defaults, extended up to 4096 so that short,
+lightly-noised runs are not reported looser than they are)."""
 FROZEN = ("position_embedding", "class_embedding", "logit_scale")
 """Parameter-name parts left untrained (broadcast over the batch; see the module docstring)."""
 
@@ -199,6 +206,7 @@ def dp_finetune(
             sample_rate=q,
             steps=cfg.steps,
             accountant="rdp",
+            alphas=ALPHAS,
         )
         log.noise_multiplier = float(sigma)
         gsm = opacus.GradSampleModule(module)
@@ -230,7 +238,10 @@ def dp_finetune(
                 txt = model.text_features([captions[i] for i in idx], grad=True)
                 # mean over the drawn batch; DPOptimizer rescales to the expected batch size
                 loss = pair_losses(img, txt, bank_img, bank_txt, scale).mean()
-                loss.backward()
+                with warnings.catch_warnings():
+                    # Opacus' hooks see module outputs only (pixels need no gradient): harmless
+                    warnings.filterwarnings("ignore", message=_HOOK_WARNING)
+                    loss.backward()
                 log.losses.append(float(loss.detach()))
             elif private:  # an empty Poisson batch: the step is noise only (still accounted)
                 for p in params:
@@ -250,7 +261,7 @@ def dp_finetune(
         module.eval()
     log.seconds = time.perf_counter() - t0
     if accountant is not None:
-        log.epsilon = float(accountant.get_epsilon(delta=cfg.delta))
+        log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
     return log
 
 
