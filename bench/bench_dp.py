@@ -53,8 +53,10 @@ def sweep(model: object, eps_list: list[float], steps: int, members: int, lr: fl
     from vlmtrust.core.mitigation import MitigationContext
     from vlmtrust.mitigations.privacy.dp_finetune import DPFinetuneParams, run_dp_finetune
 
-    print("| target ε | accountant ε (δ=1e-5) | ε_lb (95%) | membership AUROC | |AUROC−0.5| "
-          "| zero-shot acc before → after | s |")
+    print(
+        "| target ε | accountant ε (δ=1e-5) | ε_lb (95%) | membership AUROC | |AUROC−0.5| "
+        "| zero-shot acc before → after | s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for eps in eps_list:
         p = DPFinetuneParams(

@@ -78,7 +78,9 @@ def test_opacus_per_pair_gradients_are_each_pairs_own(tiny_clip: Any) -> None:
     alone = []
     for i in range(3):
         grads = torch.autograd.grad(loss([i]).sum(), params, allow_unused=True)
-        alone.append([torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)])
+        alone.append(
+            [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+        )
     gsm = GradSampleModule(twin.model, loss_reduction="sum")
     twin.model.train()
     with warnings.catch_warnings():

@@ -147,9 +147,7 @@ def phash64(
         idx = present[s : s + chunk]
         px = np.stack(
             [
-                np.asarray(
-                    images[i].convert("L").resize((32, 32), _Image.Resampling.LANCZOS)  # type: ignore[union-attr]
-                )
+                np.asarray(images[i].convert("L").resize((32, 32), _Image.Resampling.LANCZOS))
                 for i in idx
             ]
         ).astype(np.float64)
@@ -159,7 +157,9 @@ def phash64(
     return out, ok
 
 
-def near_hash_pairs(hashes: NDArray[np.uint64], ok: NDArray[np.bool_], k: int) -> set[tuple[int, int]]:
+def near_hash_pairs(
+    hashes: NDArray[np.uint64], ok: NDArray[np.bool_], k: int
+) -> set[tuple[int, int]]:
     """Index pairs ``i < j`` whose 64-bit hashes differ in at most ``k`` bits (all of them).
 
     Example:
@@ -333,9 +333,14 @@ def find_duplicates(
     return DedupResult(n, keep, clusters, counts, time.perf_counter() - t0)
 
 
-def _both(image_set: set[tuple[int, int]], caption_set: set[tuple[int, int]], n: int) -> set[tuple[int, int]]:
-    """Image pairs whose captions are in one caption cluster (exact pairs are stored as a star
-    on the first occurrence, so caption equality is judged by cluster, not by stored pair)."""
+def _both(
+    image_set: set[tuple[int, int]], caption_set: set[tuple[int, int]], n: int
+) -> set[tuple[int, int]]:
+    """Image pairs whose captions are in one caption cluster.
+
+    Exact caption pairs are stored as a star on the first occurrence, so caption equality is
+    judged by cluster, not by stored pair.
+    """
     uf = _UnionFind(n)
     for a, b in caption_set:
         uf.union(a, b)

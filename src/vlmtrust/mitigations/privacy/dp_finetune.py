@@ -62,9 +62,11 @@ NON_MEMBER_START = 850_000
 PUBLIC_START = 900_000
 """First canary index of the default public contrast bank."""
 _HOOK_WARNING = "Full backward hook is firing"
-ALPHAS = [1 + x / 10.0 for x in range(1, 100)] + [float(a) for a in range(11, 64)] + [
-    float(2**k) for k in range(6, 13)
-]
+ALPHAS = (
+    [1 + x / 10.0 for x in range(1, 100)]
+    + [float(a) for a in range(11, 64)]
+    + [float(2**k) for k in range(6, 13)]
+)
 """RDP orders the accountant optimises over (Opacus' defaults, extended up to 4096 so that short,
 lightly-noised runs are not reported looser than they are)."""
 FROZEN = ("position_embedding", "class_embedding", "logit_scale")
@@ -76,7 +78,8 @@ def _opacus() -> Any:
         import opacus
     except ImportError:
         raise InputError(
-            "privacy/dp_finetune needs opacus; install it with pip install 'vlmtrust[privacy-train]'"
+            "privacy/dp_finetune needs opacus; install it with "
+            "pip install 'vlmtrust[privacy-train]'"
         ) from None
     return opacus
 
@@ -237,7 +240,7 @@ def dp_finetune(
                 img = model.image_features(pixels[idx])
                 txt = model.text_features([captions[i] for i in idx], grad=True)
                 # mean over the drawn batch; DPOptimizer rescales to the expected batch size
-                loss = pair_losses(img, txt, bank_img, bank_txt, scale).mean()
+                loss: Any = pair_losses(img, txt, bank_img, bank_txt, scale).mean()
                 with warnings.catch_warnings():
                     # Opacus' hooks see module outputs only (pixels need no gradient): harmless
                     warnings.filterwarnings("ignore", message=_HOOK_WARNING)
