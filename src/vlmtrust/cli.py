@@ -642,9 +642,10 @@ def harden(
 ) -> None:
     """Apply a mitigation; the result loads with --model hardened:OUT.
 
+    A data mitigation (privacy/dedup, with --model none) writes OUT/manifest.jsonl instead.
     A non-empty --out is refused unless --overwrite is given, which clears it only if it holds
-    a hardened model (wrapper.json or config.json). Exit codes: 0 done, 2 bad input, 130
-    interrupted.
+    a hardened model or cleaned data (wrapper.json, config.json or hardening.json). Exit codes:
+    0 done, 2 bad input, 130 interrupted.
     """
     from vlmtrust.core.mitigation import MitigationContext, get_mitigation
     from vlmtrust.models.loader import load_model, parse_spec
