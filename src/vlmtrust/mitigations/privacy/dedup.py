@@ -184,13 +184,12 @@ def near_hash_pairs(
         for s, e in zip(starts, ends, strict=True):
             if e - s < 2:
                 continue
-            members = order[s:e]
-            mh = h[members]
-            for a in range(len(members) - 1):
-                d = _popcount(mh[a + 1 :] ^ mh[a])
-                for off in np.flatnonzero(d <= k):
-                    i, j = int(idx[members[a]]), int(idx[members[a + 1 + off]])
-                    pairs.add((min(i, j), max(i, j)))
+            members = idx[order[s:e]]
+            mh = hashes[members]
+            d = _popcount(mh[:, None] ^ mh[None, :])  # the bucket's pairs in one call
+            a, b = np.nonzero(np.triu(d <= k, 1))
+            for i, j in zip(members[a].tolist(), members[b].tolist(), strict=True):
+                pairs.add((i, j) if i < j else (j, i))
     return pairs
 
 
