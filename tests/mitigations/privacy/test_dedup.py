@@ -125,3 +125,30 @@ def test_phash64_equals_imagehash() -> None:
     assert ok.tolist() == [True] * 6 + [False]
     for i, im in enumerate(ims):
         assert f"{int(h[i]):016x}" == str(imagehash.phash(im))
+
+
+def test_embedding_neighbours_need_a_dual_encoder(tmp_path: Path) -> None:
+    m = _manifest(tmp_path)
+
+    vecs = np.eye(10, 16)
+    vecs[5] = vecs[4]  # the 5th and 6th images (distinct pixels) point the same way
+
+    class Dual:
+        kind = "dual"
+
+        def embed_images(self, ims: list[Image.Image]) -> np.ndarray:
+            return vecs[: len(ims)]
+
+    p = {"match": "image", "embedding_threshold": 0.99, "image_distance": 0}
+    base = get_mitigation("privacy/dedup")({"match": "image", "image_distance": 0})
+    n0 = base.apply(None, MitigationContext(out_dir=tmp_path / "a", data=str(m))).summary
+    n1 = (
+        get_mitigation("privacy/dedup")(p)
+        .apply(Dual(), MitigationContext(out_dir=tmp_path / "b", data=str(m)))
+        .summary
+    )
+    assert n1["pairs"]["embedding_pairs"] == 1 and n1["removed"] == n0["removed"] + 1
+    with pytest.raises(InputError, match="needs a dual encoder"):
+        get_mitigation("privacy/dedup")(p).apply(
+            None, MitigationContext(out_dir=tmp_path / "c", data=str(m))
+        )
