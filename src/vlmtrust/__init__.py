@@ -1,7 +1,9 @@
 """vlmtrust: audit vision-language models for trustworthiness, and harden them.
 
-Public API: :func:`audit`, :func:`load_model`, :class:`Probe`, :func:`probe`, :class:`Sample`,
-:class:`AuditLog`. Heavy libraries (torch, transformers) load only when a model does.
+Public API (it mirrors the CLI): :func:`audit`, :func:`harden`, :func:`compare`, :func:`report`,
+:func:`load_run`, :func:`load_model`; :class:`AuditLog` (``to_dataframe()``, ``to_csv()``,
+``metric()``), :class:`Probe`, :func:`probe`, :class:`Sample`. Names are imported on first use,
+so ``import vlmtrust`` stays fast; torch and transformers load only when a model does.
 """
 
 from __future__ import annotations
@@ -13,18 +15,23 @@ __version__ = "0.1.0"
 __all__ = [
     "AuditLog",
     "Capability",
+    "Comparison",
     "Pillar",
     "Probe",
     "ProbeContext",
     "Sample",
     "__version__",
     "audit",
+    "compare",
+    "harden",
     "load_model",
+    "load_run",
     "probe",
+    "report",
 ]
 
 if TYPE_CHECKING:
-    from vlmtrust.api import audit
+    from vlmtrust.api import Comparison, audit, compare, harden, load_run
     from vlmtrust.core.probe import Probe, ProbeContext, probe
     from vlmtrust.core.results import AuditLog
     from vlmtrust.core.sample import Sample
@@ -33,6 +40,10 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "audit": "vlmtrust.api",
+    "harden": "vlmtrust.api",
+    "compare": "vlmtrust.api",
+    "load_run": "vlmtrust.api",
+    "Comparison": "vlmtrust.api",
     "load_model": "vlmtrust.models.loader",
     "Probe": "vlmtrust.core.probe",
     "ProbeContext": "vlmtrust.core.probe",
@@ -45,8 +56,18 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "report":  # the subpackage, callable: vlmtrust.report(run) renders a report
+        import importlib
+
+        return importlib.import_module("vlmtrust.report")
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
     raise AttributeError(f"module 'vlmtrust' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,8 +22,9 @@ app = typer.Typer(
     help="Audit vision-language models for trustworthiness (privacy, fairness, robustness, "
     "safety) and harden them: audit → harden → re-audit.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 reference_app = typer.Typer(help="The shipped reference models (known, planted flaws).")
 app.add_typer(reference_app, name="reference")
@@ -49,7 +50,15 @@ ModelOptionOpt = Annotated[
         "spec.json; keys only from the environment.",
     ),
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="run directory")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="run folder (default: a new vlmtrust-runs/<time>-<model>-<what>/; "
+        "vlmtrust-runs/latest points at the newest)",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="run seed (same seed, same numbers)")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="cap on samples per probe")]
 DataOpt = Annotated[
@@ -63,7 +72,10 @@ DataOpt = Annotated[
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--param", "-p", help="probe parameter PROBE.KEY=VALUE (VALUE parsed as JSON if it can be)"
+        "--param",
+        "-p",
+        help="probe parameter PROBE.KEY=VALUE (VALUE parsed as JSON if it can be); `run` with "
+        "one probe also takes KEY=VALUE",
     ),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue an interrupted run in --out")]
@@ -127,6 +139,31 @@ EXIT_CODES = (
 )
 
 
+def _examples(*lines: str) -> str:
+    """A command's ``--help`` epilog: example command lines, kept as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from vlmtrust import __version__
+
+        typer.echo(f"vlmtrust {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass  # the options above are the whole body: --version exits in its callback
+
+
 def _fail(msg: str, code: int = EXIT_USAGE) -> None:
     from vlmtrust.core.errors import one_line
 
@@ -160,8 +197,14 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse_params(items: list[str] | None, *, scoped: bool) -> dict[str, dict[str, Any]]:
-    """Parse ``--param`` items: ``PROBE.KEY=VALUE`` (scoped) or ``KEY=VALUE``."""
+def parse_params(
+    items: list[str] | None, *, scoped: bool, default: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Parse ``--param`` items: ``PROBE.KEY=VALUE`` (scoped) or ``KEY=VALUE``.
+
+    With ``default`` (the one probe or mitigation of a command), a scoped parse also takes a
+    bare ``KEY=VALUE`` (a key without ``/``) as ``default.KEY=VALUE``.
+    """
     from vlmtrust.core.errors import InputError
 
     out: dict[str, dict[str, Any]] = {}
@@ -169,6 +212,9 @@ def parse_params(items: list[str] | None, *, scoped: bool) -> dict[str, dict[str
         key, eq, val = item.partition("=")
         if not eq or not key:
             raise InputError(f"--param {item!r}: expected KEY=VALUE")
+        if scoped and default is not None and "/" not in key:
+            out.setdefault(default, {})[key] = _value(val)
+            continue
         if scoped:
             probe_name, dot, field = key.rpartition(".")
             if not dot or not probe_name:
@@ -227,7 +273,52 @@ def _print_summary(logs: Any) -> None:
         console.print(table)
 
 
-@app.command("list")
+def _budget(value: Any) -> Any:
+    """A perturbation budget shown as ``k/255`` where it is one (recursively in lists)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(_budget(v)) for v in value) + "]"
+    if isinstance(value, float) and 0 < value < 1:
+        k = value * 255
+        if abs(k - round(k)) < 1e-6:
+            return f"{round(k)}/255"
+    return repr(value)
+
+
+def _plain(value: Any) -> Any:
+    """Pydantic models inside a default as plain dicts (what a user would write)."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_defaults=True)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def format_default(name: str, field: Any, width: int = 90) -> str:
+    """A parameter's default as `list -v` shows it: factories called, budgets as ``k/255``.
+
+    A required parameter shows ``(required)``; a long default is cut with ``…``.
+    """
+    if field.is_required():
+        return "(required)"
+    value = _plain(field.get_default(call_default_factory=True))
+    budget = name == "eps" or name.endswith("_eps") or name.startswith("eps_") or "budget" in name
+    text = str(_budget(value) if budget else repr(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_params(params_cls: Any) -> None:
+    for fname, f in params_cls.model_fields.items():
+        typer.echo(f"    {fname} = {format_default(fname, f)}  {f.description or ''}".rstrip())
+
+
+@app.command(
+    "list",
+    epilog=_examples(
+        "vlmtrust list probes", "vlmtrust list probes -v", "vlmtrust list mitigations -v"
+    ),
+)
 @_guard
 def list_cmd(
     what: Annotated[str, typer.Argument(help="probes | mitigations | models")],
@@ -241,16 +332,14 @@ def list_cmd(
             need = "+".join(cls.requires.names()) or "/".join(cls.requires_any.names()) or "any"
             typer.echo(f"{name:34s} {cls.pillar.value:11s} needs {need:18s} {cls.description}")
             if verbose:
-                for fname, f in cls.Params.model_fields.items():
-                    typer.echo(f"    {fname} = {f.default!r}  {f.description or ''}")
+                _print_params(cls.Params)
     elif what == "mitigations":
         from vlmtrust.core.mitigation import registry as mreg
 
         for name, mcls in mreg().items():
             typer.echo(f"{name:30s} {mcls.kind:8s} {mcls.description}")
             if verbose:
-                for fname, f in mcls.Params.model_fields.items():
-                    typer.echo(f"    {fname} = {f.default!r}  {f.description or ''}")
+                _print_params(mcls.Params)
     elif what == "models":
         from vlmtrust.models.reference import REFERENCE_MODELS
 
@@ -264,10 +353,21 @@ def list_cmd(
         _fail(f"cannot list {what!r}: choose probes, mitigations or models")
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(
+    epilog=_examples(
+        "vlmtrust run capability/zero_shot -m reference:clip --limit 100",
+        "vlmtrust run capability/zero_shot -m reference:clip -p template='a photo of a {}'",
+        "vlmtrust run capability/vqa -m openai:llava@http://127.0.0.1:8000/v1 --data vqa.jsonl",
+    )
+    + "\n\n"
+    + EXIT_CODES
+)
 @_guard
 def run(
-    probes: Annotated[list[str], typer.Argument(help="probe names (see `vlmtrust list probes`)")],
+    probes: Annotated[
+        list[str] | None,
+        typer.Argument(help="probe names (see `vlmtrust list probes`); or set them in --config"),
+    ] = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -279,7 +379,9 @@ def run(
     ] = None,
     model_option: ModelOptionOpt = None,
     out: OutOpt = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="run seed (same seed, same numbers; default 0)")
+    ] = None,
     limit: LimitOpt = None,
     data: DataOpt = None,
     param: ParamOpt = None,
@@ -292,8 +394,37 @@ def run(
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="run config file, TOML (or YAML with PyYAML): model, probes, params, data, "
+            "seed, limit; options given here win; copied into the run folder",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="print what would run (probes, parameters, sample counts, a time estimate "
+            "from earlier runs) without loading the model or writing anything",
+        ),
+    ] = False,
 ) -> None:
     """Run the named probes on one model (none for probes that need no model)."""
+    from vlmtrust.core.runconfig import RunConfig, load_run_config
+
+    cfg: RunConfig | None = load_run_config(config) if config is not None else None
+    if cfg is not None:
+        probes = probes or cfg.probes
+        model = model or ([cfg.model] if cfg.model else None)
+        data = data if data is not None else cfg.data
+        limit = limit if limit is not None else cfg.limit
+        seed = seed if seed is not None else cfg.seed
+    seed = 0 if seed is None else seed
+    if not probes:
+        _fail("name at least one probe (see `vlmtrust list probes`), or pass --config FILE")
+        return
     if not model and _model_free(probes):
         model = ["none"]  # a data-only run (fairness/dataset_audit)
     if not model or len(model) != 1:
@@ -301,6 +432,11 @@ def run(
             "run needs exactly one --model SPEC (e.g. --model reference:clip); "
             "probes that need no model (fairness/dataset_audit) run without one"
         )
+        return
+    limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
+    params = _merged_params(cfg, param, probes)
+    if dry_run:
+        _dry_run(model[0], probes, params, seed=seed, limit=limit, data=data, limits=limits)
         return
     _audit_and_report(
         model[0],
@@ -317,9 +453,73 @@ def run(
         cache=cache,
         report=report,
         quiet=quiet,
-        limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
+        limits=limits,
         model_option=model_option,
+        params=params,
+        config=cfg,
     )
+
+
+def _merged_params(
+    cfg: Any, param: list[str] | None, probes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The config's probe parameters overlaid by ``-p`` (a command-line value wins)."""
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (cfg.params if cfg else {}).items()}
+    given = parse_params(param, scoped=True, default=probes[0] if len(probes) == 1 else None)
+    for name, values in given.items():
+        merged.setdefault(name, {}).update(values)
+    return merged
+
+
+def _dry_run(
+    model: str,
+    probes: list[str],
+    params: dict[str, dict[str, Any]],
+    *,
+    seed: int,
+    limit: int | None,
+    data: str | None,
+    limits: DataLimits,
+) -> None:
+    """Print the plan of a run (:func:`vlmtrust.runner.plan.plan_run`); nothing is written."""
+    from vlmtrust.api import _check_inputs as check_inputs
+    from vlmtrust.core.redact import redact_text
+    from vlmtrust.runner.plan import KIND_NAMES, plan_run
+
+    check_inputs(probes, None, params, limit=limit, data=data, models=[model])
+    plan = plan_run(
+        model, probes, params=params, seed=seed, limit=limit, data=data, data_limits=limits
+    )
+    kind = KIND_NAMES[plan.kind] if plan.kind else "its kind is told only by loading it"
+    typer.echo("dry run: nothing is loaded or written")
+    typer.echo(f"model {redact_text(model)} ({kind})")
+    for p in plan.probes:
+        n = "?" if p.samples is None else str(p.samples)
+        if p.estimate_s is not None:
+            est = f"~{_duration(p.estimate_s)} ({p.seconds_per_sample:.3g} s/sample, run of "
+            est += f"{(p.estimate_from or '')[:19].replace('T', ' ')})"
+        else:
+            est = "time unknown (no earlier run of it on this model in vlmtrust-runs/)"
+        typer.echo(f"  {p.name}: {n} samples, {est}")
+        if p.problem:
+            typer.echo(f"    cannot read its samples: {p.problem}")
+        shown = ", ".join(
+            f"{k}={_budget(v) if k == 'eps' or k.endswith('_eps') else json.dumps(v)}"
+            for k, v in p.params.items()
+        )
+        typer.echo(f"    params {redact_text(shown)}")
+    total = plan.total_estimate_s
+    typer.echo(
+        f"total: {plan.total_samples} samples" + ("" if total is None else f", ~{_duration(total)}")
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _model_free(probes: list[str]) -> bool:
@@ -330,7 +530,16 @@ def _model_free(probes: list[str]) -> bool:
     return bool(probes) and all(get_probe(p).supports(Capability.NONE) for p in probes)
 
 
-@app.command("audit", epilog=EXIT_CODES)
+@app.command(
+    "audit",
+    epilog=_examples(
+        "vlmtrust audit",
+        "vlmtrust audit -m reference:clip --pillar robustness --out runs/before",
+        "vlmtrust audit -m hf:openai/clip-vit-base-patch32 --limit 200",
+    )
+    + "\n\n"
+    + EXIT_CODES,
+)
 @_guard
 def audit_cmd(
     model: ModelOpt = None,
@@ -430,8 +639,13 @@ def _audit_and_report(
     quiet: bool,
     limits: DataLimits,
     model_option: list[str] | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    config: Any = None,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
+
+    ``params`` (already parsed) replaces ``param``; a ``config`` (:class:`RunConfig`) is
+    copied into the run folder.
 
     Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
     """
@@ -447,7 +661,7 @@ def _audit_and_report(
         target,
         probes=probes,
         pillars=pillars,
-        params=parse_params(param, scoped=True),
+        params=params if params is not None else parse_params(param, scoped=True),
         out=out,
         seed=seed,
         limit=limit,
@@ -459,6 +673,8 @@ def _audit_and_report(
         data_limits=limits,
         model_options=parse_model_options(model_option),
     )
+    if config is not None:
+        (out / config.record_name).write_text(config.text, encoding="utf-8")
     if fresh:
         point_latest(out, root=out.parent)
     _print_summary(logs)
@@ -471,7 +687,10 @@ def _audit_and_report(
         raise typer.Exit(EXIT_PROBLEM)
 
 
-@app.command("report")
+@app.command(
+    "report",
+    epilog=_examples("vlmtrust report vlmtrust-runs/latest", "vlmtrust report runs/before"),
+)
 @_guard
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (or a multi-model audit)")],
@@ -490,12 +709,22 @@ def _check_run_dir(run_dir: Path) -> None:
         )
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "vlmtrust compare runs/before runs/after",
+        "vlmtrust compare runs/before runs/after --out compare.html",
+    )
+)
 @_guard
 def compare(
     run_a: Annotated[Path, typer.Argument(help="the 'before' run directory")],
     run_b: Annotated[Path, typer.Argument(help="the 'after' run directory")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML output file")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="HTML output file (default: RUN_B/compare.html, .md beside it)"
+        ),
+    ] = None,
 ) -> None:
     """Show before/after deltas with CIs between two runs (e.g. audit vs re-audit)."""
     from rich.console import Console
@@ -513,7 +742,7 @@ def compare(
     typer.echo(f"comparison: {html}\n            {md}")
 
 
-@app.command("runs")
+@app.command("runs", epilog=_examples("vlmtrust runs", "vlmtrust runs my-runs"))
 @_guard
 def runs_cmd(
     root: Annotated[
@@ -548,7 +777,13 @@ def runs_cmd(
     Console().print(table)
 
 
-@app.command("export-labels")
+@app.command(
+    "export-labels",
+    epilog=_examples(
+        "vlmtrust export-labels vlmtrust-runs/latest",
+        "vlmtrust export-labels RUN --format csv --control 50",
+    ),
+)
 @_guard
 def export_labels_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (or a multi-model audit)")],
@@ -587,7 +822,10 @@ def export_labels_cmd(
     typer.echo(f"label them, then: vlmtrust import-labels {run_dir} FILE")
 
 
-@app.command("import-labels")
+@app.command(
+    "import-labels",
+    epilog=_examples("vlmtrust import-labels vlmtrust-runs/latest export.json"),
+)
 @_guard
 def import_labels_cmd(
     run_dir: Annotated[Path, typer.Argument(help="the run the labels were exported from")],
@@ -615,7 +853,14 @@ def import_labels_cmd(
         _render(run_dir, quiet=False)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "vlmtrust harden -m reference:clip --mitigation robustness/tecoa -o hardened/clip",
+        "vlmtrust harden -m reference:clip --mitigation robustness/tecoa -p eps=4/255 --quick "
+        "-o h4",
+        "vlmtrust harden -m reference:vlm --mitigation safety/defense_prompt -o hardened/vlm-dp",
+    )
+)
 @_guard
 def harden(
     model: Annotated[str, typer.Option("--model", "-m", help="model spec to harden")],
@@ -624,7 +869,13 @@ def harden(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="where the hardened model goes")],
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="mitigation parameter KEY=VALUE")
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="mitigation parameter KEY=VALUE or MITIGATION.KEY=VALUE (as in `run`); see "
+            "`vlmtrust list mitigations -v`",
+        ),
     ] = None,
     model_option: ModelOptionOpt = None,
     seed: SeedOpt = 0,
@@ -647,34 +898,70 @@ def harden(
     a hardened model or cleaned data (wrapper.json, config.json or hardening.json). Exit codes:
     0 done, 2 bad input, 130 interrupted.
     """
-    from vlmtrust.core.mitigation import MitigationContext, get_mitigation
-    from vlmtrust.models.loader import load_model, parse_spec
-    from vlmtrust.models.options import check_model_options, parse_model_options
-    from vlmtrust.runner.outdir import prepare_model_dir
+    from vlmtrust.api import harden as harden_api
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.core.mitigation import get_mitigation
+    from vlmtrust.models.options import parse_model_options
 
     limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
     cls = get_mitigation(mitigation)
-    params = parse_params(param, scoped=False).get("", {})
-    mit = cls(params)
-    parse_spec(model)
-    options = check_model_options(model, parse_model_options(model_option))
-    prepare_model_dir(out, overwrite=overwrite, source=model)
-    loaded = load_model(model, **options)
-    ctx = MitigationContext(seed=seed, out_dir=out, data=data, quick=quick, data_limits=limits)
-    art = mit.apply(loaded, ctx)
+    name = cls.name
+    scoped = parse_params(param, scoped=True, default=name)
+    for other in set(scoped) - {name}:
+        raise InputError(
+            f"--param names {other!r}, but the mitigation is {name}: write KEY=VALUE or "
+            f"{name}.KEY=VALUE"
+        )
+    art = harden_api(
+        model,
+        name,
+        out,
+        params=scoped.get(name, {}),
+        seed=seed,
+        data=data,
+        quick=quick,
+        overwrite=overwrite,
+        model_options=parse_model_options(model_option),
+        data_limits=limits,
+    )
     typer.echo(f"{'cleaned data' if cls.kind == 'data' else 'hardened model'}: {art.spec}")
     if art.summary:
         typer.echo(json.dumps(art.summary, indent=2, default=str))
 
 
-@reference_app.command("train")
+@reference_app.command(
+    "train",
+    epilog=_examples(
+        "vlmtrust reference train clip --seed 1",
+        "vlmtrust reference train clip --quick -o /tmp/clip-quick",
+        "vlmtrust reference train clip --replace-shipped",
+    ),
+)
 @_guard
 def reference_train(
     name: Annotated[str, typer.Argument(help="reference model name, e.g. clip or vlm")],
     seed: SeedOpt = 0,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="output dir (default: the shipped location)")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="output folder (default: vlmtrust-reference/NAME-seedSEED, a new folder; load "
+            "it with --model hf:FOLDER)",
+        ),
     ] = None,
+    replace_shipped: Annotated[
+        bool,
+        typer.Option(
+            "--replace-shipped",
+            help="write over the model shipped inside the package (what reference:NAME loads; "
+            "the fix for a corrupted copy) instead of a new folder",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="replace the reference model already in --out"),
+    ] = False,
     quick: Annotated[bool, typer.Option(help="a reduced run (< 1 minute)")] = False,
     fragility: Annotated[
         bool,
@@ -684,11 +971,37 @@ def reference_train(
         ),
     ] = True,
 ) -> None:
-    """Retrain a reference model from scratch (deterministic for a seed)."""
+    """Retrain a reference model from scratch (deterministic for a seed).
+
+    It goes to a new folder (never over the shipped model unless --replace-shipped).
+    """
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.models.reference import REFERENCE_MODELS
     from vlmtrust.reference import train
 
-    path = train(name, seed=seed, out_dir=out, quick=quick, progress=True, fragility=fragility)
-    typer.echo(f"trained reference:{name} → {path}")
+    key = name.strip().lower()
+    if key not in REFERENCE_MODELS:
+        raise InputError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
+    if replace_shipped and out is not None:
+        raise InputError("--replace-shipped writes the shipped location: drop --out, or drop it")
+    target = None if replace_shipped else (out or Path("vlmtrust-reference") / f"{key}-seed{seed}")
+    if target is not None and target.exists():
+        if not target.is_dir():
+            raise InputError(f"--out {target} is a file; pass a folder for the reference model")
+        if any(target.iterdir()):
+            if not overwrite:
+                raise InputError(
+                    f"--out {target} is not empty; pass --overwrite to replace the reference "
+                    "model in it, or choose a new --out folder"
+                )
+            if not (target / "MANIFEST.json").is_file():
+                raise InputError(
+                    f"--out {target} holds no reference model (no MANIFEST.json), so --overwrite "
+                    "will not clear it; empty it yourself or choose a new --out folder"
+                )
+    path = train(key, seed=seed, out_dir=target, quick=quick, progress=True, fragility=fragility)
+    use = f"reference:{key}" if target is None else f"hf:{path}"
+    typer.echo(f"trained reference:{key} → {path} (load it with --model {use})")
 
 
 def main() -> None:

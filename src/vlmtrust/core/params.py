@@ -32,6 +32,16 @@ def validate_params(
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
+        if first["type"] == "extra_forbidden":
+            import difflib
+
+            valid = list(cls.model_fields)
+            close = difflib.get_close_matches(loc, valid, n=2)
+            mean = f"did you mean {', '.join(close)}? " if close else ""
+            raise InputError(
+                f"{what} has no parameter {loc!r}: {mean}it has {', '.join(valid) or 'none'} "
+                f"({hint})"
+            ) from None
         raise InputError(f"{what}: bad parameter {loc!r}: {first['msg']} ({hint})") from None
 
 

@@ -11,6 +11,7 @@ string by :meth:`MetricKey.render` — the only place a name string is made. Nob
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -294,7 +295,10 @@ class ProbeResult(_Model):
         for m in self.metrics:
             if (name is not None and m.name == name) or (name is None and m.key.matches(**fields)):
                 return m
-        raise KeyError(f"{self.probe} has no metric {name or fields!r}")
+        from vlmtrust.core.tables import NotFound
+
+        asked = name if name is not None else ", ".join(f"{k}={v}" for k, v in fields.items())
+        raise NotFound.naming(f"{self.probe} has no metric", asked, [m.name for m in self.metrics])
 
     def metrics_where(self, **fields: str | None) -> list[MetricResult]:
         """Every metric whose key has the given fields."""
@@ -365,4 +369,43 @@ class AuditLog(_Model):
         for r in self.results:
             if r.probe == probe:
                 return r
-        raise KeyError(f"no result for probe {probe!r}")
+        from vlmtrust.core.tables import NotFound
+
+        raise NotFound.naming("no result for probe", probe, [r.probe for r in self.results])
+
+    def metric(self, name: str, /, probe: str | None = None) -> MetricResult:
+        """Look a metric up by display name across every probe (or in ``probe`` only).
+
+        Raises ``KeyError`` listing the valid names (close matches first) when no probe has
+        it, or naming the probes to choose from when several do.
+        """
+        if probe is not None:
+            return self.result(probe).metric(name)
+        found = [(r.probe, m) for r in self.results for m in r.metrics if m.name == name]
+        if len(found) == 1:
+            return found[0][1]
+        from vlmtrust.core.tables import NotFound
+
+        if found:
+            raise NotFound(
+                f"metric {name!r} is in several probes ({', '.join(p for p, _ in found)}): "
+                "pass probe="
+            )
+        names = sorted({m.name for r in self.results for m in r.metrics})
+        raise NotFound.naming("no metric", name, names)
+
+    def to_dataframe(self, *, groups: bool = False) -> Any:
+        """The metrics as a pandas DataFrame, one row per metric (:mod:`vlmtrust.core.tables`).
+
+        Columns: model, probe, pillar, metric, value, ci_low, ci_high, n, group, risk,
+        higher_is_better, headline; ``groups=True`` adds a row per group value.
+        """
+        from vlmtrust.core.tables import to_dataframe
+
+        return to_dataframe([self], groups=groups)
+
+    def to_csv(self, path: str | Path, *, groups: bool = False) -> Path:
+        """Write :meth:`to_dataframe`'s rows to ``path`` as CSV; returns the path."""
+        from vlmtrust.core.tables import to_csv
+
+        return to_csv([self], path, groups=groups)

@@ -49,9 +49,10 @@ def verify_model_dir(model_dir: Path, name: str) -> Path:
 
     Raises:
         ReferenceIntegrityError: the manifest or a file is missing, or a hash differs; the
-            message names the file and ``vlmtrust reference train NAME`` as the fix.
+            message names the file and ``vlmtrust reference train NAME --replace-shipped`` as the
+            fix.
     """
-    fix = f"run `vlmtrust reference train {name}` to rebuild it"
+    fix = f"run `vlmtrust reference train {name} --replace-shipped` to rebuild it"
     manifest = model_dir / MANIFEST_NAME
     try:
         files = json.loads(manifest.read_text())["files"]

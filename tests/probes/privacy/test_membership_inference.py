@@ -8,40 +8,17 @@ from typing import Any
 
 import pytest
 import torch
+from tests.probes.privacy.privacy_helpers import loaded, result
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.probe import ProbeContext
-from vlmtrust.core.results import ProbeResult
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.types import RiskBand
 from vlmtrust.probes.privacy.membership_inference import MembershipInferenceProbe
-from vlmtrust.probes.privacy.memorization import MemorizationProbe
 from vlmtrust.runner.engine import evaluate_probe, run_audit
 
 torch.set_num_threads(1)
 NAME = "privacy/membership_inference"
-
-
-@pytest.fixture(scope="module")
-def ref_clip() -> Any:
-    from vlmtrust.models.loader import load_model
-
-    return load_model("reference:clip", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def planted(ref_clip: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One audit run of both privacy probes on reference:clip (the default audit's settings)."""
-    out = tmp_path_factory.mktemp("privacy_run")
-    run_audit(ref_clip, [MembershipInferenceProbe(), MemorizationProbe()], out_dir=out)
-    return out
-
-
-def result(run_dir: Path, probe: str) -> ProbeResult:
-    from vlmtrust.core.results import AuditLog
-
-    log = AuditLog.model_validate_json((run_dir / "results.json").read_text())
-    return log.result(probe)
 
 
 def covers_half(m: Any) -> bool:
@@ -65,21 +42,27 @@ def test_planted_canaries_are_detected(planted: Path) -> None:
 
 
 def test_control_candidates_never_trained_on_cover_one_half(ref_clip: Any) -> None:
-    res = evaluate_probe(ref_clip, MembershipInferenceProbe({"split": "control"}), ProbeContext())
+    probe = MembershipInferenceProbe({"split": "control", "non_members": 300, "fprs": [0.01]})
+    res = evaluate_probe(ref_clip, probe, ProbeContext())
     for cond in (None, "loss"):
         assert covers_half(res.metric("auc", condition=cond)), cond
     assert res.metric("tpr_at_fpr", step="fpr=1%").value <= 0.1  # type: ignore[operator]
     assert not any("confounded" in n for n in res.notes)
 
 
-def test_confounded_split_is_flagged(ref_clip: Any) -> None:
-    res = evaluate_probe(
-        ref_clip, MembershipInferenceProbe({"split": "confounded"}), ProbeContext()
-    )
+def test_confounded_split_is_flagged(ref_clip: Any, tmp_path: Path) -> None:
+    from vlmtrust.report.html import render_report
+
+    probe = MembershipInferenceProbe({"split": "confounded", "non_members": 200, "fprs": [0.01]})
+    res = run_audit(ref_clip, [probe], out_dir=tmp_path).result(NAME)
     free = res.metric("auc", condition="model_free")
     assert free.value is not None and free.value > 0.9 and free.risk == RiskBand.HIGH
     assert any(n.startswith("split confounded") for n in res.notes)
     assert "split confounded" in res.metric("auc").description
+    # the report carries the flag beside the attack's AUC and its low-FPR TPR with a CI
+    html, md = render_report(tmp_path)
+    for text in (html.read_text(), md.read_text()):
+        assert "split confounded" in text and "fpr=1%" in text and "[83.8%, 99.9%]" in text
 
 
 def test_privacy_column_of_the_scorecard_is_filled(planted: Path) -> None:
@@ -177,8 +160,9 @@ def test_reference_model_of_another_architecture_is_one_line(
 
 
 def test_bad_parameters_are_one_line() -> None:
-    with pytest.raises(InputError, match="references=3: use an even number"):
+    with pytest.raises(InputError, match="references=3: use an even number") as e:
         MembershipInferenceProbe({"references": 3})
+    assert "bad parameter 'references'" in str(e.value)  # names the parameter
     with pytest.raises(InputError, match="fpr 1.5 is outside"):
         MembershipInferenceProbe({"fprs": "0.01,1.5"})
     assert MembershipInferenceProbe({"reference_models": "a, b"}).params.reference_models == [
@@ -209,7 +193,7 @@ def test_user_reference_model_gives_offline_lira_and_rmia(ref_clip: Any) -> None
         {"reference_models": "reference:clip", "non_members": 200, "fprs": [0.01],
          "population": 100, "rmia_a": 1.0}
     )  # fmt: skip
-    res = evaluate_probe(ref_clip, probe, ProbeContext())
+    res = evaluate_probe(ref_clip, probe, loaded({"reference:clip": ref_clip}))
     names = {m.key.condition for m in res.metrics if m.key.metric == "auc"}
     assert names == {None, "loss", "lira_offline", "rmia", "model_free"}
     off = res.metric("auc", condition="lira_offline")
@@ -221,14 +205,14 @@ def test_user_reference_model_gives_offline_lira_and_rmia(ref_clip: Any) -> None
 
 def test_trained_references_detect_the_planted_canaries(ref_clip: Any) -> None:
     probe = MembershipInferenceProbe(
-        {"references": 2, "reference_steps": 10, "non_members": 200, "fprs": [0.01],
-         "population": 100}
+        {"references": 2, "reference_steps": 10, "non_members": 100, "fprs": [0.01],
+         "population": 50}
     )  # fmt: skip
     res = evaluate_probe(ref_clip, probe, ProbeContext())
     for cond in ("lira_offline", "rmia"):
         m = res.metric("auc", condition=cond)
         assert m.ci_low is not None and m.ci_low > 0.7, cond
-    assert res.metric("auc", condition="lira_online").n == 232
+    assert res.metric("auc", condition="lira_online").n == 132
     assert any("2 reference models fine-tuned from the target" in n for n in res.notes)
 
 

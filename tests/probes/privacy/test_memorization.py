@@ -4,11 +4,13 @@ memorisation, their controls, and the formulas by hand."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from tests.probes.privacy.privacy_helpers import loaded, result
 
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.types import RiskBand
@@ -25,20 +27,6 @@ from vlmtrust.probes.privacy.memorization import (
 from vlmtrust.runner.engine import evaluate_probe
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def ref_clip() -> Any:
-    from vlmtrust.models.loader import load_model
-
-    return load_model("reference:clip", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def ref_vlm() -> Any:
-    from vlmtrust.models.loader import load_model
-
-    return load_model("reference:vlm", device="cpu")
 
 
 def covers_zero(m: Any) -> bool:
@@ -63,8 +51,8 @@ def test_formulas_by_hand() -> None:
     assert len(PHONE_SPACE) == 100
 
 
-def test_reference_clip_canaries_are_memorised(ref_clip: Any) -> None:
-    res = evaluate_probe(ref_clip, MemorizationProbe(), ProbeContext())
+def test_reference_clip_canaries_are_memorised(planted: Path) -> None:
+    res = result(planted, "privacy/memorization")
     ppg = res.metric("ppg")
     assert ppg.headline and ppg.ci_low is not None and ppg.ci_low > 0.1
     member = res.metric("dejavu_precision", condition="member").value
@@ -78,26 +66,46 @@ def test_reference_clip_canaries_are_memorised(ref_clip: Any) -> None:
 
 
 def test_control_canaries_show_no_memorisation(ref_clip: Any) -> None:
-    res = evaluate_probe(ref_clip, MemorizationProbe({"split": "control"}), ProbeContext())
+    res = evaluate_probe(
+        ref_clip, MemorizationProbe({"split": "control", "public": 300}), ProbeContext()
+    )
     for name in ("ppg", "alignment_gap", "exposure_gap"):
         assert covers_zero(res.metric(name)), name
 
 
+class CountingTexts:
+    """A model that counts the texts it embeds (everything else is the wrapped model's)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.texts = model, 0
+
+    def embed_texts(self, texts: Any) -> Any:
+        self.texts += len(texts)
+        return self.model.embed_texts(texts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
 def test_reference_model_path(ref_clip: Any) -> None:
     # the target as its own reference: every per-pair gap is exactly zero
-    probe = MemorizationProbe({"reference_model": "reference:clip", "held_out": 8})
-    res = evaluate_probe(ref_clip, probe, ProbeContext())
+    probe = MemorizationProbe({"reference_model": "reference:clip", "held_out": 8, "public": 100})
+    ref = CountingTexts(ref_clip)
+    res = evaluate_probe(ref_clip, probe, loaded({"reference:clip": ref}))
     assert res.metric("ppg").value == 0.0 and res.metric("ppg").n == 32
     assert res.metric("alignment_gap").value == pytest.approx(0.0, abs=1e-6)
     assert res.metric("dejavu_precision", condition="reference").n == 32
+    # the reference embeds the 40 captions only, not the 6,840 codes the target's exposure ranks
+    assert ref.texts == 40 and res.metric("exposure_gap").n == 40
 
 
 def test_reference_vlm_pii_exposure(ref_vlm: Any) -> None:
-    params = {**MemorizationProbe.defaults_for("generative"), "held_out": 4}
+    params = {**MemorizationProbe.defaults_for("generative"), "held_out": 2}
     res = evaluate_probe(ref_vlm, MemorizationProbe(params), ProbeContext())
     member = res.metric("exposure", condition="member")
     assert member.n == 8 and member.value == pytest.approx(math.log2(100))  # ranked first
-    assert res.metric("exposure_gap").ci_low > 3  # type: ignore[operator]
+    gap = res.metric("exposure_gap")
+    assert gap.risk == RiskBand.HIGH and gap.ci_low > 2  # type: ignore[operator]
     assert res.metric("extraction_rate", condition="member").value == 1.0
     assert res.metric("extraction_rate", condition="held_out").value == 0.0
     control = evaluate_probe(
@@ -116,3 +124,17 @@ def test_generative_without_gradient_is_refused() -> None:
 
     why = MemorizationProbe().unsupported(Api())  # type: ignore[arg-type]
     assert why is not None and "needs GRADIENT" in why
+
+
+def test_same_image_nll_matches_per_image_preparation(ref_vlm: Any) -> None:
+    from vlmtrust.probes.privacy import _scoring
+    from vlmtrust.probes.privacy._candidates import PII_ANSWERS
+
+    probe = MemorizationProbe({**MemorizationProbe.defaults_for("generative"), "held_out": 1})
+    s = next(iter(probe.samples(ProbeContext())))
+    im = s.images[0].load()
+    answers = [PII_ANSWERS["phone"].format(v) for v in PHONE_SPACE[:3]]
+    prompts = [s.prompt or ""] * 3
+    once = _scoring.same_image_nll(ref_vlm, im, prompts, answers)
+    each = _scoring.generative_nll(ref_vlm, [im] * 3, prompts, answers)
+    assert once.shape == (3,) and np.allclose(once, each, atol=1e-5)

@@ -187,8 +187,8 @@ def near_hash_pairs(
             members = idx[order[s:e]]
             mh = hashes[members]
             d = _popcount(mh[:, None] ^ mh[None, :])  # the bucket's pairs in one call
-            a, b = np.nonzero(np.triu(d <= k, 1))
-            for i, j in zip(members[a].tolist(), members[b].tolist(), strict=True):
+            row, col = np.nonzero(np.triu(d <= k, 1))
+            for i, j in zip(members[row].tolist(), members[col].tolist(), strict=True):
                 pairs.add((i, j) if i < j else (j, i))
     return pairs
 

@@ -32,6 +32,7 @@ __all__ = [
     "dual_pair_stats",
     "finetune",
     "generative_nll",
+    "same_image_nll",
     "unwrap",
 ]
 
@@ -111,6 +112,21 @@ def generative_nll(
             )
             out.append(loss.detach().float().cpu().numpy().astype(np.float64))
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def same_image_nll(
+    model: Any, image: Image.Image, prompts: Sequence[str], targets: Sequence[str]
+) -> NDArray[np.float64]:
+    """:func:`generative_nll` of several answers to one image, its pixels prepared once."""
+    import torch
+
+    if not targets:
+        return np.zeros(0)
+    with torch.no_grad():
+        px = model.to_pixels([image])
+        px = px.repeat(len(targets), *([1] * (px.dim() - 1)))
+        loss = model.target_loss(px, list(prompts), list(targets))
+    return np.asarray(loss.detach().float().cpu().numpy(), dtype=np.float64)
 
 
 def clone(model: Any, label: str) -> Any:

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.model import Model
@@ -108,8 +108,8 @@ class MembershipInferenceParams(Params):
             "half of the candidates): online + offline LiRA and RMIA. 0 = none (fast default)"
         ),
     )
-    reference_steps: int = Field(40, ge=1, le=100_000, description="fine-tuning steps each")
-    reference_lr: float = Field(1e-4, gt=0, le=1.0, description="fine-tuning learning rate")
+    reference_steps: int = Field(60, ge=1, le=100_000, description="fine-tuning steps each")
+    reference_lr: float = Field(3e-5, gt=0, le=1.0, description="fine-tuning learning rate")
     reference_batch: int = Field(32, ge=2, le=4096, description="pairs per fine-tuning step")
     population: int = Field(
         200, ge=1, le=100_000, description="RMIA population samples (used with references)"
@@ -144,14 +144,15 @@ class MembershipInferenceParams(Params):
                 raise ValueError(f"fpr {f:g} is outside (0, 1); e.g. 0.001 for 0.1%")
         return sorted(set(items))
 
-    @model_validator(mode="after")
-    def _even(self) -> MembershipInferenceParams:
-        if self.references % 2:
+    @field_validator("references")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
             raise ValueError(
-                f"references={self.references}: use an even number, so every candidate is IN "
-                "for exactly half of the reference models"
+                f"references={v}: use an even number, so every candidate is IN for exactly "
+                "half of the reference models"
             )
-        return self
+        return v
 
 
 @probe(NAME)

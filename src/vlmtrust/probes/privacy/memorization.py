@@ -298,8 +298,9 @@ class MemorizationProbe(Probe):
             ]
             codes = canary_codes() if ctx.data is None else []
             aux["codes"] = {c: i for i, c in enumerate(codes)}
-            aux["code_emb"] = [
-                np.asarray(m.embed_texts(codes)) if codes else None for m in aux["models"]
+            # the exposure is the target's alone: the reference model ranks no codes
+            aux["code_emb"] = [np.asarray(model.embed_texts(codes)) if codes else None] + [
+                None for _ in aux["models"][1:]
             ]
         self._aux = aux
         return aux
@@ -379,10 +380,8 @@ class MemorizationProbe(Probe):
         for s, im, g in zip(batch, images, gens, strict=True):
             if s.target not in PHONE_SPACE:
                 raise InputError(f"{NAME}: sample {s.id!r}: secret {s.target!r} is not 555-01xx")
-            nll = _scoring.generative_nll(
-                model, [im] * len(answers), [s.prompt or ""] * len(answers), answers,
-                batch_size=len(answers),
-            ) * counts  # fmt: skip
+            nll = _scoring.same_image_nll(model, im, [s.prompt or ""] * len(answers), answers)
+            nll = nll * counts
             score = -nll
             true = PHONE_SPACE.index(s.target)
             rank = rank_of(float(score[true]), score)
