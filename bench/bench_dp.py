@@ -54,10 +54,10 @@ def sweep(model: object, eps_list: list[float], steps: int, members: int, lr: fl
     from vlmtrust.mitigations.privacy.dp_finetune import DPFinetuneParams, run_dp_finetune
 
     print(
-        "| target ε | accountant ε (δ=1e-5) | ε_lb (95%) | membership AUROC | |AUROC−0.5| "
-        "| zero-shot acc before → after | s |"
+        "| target ε | accountant ε (δ=1e-5) | ε_lb (95%) | AUROC before | AUROC after "
+        "| calibrated AUROC | zero-shot acc before → after | s |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for eps in eps_list:
         p = DPFinetuneParams(
             epsilon=eps, steps=steps, n_members=members, n_non_members=members, lr=lr
@@ -68,8 +68,9 @@ def sweep(model: object, eps_list: list[float], steps: int, members: int, lr: fl
         e = s["privacy"]["epsilon"]
         print(
             f"| {eps:g} | {'∞' if e is None else f'{e:.2f}'} | "
-            f"{s['epsilon_lower_bound']['epsilon_lb']:.2f} | {s['membership_auc']:.3f} | "
-            f"{abs(s['membership_auc'] - 0.5):.3f} | {acc} | {time.perf_counter() - t0:.0f} |",
+            f"{s['epsilon_lower_bound']['epsilon_lb']:.2f} | {s['membership_auc_before']:.3f} | "
+            f"{s['membership_auc']:.3f} | {s['membership_auc_calibrated']:.3f} | {acc} | "
+            f"{time.perf_counter() - t0:.0f} |",
             flush=True,
         )
 

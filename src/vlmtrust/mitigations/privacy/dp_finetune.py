@@ -25,11 +25,13 @@ Trained: every parameter except the position and class embeddings and the logit 
 (Opacus computes per-sample gradients of layers whose inputs carry the batch; those three are
 broadcast over it), which stay as they were.
 
-Measured in the summary (``hardening.json``) and recorded in ``config.json`` under
-``vlmtrust_privacy``: the accountant's ε at δ, the membership AUROC of the fine-tuning
-candidates (image–own-caption cosine, trained vs held-out pairs), an empirical lower bound on ε
-from that attack (:mod:`vlmtrust.mitigations.privacy.audit`) and zero-shot shape accuracy
-before and after (the utility cost). Needs the ``privacy-train`` extra (``opacus``).
+The accountant's (ε, δ), noise multiplier, clipping norm and sampling rate go into
+``config.json`` under ``vlmtrust_privacy`` and into ``hardening.json``; the latter also holds
+the membership AUROC of the fine-tuning candidates (image–own-caption cosine, trained vs
+held-out pairs; and calibrated: each pair's cosine gain over the base model), an empirical
+lower bound on ε from the calibrated attack (:mod:`vlmtrust.mitigations.privacy.audit`) and
+zero-shot shape accuracy before and after (the utility cost). Needs the ``privacy-train``
+extra (``opacus``).
 """
 
 from __future__ import annotations
@@ -329,15 +331,19 @@ def membership_scores(model: Any, images: Sequence[Image.Image], captions: Seque
     return (img * txt).sum(1)
 
 
-def membership_auc(model: Any, cands: tuple[Any, Any, Any, Any]) -> tuple[float, Any, Any]:
-    """AUROC of the cosine score, members vs held-out, and both score arrays."""
+def _auc(s_in: Any, s_out: Any) -> float:
     from sklearn.metrics import roc_auc_score
 
+    y = np.r_[np.ones(len(s_in)), np.zeros(len(s_out))]
+    return float(roc_auc_score(y, np.r_[s_in, s_out]))
+
+
+def membership_auc(model: Any, cands: tuple[Any, Any, Any, Any]) -> tuple[float, Any, Any]:
+    """AUROC of the cosine score, members vs held-out, and both score arrays."""
     mi, mc, ni, nc = cands
     s_in = membership_scores(model, mi, mc)
     s_out = membership_scores(model, ni, nc)
-    y = np.r_[np.ones(len(s_in)), np.zeros(len(s_out))]
-    return float(roc_auc_score(y, np.r_[s_in, s_out])), s_in, s_out
+    return _auc(s_in, s_out), s_in, s_out
 
 
 def shape_accuracy(model: Any, n: int, seed: int) -> float | None:
@@ -375,12 +381,16 @@ def run_dp_finetune(
         bi, bc = _canaries(PUBLIC_START, p.n_public)
     steps = max(1, p.steps // 5) if ctx.quick else p.steps
     cfg = DPConfig(p.epsilon, p.delta, p.max_grad_norm, steps, p.batch_size, p.lr, ctx.seed)
-    before_auc, _, _ = membership_auc(model, cands)
+    before_auc, b_in, b_out = membership_auc(model, cands)
     before_acc = shape_accuracy(model, p.n_eval, ctx.seed)
     tuned = clone_dual(model)
     log = dp_finetune(tuned, tuned.to_pixels(cands[0]), cands[1], tuned.to_pixels(bi), bc, cfg)
     auc, s_in, s_out = membership_auc(tuned, cands)
-    bound = empirical_epsilon(s_in, s_out, delta=p.delta)
+    # the calibrated attack: each pair's cosine gain over the base model (the base model as the
+    # reference model), which removes how well the base model already matched the pair
+    g_in, g_out = s_in - b_in, s_out - b_out
+    gain_auc = _auc(g_in, g_out)
+    bound = empirical_epsilon(g_in, g_out, delta=p.delta)
     after_acc = shape_accuracy(tuned, p.n_eval, ctx.seed)
     private = math.isfinite(p.epsilon)
     privacy = {
@@ -400,6 +410,7 @@ def run_dp_finetune(
         "privacy": privacy,
         "membership_auc_before": before_auc,
         "membership_auc": auc,
+        "membership_auc_calibrated": gain_auc,
         "epsilon_lower_bound": {
             "epsilon_lb": bound.epsilon_lb,
             "confidence": 1 - bound.alpha,
