@@ -611,6 +611,7 @@ def clip_embeddings(ref_clip: Any) -> dict[str, Any]:
 
     from vlmtrust.data.synthworld import SynthWorld
     from vlmtrust.data.synthworld import _vocab as vocab
+
     model = ref_clip
     scenes = SynthWorld(seed=11, image_size=64).shapes(8)
     classes = list(vocab.ID_SHAPES)

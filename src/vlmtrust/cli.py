@@ -928,9 +928,10 @@ def harden(
 ) -> None:
     """Apply a mitigation; the result loads with --model hardened:OUT.
 
+    A data mitigation (privacy/dedup, with --model none) writes OUT/manifest.jsonl instead.
     A non-empty --out is refused unless --overwrite is given, which clears it only if it holds
-    a hardened model (wrapper.json or config.json). Exit codes: 0 done, 2 bad input, 130
-    interrupted.
+    a hardened model or cleaned data (wrapper.json, config.json or hardening.json). Exit codes:
+    0 done, 2 bad input, 130 interrupted.
     """
     from vlmtrust.api import harden as harden_api
     from vlmtrust.core.errors import InputError
@@ -938,7 +939,8 @@ def harden(
     from vlmtrust.models.options import parse_model_options
 
     limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
-    name = get_mitigation(mitigation).name
+    cls = get_mitigation(mitigation)
+    name = cls.name
     scoped = parse_params(param, scoped=True, default=name)
     for other in set(scoped) - {name}:
         raise InputError(
@@ -957,7 +959,7 @@ def harden(
         model_options=parse_model_options(model_option),
         data_limits=limits,
     )
-    typer.echo(f"hardened model: {art.spec}")
+    typer.echo(f"{'cleaned data' if cls.kind == 'data' else 'hardened model'}: {art.spec}")
     if art.summary:
         typer.echo(json.dumps(art.summary, indent=2, default=str))
 

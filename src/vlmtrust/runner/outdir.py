@@ -123,8 +123,9 @@ def prepare_out_dir(path: Path, *, resume: bool = False, overwrite: bool = False
     clear_run_dir(path)
 
 
-MODEL_MARKERS = ("wrapper.json", "config.json")
-"""Files every hardened model folder has one of (an inference-time wrapper; saved weights)."""
+MODEL_MARKERS = ("wrapper.json", "config.json", "hardening.json")
+"""Files every hardened output folder has one of (an inference-time wrapper; saved weights; a
+data mitigation's record)."""
 
 
 def prepare_model_dir(path: Path, *, overwrite: bool = False, source: str = "") -> None:
