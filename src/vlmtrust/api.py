@@ -16,6 +16,7 @@ from typing import Any
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.model import Model
+from vlmtrust.core.params import validate_params
 from vlmtrust.core.probe import Probe, ProbeContext, get_probe, registry
 from vlmtrust.core.results import AuditLog
 from vlmtrust.core.types import Pillar
@@ -81,7 +82,10 @@ def _check_inputs(
     pillars: Sequence[str] | None,
     params: Mapping[str, Mapping[str, Any]] | None,
 ) -> None:
-    """Fail fast, before any model loads, on typos in probe, pillar or parameter names."""
+    """Fail fast, before any model loads, on bad probe, pillar or parameter names and values.
+
+    Parameter values are validated by the probe's ``Params`` (over its defaults).
+    """
     import difflib
 
     known = registry()
@@ -104,6 +108,12 @@ def _check_inputs(
                     f"--param {name}.{key}: {name} has no parameter {key!r} "
                     f"(it has {', '.join(fields) or 'none'})"
                 )
+        validate_params(
+            known[name].Params,
+            dict((params or {})[name]),
+            f"probe {name}",
+            "see `vlmtrust list probes --verbose`",
+        )
 
 
 def audit(
