@@ -122,3 +122,24 @@ def test_other_values_and_unknown_are_counted_not_used(tmp_path: Path) -> None:
     assert share.n == 40 and share.groups["unknown"].n == 10 and share.groups["other"].n == 10
     assert res.metric("weat_effect_size", condition="image_targets").n == 20
     assert any("20 image(s) neither round nor angular (10 'unknown')" in n for n in res.notes)
+
+
+def test_text_target_p_value_shuffles_image_labels_not_sentences(ref_clip: Any) -> None:
+    """SEAT's relabelling of the sentences calls a random image split significant."""
+    from helpers import run_probe
+
+    sentence_p = []
+    for seed in (0, 1, 2):
+        model = Shuffled(ref_clip, seed=seed)  # blind to the group
+        probe_, recs = run_probe(EmbeddingBiasProbe({"n": 300, "n_permutations": 500}), model)
+        res = {m.name: m for m in probe_.aggregate(recs, ProbeContext())}
+        assert res["weat_p_value/text_targets"].value > 0.05, seed
+        data = probe_._data(recs)
+        assert data is not None
+        s_all = data.cos[data.in_a].mean(axis=0) - data.cos[~data.in_a].mean(axis=0)
+        n_t = len(probe_.params.templates)
+        s = np.concatenate([s_all[: 3 * n_t], s_all[3 * n_t : 6 * n_t]])  # X then Y sentences
+        sentence_p.append(
+            permutation_p_value(s, 3 * n_t, np.random.default_rng(0), n_permutations=500)
+        )
+    assert min(sentence_p) < 0.01  # what the sentence relabelling would have flagged

@@ -20,7 +20,7 @@ from vlmtrust.data.synthworld import MAJORITY_GROUP, SynthWorld
 from vlmtrust.models.mock import MockModel
 from vlmtrust.probes.fairness.retrieval_skew import (
     RetrievalSkewProbe,
-    chance_max_skew,
+    permuted_skews,
     rank_skew,
     targets,
     top_k,
@@ -106,15 +106,19 @@ def test_k_at_the_gallery_size_is_refused_by_the_metric() -> None:
         top_k([[0.2, 0.1]], 2)
 
 
-def test_chance_level_matches_simulated_random_rankings() -> None:
-    counts, known = np.array([150, 150]), np.array([True, True])
-    tgt = targets(counts, known)["prior"]
-    chance = chance_max_skew(counts, known, tgt, 30, np.random.default_rng(0))
+def test_chance_level_is_that_of_random_rankings() -> None:
     rng = np.random.default_rng(1)
     labels = ["a"] * 150 + ["b"] * 150
     sims = rank_skew(rng.random((2000, 300)), labels, [30]).max_skew["prior"][:, 0]
+    # one fully skewed query: shuffling the labels under its ranking gives the random level
+    skewed = rank_skew([np.arange(300.0)], labels, [30])
+    assert skewed.max_skew["prior"][0, 0] == pytest.approx(math.log(2))
+    null_max, null_min = permuted_skews(skewed, "prior", np.random.default_rng(0))
+    assert null_max.shape == (1000, 1, 1)
+    chance = float(null_max.mean())
     assert chance == pytest.approx(float(sims.mean()), abs=0.01)
     assert 0.1 < chance < 0.2  # MaxSkew of a blind model is not 0 at small k
+    assert (null_max >= math.log(2) - 1e-12).mean() < 0.001  # the skewed query is significant
 
 
 # --------------------------------------------------------------------------- bad input
@@ -249,7 +253,11 @@ def test_quiet_on_models_that_cannot_see_the_group(ref_clip: Any, control: str) 
         assert chance is not None and m.value is not None and m.ci_low is not None
         assert m.value < chance + 0.08, (control, k, m.value, chance)
         assert m.ci_low < chance + 0.02, (control, k)
-    assert res.metric("max_skew", condition="group:prior", step="k=30").risk == RiskBand.LOW
+    # MaxSkew of a blind model is above ln 1.25 by chance at small k: flags need a permutation
+    # test (at k=10, 5% of blind models still reach p < 0.05; the group-blind one here does)
+    for m in res.metrics_where(metric="max_skew") + res.metrics_where(metric="min_skew"):
+        if m.key.step != "k=10":
+            assert m.risk == RiskBand.LOW, (control, m.name, m.value, m.description)
 
 
 def test_report_plots_the_share_by_rank_curves(tmp_path: Path) -> None:

@@ -224,3 +224,47 @@ def test_vectorised_mean_bootstrap_matches_the_generic_path() -> None:
     sa = slow.metric("accuracy", condition="group", group=None).groups["b"]
     assert fa.value == sa.value and fa.n == sa.n
     assert fa.ci_low == pytest.approx(sa.ci_low, abs=1e-12)  # same seed, same resamples
+
+
+class CoinParams(Params):
+    n_groups: int = 12
+    per_group: int = 20
+    planted: float = 0.0
+
+
+@probe("fairness/test_group_toy_coins")
+class CoinToy(GroupProbe):
+    """Coin-flip outcomes in many small groups (group g0 gets ``planted`` more heads)."""
+
+    requires = Capability.EMBED
+    Params = CoinParams
+    group_attributes = ("group",)
+    params: CoinParams
+
+    def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
+        rng = np.random.default_rng(7)
+        for g in range(self.params.n_groups):
+            p = 0.5 + (self.params.planted if g == 0 else 0.0)
+            for i in range(self.params.per_group):
+                yield Sample(
+                    id=f"g{g}-{i}",
+                    attributes={"group": f"g{g}"},
+                    metadata={"head": float(rng.random() < p)},
+                )
+
+    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
+        return [self.record(s, scores={"correct": s.metadata["head"]}) for s in batch]
+
+
+def test_a_gap_of_noise_alone_is_not_flagged_a_planted_one_is() -> None:
+    noise = evaluate_probe(QuotaModel({}), CoinToy(), ProbeContext(seed=0))
+    diff = noise.metric("accuracy_difference", condition="group")
+    assert diff.value is not None and diff.value > 0.3  # max − min of 12 groups of 20 coins
+    assert diff.risk == RiskBand.LOW and "flagged only when p < 0.05" in diff.description
+    ratio = noise.metric("accuracy_ratio", condition="group")
+    assert ratio.value is not None and ratio.value < 0.6 and ratio.risk == RiskBand.LOW
+    planted = evaluate_probe(
+        QuotaModel({}), CoinToy({"planted": 0.45, "per_group": 40}), ProbeContext(seed=0)
+    )
+    diff = planted.metric("accuracy_difference", condition="group")
+    assert diff.risk == RiskBand.HIGH and "permutation p = 0.00" in diff.description

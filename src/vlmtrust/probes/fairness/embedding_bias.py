@@ -15,13 +15,15 @@ towards ``round`` vs towards ``angular``). All from cosines of L2-normalised emb
   - ``weat_effect_size/text_targets``: targets = the ``X`` and ``Y`` sentences, attributes =
     the ``a`` and ``b`` images (``d > 0``: ``X`` sentences are nearer the ``a`` images).
 
-  Each with a two-sided permutation p-value (``weat_p_value``: the share of relabellings of
-  the targets with ``|d|`` at least the observed one, exact when there are few, plus one in
-  numerator and denominator) and a bootstrap CI resampling targets within each set. ``d``
-  divides by the spread of the scores, so with few targets even a model blind to the group
-  can reach a large ``|d|``: the risk band follows ``|d|`` (0.5 moderate, 0.8 high) only
-  when ``p < 0.05``. Template sentences of one concept are not independent, so the
-  text-target p-value is optimistic (a known limitation of SEAT).
+  Each with a bootstrap CI resampling targets within each set and a two-sided permutation
+  p-value (``weat_p_value``, plus one in numerator and denominator) under one null for
+  both: the group labels of the images are shuffled. For image targets that is Caliskan's
+  relabelling of the targets. For text targets it is not SEAT's relabelling of the
+  sentences, which ignores that a random split of the images also separates concepts that
+  look different (doctors from chefs): there the unnormalised statistic ``mean_X s −
+  mean_Y s`` is compared with image relabellings. ``d`` divides by the spread of the
+  scores, so even a model blind to the group can reach a large ``|d|`` (30 correlated
+  sentences): the risk band follows ``|d|`` (0.5 moderate, 0.8 high) only when ``p < 0.05``.
 * **Bias distance** per concept ``c``: ``cos(t_c, μ_a) − cos(t_c, μ_b)``, ``μ`` the mean image
   embedding of a group, averaged over the concept's sentences; ``bias_distance`` is the mean
   ``|·|`` over concepts (each concept, signed, in its groups).
@@ -330,6 +332,8 @@ class EmbeddingBiasProbe(Probe):
         *,
         what: str,
         headline: bool,
+        pval: float | None = None,
+        null: str = "relabellings of the targets (all of them when few)",
     ) -> list[MetricResult]:
         d = weat_effect_size(s[:n_x], s[n_x:])
         boot = np.full(N_BOOT, np.nan)
@@ -341,7 +345,8 @@ class EmbeddingBiasProbe(Probe):
             except ValueError:
                 continue
         lo, hi = percentile_ci(boot)
-        pval = permutation_p_value(s, n_x, rng, n_permutations=self.params.n_permutations)
+        if pval is None:
+            pval = permutation_p_value(s, n_x, rng, n_permutations=self.params.n_permutations)
         th = Thresholds(moderate=EFFECT_THRESHOLDS[0], high=EFFECT_THRESHOLDS[1])
         return [
             MetricResult(
@@ -364,8 +369,7 @@ class EmbeddingBiasProbe(Probe):
                 n=int(s.size),
                 higher_is_better=True,
                 description=(
-                    f"two-sided permutation p-value of the WEAT effect size, {what} "
-                    f"({self.params.n_permutations} relabellings or all of them)"
+                    f"two-sided permutation p-value of the WEAT effect size, {what} (null: {null})"
                 ),
             ),
         ]
@@ -396,7 +400,39 @@ class EmbeddingBiasProbe(Probe):
             rng,
             what=f"targets: concept X vs Y sentences; attributes: {data.a} vs {data.b} images",
             headline=False,
+            pval=self._image_label_p(data, sx, sy, rng),
+            null=f"{self.params.n_permutations} shuffles of the {self.params.attribute} labels of "
+            "the images",
         )
+
+    def _image_label_p(
+        self, data: _Data, sx: NDArray[np.intp], sy: NDArray[np.intp], rng: np.random.Generator
+    ) -> float:
+        """P of the text-target WEAT statistic ``mean_X s − mean_Y s`` over image relabellings.
+
+        Unnormalised (Caliskan's test statistic): under a relabelling the spread of the
+        sentence scores changes, and dividing by it would make a random split look large.
+        """
+        n = len(data.in_a)
+        na = int(data.in_a.sum())
+        nb = n - na
+
+        def stat(w: F64) -> F64:
+            s_all = w @ data.cos
+            return np.asarray(s_all[:, sx].mean(axis=1) - s_all[:, sy].mean(axis=1))
+
+        w_obs = np.where(data.in_a, 1.0 / na, -1.0 / nb)[None, :]
+        observed = abs(float(stat(w_obs)[0]))
+        hits = 0
+        total = self.params.n_permutations
+        step = max(1, 2_000_000 // n)
+        for i in range(0, total, step):
+            c = min(step, total - i)
+            ranks = np.argsort(rng.random((c, n)), axis=1)
+            w = np.full((c, n), -1.0 / nb)
+            np.put_along_axis(w, ranks[:, :na], 1.0 / na, axis=1)
+            hits += int(np.sum(np.abs(stat(w)) >= observed - 1e-12))
+        return (hits + 1) / (total + 1)
 
     def _distances(
         self, data: _Data, concepts: list[str], n_t: int, rng: np.random.Generator

@@ -22,7 +22,11 @@ then each intersection of several attributes, whose groups are the combined valu
 - ``MetricKey(metric=f"{metric_name}_difference", condition=grouping)`` and
   ``..._ratio``: the gap as metrics of their own, with the risk band flagged against
   :attr:`~GroupProbe.difference_thresholds` and :attr:`~GroupProbe.ratio_thresholds` (the
-  four-fifths rule by default: a ratio below 0.8 is moderate risk);
+  four-fifths rule by default: a ratio below 0.8 is moderate risk). For the default statistic
+  (the mean) a flag needs evidence: the band follows the value only when a permutation test
+  of the group labels (:func:`spread_p_value`, 1,000 shuffles) gives ``p < 0.05`` — max − min
+  over many small groups is large by chance alone — and is low otherwise; the p-value is in
+  the description;
 - with :attr:`~GroupProbe.per_group` on, ``MetricKey(metric=metric_name, condition=grouping,
   group=g)``: the statistic restricted to each group (so ``vlmtrust compare`` tracks groups).
 
@@ -57,12 +61,17 @@ from vlmtrust.core.stats import (
     percentile_ci,
     risk_band,
 )
-from vlmtrust.core.types import Pillar
+from vlmtrust.core.types import Pillar, RiskBand
 
-__all__ = ["UNKNOWN", "GroupProbe", "group_label", "mean_outcome"]
+__all__ = ["UNKNOWN", "GroupProbe", "group_label", "mean_outcome", "spread_p_value"]
 
 UNKNOWN = "unknown"
 """The group of a sample that lacks the attribute (shown and counted, never scored)."""
+
+ALPHA = 0.05
+"""A gap is flagged (its risk band raised) only when its permutation p-value is below this."""
+PERMUTATIONS = 1000
+"""Shuffles of the group labels behind each gap's p-value."""
 
 JOIN = "&"
 """Joins attribute names (the condition) and values (the group) of an intersection."""
@@ -98,6 +107,45 @@ def _mean_replicates(y: NDArray[np.float64], seed: int) -> NDArray[np.float64]:
         idx = rng.integers(0, n, size=(min(step, N_BOOTSTRAP - i), n))
         out.append(y[idx].mean(axis=1))
     return np.concatenate(out)
+
+
+def spread_p_value(
+    y: NDArray[np.float64],
+    groups: Sequence[str],
+    scored: Sequence[str],
+    seed: int,
+    n_permutations: int = PERMUTATIONS,
+) -> float | None:
+    """Permutation p-value of the spread (max − min) of the group means of ``y``.
+
+    Only the rows of the ``scored`` groups take part; their group labels are shuffled
+    ``n_permutations`` times (the null: the outcome does not depend on the group).
+    ``p = (1 + #{spread_perm ≥ spread}) / (1 + n_permutations)``; ``None`` for fewer than two
+    groups.
+    """
+    labels = np.asarray(groups)
+    keep = np.isin(labels, np.asarray(list(scored)))
+    yy = y[keep]
+    uniq, codes = np.unique(labels[keep], return_inverse=True)
+    if len(uniq) < 2:
+        return None
+    onehot = np.zeros((len(yy), len(uniq)))
+    onehot[np.arange(len(yy)), codes] = 1.0
+    counts = onehot.sum(axis=0)
+
+    def spread(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+        means = sums / counts
+        return np.asarray(means.max(axis=-1) - means.min(axis=-1), dtype=np.float64)
+
+    observed = float(spread(yy @ onehot))
+    rng = np.random.default_rng(seed)
+    step = max(1, 2_000_000 // max(len(yy), 1))
+    hits = 0
+    for i in range(0, n_permutations, step):
+        c = min(step, n_permutations - i)
+        perm = rng.permuted(np.broadcast_to(yy, (c, len(yy))), axis=1)
+        hits += int(np.sum(spread(perm @ onehot) >= observed - 1e-12))
+    return (hits + 1) / (n_permutations + 1)
 
 
 def _group_seed(seed: int, label: str) -> int:
@@ -195,11 +243,11 @@ class GroupProbe(Probe):
         for grouping in self.groupings(records):
             cond = JOIN.join(grouping)
             groups = [group_label(r.attributes, grouping) for r in rows]
-            overall = self._grouped(
+            overall, p_value = self._grouped(
                 MetricKey(metric=name, condition=cond), y, groups, cond, hib, ctx.seed
             )
             out.append(overall)
-            out += self._gap_metrics(overall, cond, name, d_th, r_th)
+            out += self._gap_metrics(overall, cond, name, d_th, r_th, p_value)
             if self.per_group:
                 small = self.minimum_group_size()
                 for g, gv in overall.groups.items():
@@ -235,7 +283,7 @@ class GroupProbe(Probe):
         cond: str,
         hib: bool,
         seed: int,
-    ) -> MetricResult:
+    ) -> tuple[MetricResult, float | None]:
         fast = type(self).statistic is GroupProbe.statistic  # the mean: vectorised bootstrap
         overall = metric(
             key,
@@ -261,8 +309,13 @@ class GroupProbe(Probe):
                 lo, hi = percentile_ci(_mean_replicates(sub, seed))
                 values[g] = gv.model_copy(update={"ci_low": lo, "ci_high": hi})
                 reps[g] = _mean_replicates(sub, _group_seed(seed, g))
-        gap = group_gap(self.scored(values), reps, higher_is_better=hib)
-        return overall.model_copy(update={"groups": values, "group_by": cond, "gap": gap})
+        scored = self.scored(values)
+        gap = group_gap(scored, reps, higher_is_better=hib)
+        p_value = None
+        if fast and gap is not None:
+            p_value = spread_p_value(y, groups, list(scored), _group_seed(seed, f"perm|{cond}"))
+        update = {"groups": values, "group_by": cond, "gap": gap}
+        return overall.model_copy(update=update), p_value
 
     def notes(self, records: Sequence[Record], ctx: ProbeContext) -> list[str]:
         """Which groups are shown but not scored (no attribute, or below the minimum size)."""
@@ -298,11 +351,18 @@ class GroupProbe(Probe):
         name: str,
         difference_thresholds: tuple[float, float] | None,
         ratio_thresholds: tuple[float, float] | None,
+        p_value: float | None = None,
     ) -> list[MetricResult]:
         gap = overall.gap
         if gap is None:
             return []
         worst = f" (worst group: {gap.worst})" if gap.worst else ""
+        if p_value is not None:
+            worst += (
+                f"; permutation p = {p_value:.3g}, flagged only when p < {ALPHA}"
+                if p_value >= ALPHA
+                else f"; permutation p = {p_value:.3g}"
+            )
         out = []
         for kind, value, lo, hi, hib, th, unit in (
             (
@@ -335,7 +395,14 @@ class GroupProbe(Probe):
                     higher_is_better=hib,
                     unit=unit,
                     thresholds=thresholds,
-                    risk=risk_band(value, thresholds, higher_is_better=hib),
+                    risk=(
+                        RiskBand.LOW
+                        if p_value is not None
+                        and p_value >= ALPHA
+                        and value is not None
+                        and thresholds is not None
+                        else risk_band(value, thresholds, higher_is_better=hib)
+                    ),
                     headline=kind == "difference",
                     description=(
                         f"{'max − min' if kind == 'difference' else 'min / max'} of"
