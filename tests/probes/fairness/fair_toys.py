@@ -1,5 +1,8 @@
 """Toy dual encoders with a known answer for the fairness probes (importable as ``fair_toys``).
 
+* ``ref_clip`` (:func:`ref_clip_fixture`) — a session fixture: reference:clip, loaded once,
+  behind an embedding cache shared by every fairness test (they draw the same SynthWorld
+  scenes); test modules import it (no conftest here: its name would clash with others);
 * :class:`Shuffled` — a real model whose image embeddings are shuffled within each batch:
   the embedding distribution is kept, the link between an image (its group) and its
   embedding is gone;
@@ -15,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from vlmtrust.core.sample import image_digest
@@ -31,6 +35,19 @@ DIM = 16
 CRIMINAL_AXIS = 14
 NEUTRAL_AXIS = 15
 GROUP_AXIS = {"round": 12, "angular": 13}
+
+
+@pytest.fixture(scope="session", name="ref_clip")
+def ref_clip_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """reference:clip behind an embedding cache shared by every fairness test."""
+    import torch
+
+    from vlmtrust.models.loader import load_model
+    from vlmtrust.runner.cache import Cache, with_cache
+
+    torch.set_num_threads(2)
+    cache = Cache(tmp_path_factory.mktemp("fair-cache") / "cache.sqlite")
+    yield with_cache(load_model("reference:clip"), cache)
 
 
 class Shuffled:

@@ -8,7 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fair_toys import Shuffled, seeing
+from fair_toys import (
+    Shuffled,
+    ref_clip_fixture,  # noqa: F401  (the session fixture ref_clip)
+    seeing,
+)
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext

@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fair_toys import Shuffled
+from fair_toys import (
+    Shuffled,
+    ref_clip_fixture,  # noqa: F401  (the session fixture ref_clip)
+)
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext

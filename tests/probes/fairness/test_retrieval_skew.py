@@ -9,7 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fair_toys import Shuffled, seeing
+from fair_toys import (
+    Shuffled,
+    ref_clip_fixture,  # noqa: F401  (the session fixture ref_clip)
+    seeing,
+)
 from typer.testing import CliRunner
 
 from vlmtrust.core.errors import InputError
