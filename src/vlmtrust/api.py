@@ -15,14 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from vlmtrust.core.errors import CapabilityError, InputError
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.model import Model
 from vlmtrust.core.params import validate_params
 from vlmtrust.core.probe import Probe, ProbeContext, get_probe, registry
+from vlmtrust.core.redact import redact_text
 from vlmtrust.core.results import AuditLog
 from vlmtrust.core.types import Pillar
 from vlmtrust.models.loader import load_model
 from vlmtrust.runner.cache import Cache, default_cache_path
+from vlmtrust.runner.data import RunData
 from vlmtrust.runner.engine import run_audit, write_index
+from vlmtrust.runner.outdir import new_run_dir, point_latest, prepare_out_dir
 
 DEFAULT_MODELS = ("reference:clip", "reference:vlm")
 
@@ -81,12 +85,21 @@ def _check_inputs(
     probes: Sequence[str | Probe] | None,
     pillars: Sequence[str] | None,
     params: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    limit: int | None = None,
+    data: str | None = None,
+    models: Sequence[str | Model] = (),
 ) -> None:
-    """Fail fast, before any model loads, on bad probe, pillar or parameter names and values.
+    """Fail fast, before any model loads, on bad inputs.
 
-    Parameter values are validated by the probe's ``Params`` (over its defaults).
+    Typos in probe, pillar or parameter names, a parameter for a probe the run does not
+    include, a bad limit, missing data, or a model spec that does not parse (or carries a
+    credential). Parameter values are validated by the probe's ``Params`` (over
+    its defaults).
     """
     import difflib
+
+    from vlmtrust.models.loader import parse_spec
 
     known = registry()
     for n in probes or ():
@@ -96,11 +109,33 @@ def _check_inputs(
     for pil in pillars or ():
         if pil not in valid:
             raise InputError(f"unknown pillar {pil!r}: choose from {', '.join(valid)}")
+    if limit is not None and limit < 1:
+        raise InputError(
+            f"--limit {limit}: use a positive number of samples per probe (or no --limit for all)"
+        )
+    for m in models:
+        if isinstance(m, str):
+            parse_spec(m)
+    if data is not None:
+        from vlmtrust.data.datasets import parse_data_spec
+
+        parse_data_spec(data)
+    named = [n if isinstance(n, str) else n.name for n in probes or ()]
     for name in params or {}:
         if name not in known:
             close = difflib.get_close_matches(name, list(known), n=2)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise InputError(f"--param names unknown probe {name!r}{hint}")
+        if named and name not in named:
+            raise InputError(
+                f"--param names probe {name!r}, which is not in this run ({', '.join(named)}); "
+                "add the probe or drop the --param"
+            )
+        if not named and pillars and known[name].pillar.value not in pillars:
+            raise InputError(
+                f"--param names probe {name!r} ({known[name].pillar.value}), which --pillar "
+                f"{', '.join(pillars)} leaves out; add its pillar or drop the --param"
+            )
         fields = known[name].Params.model_fields
         for key in (params or {})[name]:
             if key not in fields:
@@ -122,13 +157,16 @@ def audit(
     probes: Sequence[str | Probe] | None = None,
     pillars: Sequence[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
-    out: str | Path = "vlmtrust-runs/latest",
+    out: str | Path | None = None,
     seed: int = 0,
     limit: int | None = None,
     data: str | None = None,
     resume: bool = False,
     cache: bool | str | Path | Cache = True,
     progress: bool = False,
+    data_limits: DataLimits | None = None,
+    overwrite: bool = False,
+    model_options: Mapping[str, Any] | None = None,
 ) -> AuditLog | list[AuditLog]:
     """Audit one model (or several) and write run directories.
 
@@ -138,13 +176,27 @@ def audit(
         pillars: restrict the default selection to these pillars.
         params: per-probe parameters, ``{"robustness/adversarial": {"steps": 20}}``.
         out: run directory (one model) or parent directory (several: one sub-run each plus
-            ``index.json``).
+            ``index.json``). Default: a new folder ``vlmtrust-runs/<time>-<model>-<what>``,
+            and ``vlmtrust-runs/latest`` points at it once the run is written.
         seed: the run seed; the same seed gives the same numbers on CPU.
         limit: cap on samples per probe.
         data: dataset spec for probes that read user data.
         resume: continue an interrupted run in ``out``.
         cache: ``True`` (default cache file), a path, a :class:`Cache`, or ``False``.
         progress: show rich progress bars.
+        data_limits: what the data loaders accept (image pixels, aspect ratio, manifest line
+            length; default :class:`DataLimits`). Every model reads the data within them, and
+            a warning about a dataset is logged once for the whole audit.
+        overwrite: replace the run already in ``out`` (its files are removed first); without
+            it (or ``resume``) a folder that holds a run is refused.
+        model_options: backend options for every model spec, e.g. ``{"timeout_s": 30}``
+            (:func:`vlmtrust.models.options.check_model_options`; checked before any model
+            loads). Not allowed with already-loaded models.
+
+    Raises:
+        InputError: a bad input, refused before any model loads (probe, pillar, parameter,
+            limit, data, model spec, an ``out`` that holds a run); or a model that runs no
+            probe.
 
     Returns:
         The :class:`AuditLog` (one model) or a list of them (several).
@@ -159,28 +211,42 @@ def audit(
         models, single = list(model), False
     else:
         models, single = [model], True
-    _check_inputs(probes, pillars, params)
-    store = _open_cache(cache)
+    _check_inputs(probes, pillars, params, limit=limit, data=data, models=models)
+    fresh = out is None
+    if out is None:
+        shown_models = [redact_text(m if isinstance(m, str) else m.spec) for m in models]
+        out = new_run_dir(shown_models, selection_name(probes, pillars))
+    load_kwargs = _model_options(models, model_options)
     out = Path(out)
+    prepare_out_dir(out, resume=resume, overwrite=overwrite)
+    store = _open_cache(cache)
     logs: list[AuditLog] = []
     taken: set[str] = set()
     names: list[str] = []
-    for m in models:
-        loaded = load_model(m) if isinstance(m, str) else m
+    limits = data_limits or DataLimits()
+    datasets = RunData(limits)  # one reader for every model: each dataset's warnings once
+    for i, m in enumerate(models):
+        loaded = load_model(m, **load_kwargs[i]) if isinstance(m, str) else m
         if single or not probes:
             chosen = select_probes(loaded, probes, pillars=pillars, params=params)
         else:  # several models: each runs the named probes it can run
             chosen = [p for p in select_probes(loaded, None, params=params) if p.name in probes]
+        shown = redact_text(loaded.spec)
         if not chosen:
             raise InputError(
-                f"no probe to run on {loaded.spec}: check --probe/--pillar against "
-                "`vlmtrust list probes`"
+                f"no probe to run on {shown}: check --probe/--pillar against `vlmtrust list probes`"
             )
-        run_dir = out if single else out / _run_name(loaded.spec, taken)
+        unused = sorted(set(params or {}) - {p.name for p in chosen})
+        if single and unused:
+            raise InputError(
+                f"--param names probe {unused[0]!r}, which does not run on {shown} (see "
+                "`vlmtrust list probes` for what each probe needs); drop the --param"
+            )
+        run_dir = out if single else out / _run_name(shown, taken)
         # Remote endpoints can change behind the same name: their answers are cached only
         # when the user names a cache explicitly.
         use = store if cache is not True or not _is_remote(loaded) else None
-        ctx = ProbeContext(seed=seed, data=data, limit=limit)
+        ctx = ProbeContext(seed=seed, data=data, limit=limit, data_limits=limits, datasets=datasets)
         logs.append(
             run_audit(
                 loaded,
@@ -193,10 +259,33 @@ def audit(
             )
         )
         names.append(run_dir.name)
-    if single:
-        return logs[0]
-    write_index(out, names)
-    return logs
+    if not single:
+        write_index(out, names)
+    if fresh:
+        point_latest(out, root=out.parent)
+    return logs[0] if single else logs
+
+
+def selection_name(probes: Sequence[str | Probe] | None, pillars: Sequence[str] | None) -> str:
+    """What a run ran, for its default folder name."""
+    if probes:
+        names = [p if isinstance(p, str) else p.name for p in probes]
+        return names[0].replace("/", "-") if len(names) == 1 else f"{len(names)}-probes"
+    return "audit" + ("-" + "-".join(pillars) if pillars else "")
+
+
+def _model_options(
+    models: Sequence[str | Model], options: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The checked backend options of each model (all checked before any model loads)."""
+    from vlmtrust.models.options import check_model_options
+
+    if options and any(not isinstance(m, str) for m in models):
+        raise InputError(
+            "model_options apply to model specs; pass the options to load_model() for a model "
+            "you load yourself"
+        )
+    return [check_model_options(m, options) if isinstance(m, str) else {} for m in models]
 
 
 def _is_remote(model: Model) -> bool:

@@ -9,6 +9,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from vlmtrust.core.limits import (
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    LIMIT_OPTIONS,
+    DataLimits,
+)
+
 app = typer.Typer(
     name="vlmtrust",
     help="Audit vision-language models for trustworthiness (privacy, fairness, robustness, "
@@ -31,12 +39,26 @@ ModelOpt = Annotated[
         "hardened:DIR. Default: the reference models.",
     ),
 ]
+ModelOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option",
+        help="backend option KEY=VALUE for the model (repeatable; openai: models): timeout_s, "
+        "max_retries, concurrency, requests_per_second, batches_in_flight, backoff_base_s, "
+        "backoff_max_s, max_image_side, image_format, jpeg_quality, api_key_env. Recorded in "
+        "spec.json; keys only from the environment.",
+    ),
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="run directory")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="run seed (same seed, same numbers)")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="cap on samples per probe")]
 DataOpt = Annotated[
     str | None,
-    typer.Option("--data", help="dataset: image folder, manifest.jsonl, or hf-disk:PATH[#split]"),
+    typer.Option(
+        "--data",
+        help="dataset: image folder, manifest.jsonl, hf-disk:PATH[#split], or "
+        "fairface:|pata:|fairvlmed:|bold:PATH",
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -45,6 +67,23 @@ ParamOpt = Annotated[
     ),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue an interrupted run in --out")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="replace the run already in --out (its files are removed first; only a vlmtrust "
+        "run folder is cleared)",
+    ),
+]
+MaxErrorRateOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-error-rate",
+        metavar="R",
+        help="exit 1 when more than this share (0..1) of a probe's samples failed "
+        "(default: only when all did)",
+    ),
+]
 CacheOpt = Annotated[
     str | None,
     typer.Option(
@@ -54,9 +93,41 @@ CacheOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+# The data limits (vlmtrust.core.limits): every limit an error message names is one of these.
+MaxImagePixelsOpt = Annotated[
+    int,
+    typer.Option(
+        LIMIT_OPTIONS["max_image_pixels"],
+        help="largest image width × height accepted (checked before decoding)",
+    ),
+]
+MaxAspectRatioOpt = Annotated[
+    float,
+    typer.Option(
+        LIMIT_OPTIONS["max_aspect_ratio"],
+        help="largest image aspect ratio accepted (long side / short side)",
+    ),
+]
+MaxManifestLineBytesOpt = Annotated[
+    int,
+    typer.Option(
+        LIMIT_OPTIONS["max_manifest_line_bytes"],
+        help="longest line of a .jsonl manifest accepted, in bytes",
+    ),
+]
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES = (
+    "\b\nExit codes:\n"
+    "  0    every probe ran and no more of its samples failed than --max-error-rate allows\n"
+    "  1    a probe could not run, had no samples, or all its samples failed (or more than\n"
+    "       --max-error-rate of them); results and the report are still written\n"
+    "  2    bad usage or input, refused before anything runs\n"
+    "  130  interrupted (continue with --resume)"
+)
 
 
-def _fail(msg: str, code: int = 2) -> None:
+def _fail(msg: str, code: int = EXIT_USAGE) -> None:
     from vlmtrust.core.errors import one_line
 
     typer.echo(f"error: {one_line(msg)}", err=True)
@@ -76,7 +147,7 @@ def _guard(fn: _F) -> _F:
         except VlmtrustError as e:
             _fail(str(e))
         except KeyboardInterrupt:
-            _fail("interrupted (continue with --resume)", 130)
+            _fail("interrupted (continue with --resume)", EXIT_INTERRUPTED)
         return None
 
     return inner  # type: ignore[return-value]
@@ -193,33 +264,47 @@ def list_cmd(
         _fail(f"cannot list {what!r}: choose probes, mitigations or models")
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 @_guard
 def run(
     probes: Annotated[list[str], typer.Argument(help="probe names (see `vlmtrust list probes`)")],
     model: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR"
+            "--model",
+            "-m",
+            help="model spec: hf:…, openai:MODEL@URL, reference:…, hardened:DIR; none (or no "
+            "--model) for probes that need no model",
         ),
     ] = None,
+    model_option: ModelOptionOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
     data: DataOpt = None,
     param: ParamOpt = None,
     resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_error_rate: MaxErrorRateOpt = None,
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
+    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
 ) -> None:
-    """Run the named probes on one model."""
+    """Run the named probes on one model (none for probes that need no model)."""
+    if not model and _model_free(probes):
+        model = ["none"]  # a data-only run (fairness/dataset_audit)
     if not model or len(model) != 1:
-        _fail("run needs exactly one --model SPEC (e.g. --model reference:clip)")
+        _fail(
+            "run needs exactly one --model SPEC (e.g. --model reference:clip); "
+            "probes that need no model (fairness/dataset_audit) run without one"
+        )
         return
     _audit_and_report(
         model[0],
-        out=out or Path("vlmtrust-runs") / "run",
+        out=out,
         probes=probes,
         pillars=None,
         param=param,
@@ -227,16 +312,29 @@ def run(
         limit=limit,
         data=data,
         resume=resume,
+        overwrite=overwrite,
+        max_error_rate=max_error_rate,
         cache=cache,
         report=report,
         quiet=quiet,
+        limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
+        model_option=model_option,
     )
 
 
-@app.command("audit")
+def _model_free(probes: list[str]) -> bool:
+    """True when every named probe runs without a model (it requires no capability)."""
+    from vlmtrust.core.probe import get_probe
+    from vlmtrust.core.types import Capability
+
+    return bool(probes) and all(get_probe(p).supports(Capability.NONE) for p in probes)
+
+
+@app.command("audit", epilog=EXIT_CODES)
 @_guard
 def audit_cmd(
     model: ModelOpt = None,
+    model_option: ModelOptionOpt = None,
     pillar: Annotated[
         list[str] | None,
         typer.Option("--pillar", help="privacy | fairness | robustness | safety | capability"),
@@ -247,15 +345,20 @@ def audit_cmd(
     data: DataOpt = None,
     param: ParamOpt = None,
     resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_error_rate: MaxErrorRateOpt = None,
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
+    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
 ) -> None:
     """Run every probe each model's capabilities allow (default: the reference models)."""
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
     _audit_and_report(
         target,
-        out=out or Path("vlmtrust-runs") / "audit",
+        out=out,
         probes=None,
         pillars=pillar,
         param=param,
@@ -263,16 +366,56 @@ def audit_cmd(
         limit=limit,
         data=data,
         resume=resume,
+        overwrite=overwrite,
+        max_error_rate=max_error_rate,
         cache=cache,
         report=report,
         quiet=quiet,
+        limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
+        model_option=model_option,
     )
+
+
+def _out_dir(
+    out: Path | None,
+    target: Any,
+    probes: list[str] | None,
+    pillars: list[str] | None,
+    *,
+    resume: bool,
+) -> tuple[Path, bool]:
+    """``(run folder, whether it is a new default one)``: ``--out``, or a new folder per run.
+
+    ``--resume`` without ``--out`` continues the run ``vlmtrust-runs/latest`` points at.
+    """
+    from vlmtrust.api import DEFAULT_MODELS, selection_name
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.core.redact import redact_text
+    from vlmtrust.runner.outdir import RUNS_ROOT, new_run_dir, resolve_latest
+
+    if out is not None:
+        return out, False
+    if resume:
+        latest = resolve_latest()
+        if latest is None:
+            raise InputError(
+                f"--resume without --out continues {RUNS_ROOT}/latest, and there is none: "
+                "pass --out RUN (`vlmtrust runs` lists them)"
+            )
+        typer.echo(f"resuming {latest}", err=True)
+        return latest, False
+    models = (
+        list(DEFAULT_MODELS)
+        if target is None
+        else ([target] if isinstance(target, str) else list(target))
+    )
+    return new_run_dir([redact_text(m) for m in models], selection_name(probes, pillars)), True
 
 
 def _audit_and_report(
     target: Any,
     *,
-    out: Path,
+    out: Path | None,
     probes: list[str] | None,
     pillars: list[str] | None,
     param: list[str] | None,
@@ -280,13 +423,26 @@ def _audit_and_report(
     limit: int | None,
     data: str | None,
     resume: bool,
+    overwrite: bool,
+    max_error_rate: float | None,
     cache: str | None,
     report: bool,
     quiet: bool,
+    limits: DataLimits,
+    model_option: list[str] | None = None,
 ) -> None:
-    """The shared body of ``run`` and ``audit``: audit, print the summary, render the report."""
-    from vlmtrust.api import audit
+    """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
+    Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
+    """
+    from vlmtrust.api import audit
+    from vlmtrust.core.errors import one_line
+    from vlmtrust.models.options import parse_model_options
+    from vlmtrust.runner.outcome import check_error_rate, run_problems
+    from vlmtrust.runner.outdir import point_latest
+
+    check_error_rate(max_error_rate)
+    out, fresh = _out_dir(out, target, probes, pillars, resume=resume)
     logs = audit(
         target,
         probes=probes,
@@ -297,12 +453,22 @@ def _audit_and_report(
         limit=limit,
         data=data,
         resume=resume,
+        overwrite=overwrite,
         cache=_cache_arg(cache),
         progress=not quiet,
+        data_limits=limits,
+        model_options=parse_model_options(model_option),
     )
+    if fresh:
+        point_latest(out, root=out.parent)
     _print_summary(logs)
     if report:
         _render(out, quiet)
+    problems = run_problems(logs, max_error_rate=max_error_rate)
+    for line in problems:
+        typer.echo(f"error: {one_line(line)}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_PROBLEM)
 
 
 @app.command("report")
@@ -347,6 +513,108 @@ def compare(
     typer.echo(f"comparison: {html}\n            {md}")
 
 
+@app.command("runs")
+@_guard
+def runs_cmd(
+    root: Annotated[
+        Path, typer.Argument(help="the folder holding the runs (default vlmtrust-runs)")
+    ] = Path("vlmtrust-runs"),
+) -> None:
+    """List past runs, newest first: when, model, probes, worst risk per pillar, status."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from vlmtrust.report.runs import list_runs
+
+    runs = list_runs(root)
+    if not runs:
+        typer.echo(f"no runs in {root}")
+        return
+    table = Table(show_lines=False, box=None, pad_edge=False)
+    for col in ("run", "created (UTC)", "model", "probes", "risk by pillar", "status"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        risks = " ".join(f"{p[:4]}:{band}" for p, band in r.risks) or "—"
+        status = r.status + (f" ({r.errors} errors)" if r.errors else "")
+        table.add_row(
+            escape(r.path.name) + (" [bold](latest)[/]" if r.latest else ""),
+            escape(r.created[:19].replace("T", " ")),
+            escape(", ".join(r.models) or "?"),
+            str(r.probes),
+            escape(risks),
+            escape(status if not r.note else f"{status}: {r.note}"),
+        )
+    Console().print(table)
+
+
+@app.command("export-labels")
+@_guard
+def export_labels_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (or a multi-model audit)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="file to write (default RUN/human_labels/)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="labelstudio (JSON import) or csv")] = (
+        "labelstudio"
+    ),
+    control: Annotated[
+        int, typer.Option("--control", help="unflagged answers drawn at random as a control")
+    ] = 20,
+    max_flagged: Annotated[
+        int | None, typer.Option("--max-flagged", help="cap on flagged answers (default all)")
+    ] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write flagged judged answers and a random control sample for human review."""
+    from vlmtrust.report.human import export_labels
+
+    _check_run_dir(run_dir)
+    s = export_labels(
+        run_dir,
+        out,
+        fmt=fmt,
+        n_control=control,
+        max_flagged=max_flagged,
+        seed=seed,
+    )
+    typer.echo(
+        f"{s.path}: {s.n_flagged} flagged + {s.n_control} control answers "
+        f"(of {s.n_candidates} judged)"
+    )
+    for extra in s.extra_files:
+        typer.echo(f"{extra}: the Label Studio labelling interface (Settings → Labeling Interface)")
+    typer.echo(f"label them, then: vlmtrust import-labels {run_dir} FILE")
+
+
+@app.command("import-labels")
+@_guard
+def import_labels_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="the run the labels were exported from")],
+    labels_file: Annotated[
+        Path, typer.Argument(help="Label Studio JSON / JSON-MIN export, or the filled-in CSV")
+    ],
+    report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
+) -> None:
+    """Read human labels back and measure each judge's agreement with them (Cohen's κ)."""
+    from vlmtrust.report.human import import_labels
+
+    _check_run_dir(run_dir)
+    s = import_labels(run_dir, labels_file)
+    for line in s.errors:
+        typer.echo(f"warning: {line}", err=True)
+    typer.echo(
+        f"{s.n_labels} labels imported, {s.n_unsure} unsure or blank, {len(s.errors)} rejected"
+    )
+    for a in s.agreements:
+        k = "—" if a.kappa is None else f"{a.kappa:.2f}"
+        agree = "—" if a.agreement is None else f"{a.agreement:.2f}"
+        where = f"{a.run}: " if a.run else ""
+        typer.echo(f"  {where}{a.probe} {a.judge}: κ {k}, agreement {agree} (n={a.n})")
+    if report:
+        _render(run_dir, quiet=False)
+
+
 @app.command()
 @_guard
 def harden(
@@ -358,19 +626,41 @@ def harden(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="mitigation parameter KEY=VALUE")
     ] = None,
+    model_option: ModelOptionOpt = None,
     seed: SeedOpt = 0,
     data: DataOpt = None,
     quick: Annotated[bool, typer.Option(help="a reduced run (smoke test)")] = False,
+    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
+    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="replace the hardened model already in --out (it is removed first)"
+        ),
+    ] = False,
 ) -> None:
-    """Apply a mitigation; the result loads with --model hardened:OUT."""
-    from vlmtrust.core.mitigation import MitigationContext, get_mitigation
-    from vlmtrust.models.loader import load_model
+    """Apply a mitigation; the result loads with --model hardened:OUT.
 
+    A non-empty --out is refused unless --overwrite is given, which clears it only if it holds
+    a hardened model (wrapper.json or config.json). Exit codes: 0 done, 2 bad input, 130
+    interrupted.
+    """
+    from vlmtrust.core.mitigation import MitigationContext, get_mitigation
+    from vlmtrust.models.loader import load_model, parse_spec
+    from vlmtrust.models.options import check_model_options, parse_model_options
+    from vlmtrust.runner.outdir import prepare_model_dir
+
+    limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
     cls = get_mitigation(mitigation)
     params = parse_params(param, scoped=False).get("", {})
     mit = cls(params)
-    loaded = load_model(model)
-    art = mit.apply(loaded, MitigationContext(seed=seed, out_dir=out, data=data, quick=quick))
+    parse_spec(model)
+    options = check_model_options(model, parse_model_options(model_option))
+    prepare_model_dir(out, overwrite=overwrite, source=model)
+    loaded = load_model(model, **options)
+    ctx = MitigationContext(seed=seed, out_dir=out, data=data, quick=quick, data_limits=limits)
+    art = mit.apply(loaded, ctx)
     typer.echo(f"hardened model: {art.spec}")
     if art.summary:
         typer.echo(json.dumps(art.summary, indent=2, default=str))

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from vlmtrust.core.errors import ImageLoadError, InputError
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.sample import Sample
 from vlmtrust.data.datasets import (
     DataError,
@@ -204,7 +205,7 @@ def test_malformed_lines_become_data_errors_and_the_stream_goes_on(tmp_path: Pat
         json.dumps({"id": "first", "image": "a.png"}),
         '{"id": "broken", "image": "a.png"',  # 2: truncated JSON
         "[1, 2]",  # 3: not an object
-        json.dumps({"id": "typo", "image": "a.png", "promt": "hi"}),  # 4
+        json.dumps({"id": "typo", "image": "a.png", "target": "cat", "label": "dog"}),  # 4
         json.dumps({"image": 5}),  # 5
         json.dumps({"image": "a.png", "attributes": {"age": 30}}),  # 6
         json.dumps({"image": "a.png", "target": ["x"]}),  # 7
@@ -223,7 +224,10 @@ def test_malformed_lines_become_data_errors_and_the_stream_goes_on(tmp_path: Pat
     msg = {n: got[f"{manifest}:{n}"] for n in expected_lines}
     assert msg[2].startswith("invalid JSON (Expecting ',' delimiter at column 34) — ")
     assert msg[3].startswith("expected a JSON object, got array")
-    assert msg[4].startswith("unknown field 'promt' — allowed fields: id, image, images, prompt")
+    assert msg[4] == (
+        'has both "target" and "label" (an alias of it) with different values — keep one of '
+        'them (move the other under "metadata")'
+    )
     assert msg[5].startswith('"image" must be a path string, got integer')
     assert msg[6].startswith('"attributes.age" must be a string, got integer — quote the value')
     assert msg[7].startswith('"target" must be a string or number, got array')
@@ -253,19 +257,18 @@ def test_manifest_whole_file_errors(tmp_path: Path) -> None:
         class_names(nolabels)
 
 
-def test_overlong_line_is_skipped_not_fatal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import vlmtrust.data.datasets as mod
-
-    monkeypatch.setattr(mod, "MAX_MANIFEST_LINE_BYTES", 64)
+def test_overlong_line_is_skipped_not_fatal(tmp_path: Path) -> None:
     manifest = _write_manifest(
         tmp_path / "m.jsonl",
         [{"prompt": "x" * 500}, {"prompt": "short"}],
     )
-    samples, errors = _split(iter_dataset(manifest))
+    limits = DataLimits(max_manifest_line_bytes=64)
+    samples, errors = _split(iter_dataset(manifest, limits=limits))
     assert [s.prompt for s in samples] == ["short"] and [s.id for s in samples] == ["line-2"]
     assert errors[0].message.startswith(f"{manifest}:1: line longer than 64 bytes")
+    assert errors[0].message.endswith("or raise --max-manifest-line-bytes")
+    raised = DataSource.open(manifest, limits=DataLimits(max_manifest_line_bytes=1024))
+    assert [s.prompt for s in _split(raised)[0]] == ["x" * 500, "short"]
 
 
 def test_manifest_bom_and_bad_image_stays_lazy(tmp_path: Path) -> None:
@@ -275,6 +278,97 @@ def test_manifest_bom_and_bad_image_stays_lazy(tmp_path: Path) -> None:
     (sample,) = _split(iter_dataset(manifest))[0]
     with pytest.raises(ImageLoadError, match=r"bad\.png: file is empty \(0 bytes\)"):
         sample.images[0].load()  # the runner records this as an error record
+
+
+def test_manifest_written_by_other_tools(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png")
+    manifest = _write_manifest(
+        tmp_path / "m.jsonl",
+        [
+            {"file_name": "a.png", "label": "cat", "score": 0.9},  # 1: image classification
+            {"path": "b.png", "class": "dog", "bbox": [1, 2, 3, 4]},  # 2
+            {"image_path": "a.png", "question": "What colour?", "answer": "red"},  # 3: VQA
+            {"image": "a.png", "caption": "a cat", "text": "a cat"},  # 4: same value twice
+            {"image": "b.png", "target": "cat", "label": "cat", "promt": "hi"},  # 5
+            {"image": "a.png", "label": "cat", "caption": "a dog"},  # 6: two values
+            {"file_name": "a.png", "images": ["b.png"]},  # 7
+            {"image": "a.png", "source": "x", "metadata": {"source": "y"}},  # 8
+            {"image": "a.png", "label": None, "target": "cat", "metadata": {"k": 1}},  # 9
+        ],
+    )
+    source = DataSource.open(manifest)
+    with caplog.at_level("WARNING", logger="vlmtrust"):
+        samples, errors = _split(source)
+        assert source.class_names() == ["a cat", "cat", "dog", "red"]  # a second pass
+        _split(source)
+    by_line = {int(s.id.split("-")[1]): s for s in samples}
+    assert sorted(by_line) == [1, 2, 3, 4, 5, 9]
+    assert [(by_line[n].target, by_line[n].prompt) for n in (1, 2, 3, 4, 5, 9)] == [
+        ("cat", None),
+        ("dog", None),
+        ("red", "What colour?"),
+        ("a cat", None),
+        ("cat", None),
+        ("cat", None),
+    ]
+    assert by_line[2].images[0].path == str((tmp_path / "b.png").resolve())
+    assert dict(by_line[1].metadata) == {"score": 0.9}
+    assert dict(by_line[2].metadata) == {"bbox": [1, 2, 3, 4]}
+    assert dict(by_line[5].metadata) == {"promt": "hi"}
+    assert dict(by_line[9].metadata) == {"k": 1}
+    assert [e.message.split(": ", 1)[1] for e in errors] == [
+        'has both "label" and "caption" (both read as "target") with different values — '
+        'keep one of them (move the other under "metadata")',
+        'has both "file_name" and "images" — use one of them',
+        'has "source" both as a key and under "metadata", with different values — keep one of them',
+    ]
+    # one line for the file, however often it is read, naming every key kept under metadata
+    warnings = [r.getMessage() for r in caplog.records if r.name == "vlmtrust"]
+    assert warnings == [
+        f'data {manifest}: keys that are not manifest fields, kept under "metadata": '
+        '"bbox" (1 line), "promt" (1 line, did you mean "prompt"?), "score" (1 line) — rename '
+        "any that was meant as a field (id, image, images, prompt, target, attributes; or an "
+        "alias such as label, caption, question, file_name)"
+    ]
+
+
+def test_classification_manifest_with_a_label_key_gives_zero_shot_classes(
+    tmp_path: Path,
+) -> None:
+    rows = [{"image": f"{k}.png", "label": c} for k, c in enumerate(["cat", "dog", "cat"])]
+    for k in range(3):
+        _png(tmp_path / f"{k}.png")
+    manifest = _write_manifest(tmp_path / "m.jsonl", rows)
+    samples, errors = _split(iter_dataset(manifest))
+    assert errors == [] and [s.target for s in samples] == ["cat", "dog", "cat"]
+    assert class_names(manifest) == ["cat", "dog"]
+
+
+def test_image_limits_travel_with_the_image(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "imgs"
+    Image.new("RGB", (4000, 2)).save(_png(root / "wide" / "a.png"))
+    (root / "metadata.jsonl").write_text('{"file_name": "wide/a.png", "text": "a line"}\n')
+    with caplog.at_level("WARNING", logger="vlmtrust"):
+        (default,) = _split(iter_dataset(root))[0]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"data {root}: its metadata.jsonl is not read when the folder is the data (labels "
+        f"come from sub-folder names) — pass --data {root / 'metadata.jsonl'} to use its fields"
+    ]
+    with pytest.raises(ImageLoadError) as info:
+        default.images[0].load()
+    assert str(info.value).endswith("crop or pad the image, or raise --max-aspect-ratio")
+    wide = DataLimits(max_aspect_ratio=2000)
+    for spec in (root, root / "metadata.jsonl"):
+        (sample,) = _split(DataSource.open(spec, limits=wide))[0]
+        assert sample.images[0].load().size == (4000, 2)
+        assert sample.images[0].loaded().limits == wide
+    small = DataLimits(max_image_pixels=7999, max_aspect_ratio=2000)
+    (sample,) = _split(iter_dataset(root, limits=small))[0]
+    with pytest.raises(ImageLoadError, match=r"raise --max-image-pixels if you trust it$"):
+        sample.images[0].load()
 
 
 # ---------------------------------------------------------------------- hf datasets on disk
@@ -391,3 +485,35 @@ def test_hf_disk_bad_image_cell_is_a_data_error(tmp_path: Path) -> None:
     assert [e.id for e in errors] == ["1", "2"]
     assert errors[0].message.startswith(f"image {tmp_path / 'ds'}[1].image: not a supported")
     assert "truncated" in errors[1].message and " — " in errors[1].message
+
+
+def test_hf_disk_other_tools_columns_and_limits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import io
+
+    import datasets
+
+    datasets.disable_progress_bars()
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 2), (1, 2, 3)).save(buf, "PNG")
+    feats = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "caption": datasets.Value("string"),
+            "text": datasets.Value("string"),
+        }
+    )
+    rows = {"image": [{"bytes": buf.getvalue(), "path": None}], "caption": ["c"], "text": ["t"]}
+    datasets.Dataset.from_dict(rows, features=feats).save_to_disk(str(tmp_path / "ds"))
+    source = DataSource.open(tmp_path / "ds", limits=DataLimits(max_aspect_ratio=199))
+    with caplog.at_level("WARNING", logger="vlmtrust"):
+        samples, errors = _split(source)
+        assert source.class_names() == ["c"]
+    assert samples == [] and errors[0].message.endswith("or raise --max-aspect-ratio")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"data {tmp_path / 'ds'}: several columns could be the target ('caption', 'text'); "
+        "using 'caption' — name another with hf-disk:PATH?target=COL"
+    ]
+    (sample,) = _split(iter_dataset(tmp_path / "ds", limits=DataLimits(max_aspect_ratio=200)))[0]
+    assert sample.target == "c" and sample.pil_images()[0].size == (400, 2)

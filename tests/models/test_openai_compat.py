@@ -413,3 +413,166 @@ def test_server_lists_its_model_and_rejects_bad_images(echo_url: ServedURL) -> N
     }
     resp = httpx.post(f"{echo_url}/chat/completions", json=bad)
     assert resp.status_code == 400 and "undecodable image" in resp.json()["error"]["message"]
+
+
+# --------------------------------------------------------------------------- options, limits, stats
+
+
+def test_options_convert_validate_and_name_the_valid_keys() -> None:
+    from vlmtrust.models.openai_compat import OPTIONS, check_options
+
+    got = check_options(
+        {"timeout": "30", "retries": "2", "rps": "none", "concurrency": 4, "image_format": "JPEG"}
+    )
+    assert got == {
+        "timeout_s": 30.0,
+        "max_retries": 2,
+        "requests_per_second": None,
+        "concurrency": 4,
+        "image_format": "jpeg",
+    }
+    for bad, needle in [
+        ({"timeout_s": "soon"}, "timeout_s='soon' is invalid; use a number"),
+        ({"timeout_s": "0"}, "timeout_s=0.0 is invalid"),
+        ({"concurrency": "1.5"}, "use an integer"),
+        ({"requests_per_second": "-1"}, "requests_per_second=-1.0"),
+        ({"image_format": "gif"}, "use png or jpeg"),
+        ({"max_image_side": "none", "jpeg_quality": "101"}, "jpeg_quality=101"),
+    ]:
+        with pytest.raises(InputError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            check_options(bad)
+    with pytest.raises(InputError) as info:
+        check_options({"temperature": "0"})
+    msg = str(info.value)
+    assert "\n" not in msg and all(name in msg for name in OPTIONS)
+
+
+def test_option_defaults_match_the_constructor() -> None:
+    import inspect
+
+    from vlmtrust.models.openai_compat import OPTIONS
+
+    params = inspect.signature(OpenAICompatModel.__init__).parameters
+    for name, opt in OPTIONS.items():
+        assert params[name].default == opt.default, name
+    model = make_model("http://127.0.0.1:9/v1", concurrency=3)
+    assert set(model.options) == set(OPTIONS)
+    assert model.options["concurrency"] == 3 and model.options["batches_in_flight"] == 3
+    assert model.options["api_key_env"] == KEY_ENV
+
+
+def test_options_that_change_the_request_are_in_the_fingerprint() -> None:
+    base = "openai:test-model@http://127.0.0.1:9/v1"
+    assert make_model("http://127.0.0.1:9/v1", timeout_s=3, concurrency=2).fingerprint == base
+    assert make_model("http://127.0.0.1:9/v1", image_format="png", jpeg_quality=50).fingerprint == (
+        base
+    )
+    jpeg = make_model("http://127.0.0.1:9/v1", image_format="jpeg", max_image_side=256)
+    assert jpeg.fingerprint == base + "#max_image_side=256,image_format=jpeg"
+    q = make_model("http://127.0.0.1:9/v1", image_format="jpeg", jpeg_quality=70)
+    assert q.fingerprint == base + "#image_format=jpeg,jpeg_quality=70"
+
+
+def test_a_key_pasted_as_api_key_env_is_not_echoed() -> None:
+    with pytest.raises(InputError) as info:
+        make_model("http://127.0.0.1:9/v1", api_key_env="sk-live-abc123")
+    assert "sk-live" not in str(info.value) and "environment variable" in str(info.value)
+
+
+def test_requests_per_second_spaces_the_sends_retries_included() -> None:
+    with serve(EchoBackend(), faults=[Fault.http(503)]) as url:
+        model = make_model(url, requests_per_second=20, concurrency=8)
+        out = generate_sync(model, [GenerateRequest(f"r{i}") for i in range(6)])
+        arrivals = sorted(url.stats.arrivals)
+    assert all(g.ok for g in out)
+    assert len(arrivals) == 7  # 6 requests, one retried
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert float(np.median(gaps)) > 0.04  # 1/20 s apart (arrivals jitter on a busy machine)
+    assert arrivals[-1] - arrivals[0] >= 6 * 0.05 * 0.9
+
+
+def test_a_request_waiting_to_retry_leaves_its_slot_to_others() -> None:
+    # one slot; the first request is told to come back in 0.5 s. The second one must not wait.
+    with serve(EchoBackend(), faults=[Fault.http(429, retry_after=0.5)]) as url:
+        model = make_model(url, concurrency=1, backoff_max_s=5.0)
+        out = generate_sync(model, [GenerateRequest("first"), GenerateRequest("second")])
+        arrivals = dict(zip(url.stats.prompts, url.stats.arrivals, strict=False))
+        first_try = url.stats.arrivals[0]
+    assert all(g.ok for g in out)
+    assert url.stats.prompts[:2] == ["first", "second"]
+    assert arrivals["second"] - first_try < 0.3
+
+
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [
+        (Fault.http(429), "429"),
+        (Fault.http(408), "timeout"),
+        (Fault.http(502), "5xx"),
+        (Fault.slow(3.0), "timeout"),
+        (Fault.drop(), "connection"),
+        (Fault.malformed_json(), "malformed"),
+        (Fault.no_choices(), "malformed"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else x.kind + str(x.status),
+)
+def test_retries_are_counted_by_cause(fault: Fault, cause: str) -> None:
+    with serve(EchoBackend(), faults=[fault, fault]) as url:
+        model = make_model(url, timeout_s=0.3, max_retries=1)
+        with model.track_requests(keep_slowest=2) as tracker:
+            gens = generate_sync(
+                model,
+                [GenerateRequest("a", sample_id="s-a"), GenerateRequest("b", sample_id="s-b")],
+            )
+        outside = generate_sync(model, [GenerateRequest("c", sample_id="s-c")])
+    st = tracker.summary()
+    assert outside[0].ok
+    assert st.requests == 2 and st.attempts == 4 and st.retries == {cause: 2}
+    assert st.errors == sum(not g.ok for g in gens) == 0
+    assert {s.sample_id for s in st.slowest} == {"s-a", "s-b"}
+    assert all(s.attempts == 2 and s.ok for s in st.slowest)
+    assert model.stats == {"requests": 3, "attempts": 5, "retries": 2, "errors": 0}
+
+
+def test_a_failed_request_is_an_error_in_the_stats_and_nothing_of_it_is_kept() -> None:
+    with serve(EchoBackend(), rules={"secret-prompt": Fault.http(500)}) as url:
+        model = make_model(url, max_retries=1)
+        with model.track_requests() as tracker:
+            [gen] = generate_sync(model, [GenerateRequest("my secret-prompt", sample_id="x1")])
+    st = tracker.summary()
+    assert not gen.ok
+    assert st.errors == 1 and st.retries == {"5xx": 1}
+    assert st.slowest[0].sample_id == "x1" and not st.slowest[0].ok
+    assert "secret-prompt" not in st.model_dump_json()
+
+
+def test_slots_let_a_waiting_retry_in_first_and_survive_cancellation() -> None:
+    from vlmtrust.models.openai_compat import Slots
+
+    async def scenario() -> list[str]:
+        slots = Slots(1)
+        order: list[str] = []
+        await slots.acquire()
+
+        async def holder(name: str, retry: bool) -> None:
+            await slots.acquire(retry=retry)
+            order.append(name)
+            await asyncio.sleep(0)
+            slots.release()
+
+        tasks = [asyncio.create_task(holder(n, False)) for n in ("new1", "new2")]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(holder("retry", True)))
+        doomed = asyncio.create_task(holder("cancelled", True))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        slots.release()
+        await asyncio.gather(*tasks)
+        # every slot came back: two can be taken at once? No: one slot in all
+        await slots.acquire()
+        assert slots._free == 0
+        slots.release()
+        assert slots._free == 1
+        return order
+
+    assert asyncio.run(scenario()) == ["retry", "new1", "new2"]

@@ -67,6 +67,64 @@ def test_parse_bad_specs_one_line(spec: str, fragment: str) -> None:
     assert repr(spec) in msg
 
 
+KEY = "s3cr3t-KEY-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("spec", "env"),
+    [
+        (f"openai:m@http://user:{KEY}@host/v1", "$OPENAI_API_KEY"),
+        (f"openai:m@https://{KEY}@host:8000/v1", "$OPENAI_API_KEY"),
+        (f"openai:m@https://host/v1?api_key={KEY}", "$OPENAI_API_KEY"),
+        (f"openai:m@https://host/v1?api-version=1&Token={KEY}", "$OPENAI_API_KEY"),
+        (f"openai:m@https://host/v1?sig={KEY}", "$OPENAI_API_KEY"),
+        (f"hf:org/model?token={KEY}", "$HF_TOKEN"),
+        (f"hf:https://user:{KEY}@huggingface.co/org/model", "$HF_TOKEN"),
+        ("hf:hf_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", "$HF_TOKEN"),
+    ],
+)
+def test_spec_with_credentials_refused_without_echo(spec: str, env: str) -> None:
+    with pytest.raises(ModelSpecError) as e:
+        parse_spec(spec)
+    msg = _one_line(e)
+    assert "credential" in msg and env in msg and "***" in msg
+    assert KEY not in msg and "hf_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345" not in msg
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        f"openai:m@user:{KEY}@host/v1",  # user-info typed without its scheme
+        f"openai:m@ftp://user:{KEY}@host/v1",
+    ],
+)
+def test_malformed_openai_spec_never_echoes_user_info(spec: str) -> None:
+    with pytest.raises(ModelSpecError) as e:
+        parse_spec(spec)
+    msg = _one_line(e)
+    assert KEY not in msg and "***" in msg
+    assert "openai:MODEL@http" in msg or "credential" in msg
+
+
+def test_openai_spec_splits_at_the_first_url() -> None:
+    ms = parse_spec("openai:org/m@v2@https://api.example.com/v1?api-version=2024-02-01")
+    assert ms.target == "org/m@v2"
+    assert ms.base_url == "https://api.example.com/v1?api-version=2024-02-01"
+
+
+def test_llm_judge_spec_with_credentials_refused_without_echo() -> None:
+    from vlmtrust.judges.base import check_judge_name
+
+    for name in (
+        f"llm:openai:guard@http://127.0.0.1:8000/v1?api_key={KEY}",
+        f"llm:openai:guard@http://u:{KEY}@127.0.0.1:8000/v1#refusal",
+    ):
+        with pytest.raises(InputError) as e:
+            check_judge_name(name)
+        msg = _one_line(e)
+        assert "credential" in msg and KEY not in msg
+
+
 # ----------------------------------------------------------------------------- resolve_target
 
 

@@ -173,19 +173,86 @@ def test_probe_errors_are_counted_and_listed(rendered_run: tuple[Path, Path, Pat
     _, html_path, md_path = rendered_run
     html = html_path.read_text(encoding="utf-8")
     fig = section(html, "safety-figstep")
-    assert "<strong>3 of 120 samples failed</strong> — first 3:" in fig
-    assert fig.count("timeout after 30 s &lt;script&gt;") == 3
+    assert "<strong>3 of 120 samples failed</strong> — 1 kind of error:" in fig
+    assert fig.count("timeout after 30 s &lt;script&gt;") == 1  # one group of three
+    assert "<strong>3×</strong> timeout after 30 s" in fig
+    ids = fig[fig.index('<div class="ids">') :]
+    assert ids.count('<span class="mono">figstep-0') == 3
     # privacy's result lists no messages: they are recovered from samples/<probe>.jsonl
     priv = section(html, "privacy-membership-inference")
     assert "<strong>2 of 300 samples failed</strong>" in priv
-    assert "model returned malformed JSON &lt;b&gt;0&lt;/b&gt;" in priv
-    assert "model returned malformed JSON &lt;b&gt;1&lt;/b&gt;" in priv
-    assert "&lt;b&gt;2" not in priv  # sample 2 did not fail
+    assert "<strong>2×</strong> model returned malformed JSON &lt;b&gt;…&lt;/b&gt;" in priv
+    assert "e.g. model returned malformed JSON &lt;b&gt;0&lt;/b&gt;" in priv
+    assert "privacy/membership_inference-1</span>" in priv
+    assert "membership_inference-2" not in priv  # sample 2 did not fail
     assert "samples failed" not in section(html, "robustness-pgd")
     md = md_path.read_text(encoding="utf-8")
-    assert "**Errors:** 3 of 120 samples failed. First 3:" in md
-    assert "**Errors:** 2 of 300 samples failed. First 2:" in md
-    assert "model returned malformed JSON &lt;b&gt;1&lt;/b&gt;" in md
+    assert "**Errors:** 3 of 120 samples failed. 1 kind of error:" in md
+    assert "**Errors:** 2 of 300 samples failed. 1 kind of error:" in md
+    assert "- **2×** model returned malformed JSON &lt;b&gt;…&lt;/b&gt;" in md
+
+
+def _record(sample_id: str, index: int, error: str | None) -> str:
+    rec = {"sample_id": sample_id, "index": index, "output": {}, "scores": {}, "error": error}
+    return json.dumps(rec)
+
+
+def test_every_kind_of_error_is_listed_with_counts_and_ids(tmp_path: Path, kit: Any) -> None:
+    from vlmtrust.core.results import ErrorSummary
+
+    log = kit.make_log(evil=False)
+    aspect = (
+        "image /data/imgs/cat/{i}.png: 4000×{h} has aspect ratio {r:,}:1, beyond the limit of "
+        "50:1 — crop or pad the image, or raise --max-aspect-ratio"
+    )
+    errors = [(f"cat/{i}.png", aspect.format(i=i, h=2 + i, r=2000 // (1 + i))) for i in range(25)]
+    errors += [(f"q{i}", "backend: HTTP 503 <script>alert(1)</script>") for i in range(6)]
+    errors += [("odd", "a one-off <img src=x onerror=alert(3)>")]
+    records = [_record(sid, i, msg) for i, (sid, msg) in enumerate(errors)]
+    records.append(_record("retried", 40, "backend: HTTP 503 <script>alert(1)</script>"))
+    records += [_record(f"ok{i}", 50 + i, None) for i in range(5)]
+    records.append(_record("retried", 40, None))  # --resume retried it: it no longer failed
+    results = []
+    for r in log.results:
+        if r.probe == "robustness/pgd":  # as the runner keeps it: the count, the first 20
+            kept = [ErrorSummary(sample_id=a, message=b) for a, b in errors[:20]]
+            r = r.model_copy(update={"n_errors": len(errors), "errors": kept})
+        results.append(r)
+    run = kit.write_run(tmp_path / "run", log.model_copy(update={"results": results}))
+    (run / "samples" / "robustness__pgd.jsonl").write_text("\n".join(records) + "\n")
+    html_path, md_path = render_report(run)
+
+    pgd = section(html_path.read_text(encoding="utf-8"), "robustness-pgd")
+    assert "<strong>32 of 200 samples failed</strong> — 3 kinds of error:" in pgd
+    shared = (
+        "image /data/imgs/cat/…: 4000×… has aspect ratio …:1, beyond the limit of 50:1 — crop "
+        "or pad the image, or raise --max-aspect-ratio"
+    )
+    groups = re.findall(r"<li><strong>(\d+)×</strong> (.*?)(?:<div|</li>)", pgd)
+    assert groups == [
+        ("25", shared),
+        ("6", "backend: HTTP 503 &lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("1", "a one-off &lt;img src=x onerror=alert(3)&gt;"),
+    ]
+    assert "e.g. image /data/imgs/cat/0.png: 4000×2 has aspect ratio 2,000:1" in pgd
+    assert pgd.count('<span class="mono">cat/') == 20 and " and 5 more</div>" in pgd
+    assert "retried" not in pgd and "not listed" not in pgd
+    assert "<script>" not in pgd and "<img src=x" not in pgd
+
+    md = md_path.read_text(encoding="utf-8")
+    assert "**Errors:** 32 of 200 samples failed. 3 kinds of error:" in md
+    assert f"- **25×** {md_escape(shared)}" in md
+    assert "- **6×** backend: HTTP 503 &lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "- **1×** a one-off &lt;img src=x onerror=alert(3)&gt;" in md
+    assert "  - samples: cat/0.png, cat/1.png," in md and "cat/19.png and 5 more" in md
+
+    # Without the samples file the 20 listed errors are grouped and the rest are counted.
+    (run / "samples" / "robustness__pgd.jsonl").unlink()
+    html_path, md_path = render_report(run)
+    pgd = section(html_path.read_text(encoding="utf-8"), "robustness-pgd")
+    assert "<strong>20×</strong> image /data/imgs/cat/…" in pgd
+    assert "12 more errors not listed here" in pgd
+    assert "- 12 more errors not listed here" in md_path.read_text(encoding="utf-8")
 
 
 def test_rendering_is_deterministic_and_honours_out_paths(
@@ -660,3 +727,39 @@ def test_unwritable_output_is_an_input_error(rendered_run: tuple[Path, Path, Pat
     run, html, _ = rendered_run
     with pytest.raises(InputError, match="cannot write the report .* choose a writable path"):
         render_report(run, out_html=html / "inside-a-file.html")
+
+
+# ---- request statistics ---------------------------------------------------------------------
+
+
+def test_request_stats_table_in_html_and_markdown(tmp_path: Path, kit: Any) -> None:
+    from vlmtrust.core.results import RequestStats, SlowRequest
+
+    log = kit.make_log(evil=False)
+    evil_id = "req-1<script>alert(1)</script>|x"
+    log.results[0].requests = RequestStats(
+        requests=40,
+        attempts=57,
+        retries={"429": 6, "5xx": 5, "timeout": 4, "connection": 1, "malformed": 1},
+        errors=2,
+        slowest=[
+            SlowRequest(sample_id=evil_id, seconds=5.214, attempts=1),
+            SlowRequest(sample_id="req-7", seconds=3.0, attempts=6, ok=False),
+        ],
+    )
+    run = kit.write_run(tmp_path / "run", log)
+    html_path, md_path = render_report(run)
+    html, md = html_path.read_text(encoding="utf-8"), md_path.read_text(encoding="utf-8")
+    first = section(html, log.results[0].probe.replace("/", "-"))
+    assert "<h4>Requests</h4>" in first
+    text = " ".join(" ".join(parse(first).text).split())
+    assert "40 57 429: 6 · 5xx: 5 · timeout: 4 · connection: 1 · malformed: 1 2" in text
+    assert f"{evil_id} 5.21 s 1 ok req-7 3.00 s 6 failed" in text
+    assert "<script>" not in html
+    # the other probes ran on no remote model: no requests table
+    assert html.count("<h4>Requests</h4>") == 1
+    assert "| 40 | 57 | 429: 6 · 5xx: 5 · timeout: 4 · connection: 1 · malformed: 1 | 2 |" in md
+    assert r"| req-1&lt;script&gt;alert(1)&lt;/script&gt;\|x | 5.21 s | 1 | ok |" in md
+    assert md.count("**Requests** (remote model)") == 1
+    for t in _tables(md):
+        assert len({len(re.findall(r"(?<!\\)\|", row)) for row in t}) == 1, t

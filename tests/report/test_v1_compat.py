@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from vlmtrust.cli import app
 from vlmtrust.core.results import (
+    SCHEMA_VERSION,
     AuditLog,
     GroupGap,
     GroupValue,
@@ -195,7 +196,7 @@ def test_v1_run_renders_through_the_cli(tmp_path: Path) -> None:
     assert "weapons" in html and "by topic" in md
     assert "gap over groups" not in html and "gap: difference" not in md
     upgraded = load_log(v1 / "results.json")
-    assert upgraded.schema_version == 2
+    assert upgraded.schema_version == SCHEMA_VERSION
     key = upgraded.results[0].metrics[0].key
     assert key == MetricKey(metric="asr/figstep/refusal/keyword")
 

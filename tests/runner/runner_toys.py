@@ -114,3 +114,69 @@ class ColourProbe(Probe):
 
     def examples(self, records, ctx):
         return [Example(sample_id=r.sample_id, title="sample") for r in records[:2]]
+
+
+class AskParams(Params):
+    n: int = 24
+    slow_every: int = 0
+    """Every k-th prompt carries the SLOW marker (the test server answers it late)."""
+    fail_batch: int = -1
+    """Raise a CapabilityError in evaluate for the batch holding sample ``fail_batch``."""
+    id_prefix: str = "q"
+
+
+@probe("capability/test_ask")
+class AskProbe(Probe):
+    """Asks one text question per sample (no images); parallel batches allowed."""
+
+    pillar = Pillar.CAPABILITY
+    requires = Capability.GENERATE
+    Params = AskParams
+    batch_size = 4
+    parallel_batches = True
+    description = "test probe (generative)"
+    params: AskParams
+
+    def samples(self, ctx: ProbeContext):
+        for i in range(ctx.size(self.params.n)):
+            slow = self.params.slow_every and i % self.params.slow_every == 0
+            yield Sample(
+                id=f"{self.params.id_prefix}{i:03d}",
+                prompt=f"question {i}" + (" SLOW" if slow else ""),
+                attributes={"parity": "even" if i % 2 == 0 else "odd"},
+            )
+
+    def evaluate(self, model, batch, ctx):
+        from vlmtrust.core.errors import CapabilityError
+        from vlmtrust.core.model import GenerateRequest, generate_sync
+
+        ids = [s.id for s in batch]
+        if f"{self.params.id_prefix}{self.params.fail_batch:03d}" in ids:
+            raise CapabilityError("test: this batch cannot run")
+        reqs = [
+            GenerateRequest(s.prompt or "", max_new_tokens=4, seed=ctx.seed, sample_id=s.id)
+            for s in batch
+        ]
+        out = []
+        for s, g in zip(batch, generate_sync(model, reqs), strict=True):
+            if not g.ok:
+                out.append(self.record(s, error=g.error))
+                continue
+            out.append(
+                self.record(s, output={"answer": g.text}, scores={"length": float(len(g.text))})
+            )
+        return out
+
+    def aggregate(self, records: Sequence[Record], ctx):
+        return [
+            metric(
+                "mean_length",
+                accuracy,  # the plain mean
+                [r.scores["length"] for r in records],
+                higher_is_better=True,
+                groups=[r.attributes["parity"] for r in records],
+                group_by="parity",
+                headline=True,
+                seed=ctx.seed,
+            )
+        ]

@@ -10,11 +10,19 @@ with PIL and answers with a pluggable backend:
 * any :class:`~vlmtrust.core.model.GenerativeModel` (async ``generate``), e.g. the tiny HF
   LLaVA of ``tests/conftest.py`` — run in a worker thread, one request at a time.
 
-Faults are injected per test: a *script* (one fault per incoming chat request, in arrival order)
-and *rules* (a fault applied to every request whose prompt contains a marker). Fault kinds:
-an HTTP status (429/500/503/401/... with an optional ``Retry-After``), a slow answer, a dropped
-connection (socket closed with no response), a malformed JSON body, a 200 without ``choices``,
-and an answer that echoes the caller's ``Authorization`` header (to test key redaction).
+Faults are injected per test: a *script* (one fault per incoming chat request, in arrival order),
+*rules* (a fault applied to every request whose prompt contains a marker) and a *mix*
+(:class:`FaultMix`: a fault drawn at random per request, seeded; :func:`standard_mix` is the
+benchmark's 40%). Fault kinds: an HTTP status (429/500/503/401/... with an optional
+``Retry-After``), a slow (late) answer, a dropped connection (socket closed with no response), a
+malformed JSON body, a 200 without ``choices``, and an answer that echoes the caller's
+``Authorization`` header (to test key redaction).
+
+Timing: each chat request first does its *work* — waits for one of ``capacity`` slots (when
+set: a server that answers at most that many requests at once, like a GPU batch), then sleeps
+the latency — and then gets its fault or its answer. A fault marked ``early`` (admission
+control, e.g. a rate limiter's 429) is answered on arrival instead, without work. A slow fault
+holds its extra delay after the work, outside the capacity.
 
 In-process use::
 
@@ -34,6 +42,7 @@ import base64
 import binascii
 import io
 import json
+import random
 import socket
 import sys
 import threading
@@ -147,12 +156,16 @@ class Fault:
     status: int = 200
     retry_after: str | None = None
     delay_s: float = 0.0
+    early: bool = False
+    """Answered on arrival, before the work (latency, capacity)."""
 
     @classmethod
-    def http(cls, status: int, retry_after: str | float | None = None) -> Fault:
+    def http(
+        cls, status: int, retry_after: str | float | None = None, *, early: bool = False
+    ) -> Fault:
         """Answer with this status (and ``Retry-After`` when given) and an OpenAI error body."""
         ra = None if retry_after is None else str(retry_after)
-        return cls("status", status=status, retry_after=ra)
+        return cls("status", status=status, retry_after=ra, early=early)
 
     @classmethod
     def slow(cls, delay_s: float) -> Fault:
@@ -178,6 +191,59 @@ class Fault:
     def echo_auth(cls, status: int = 200) -> Fault:
         """Echo the ``Authorization`` header back: in the completion (200) or the error body."""
         return cls("echo_auth", status=status)
+
+
+class FaultMix:
+    """A fault drawn at random for each chat request (seeded, so a run is reproducible).
+
+    Args:
+        entries: ``(probability, fault)`` pairs; the probabilities sum to at most 1 (the rest
+            of the requests are answered normally).
+        seed: the random generator's seed.
+    """
+
+    def __init__(self, entries: Sequence[tuple[float, Fault]], seed: int = 0) -> None:
+        total = sum(p for p, _ in entries)
+        if any(p < 0 for p, _ in entries) or total > 1 + 1e-9:
+            raise ValueError("fault probabilities must be >= 0 and sum to at most 1")
+        self.entries = list(entries)
+        self.rate = total
+        self._rng = random.Random(seed)
+
+    def pick(self) -> Fault | None:
+        """The fault for the next request, or None."""
+        u = self._rng.random()
+        for p, fault in self.entries:
+            if u < p:
+                return fault
+            u -= p
+        return None
+
+
+def standard_mix(
+    rate: float = 0.4,
+    *,
+    late: float = 0.1,
+    late_s: float = 5.0,
+    retry_after: float = 1.0,
+    seed: int = 0,
+) -> FaultMix:
+    """``rate`` of the requests get a fault: ``late`` of them answer ``late_s`` late, the rest
+    is split evenly over 429 with ``Retry-After`` (on arrival), 500, a dropped connection and
+    malformed JSON (after the work)."""
+    if not 0 <= late <= rate <= 1:
+        raise ValueError("need 0 <= late <= rate <= 1")
+    each = (rate - late) / 4
+    return FaultMix(
+        [
+            (late, Fault.slow(late_s)),
+            (each, Fault.http(429, retry_after=retry_after, early=True)),
+            (each, Fault.http(500)),
+            (each, Fault.drop()),
+            (each, Fault.malformed_json()),
+        ],
+        seed=seed,
+    )
 
 
 @dataclass
@@ -235,7 +301,9 @@ class FaultInjector:
         *,
         faults: Sequence[Fault] = (),
         rules: Mapping[str, Fault] | None = None,
+        mix: FaultMix | None = None,
         latency_s: Latency = 0.0,
+        capacity: int | None = None,
         stats: ServerStats,
         record: bool = True,
     ) -> None:
@@ -243,7 +311,10 @@ class FaultInjector:
         self.record = record
         self.script = list(faults)
         self.rules = dict(rules or {})
+        self.mix = mix
         self.latency_s = latency_s
+        self.capacity = capacity
+        self._slots: asyncio.Semaphore | None = None
         self.stats = stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -288,12 +359,14 @@ class FaultInjector:
                 break
         if fault is None and self.script:
             fault = self.script.pop(0)
+        if fault is None and self.mix is not None:
+            fault = self.mix.pick()
         if fault is not None:
             self.stats.faults_served.append(fault.kind)
 
-        delay = self.latency_s(prompt) if callable(self.latency_s) else self.latency_s
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if fault is None or not fault.early:
+            delay = self.latency_s(prompt) if callable(self.latency_s) else self.latency_s
+            await self._work(delay)
 
         if fault is not None:
             done = await self._inject(fault, scope, receive, send, auth)
@@ -310,6 +383,18 @@ class FaultInjector:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _work(self, delay: float) -> None:
+        """The request's work: one of ``capacity`` slots (if set) for ``delay`` seconds."""
+        if self.capacity is None:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return
+        if self._slots is None:  # created on the server's own loop
+            self._slots = asyncio.Semaphore(self.capacity)
+        async with self._slots:
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     async def _inject(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send, auth: str | None
@@ -465,7 +550,9 @@ def build_app(
     require_key: str | None = None,
     faults: Sequence[Fault] = (),
     rules: Mapping[str, Fault] | None = None,
+    mix: FaultMix | None = None,
     latency_s: Latency = 0.0,
+    capacity: int | None = None,
     stats: ServerStats | None = None,
     record: bool = True,
 ) -> tuple[ASGIApp, ServerStats]:
@@ -520,7 +607,14 @@ def build_app(
         ]
     )
     injector = FaultInjector(
-        app, faults=faults, rules=rules, latency_s=latency_s, stats=st, record=record
+        app,
+        faults=faults,
+        rules=rules,
+        mix=mix,
+        latency_s=latency_s,
+        capacity=capacity,
+        stats=st,
+        record=record,
     )
     return injector, st
 
@@ -559,7 +653,9 @@ def serve(
     *,
     faults: Sequence[Fault] = (),
     rules: Mapping[str, Fault] | None = None,
+    mix: FaultMix | None = None,
     latency_s: Latency = 0.0,
+    capacity: int | None = None,
     model_name: str = "test-model",
     require_key: str | None = None,
     log_level: str = "critical",
@@ -574,7 +670,9 @@ def serve(
         require_key=require_key,
         faults=faults,
         rules=rules,
+        mix=mix,
         latency_s=latency_s,
+        capacity=capacity,
     )
     sock = _bound_socket()
     port = sock.getsockname()[1]
@@ -604,9 +702,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     ap.add_argument("--model-name", default="test-model")
     ap.add_argument("--backend", choices=["constant", "echo"], default="constant")
+    ap.add_argument("--capacity", type=int, default=None, help="answers in progress at most")
+    ap.add_argument("--fault-rate", type=float, default=0.0, help="share of faulty requests")
+    ap.add_argument("--late", type=float, default=0.1, help="share of late answers (of all)")
+    ap.add_argument("--late-s", type=float, default=5.0, help="how late a late answer is")
+    ap.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of a 429")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     args = ap.parse_args(argv)
     backend: Any = ConstantBackend() if args.backend == "constant" else EchoBackend()
-    app, _ = build_app(backend, model_name=args.model_name, latency_s=args.latency, record=False)
+    mix = (
+        standard_mix(
+            args.fault_rate,
+            late=min(args.late, args.fault_rate),
+            late_s=args.late_s,
+            retry_after=args.retry_after,
+            seed=args.seed,
+        )
+        if args.fault_rate > 0
+        else None
+    )
+    app, _ = build_app(
+        backend,
+        model_name=args.model_name,
+        latency_s=args.latency,
+        capacity=args.capacity,
+        mix=mix,
+        record=False,
+    )
     sock = _bound_socket(args.port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(_config(app, "warning"))

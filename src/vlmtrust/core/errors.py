@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vlmtrust.core.redact import redact_text
+
 
 class VlmtrustError(Exception):
     """Base class for errors with a one-line, user-facing message."""
@@ -34,7 +36,8 @@ def one_line(e: BaseException | str, limit: int = 400) -> str:
     """Render an exception (or text) as one line: the promise every user-facing error keeps.
 
     Library exceptions keep their message; others are prefixed with their type. Newlines are
-    folded and very long messages cut.
+    folded, credentials redacted (:func:`vlmtrust.core.redact.redact_text`) and very long
+    messages cut.
 
     Example:
         >>> one_line(ValueError("bad" + chr(10) + "value"))
@@ -47,4 +50,5 @@ def one_line(e: BaseException | str, limit: int = 400) -> str:
     else:
         text = e.strip()
     text = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    text = redact_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,8 +1,10 @@
-"""File hashing shared by the model loaders and the reference-model tooling."""
+"""File hashing and permissions shared by the model loaders, writers and reference tooling."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +24,36 @@ def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     hash_into(h, path)
     return h.hexdigest()
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where ``/proc`` allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # elsewhere: the only portable read is a set-and-restore
+    os.umask(old)
+    return old
+
+
+def respect_umask(*paths: Path) -> None:
+    """Give files (and folders, recursively) the modes a plain ``open`` would have given them.
+
+    Writers that go through a temp file (``tempfile.mkstemp``) or safetensors create
+    owner-only files (0600) whatever the umask; shared runs and hardened models must be
+    readable by whoever the umask lets read them.
+    """
+    mask = current_umask()
+    for top in paths:
+        top = Path(top)
+        items = [top, *top.rglob("*")] if top.is_dir() else [top]
+        for p in items:
+            if p.is_symlink():
+                continue
+            mode = (0o777 if p.is_dir() else 0o666) & ~mask
+            with contextlib.suppress(OSError):
+                os.chmod(p, mode)

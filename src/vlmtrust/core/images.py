@@ -24,6 +24,9 @@ What they guard against and normalise:
 - EXIF orientation is applied (:func:`PIL.ImageOps.exif_transpose`);
 - animated GIF / WebP / APNG: the first frame is used, and ``image.info[NOTE_KEY]`` says so.
 
+A message about a limit names the command-line option that raises it (``--max-image-pixels``,
+``--max-aspect-ratio``; :mod:`vlmtrust.core.limits`).
+
 The returned image is detached from the file: every file handle is closed before returning.
 """
 
@@ -40,12 +43,20 @@ from typing import IO, Final, NoReturn
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vlmtrust.core.errors import ImageLoadError, InputError
+from vlmtrust.core.limits import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, option
 
-DEFAULT_MAX_PIXELS: Final[int] = 50_000_000
-"""Largest accepted width × height (about 50 megapixels, ~150 MB decoded as RGB)."""
-
-DEFAULT_MAX_ASPECT_RATIO: Final[float] = 50.0
-"""Largest accepted ``max(w, h) / min(w, h)``."""
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "DEFAULT_MAX_ASPECT_RATIO",
+    "DEFAULT_MAX_PIXELS",
+    "NOTE_KEY",
+    "load_image",
+    "load_image_bytes",
+    "png_b64",
+    "thumbnail",
+    "thumbnail_png_b64",
+    "to_rgb",
+]
 
 ACCEPTED_FORMATS: Final[tuple[str, ...]] = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
 """Pillow format names the loader will try to decode (APNG is ``PNG``, MPO is ``JPEG``)."""
@@ -273,7 +284,7 @@ def _decode(fp: IO[bytes], name: str, max_pixels: int, max_aspect_ratio: float) 
             _fail(
                 name,
                 f"out of memory decoding {width}×{height} pixels",
-                "downscale the image or lower max_pixels",
+                f"downscale the image or lower {option('max_image_pixels')}",
             )
         except Exception as exc:  # Pillow decoders raise many types on malformed data.
             what = "truncated" if "truncated" in str(exc).lower() else "corrupt"
@@ -311,7 +322,8 @@ def _open_header(fp: IO[bytes], name: str) -> Image.Image:
         hard = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         _fail(
             name,
-            f"declares more than {hard:,} pixels, Pillow's hard limit (decompression bomb?)",
+            f"declares more than {hard:,} pixels, Pillow's own ceiling, which no "
+            f"{option('max_image_pixels')} can raise (decompression bomb?)",
             "downscale the image",
         )
     except UnidentifiedImageError:
@@ -345,7 +357,7 @@ def _check_size(name: str, width: int, height: int, max_pixels: int, max_ratio: 
             name,
             f"{width}×{height} = {pixels:,} pixels exceeds the limit of "
             f"{max_pixels:,} (decompression bomb?)",
-            "downscale the image, or raise max_pixels if you trust it",
+            f"downscale the image, or raise {option('max_image_pixels')} if you trust it",
         )
     ratio = max(width, height) / min(width, height)
     if ratio > max_ratio:
@@ -353,7 +365,7 @@ def _check_size(name: str, width: int, height: int, max_pixels: int, max_ratio: 
             name,
             f"{width}×{height} has aspect ratio {ratio:,.0f}:1, beyond the limit of "
             f"{max_ratio:g}:1",
-            "crop or pad the image, or raise max_aspect_ratio",
+            f"crop or pad the image, or raise {option('max_aspect_ratio')}",
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.params import Params, validate_params
 from vlmtrust.core.plugins import MITIGATIONS_GROUP
 from vlmtrust.core.registry import Registry
@@ -38,6 +39,8 @@ class MitigationContext:
     data: str | None = None
     quick: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    data_limits: DataLimits = field(default_factory=DataLimits)
+    """What the data loaders accept when reading ``data`` (see :class:`DataLimits`)."""
 
 
 class Mitigation(abc.ABC):

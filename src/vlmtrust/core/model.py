@@ -14,8 +14,10 @@ Backends live in :mod:`vlmtrust.models`; the spec parser and :func:`load_model` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 
 ModelKind = Literal["dual", "generative"]
 
+Texts = Sequence[str] | str
+"""One text per example, or a single string used for every example."""
+
 
 @dataclass(frozen=True)
 class GenerateRequest:
@@ -43,6 +48,9 @@ class GenerateRequest:
     max_new_tokens: int = 64
     temperature: float = 0.0
     seed: int = 0
+    sample_id: str | None = field(default=None, compare=False)
+    """The sample this request belongs to, for request statistics only: never sent to a
+    model and not part of :meth:`digest`."""
 
     @property
     def deterministic(self) -> bool:
@@ -129,14 +137,65 @@ class DifferentiableVision(Protocol):
         ...
 
 
+def per_example(n: int, what: str, **texts: Texts) -> list[list[str]]:
+    """Broadcast each of ``texts`` (a string, or ``n`` strings) to ``n`` strings, in order.
+
+    Raises:
+        InputError: a sequence whose length is not ``n``.
+
+    Example:
+        >>> per_example(2, "target_loss", prompts="p", targets=["a", "b"])
+        [['p', 'p'], ['a', 'b']]
+    """
+    from vlmtrust.core.errors import InputError
+
+    out = [[t] * n if isinstance(t, str) else list(t) for t in texts.values()]
+    if any(len(o) != n for o in out):
+        got = " and ".join(f"{len(o)} {k}" for k, o in zip(texts, out, strict=True))
+        each = " and ".join(k.removesuffix("s") for k in texts)
+        raise InputError(
+            f"{what} got {n} images, {got}; pass one {each} per image (or a single string for all)"
+        )
+    return out
+
+
 _T = TypeVar("_T")
+
+SyncRunner = Callable[[Coroutine[Any, Any, Any]], Any]
+"""Runs a coroutine to completion from a thread that has no running event loop."""
+
+_SYNC_RUNNER: contextvars.ContextVar[SyncRunner | None] = contextvars.ContextVar(
+    "vlmtrust_sync_runner", default=None
+)
+
+
+@contextlib.contextmanager
+def sync_calls_via(runner: SyncRunner) -> Iterator[None]:
+    """Inside the block (this thread's context), :func:`run_sync` hands coroutines to ``runner``.
+
+    The runner uses it to send the synchronous model calls of several worker threads to one
+    shared event loop, so a remote model keeps one connection pool and one concurrency limit.
+    """
+    token = _SYNC_RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        _SYNC_RUNNER.reset(token)
 
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine from synchronous code (a fresh event loop per call)."""
+    """Run a coroutine from synchronous code.
+
+    A fresh event loop per call, unless :func:`sync_calls_via` set a runner for this context
+    (then the runner runs it, e.g. on a shared loop).
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        runner = _SYNC_RUNNER.get()
+        if runner is not None:
+            result: _T = runner(coro)
+            return result
         return asyncio.run(coro)
     # Called from inside a running loop (e.g. a notebook): run in a worker thread.
     import concurrent.futures

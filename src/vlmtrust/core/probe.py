@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.params import Params, validate_params
 from vlmtrust.core.plugins import PROBES_GROUP
 from vlmtrust.core.registry import Registry
@@ -39,6 +40,8 @@ class ProbeContext:
     """Cap on samples per probe (quick runs); ``None`` = the probe's default size."""
     work_dir: Path | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    data_limits: DataLimits = field(default_factory=DataLimits)
+    """What the data loaders accept (image pixels, aspect ratio, manifest line length)."""
 
     # -- data handed in by the runner (the only reader of --data) ------------------------
     datasets: Callable[[str], Any] | None = None
@@ -83,6 +86,10 @@ class Probe(abc.ABC):
     Params: ClassVar[type[BaseModel]] = Params
     batch_size: ClassVar[int] = 32
     description: ClassVar[str] = ""
+    parallel_batches: ClassVar[bool] = False
+    """True when :meth:`evaluate` may run on several batches at once, from different threads
+    (it keeps no mutable state of its own). The runner then keeps several batches in flight
+    for models that declare ``batches_in_flight`` (remote endpoints)."""
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         self.params = validate_params(

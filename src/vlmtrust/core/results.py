@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vlmtrust.core.types import Pillar, RiskBand
 
-SCHEMA_VERSION = 2
-"""2: structured metric keys (:class:`MetricKey`) and group gaps (:class:`GroupGap`)."""
+SCHEMA_VERSION = 3
+"""2: structured metric keys (:class:`MetricKey`) and group gaps (:class:`GroupGap`).
+3: optional request statistics per probe (:class:`RequestStats`) and backend options in the
+model section (:attr:`ModelInfo.options`); v2 logs load unchanged."""
 
 
 class _Model(BaseModel):
@@ -179,6 +181,15 @@ class MetricResult(_Model):
             return v
         return None
 
+    @classmethod
+    def of(cls, key: MetricKey, estimate: GroupValue, **fields: Any) -> MetricResult:
+        """The metric whose value, CI and n are ``estimate``'s; ``fields`` set the rest.
+
+        ``fields`` may override ``n``.
+        """
+        est = {"value": estimate.value, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high}
+        return cls(key=key, **{**est, "n": estimate.n, **fields})
+
 
 class Series(_Model):
     """One line/bar series of a plot."""
@@ -222,6 +233,35 @@ class ErrorSummary(_Model):
     message: str
 
 
+class SlowRequest(_Model):
+    """One of a probe's slowest model requests (first send to final answer, retries included)."""
+
+    sample_id: str | None = None
+    seconds: float
+    attempts: int
+    ok: bool = True
+
+
+RETRY_CAUSES = ("429", "5xx", "timeout", "connection", "malformed")
+"""Why a request was retried: rate limited, server error, timeout (client or HTTP 408),
+dropped or refused connection, malformed response body."""
+
+
+class RequestStats(_Model):
+    """The requests a remote model served for one probe (``openai:`` endpoints).
+
+    No request body, prompt or key is kept: counts, causes, sample ids and seconds only.
+    """
+
+    requests: int = Field(0, description="model requests made (cache hits excluded)")
+    attempts: int = Field(0, description="HTTP attempts, retries included")
+    retries: dict[str, int] = Field(
+        default_factory=dict, description="retries by cause (RETRY_CAUSES), only causes seen"
+    )
+    errors: int = Field(0, description="requests that still failed (error generations)")
+    slowest: list[SlowRequest] = Field(default_factory=list, description="slowest first")
+
+
 class ProbeResult(_Model):
     """Everything one probe produced on one model."""
 
@@ -238,6 +278,9 @@ class ProbeResult(_Model):
     errors: list[ErrorSummary] = Field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    requests: RequestStats | None = Field(
+        default=None, description="request counts of a remote model (None for local models)"
+    )
 
     def metric(self, name: str | None = None, /, **fields: str | None) -> MetricResult:
         """Look a metric up by display name or by key fields (``KeyError`` if absent).
@@ -265,6 +308,10 @@ class ModelInfo(_Model):
     fingerprint: str
     kind: Literal["dual", "generative"]
     capabilities: list[str]
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="backend settings (--model-option and defaults; never a key)",
+    )
 
 
 class ProbeSpec(_Model):
@@ -308,7 +355,8 @@ class AuditLog(_Model):
                     f"results schema v{version} is newer than this vlmtrust's v{SCHEMA_VERSION}; "
                     "upgrade vlmtrust to read it"
                 )
-            if isinstance(version, int) and version < 2:
+            if isinstance(version, int) and version < SCHEMA_VERSION:
+                # v2 -> v3 only added optional fields
                 data = {**data, "schema_version": SCHEMA_VERSION}
         return data
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from PIL import Image
 
+from vlmtrust.core.limits import DataLimits
+
 
 def image_digest(image: Image.Image) -> str:
     """Stable content hash of a decoded image (mode, size and pixels)."""
@@ -25,13 +27,15 @@ class ImageRef:
     """A reference to one image: a file on disk or an in-memory image.
 
     Files are decoded lazily through :func:`vlmtrust.core.images.load_image`, the one loader
-    that enforces the pixel limit and normalises modes and orientation. In-memory images are
-    assumed to be produced by the project's own code (generators, attacks) and are used as is.
+    that enforces the pixel and aspect-ratio limits (``limits``, default :class:`DataLimits`)
+    and normalises modes and orientation. In-memory images are assumed to be produced by the
+    project's own code (generators, attacks) and are used as is.
     """
 
     path: str | None = None
     image: Image.Image | None = field(default=None, compare=False, repr=False)
     label: str = ""
+    limits: DataLimits | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_image(cls, image: Image.Image, label: str = "") -> ImageRef:
@@ -39,9 +43,9 @@ class ImageRef:
         return cls(path=None, image=image, label=label)
 
     @classmethod
-    def from_path(cls, path: str | Path) -> ImageRef:
-        """Reference a file on disk (decoded later, safely)."""
-        return cls(path=str(path), image=None, label=str(path))
+    def from_path(cls, path: str | Path, limits: DataLimits | None = None) -> ImageRef:
+        """Reference a file on disk (decoded later, safely, within ``limits``)."""
+        return cls(path=str(path), image=None, label=str(path), limits=limits)
 
     def load(self) -> Image.Image:
         """Decode the image (RGB). Raises :class:`~vlmtrust.core.errors.ImageLoadError`."""
@@ -51,13 +55,23 @@ class ImageRef:
             raise ValueError("ImageRef has neither a path nor an image")
         from vlmtrust.core.images import load_image
 
-        return load_image(self.path)
+        limits = self.limits or DataLimits()
+        return load_image(
+            self.path,
+            max_pixels=limits.max_image_pixels,
+            max_aspect_ratio=limits.max_aspect_ratio,
+        )
 
     def loaded(self) -> ImageRef:
         """Return an in-memory copy (decodes a file reference once)."""
         if self.image is not None:
             return self
-        return ImageRef(path=self.path, image=self.load(), label=self.label or (self.path or ""))
+        return ImageRef(
+            path=self.path,
+            image=self.load(),
+            label=self.label or (self.path or ""),
+            limits=self.limits,
+        )
 
     @property
     def display_name(self) -> str:

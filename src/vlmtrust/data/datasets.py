@@ -9,9 +9,11 @@ spec                               source
                                    the first sub-folder (``Sample.target`` and
                                    ``attributes["label"]``); images directly in ``DIR`` have
                                    no label. Ids are relative paths (``cat/001.png``).
-``PATH.jsonl``                     JSONL manifest, one object per line (:data:`MANIFEST_FIELDS`);
+``PATH.jsonl``                     JSONL manifest, one object per line (:data:`MANIFEST_FIELDS`,
+                                   or the aliases other tools write, :data:`MANIFEST_ALIASES`);
                                    image paths are relative to the manifest's folder and may
-                                   not leave it. Ids are ``id`` or ``line-<n>``.
+                                   not leave it. Other keys are kept under ``metadata``. Ids are
+                                   ``id`` or ``line-<n>``.
 ``hf-disk:PATH[#SPLIT][?OPTS]``    a Hugging Face ``datasets`` dataset written with
                                    ``save_to_disk``; ``OPTS`` map columns:
                                    ``image=COL&target=COL&prompt=COL&id=COL&attributes=A,B``.
@@ -25,7 +27,11 @@ A bad source as a whole (missing, empty, unknown kind) raises
 path escaping the manifest folder, undecodable dataset image) does not stop the stream: it is
 yielded as a :class:`DataError` that the runner records as an error record, and iteration
 goes on. Images from folders and manifests stay lazy (:meth:`ImageRef.from_path`); the
-runner decodes them through :func:`vlmtrust.data.images.load_image`.
+runner decodes them through :func:`vlmtrust.data.images.load_image`, within the
+:class:`~vlmtrust.core.limits.DataLimits` the source was opened with (each reference carries
+them). Something worth knowing about a whole source (manifest keys kept under ``metadata``, a
+guessed hf-disk column) is one warning line on the ``vlmtrust`` logger per source, not one per
+item.
 
 Example:
     >>> import json, tempfile, pathlib
@@ -40,8 +46,11 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -50,9 +59,12 @@ from typing import Any, Final, Literal
 from urllib.parse import parse_qsl
 
 from vlmtrust.core.errors import ImageLoadError, InputError
+from vlmtrust.core.limits import DEFAULT_MAX_MANIFEST_LINE_BYTES, DataLimits, option
 from vlmtrust.core.sample import ImageRef, Sample
 
-DataKind = Literal["folder", "manifest", "hf-disk"]
+log = logging.getLogger("vlmtrust")
+
+DataKind = Literal["folder", "manifest", "hf-disk", "fairface", "pata", "fairvlmed", "bold"]
 
 IMAGE_EXTENSIONS: Final[frozenset[str]] = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -68,10 +80,27 @@ MANIFEST_FIELDS: Final[tuple[str, ...]] = (
     "attributes",
     "metadata",
 )
-"""Keys a manifest line may have; any other key is an error (catches typos like ``promt``)."""
+"""The manifest's own keys. Other keys are kept under ``metadata``, named in one warning per
+file (with a "did you mean" for near-misses such as ``promt``)."""
 
-MAX_MANIFEST_LINE_BYTES: Final[int] = 1 << 20
-"""Longest accepted manifest line (1 MiB); longer lines become a :class:`DataError`."""
+MANIFEST_ALIASES: Final[dict[str, str]] = {
+    "label": "target",
+    "class": "target",
+    "caption": "target",
+    "text": "target",
+    "answer": "target",
+    "question": "prompt",
+    "file_name": "image",
+    "path": "image",
+    "image_path": "image",
+}
+"""Keys other tools write (image classification, captioning, VQA, Hugging Face ``imagefolder``
+``metadata.jsonl``) → the manifest field each one fills. A line giving one field under two
+keys with different values is an error."""
+
+MAX_MANIFEST_LINE_BYTES: Final[int] = DEFAULT_MAX_MANIFEST_LINE_BYTES
+"""Default longest manifest line (1 MiB, ``--max-manifest-line-bytes``); longer lines become a
+:class:`DataError`."""
 
 HF_PREFIX: Final[str] = "hf-disk:"
 _HF_MARKERS: Final[tuple[str, ...]] = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -83,7 +112,15 @@ _HF_OPTION_KEYS: Final[dict[str, str]] = {
     "id": "id_column",
     "attributes": "attribute_columns",
 }
-_AUTO_TARGET: Final[tuple[str, ...]] = ("label", "labels", "target", "answer")
+_AUTO_TARGET: Final[tuple[str, ...]] = (
+    "label",
+    "labels",
+    "target",
+    "answer",
+    "class",
+    "caption",
+    "text",
+)
 _AUTO_PROMPT: Final[tuple[str, ...]] = ("prompt", "question")
 _SPEC_FIX: Final[str] = (
     "pass an image folder DIR/<label>/*.png, a manifest .jsonl, or hf-disk:PATH[#split]"
@@ -158,6 +195,10 @@ def parse_data_spec(spec: str | Path) -> DataSpec:
         raise InputError(f"data spec is empty — {_SPEC_FIX}")
     if text.startswith(HF_PREFIX):
         return _parse_hf_spec(text)
+    from vlmtrust.data import fairness_sets as fair  # fairface:, pata:, fairvlmed:, bold:
+
+    if text.startswith(fair.FAIRNESS_PREFIXES):
+        return fair.parse_fairness_spec(text)  # type: ignore[no-any-return]
     path = Path(text).expanduser()
     if path.is_dir() and path.suffix.lower() == ".jsonl":
         raise InputError(f"data {text}: manifest is a directory — pass the .jsonl file")
@@ -184,6 +225,7 @@ def iter_dataset(
     prompt_column: str | None = None,
     id_column: str | None = None,
     attribute_columns: Sequence[str] | None = None,
+    limits: DataLimits | None = None,
 ) -> Iterator[Sample | DataError]:
     """Stream the samples of a dataset, lazily, in a stable order.
 
@@ -195,11 +237,14 @@ def iter_dataset(
         image_column: ``hf-disk``: column holding the images (default: the first ``Image``
             column). Keyword arguments override options given in the spec.
         target_column: ``hf-disk``: label/answer column (default: the first of ``label``,
-            ``labels``, ``target``, ``answer`` that exists). ``ClassLabel`` ids become names
+            ``labels``, ``target``, ``answer``, ``class``, ``caption``, ``text`` that exists;
+            one warning names the choice when several do). ``ClassLabel`` ids become names
             and are also put in ``attributes["label"]`` (as for image folders).
         prompt_column: ``hf-disk``: prompt column (default: ``prompt`` or ``question``).
         id_column: ``hf-disk``: id column (default: the row index).
         attribute_columns: ``hf-disk``: columns copied (as strings) into ``attributes``.
+        limits: what the loaders accept (default :class:`DataLimits`): the manifest line
+            length here, the image limits wherever a yielded image is decoded.
 
     Yields:
         :class:`Sample` for each good item, :class:`DataError` for each bad one.
@@ -215,17 +260,26 @@ def iter_dataset(
         id_column=id_column,
         attribute_columns=attribute_columns,
     )
-    if parsed.kind == "folder":
-        return _iter_folder(parsed.path)
-    if parsed.kind == "manifest":
-        return _iter_manifest(parsed.path)
-    return _iter_hf(parsed)
+    return _iterate(parsed, limits or DataLimits(), _Notes())
+
+
+def _iterate(spec: DataSpec, limits: DataLimits, notes: _Notes) -> Iterator[Sample | DataError]:
+    if spec.kind == "folder":
+        return _iter_folder(spec.path, limits, notes)
+    if spec.kind == "manifest":
+        return _iter_manifest(spec.path, limits, notes)
+    if spec.kind in ("fairface", "pata", "fairvlmed", "bold"):
+        from vlmtrust.data.fairness_sets import iter_fairness
+
+        return iter_fairness(spec, limits)
+    return _iter_hf(spec, limits, notes)
 
 
 def class_names(
     spec: str | Path | DataSpec,
     *,
     target_column: str | None = None,
+    limits: DataLimits | None = None,
 ) -> list[str]:
     """Class names for zero-shot classification.
 
@@ -236,6 +290,7 @@ def class_names(
     Args:
         spec: a data spec (see :func:`iter_dataset`).
         target_column: ``hf-disk``: label column (default as in :func:`iter_dataset`).
+        limits: as in :func:`iter_dataset` (a manifest's lines are read within them).
 
     Returns:
         The class names (non-empty).
@@ -247,6 +302,10 @@ def class_names(
         spec if isinstance(spec, DataSpec) else parse_data_spec(spec),
         target_column=target_column,
     )
+    return _class_names(parsed, limits or DataLimits(), _Notes())
+
+
+def _class_names(parsed: DataSpec, limits: DataLimits, notes: _Notes) -> list[str]:
     names: list[str]
     if parsed.kind == "folder":
         _require_dir(parsed.path)
@@ -262,42 +321,76 @@ def class_names(
     elif parsed.kind == "manifest":
         targets = {
             item.target
-            for item in _iter_manifest(parsed.path)
+            for item in _iter_manifest(parsed.path, limits, notes)
             if isinstance(item, Sample) and item.target is not None
         }
         names = sorted(targets)
+    elif parsed.kind in ("fairface", "pata", "fairvlmed", "bold"):
+        from vlmtrust.data.fairness_sets import fairness_class_names
+
+        names = fairness_class_names(parsed)
     else:
-        names = _hf_class_names(parsed)
+        names = _hf_class_names(parsed, notes)
     if not names:
         raise InputError(
             f"data {parsed.path}: has no class labels — give images a label sub-folder, "
-            'manifest lines a "target", or name the label column (hf-disk:PATH?target=COL)'
+            'manifest lines a "target" (or "label"), or name the label column '
+            "(hf-disk:PATH?target=COL)"
         )
     return names
+
+
+class _Notes:
+    """Warnings about a whole source, each logged once per source (not per item, not per pass).
+
+    A topic (``"keys"``, ``"target"``...) is warned about again only when a later pass finds
+    something under it that no earlier warning named.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._said: dict[str, set[str]] = {}
+
+    def warn(self, topic: str, items: Sequence[str], message: str) -> None:
+        """Log ``message`` unless every one of ``items`` was named under ``topic`` already."""
+        with self._lock:
+            said = self._said.setdefault(topic, set())
+            if set(items) <= said:
+                return
+            said.update(items)
+        log.warning("%s", message)
 
 
 @dataclass(frozen=True)
 class DataSource:
     """A re-iterable dataset: ``for item in DataSource.open(spec)`` streams it each time.
 
+    Warnings about the source as a whole are logged once per :class:`DataSource`, however
+    often it is iterated.
+
     Attributes:
         spec: the parsed spec, column options included.
+        limits: what the loaders accept (see :func:`iter_dataset`).
     """
 
     spec: DataSpec
+    limits: DataLimits = field(default_factory=DataLimits)
+    _notes: _Notes = field(default_factory=_Notes, init=False, repr=False, compare=False)
 
     @classmethod
-    def open(cls, spec: str | Path | DataSpec, **columns: Any) -> DataSource:
+    def open(
+        cls, spec: str | Path | DataSpec, *, limits: DataLimits | None = None, **columns: Any
+    ) -> DataSource:
         """Parse ``spec`` (keyword arguments as in :func:`iter_dataset`)."""
         parsed = spec if isinstance(spec, DataSpec) else parse_data_spec(spec)
-        return cls(spec=_with_columns(parsed, **columns))
+        return cls(spec=_with_columns(parsed, **columns), limits=limits or DataLimits())
 
     def __iter__(self) -> Iterator[Sample | DataError]:
-        return iter_dataset(self.spec)
+        return _iterate(self.spec, self.limits, self._notes)
 
     def class_names(self) -> list[str]:
         """See :func:`class_names`."""
-        return class_names(self.spec)
+        return _class_names(self.spec, self.limits, self._notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,7 +526,7 @@ def _walk_images(
             yield child_rel, Path(entry.path)
 
 
-def _iter_folder(root: Path) -> Iterator[Sample | DataError]:
+def _iter_folder(root: Path, limits: DataLimits, notes: _Notes) -> Iterator[Sample | DataError]:
     _require_dir(root)
     walker = _walk_images(root, "")
     first = next(walker, None)
@@ -443,11 +536,19 @@ def _iter_folder(root: Path) -> Iterator[Sample | DataError]:
             f"data {root}: image folder holds no images ({exts}) — "
             "lay it out as DIR/<label>/<image files>"
         )
-    return _folder_samples(chain([first], walker))
+    metadata = root / "metadata.jsonl"
+    if metadata.is_file():  # a Hugging Face imagefolder: its captions/labels live in there
+        notes.warn(
+            "metadata.jsonl",
+            ["metadata.jsonl"],
+            f"data {root}: its metadata.jsonl is not read when the folder is the data (labels "
+            f"come from sub-folder names) — pass --data {metadata} to use its fields",
+        )
+    return _folder_samples(chain([first], walker), limits)
 
 
 def _folder_samples(
-    items: Iterator[tuple[str, Path] | DataError],
+    items: Iterator[tuple[str, Path] | DataError], limits: DataLimits
 ) -> Iterator[Sample | DataError]:
     for item in items:
         if isinstance(item, DataError):
@@ -457,7 +558,7 @@ def _folder_samples(
         label = rel.split("/", 1)[0] if "/" in rel else None
         yield Sample(
             id=rel,
-            images=(ImageRef.from_path(path),),
+            images=(ImageRef.from_path(path, limits),),
             target=label,
             attributes={"label": label} if label is not None else {},
         )
@@ -471,43 +572,52 @@ class _LineError(Exception):
     """A problem with one manifest line (message without the ``file:line`` prefix)."""
 
 
-def _iter_manifest(path: Path) -> Iterator[Sample | DataError]:
+def _iter_manifest(path: Path, limits: DataLimits, notes: _Notes) -> Iterator[Sample | DataError]:
     root = path.absolute().parent.resolve()
     try:
         path.open("rb").close()  # fail now, with one line, if it cannot be read at all
     except OSError as exc:
         reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
         raise InputError(f"data {path}: cannot open manifest ({reason}) — check the file") from exc
-    return _manifest_items(path, root)
+    return _manifest_items(path, root, limits, notes)
 
 
-def _manifest_items(path: Path, root: Path) -> Iterator[Sample | DataError]:
+def _manifest_items(
+    path: Path, root: Path, limits: DataLimits, notes: _Notes
+) -> Iterator[Sample | DataError]:
     seen: dict[str, int] = {}
+    extra_keys: dict[str, int] = {}
     produced = 0
-    with path.open("rb") as handle:
-        lineno = 0
-        while True:
-            raw: bytes = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
-            if not raw:
-                break
-            lineno += 1
-            where = f"{path}:{lineno}"
-            if len(raw) > MAX_MANIFEST_LINE_BYTES and not raw.endswith(b"\n"):
-                while True:  # skip the rest of the over-long line
-                    chunk = handle.readline(MAX_MANIFEST_LINE_BYTES)
-                    if not chunk or chunk.endswith(b"\n"):
-                        break
-                produced += 1
-                yield DataError(
-                    f"line-{lineno}",
-                    f"{where}: line longer than {MAX_MANIFEST_LINE_BYTES:,} bytes — "
-                    "keep one sample per line and move large values out of the manifest",
-                )
-                continue
-            item = _manifest_line(raw, lineno, where, root, seen)
-            if item is not None:
-                produced += 1
-                yield item
+    longest = limits.max_manifest_line_bytes
+    try:
+        with path.open("rb") as handle:
+            lineno = 0
+            while True:
+                raw: bytes = handle.readline(longest + 1)
+                if not raw:
+                    break
+                lineno += 1
+                where = f"{path}:{lineno}"
+                if len(raw) > longest and not raw.endswith(b"\n"):
+                    while True:  # skip the rest of the over-long line
+                        chunk = handle.readline(longest)
+                        if not chunk or chunk.endswith(b"\n"):
+                            break
+                    produced += 1
+                    yield DataError(
+                        f"line-{lineno}",
+                        f"{where}: line longer than {longest:,} bytes — keep one sample per "
+                        "line and move large values out of the manifest, or raise "
+                        f"{option('max_manifest_line_bytes')}",
+                    )
+                    continue
+                item = _manifest_line(raw, lineno, where, root, seen, limits, extra_keys)
+                if item is not None:
+                    produced += 1
+                    yield item
+    finally:  # also when the reader stops early (--limit): the keys of the lines read
+        if extra_keys:
+            notes.warn("keys", sorted(extra_keys), _extra_keys_warning(path, extra_keys))
     if produced == 0:
         raise InputError(
             f"data {path}: manifest has no samples — add one JSON object per line, e.g. "
@@ -515,8 +625,42 @@ def _manifest_items(path: Path, root: Path) -> Iterator[Sample | DataError]:
         )
 
 
+_MAX_KEYS_NAMED: Final[int] = 20
+
+
+def _shown_key(key: str) -> str:
+    """A manifest key as a message shows it: quoted, printable, at most 60 characters."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in key)
+    return json.dumps(text if len(text) <= 60 else text[:59] + "…", ensure_ascii=False)
+
+
+def _extra_keys_warning(path: Path, counts: Mapping[str, int]) -> str:
+    """One line naming the keys of ``path`` kept under ``metadata``, with near-miss hints."""
+    known = [*MANIFEST_FIELDS, *MANIFEST_ALIASES]
+    parts: list[str] = []
+    for key in sorted(counts)[:_MAX_KEYS_NAMED]:
+        n = counts[key]
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        hint = f", did you mean {_shown_key(close[0])}?" if close else ""
+        parts.append(f"{_shown_key(key)} ({n} line{'s' if n != 1 else ''}{hint})")
+    if len(counts) > _MAX_KEYS_NAMED:
+        parts.append(f"and {len(counts) - _MAX_KEYS_NAMED} more")
+    fields = ", ".join(f for f in MANIFEST_FIELDS if f != "metadata")
+    return (
+        f'data {path}: keys that are not manifest fields, kept under "metadata": '
+        f"{', '.join(parts)} — rename any that was meant as a field ({fields}; or an "
+        "alias such as label, caption, question, file_name)"
+    )
+
+
 def _manifest_line(
-    raw: bytes, lineno: int, where: str, root: Path, seen: dict[str, int]
+    raw: bytes,
+    lineno: int,
+    where: str,
+    root: Path,
+    seen: dict[str, int],
+    limits: DataLimits,
+    extra_keys: dict[str, int],
 ) -> Sample | DataError | None:
     fallback_id = f"line-{lineno}"
     try:
@@ -541,7 +685,7 @@ def _manifest_line(
     except RecursionError:
         return DataError(fallback_id, f"{where}: JSON nested too deeply — flatten the line")
     try:
-        sample = _manifest_sample(obj, fallback_id, root)
+        sample, extras = _manifest_sample(obj, fallback_id, root, limits)
     except _LineError as exc:
         sample_id = _peek_id(obj)
         if sample_id is not None and sample_id in seen:
@@ -554,6 +698,8 @@ def _manifest_line(
             f"{where}: duplicate id {sample.id!r} (first on line {first}) — make ids unique",
         )
     seen[sample.id] = lineno
+    for key in extras:
+        extra_keys[key] = extra_keys.get(key, 0) + 1
     return sample
 
 
@@ -579,20 +725,67 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _manifest_sample(obj: object, fallback_id: str, root: Path) -> Sample:
+def _same_value(a: object, b: object) -> bool:
+    """JSON values equal as JSON (``1`` and ``"1"`` differ; key order does not matter)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _manifest_fields(
+    obj: dict[str, Any],
+) -> tuple[dict[str, tuple[str, Any]], dict[str, Any]]:
+    """Map a line's keys onto the manifest fields.
+
+    Returns ``({field: (key it came from, value)}, {other key: value})``. A canonical key wins
+    over its aliases for naming; a ``null`` alias counts as absent.
+
+    Raises:
+        _LineError: one field given under two keys with different values.
+    """
+    found: dict[str, tuple[str, Any]] = {}
+    extras: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = key if key in MANIFEST_FIELDS else MANIFEST_ALIASES.get(key)
+        if name is None:
+            extras[key] = value
+            continue
+        if value is None:  # absent, but a canonical null still counts as given (as before)
+            if key == name and name not in found:
+                found[name] = (key, None)
+            continue
+        if name in found and found[name][1] is not None:
+            other = found[name][0]
+            if not _same_value(found[name][1], value):
+                first, second = (key, other) if key == name else (other, key)
+                what = "an alias of it" if name == first else f'both read as "{name}"'
+                raise _LineError(
+                    f'has both "{first}" and "{second}" ({what}) with different values — keep '
+                    'one of them (move the other under "metadata")'
+                )
+            if key != name:
+                continue
+        found[name] = (key, value)
+    return found, extras
+
+
+def _manifest_sample(
+    obj: object, fallback_id: str, root: Path, limits: DataLimits
+) -> tuple[Sample, list[str]]:
+    """The sample of one parsed line, and the keys kept under its ``metadata``."""
     if not isinstance(obj, dict):
         raise _LineError(
             f"expected a JSON object, got {_type_name(obj)} — write one object per line"
         )
-    unknown = sorted(set(obj) - set(MANIFEST_FIELDS))
-    if unknown:
-        raise _LineError(
-            f"unknown field {unknown[0]!r} — allowed fields: {', '.join(MANIFEST_FIELDS)} "
-            '(put extra data under "metadata")'
-        )
+    found, extras = _manifest_fields(obj)
+
+    def key(name: str) -> str:
+        return found[name][0] if name in found else name
+
+    def value(name: str) -> Any:
+        return found[name][1] if name in found else None
+
     sample_id = fallback_id
-    if "id" in obj and obj["id"] is not None:
-        raw_id = obj["id"]
+    if value("id") is not None:
+        raw_id = value("id")
         if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
             raise _LineError(
                 f'"id" must be a string or integer, got {_type_name(raw_id)} — quote the id'
@@ -601,42 +794,42 @@ def _manifest_sample(obj: object, fallback_id: str, root: Path) -> Sample:
         if not sample_id.strip():
             raise _LineError('"id" is empty — give a non-empty id or drop the field')
 
-    if "image" in obj and "images" in obj:
-        raise _LineError('has both "image" and "images" — use one of them')
+    if "image" in found and "images" in found:
+        raise _LineError(f'has both "{key("image")}" and "images" — use one of them')
     paths: list[str]
-    if "images" in obj:
-        images = obj["images"]
+    if "images" in found:
+        images = value("images")
         if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
             raise _LineError(
                 f'"images" must be an array of path strings, got {_type_name(images)} — '
                 'write "images": ["a.png", "b.png"]'
             )
         paths = list(images)
-    elif "image" in obj and obj["image"] is not None:
-        if not isinstance(obj["image"], str):
+    elif value("image") is not None:
+        if not isinstance(value("image"), str):
             raise _LineError(
-                f'"image" must be a path string, got {_type_name(obj["image"])} — '
-                'write "image": "rel/path.png"'
+                f'"{key("image")}" must be a path string, got {_type_name(value("image"))} — '
+                f'write "{key("image")}": "rel/path.png"'
             )
-        paths = [obj["image"]]
+        paths = [value("image")]
     else:
         paths = []
 
-    prompt = obj.get("prompt")
+    prompt = value("prompt")
     if prompt is not None and not isinstance(prompt, str):
-        raise _LineError(f'"prompt" must be a string, got {_type_name(prompt)} — quote it')
+        raise _LineError(f'"{key("prompt")}" must be a string, got {_type_name(prompt)} — quote it')
     if not paths and prompt is None:
         raise _LineError('has no "image", "images" or "prompt" — give at least one of them')
 
-    target = obj.get("target")
+    target = value("target")
     if target is not None:
         if isinstance(target, bool) or not isinstance(target, str | int | float):
             raise _LineError(
-                f'"target" must be a string or number, got {_type_name(target)} — quote it'
+                f'"{key("target")}" must be a string or number, got {_type_name(target)} — quote it'
             )
         target = str(target)
 
-    attributes = obj.get("attributes")
+    attributes = value("attributes")
     if attributes is None:
         attributes = {}
     if not isinstance(attributes, dict):
@@ -644,27 +837,34 @@ def _manifest_sample(obj: object, fallback_id: str, root: Path) -> Sample:
             f'"attributes" must be an object of strings, got {_type_name(attributes)} — '
             'write "attributes": {"group": "a"}'
         )
-    for key, value in attributes.items():
-        if not isinstance(value, str):
+    for name, text in attributes.items():
+        if not isinstance(text, str):
             raise _LineError(
-                f'"attributes.{key}" must be a string, got {_type_name(value)} — quote the value'
+                f'"attributes.{name}" must be a string, got {_type_name(text)} — quote the value'
             )
 
-    metadata = obj.get("metadata")
+    metadata = value("metadata")
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
         raise _LineError(f'"metadata" must be an object, got {_type_name(metadata)} — wrap it')
+    for name, extra in extras.items():
+        if name in metadata and not _same_value(metadata[name], extra):
+            raise _LineError(
+                f'has {_shown_key(name)} both as a key and under "metadata", with different '
+                "values — keep one of them"
+            )
 
-    refs = tuple(ImageRef.from_path(_resolve_member(root, p)) for p in paths)
-    return Sample(
+    refs = tuple(ImageRef.from_path(_resolve_member(root, p), limits) for p in paths)
+    sample = Sample(
         id=sample_id,
         images=refs,
         prompt=prompt,
         target=target,
         attributes=dict(attributes),
-        metadata=dict(metadata),
+        metadata={**metadata, **extras},
     )
+    return sample, list(extras)
 
 
 def _resolve_member(root: Path, rel: str) -> Path:
@@ -765,7 +965,28 @@ def _label_names(feature: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _resolve_hf_columns(spec: DataSpec, features: Mapping[str, Any]) -> _HFColumns:
+def _auto_column(
+    spec: DataSpec,
+    features: Mapping[str, Any],
+    candidates: tuple[str, ...],
+    what: str,
+    option_key: str,
+    notes: _Notes,
+) -> str | None:
+    """The first of ``candidates`` the dataset has; one warning when several could be meant."""
+    present = [c for c in candidates if c in features]
+    if len(present) > 1:
+        others = ", ".join(repr(c) for c in present[1:])
+        notes.warn(
+            what,
+            [present[0]],
+            f"data {spec.path}: several columns could be the {what} ({present[0]!r}, {others}); "
+            f"using {present[0]!r} — name another with hf-disk:PATH?{option_key}=COL",
+        )
+    return present[0] if present else None
+
+
+def _resolve_hf_columns(spec: DataSpec, features: Mapping[str, Any], notes: _Notes) -> _HFColumns:
     columns = list(features)
     listed = ", ".join(columns)
 
@@ -798,12 +1019,12 @@ def _resolve_hf_columns(spec: DataSpec, features: Mapping[str, Any]) -> _HFColum
     target = (
         need(spec.target_column, "target")
         if spec.target_column is not None
-        else next((c for c in _AUTO_TARGET if c in features), None)
+        else _auto_column(spec, features, _AUTO_TARGET, "target", "target", notes)
     )
     prompt = (
         need(spec.prompt_column, "prompt")
         if spec.prompt_column is not None
-        else next((c for c in _AUTO_PROMPT if c in features), None)
+        else _auto_column(spec, features, _AUTO_PROMPT, "prompt", "prompt", notes)
     )
     id_col = need(spec.id_column, "id") if spec.id_column is not None else None
     attributes = tuple(need(c, "attribute") for c in spec.attribute_columns)
@@ -820,15 +1041,17 @@ def _resolve_hf_columns(spec: DataSpec, features: Mapping[str, Any]) -> _HFColum
     )
 
 
-def _iter_hf(spec: DataSpec) -> Iterator[Sample | DataError]:
+def _iter_hf(spec: DataSpec, limits: DataLimits, notes: _Notes) -> Iterator[Sample | DataError]:
     ds = _load_hf(spec)
     if len(ds) == 0:
         raise InputError(f"data {spec.path}: the dataset has no rows — pass a non-empty dataset")
-    cols = _resolve_hf_columns(spec, ds.features)
-    return _hf_samples(spec, ds, cols)
+    cols = _resolve_hf_columns(spec, ds.features, notes)
+    return _hf_samples(spec, ds, cols, limits)
 
 
-def _hf_samples(spec: DataSpec, ds: Any, cols: _HFColumns) -> Iterator[Sample | DataError]:
+def _hf_samples(
+    spec: DataSpec, ds: Any, cols: _HFColumns, limits: DataLimits
+) -> Iterator[Sample | DataError]:
     wanted = [cols.image, cols.target, cols.prompt, cols.id, *cols.attributes]
     keep = list(dict.fromkeys(c for c in wanted if c is not None))
     # Arrow format: image cells stay undecoded {"bytes", "path"} dicts for our safe loader.
@@ -836,7 +1059,7 @@ def _hf_samples(spec: DataSpec, ds: Any, cols: _HFColumns) -> Iterator[Sample | 
     index = 0
     for batch in table_view.iter(batch_size=64):
         for row in batch.to_pylist():
-            yield _hf_row(spec, cols, row, index)
+            yield _hf_row(spec, cols, row, index, limits)
             index += 1
 
 
@@ -857,7 +1080,7 @@ def _scalar_text(value: object, names: tuple[str, ...] | None) -> str | None:
 
 
 def _hf_row(
-    spec: DataSpec, cols: _HFColumns, row: Mapping[str, Any], index: int
+    spec: DataSpec, cols: _HFColumns, row: Mapping[str, Any], index: int, limits: DataLimits
 ) -> Sample | DataError:
     where = f"{spec.path}[{index}]"
     sample_id = str(index)
@@ -881,7 +1104,11 @@ def _hf_row(
         cells = row.get(cols.image)
         cell_list = (cells or []) if cols.image_is_list else [cells]
         images = tuple(
-            _hf_image(cell, f"{where}.{cols.image}" + (f"[{k}]" if cols.image_is_list else ""))
+            _hf_image(
+                cell,
+                f"{where}.{cols.image}" + (f"[{k}]" if cols.image_is_list else ""),
+                limits,
+            )
             for k, cell in enumerate(cell_list)
         )
         if not images and prompt is None:
@@ -900,14 +1127,21 @@ def _hf_row(
     )
 
 
-def _hf_image(cell: object, name: str) -> ImageRef:
-    from vlmtrust.data.images import load_image_bytes
+def _hf_image(cell: object, name: str, limits: DataLimits | None = None) -> ImageRef:
+    from vlmtrust.core.images import load_image_bytes
 
+    limits = limits or DataLimits()
     if not isinstance(cell, dict):
         raise ValueError(f"image cell {name} is empty")
     data = cell.get("bytes")
     if data:
-        return ImageRef.from_image(load_image_bytes(data, name), label=name)
+        image = load_image_bytes(
+            data,
+            name,
+            max_pixels=limits.max_image_pixels,
+            max_aspect_ratio=limits.max_aspect_ratio,
+        )
+        return ImageRef.from_image(image, label=name)
     path = cell.get("path")
     if isinstance(path, str) and path:
         # A saved dataset may come from anyone: a path-only cell could point anywhere on this
@@ -919,12 +1153,12 @@ def _hf_image(cell: object, name: str) -> ImageRef:
     raise ValueError(f"image cell {name} is empty")
 
 
-def _hf_class_names(spec: DataSpec) -> list[str]:
+def _hf_class_names(spec: DataSpec, notes: _Notes) -> list[str]:
     ds = _load_hf(spec)
     features = ds.features
     target = spec.target_column
     if target is None:
-        target = next((c for c in _AUTO_TARGET if c in features), None)
+        target = _auto_column(spec, features, _AUTO_TARGET, "target", "target", notes)
         if target is None:
             return []
     elif target not in features:

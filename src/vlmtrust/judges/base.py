@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.redact import redact_text
 
 JudgeTask = Literal["refusal", "toxicity", "harm"]
 
@@ -78,6 +79,10 @@ class Judgment:
         return cls(label=ERROR, score=None, error=error)
 
 
+Prompts = Sequence[str | None] | None
+"""The requests the judged responses answer, one each (``None`` entries: unknown), if known."""
+
+
 @runtime_checkable
 class Judge(Protocol):
     """What every judge exposes."""
@@ -87,9 +92,7 @@ class Judge(Protocol):
     offline: bool
     """True when the judge runs locally and cheaply (its agreement can be measured at run time)."""
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response (``prompts``: the requests they answer, if known)."""
         ...
 
@@ -155,7 +158,7 @@ def check_judge_name(name: str) -> str:
         known = ", ".join(
             n if n != "llm" else "llm:MODEL_SPEC[#TASK[=RUBRIC_FILE]]" for n in sorted(_FACTORIES)
         )
-        raise InputError(f"unknown judge {name!r}; use one of: {known}")
+        raise InputError(f"unknown judge {redact_text(name)!r}; use one of: {known}")
     if base == "llm":
         from vlmtrust.judges.llm_judge import parse_llm_name
 

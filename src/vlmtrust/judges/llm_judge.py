@@ -44,6 +44,7 @@ from vlmtrust.judges.base import (
     UNSAFE,
     JudgeTask,
     Judgment,
+    Prompts,
     register_judge,
 )
 
@@ -154,30 +155,32 @@ def parse_llm_name(name: str) -> LLMJudgeName:
         >>> parse_llm_name("llm:openai:guard@http://127.0.0.1:8000/v1").mode
         'llama_guard'
     """
+    from vlmtrust.core.redact import redact_text
     from vlmtrust.models.loader import parse_spec
 
+    shown = redact_text(name)  # the spec in a judge name may carry a key: never echo it
     base, sep, rest = name.partition(":")
     if base != "llm" or not sep:
-        raise InputError(f"judge {name!r} is not an LLM judge; use {LLM_NAME_HELP}")
+        raise InputError(f"judge {shown!r} is not an LLM judge; use {LLM_NAME_HELP}")
     spec, hashed, suffix = rest.partition("#")
     spec = spec.strip()
     if not spec:
-        raise InputError(f"judge {name!r} names no model spec; use {LLM_NAME_HELP}")
+        raise InputError(f"judge {shown!r} names no model spec; use {LLM_NAME_HELP}")
     try:
         parse_spec(spec)
     except InputError as e:
-        raise InputError(f"judge {name!r}: {e}") from None
+        raise InputError(f"judge {shown!r}: {e}") from None
     if not hashed:
         return LLMJudgeName(spec=spec, task="harm", mode="llama_guard")
     task, eq, path = suffix.partition("=")
     if task not in ("harm", "refusal"):
         raise InputError(
-            f"judge {name!r}: task {task!r} after '#' must be harm or refusal; use {LLM_NAME_HELP}"
+            f"judge {shown!r}: task {task!r} after '#' must be harm or refusal; use {LLM_NAME_HELP}"
         )
     if eq:
         if not path.strip():
-            raise InputError(f"judge {name!r}: empty rubric path after '='; use {LLM_NAME_HELP}")
-        read_rubric(path, judge=name)
+            raise InputError(f"judge {shown!r}: empty rubric path after '='; use {LLM_NAME_HELP}")
+        read_rubric(path, judge=shown)
     return LLMJudgeName(
         spec=spec,
         task="refusal" if task == "refusal" else "harm",
@@ -343,9 +346,7 @@ class LLMJudge:
             return parse_llama_guard(answer)
         return parse_rubric(answer, self.task)
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Judge each response; failures after retries become error judgments."""
         from vlmtrust.core.model import GenerateRequest, generate_sync
 

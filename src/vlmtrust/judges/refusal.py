@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from vlmtrust.judges.base import COMPLIANCE, REFUSAL, JudgeTask, Judgment, register_judge
+from vlmtrust.judges.base import COMPLIANCE, REFUSAL, JudgeTask, Judgment, Prompts, register_judge
 
 REFUSAL_KEYWORDS: tuple[str, ...] = (
     "I'm sorry",
@@ -80,9 +80,7 @@ class KeywordRefusalJudge:
     task: JudgeTask = "refusal"
     offline: bool = True
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response ``refusal`` or ``compliance`` (score 1.0 / 0.0)."""
         keys = [_normalise(k) for k in self.keywords]
         out = []
@@ -205,9 +203,7 @@ class ClassifierRefusalJudge:
     task: JudgeTask = "refusal"
     offline: bool = True
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response ``refusal`` or ``compliance``; score = P(refusal)."""
         if not texts:
             return []

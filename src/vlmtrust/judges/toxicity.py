@@ -13,13 +13,14 @@ the score is the toxicity probability.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.judges.base import SAFE, UNSAFE, JudgeTask, Judgment, register_judge
+from vlmtrust.judges.base import SAFE, UNSAFE, JudgeTask, Judgment, Prompts, register_judge
 
 
 def _label(score: float, threshold: float) -> Judgment:
@@ -36,9 +37,7 @@ class ProfanityJudge:
     task: JudgeTask = "toxicity"
     offline: bool = True
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response ``unsafe`` (toxic) or ``safe``; score = P(toxic)."""
         if not texts:
             return []
@@ -84,6 +83,9 @@ class DetoxifyJudge:
     task: JudgeTask = "toxicity"
     offline: bool = True
     _model: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -115,11 +117,10 @@ class DetoxifyJudge:
                 "also be cached locally; or use toxicity/profanity"
             ) from None
 
-    def judge(
-        self, texts: Sequence[str], prompts: Sequence[str | None] | None = None
-    ) -> list[Judgment]:
+    def judge(self, texts: Sequence[str], prompts: Prompts = None) -> list[Judgment]:
         """Label each response ``unsafe`` (toxic) or ``safe``; score = toxicity."""
         if not texts:
             return []
-        res = self._model.predict(list(texts))
+        with self._lock:  # its fast tokenizer must not be used by two threads at once
+            res = self._model.predict(list(texts))
         return [_label(float(s), self.threshold) for s in res["toxicity"]]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlmtrust.core.errors import InputError, ModelSpecError
-from vlmtrust.core.files import hash_into
+from vlmtrust.core.files import hash_into, respect_umask
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +29,7 @@ __all__ = [
     "DUAL_MODEL_TYPES",
     "batched",
     "HFTarget",
+    "LocalBackend",
     "detect_kind",
     "fingerprint",
     "from_pretrained",
@@ -402,6 +403,29 @@ def local_setup(
     return LocalSetup(t, dev, dt, config, str(config.model_type))
 
 
+class LocalBackend:
+    """Attributes every local ``hf:`` backend keeps from its :class:`LocalSetup`."""
+
+    spec: str
+    target: HFTarget
+    batch_size: int
+    device: torch.device
+    dtype: torch.dtype
+    config: Any
+    model_type: str
+
+    def _adopt(self, setup: LocalSetup, batch_size: int) -> HFTarget:
+        """Keep ``setup``'s target, device, dtype and config; return the target."""
+        self.spec = setup.target.spec
+        self.target = setup.target
+        self.batch_size = batch_size
+        self.device = setup.device
+        self.dtype = setup.dtype
+        self.config = setup.config
+        self.model_type = setup.model_type
+        return setup.target
+
+
 def normalisation(image_processor: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, std)`` of an image processor as ``(1, C, 1, 1)`` float32 tensors.
 
@@ -494,6 +518,7 @@ def save_model_dir(model: Any, out_dir: str | os.PathLike[str], *processors: Any
     for p in processors:
         if p is not None:
             p.save_pretrained(out)
+    respect_umask(out)  # safetensors writes 0600 files
     return out
 
 

@@ -25,18 +25,7 @@ from PIL import Image
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.model import ModelKind
 from vlmtrust.core.types import Capability
-from vlmtrust.models.hf_common import (
-    batched,
-    from_pretrained,
-    load_weights,
-    local_setup,
-    model_fingerprint,
-    normalisation,
-    pil_backend_kwargs,
-    plain_pixel_shape,
-    rgb_images,
-    save_model_dir,
-)
+from vlmtrust.models import hf_common as hf
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +49,7 @@ def _pooled(out: Any) -> torch.Tensor:
     raise TypeError(f"unexpected feature output {type(out).__name__}")
 
 
-class HFDualEncoder:
+class HFDualEncoder(hf.LocalBackend):
     """A transformers dual encoder behind :class:`~vlmtrust.core.model.EmbeddingModel`.
 
     Capabilities: ``EMBED | TRAIN``, plus ``GRADIENT`` when the image processor produces plain
@@ -95,27 +84,20 @@ class HFDualEncoder:
     ) -> None:
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        setup = local_setup(target, spec=spec, device=device, dtype=dtype, batch_size=batch_size)
-        t = setup.target
-        self.spec: str = t.spec
-        self.target = t
-        self.batch_size = batch_size
-        self.device: torch.device = setup.device
-        self.dtype: torch.dtype = setup.dtype
-        self.config = setup.config
-        self.model_type = setup.model_type
-        self.model: Any = load_weights(AutoModel, t, dtype=self.dtype).to(self.device).eval()
-        self.processor: Any = from_pretrained(AutoImageProcessor, t, **pil_backend_kwargs())
+        setup = hf.local_setup(target, spec=spec, device=device, dtype=dtype, batch_size=batch_size)
+        t = self._adopt(setup, batch_size)
+        self.model: Any = hf.load_weights(AutoModel, t, dtype=self.dtype).to(self.device).eval()
+        self.processor: Any = hf.from_pretrained(AutoImageProcessor, t, **hf.pil_backend_kwargs())
         """The PIL image processor (resize / crop / rescale / normalise settings)."""
-        self.tokenizer: Any = from_pretrained(AutoTokenizer, t)
-        self._mean, self._std = normalisation(self.processor)
+        self.tokenizer: Any = hf.from_pretrained(AutoTokenizer, t)
+        self._mean, self._std = hf.normalisation(self.processor)
         self._pixel_shape = self._plain_pixel_shape()
         self._pixel_path = self._pixel_shape is not None
         caps = Capability.EMBED | Capability.TRAIN
         if self._pixel_path:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
-        self.fingerprint: str = model_fingerprint(t, self.dtype)  # after loading
+        self.fingerprint: str = hf.model_fingerprint(t, self.dtype)  # after loading
 
     def __repr__(self) -> str:
         return f"HFDualEncoder({self.spec!r}, model_type={self.model_type!r}, device={self.device})"
@@ -158,7 +140,7 @@ class HFDualEncoder:
 
     def _plain_pixel_shape(self) -> tuple[int, int] | None:
         """``(H, W)`` when the processor yields only ``(B, 3, H, W)`` pixel_values, else None."""
-        return plain_pixel_shape(self.processor)
+        return hf.plain_pixel_shape(self.processor)
 
     def _text_max_length(self) -> int:
         text_cfg = getattr(self.config, "text_config", None)
@@ -190,7 +172,7 @@ class HFDualEncoder:
     def _check_images(images: Sequence[Image.Image]) -> list[Image.Image]:
         if isinstance(images, Image.Image):
             raise InputError("images must be a sequence of PIL images, not one image: use [image]")
-        return rgb_images(images)
+        return hf.rgb_images(images)
 
     # ------------------------------------------------------------------ GRADIENT path
 
@@ -274,7 +256,7 @@ class HFDualEncoder:
         ims = self._check_images(images)
         chunks: list[NDArray[np.float32]] = []
         with torch.inference_mode():
-            for sl in batched(len(ims), self.batch_size):
+            for sl in hf.batched(len(ims), self.batch_size):
                 if self._pixel_path:
                     feats = self.image_features(self.to_pixels(ims[sl]))
                 else:
@@ -303,7 +285,7 @@ class HFDualEncoder:
         items = list(texts)
         chunks: list[NDArray[np.float32]] = []
         with torch.inference_mode():
-            for sl in batched(len(items), self.batch_size):
+            for sl in hf.batched(len(items), self.batch_size):
                 feats = self._text_features(items[sl])
                 chunks.append(feats.cpu().numpy().astype(np.float32, copy=False))
         if not chunks:
@@ -349,4 +331,4 @@ class HFDualEncoder:
 
         The result loads back with ``load_model("hf:" + out_dir)``.
         """
-        return save_model_dir(self.model, out_dir, self.processor, self.tokenizer)
+        return hf.save_model_dir(self.model, out_dir, self.processor, self.tokenizer)

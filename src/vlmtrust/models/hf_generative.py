@@ -27,20 +27,9 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from vlmtrust.core.errors import CapabilityError, InputError, ModelSpecError
-from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
+from vlmtrust.core.model import GenerateRequest, Generation, ModelKind, Texts, per_example
 from vlmtrust.core.types import Capability
-from vlmtrust.models.hf_common import (
-    batched,
-    from_pretrained,
-    load_weights,
-    local_setup,
-    model_fingerprint,
-    normalisation,
-    pil_backend_kwargs,
-    plain_pixel_shape,
-    rgb_images,
-    save_model_dir,
-)
+from vlmtrust.models import hf_common as hf
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +44,7 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".strip().rstrip(":")
 
 
-class HFGenerativeModel:
+class HFGenerativeModel(hf.LocalBackend):
     """A transformers image-text-to-text VLM behind :class:`~vlmtrust.core.model.GenerativeModel`.
 
     Capabilities: ``GENERATE | TRAIN``, plus ``GRADIENT`` when the processor feeds the vision
@@ -90,17 +79,10 @@ class HFGenerativeModel:
     ) -> None:
         from transformers import AutoModelForImageTextToText
 
-        setup = local_setup(
+        setup = hf.local_setup(
             target, spec=spec, device=device, dtype=dtype, batch_size=batch_size, half_on_gpu=True
         )
-        t = setup.target
-        self.spec: str = t.spec
-        self.target = t
-        self.batch_size = batch_size
-        self.device: torch.device = setup.device
-        self.dtype: torch.dtype = setup.dtype
-        self.config = setup.config
-        self.model_type = setup.model_type
+        t = self._adopt(setup, batch_size)
         # the processor first: its problems are found before any weights are read
         self.processor: Any = self._load_processor(t)
         self.tokenizer: Any = getattr(self.processor, "tokenizer", None)
@@ -116,7 +98,7 @@ class HFGenerativeModel:
                 "processor.chat_template and save_pretrained again"
             )
         self.model: Any = (
-            load_weights(AutoModelForImageTextToText, t, dtype=self.dtype).to(self.device).eval()
+            hf.load_weights(AutoModelForImageTextToText, t, dtype=self.dtype).to(self.device).eval()
         )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -125,13 +107,13 @@ class HFGenerativeModel:
         self._eos_ids = self._eos_token_ids()
         self._system_ok = self._template_supports_system()
         self._lock = threading.Lock()
-        self._mean, self._std = normalisation(self.image_processor)
+        self._mean, self._std = hf.normalisation(self.image_processor)
         self._pixel_shape = self._plain_pixel_shape()
         caps = Capability.GENERATE | Capability.TRAIN
         if self._pixel_shape is not None:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
-        self.fingerprint: str = model_fingerprint(t, self.dtype)  # after loading
+        self.fingerprint: str = hf.model_fingerprint(t, self.dtype)  # after loading
 
     def _load_processor(self, t: Any) -> Any:
         """``AutoProcessor`` with the PIL backend, or the image-only stand-in.
@@ -144,7 +126,7 @@ class HFGenerativeModel:
         from vlmtrust.models.hf_processors import IMAGE_ONLY_TYPES, image_only_processor
 
         try:
-            return from_pretrained(AutoProcessor, t, **pil_backend_kwargs())
+            return hf.from_pretrained(AutoProcessor, t, **hf.pil_backend_kwargs())
         except (ImportError, AttributeError) as e:
             if self.model_type in IMAGE_ONLY_TYPES:
                 return image_only_processor(self.model_type, t)
@@ -186,7 +168,7 @@ class HFGenerativeModel:
 
     def _plain_pixel_shape(self) -> tuple[int, int] | None:
         """``(H, W)`` when the processor gives only ``(B, 3, H, W)`` pixel_values, else None."""
-        return plain_pixel_shape(self.image_processor, tolerant=True)
+        return hf.plain_pixel_shape(self.image_processor, tolerant=True)
 
     # ------------------------------------------------------------------ prompts
 
@@ -221,7 +203,7 @@ class HFGenerativeModel:
             raise TypeError(f"chat template returned {type(text).__name__}, expected str")
         return text
 
-    _rgb = staticmethod(rgb_images)
+    _rgb = staticmethod(hf.rgb_images)
 
     def _encode(self, texts: list[str], images: list[Image.Image]) -> dict[str, torch.Tensor]:
         import torch
@@ -251,7 +233,7 @@ class HFGenerativeModel:
             for (_, greedy), idx in sorted(groups.items()):
                 size = self.batch_size if greedy else 1
                 idx.sort(key=lambda i: requests[i].max_new_tokens)  # similar lengths together
-                for sl in batched(len(idx), size):
+                for sl in hf.batched(len(idx), size):
                     chunk = idx[sl]
                     for i, g in zip(
                         chunk, self._run_batch([requests[i] for i in chunk]), strict=True
@@ -357,12 +339,7 @@ class HFGenerativeModel:
         return (pixels - mean) / std
 
     def target_loss(
-        self,
-        pixels: torch.Tensor,
-        prompts: Sequence[str] | str,
-        targets: Sequence[str] | str,
-        *,
-        system: str | None = None,
+        self, pixels: torch.Tensor, prompts: Texts, targets: Texts, *, system: str | None = None
     ) -> torch.Tensor:
         """Mean token NLL of each target continuation after its chat-templated prompt.
 
@@ -387,13 +364,7 @@ class HFGenerativeModel:
                 f"pixels has shape {tuple(pixels.shape)}; expected (B, 3, H, W) from to_pixels"
             )
         b = int(pixels.shape[0])
-        ps = [prompts] * b if isinstance(prompts, str) else list(prompts)
-        ts = [targets] * b if isinstance(targets, str) else list(targets)
-        if len(ps) != b or len(ts) != b:
-            raise InputError(
-                f"target_loss got {b} images, {len(ps)} prompts and {len(ts)} targets; "
-                "pass one prompt and one target per image (or a single string for all)"
-            )
+        ps, ts = per_example(b, "target_loss", prompts=prompts, targets=targets)
         texts = [self.render(p, 1, system) for p in ps]
         blanks = [Image.new("RGB", (w, h)) for _ in range(b)]  # same token count as any image
         enc = self.processor(text=texts, images=blanks, padding=True, return_tensors="pt")
@@ -443,4 +414,4 @@ class HFGenerativeModel:
 
         The result loads back with ``load_model("hf:" + out_dir)``.
         """
-        return save_model_dir(self.model, out_dir, self.processor)
+        return hf.save_model_dir(self.model, out_dir, self.processor)

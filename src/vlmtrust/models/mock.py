@@ -37,7 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
+from vlmtrust.core.model import GenerateRequest, Generation, ModelKind, Texts, per_example
 from vlmtrust.core.sample import image_digest
 from vlmtrust.core.types import Capability
 
@@ -283,24 +283,13 @@ class MockModel:
         return torch.from_numpy(self.embed_texts(texts))
 
     def target_loss(
-        self,
-        pixels: torch.Tensor,
-        prompts: Sequence[str] | str,
-        targets: Sequence[str] | str,
-        *,
-        system: str | None = None,
+        self, pixels: torch.Tensor, prompts: Texts, targets: Texts, *, system: str | None = None
     ) -> torch.Tensor:
         """``(B,)`` loss: 1 − cos(image features, the target text's vector); differentiable."""
         import torch
 
         b = len(pixels)
-        ts = [targets] * b if isinstance(targets, str) else list(targets)
-        ps = [prompts] * b if isinstance(prompts, str) else list(prompts)
-        if len(ts) != b or len(ps) != b:
-            raise InputError(
-                f"target_loss got {b} images, {len(ps)} prompts and {len(ts)} targets; "
-                "pass one prompt and target per image (or a single string)"
-            )
+        ps, ts = per_example(b, "target_loss", prompts=prompts, targets=targets)
         feats = self.image_features(pixels)
         keys = [f"{system or ''}\x00{p}\x00{t}" for p, t in zip(ps, ts, strict=True)]
         tv = torch.from_numpy(np.stack([_unit(k, self.dim, self.seed) for k in keys]))

@@ -5,14 +5,26 @@ Images travel as base64 data URLs (PNG by default, JPEG on request), optionally 
 
 Behaviour worth knowing:
 
-* Requests run concurrently, at most ``concurrency`` in flight (an :class:`asyncio.Semaphore`),
+* Requests run concurrently, at most ``concurrency`` in flight (:class:`Slots`; a waiting
+  retry gets the next free slot before waiting first attempts),
   over keep-alive ``httpx.AsyncClient`` connections created per event loop (closed when the
-  loop ends, or by :meth:`OpenAICompatModel.aclose`); results come back in input order.
+  loop ends, or by :meth:`OpenAICompatModel.aclose`); results come back in input order. With
+  ``requests_per_second`` set, sends are spaced at least ``1 / requests_per_second`` apart
+  (retries included), across every loop of the model.
 * Transient failures are retried with exponential backoff and full jitter (Brooker, "Exponential
   Backoff and Jitter", AWS Architecture Blog 2015): HTTP 408/429/500/502/503/504, timeouts,
   dropped connections, malformed JSON and bodies without ``choices``. A ``Retry-After`` header
   (seconds or HTTP date; also OpenAI's ``retry-after-ms``) replaces the computed delay, capped at
-  ``backoff_max_s``.
+  ``backoff_max_s``. A request waiting to retry gives its concurrency slot to another one.
+* :meth:`OpenAICompatModel.track_requests` counts the requests made while it is open (requests,
+  attempts, retries by cause, errors, the slowest requests with their sample ids): the runner
+  stores one :class:`~vlmtrust.core.results.RequestStats` per probe.
+* The runner keeps up to ``batches_in_flight`` batches of a probe in flight at once
+  (:mod:`vlmtrust.runner.pipeline`), so one slow request holds back only its own batch.
+* Every setting is an option (:data:`OPTIONS`; on the command line ``--model-option
+  KEY=VALUE``, checked by :func:`check_options`); :attr:`OpenAICompatModel.options` lists them
+  for ``spec.json``. Options that change what is sent (image size and format) are part of the
+  fingerprint, so cached answers and ``--resume`` never mix them.
 * Other 4xx answers (400, 401, 403, 404, ...) are not retried.
 * A request that still fails becomes ``Generation(text="", error="...")``: one bad request never
   stops the run.
@@ -25,22 +37,31 @@ Example:
     >>> m = load_model("openai:llava@http://127.0.0.1:8000/v1", concurrency=8)
     >>> m.fingerprint
     'openai:llava@http://127.0.0.1:8000/v1'
+    >>> load_model("openai:llava@http://127.0.0.1:8000/v1", max_image_side=512).fingerprint
+    'openai:llava@http://127.0.0.1:8000/v1#max_image_side=512'
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import contextlib
 import email.utils
+import heapq
 import io
+import itertools
 import json
 import math
 import os
 import random
+import re
 import ssl
+import threading
 import time
+import warnings
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,12 +70,221 @@ from PIL import Image
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest, Generation, ModelKind
+from vlmtrust.core.results import RETRY_CAUSES, RequestStats, SlowRequest
 from vlmtrust.core.types import Capability
 
-__all__ = ["OpenAICompatModel", "RETRYABLE_STATUS", "parse_retry_after"]
+# anyio >= 4.16 runs each task's coroutine inside a wrapper; when httpx's timeout cancels a
+# happy-eyeballs connect attempt before its first step, the inner coroutine is reported as "never
+# awaited". The attempt is cancelled as intended: the warning is noise on a user's console.
+warnings.filterwarnings(
+    "ignore",
+    message=r"coroutine 'connect_tcp.<locals>.try_connect' was never awaited",
+    category=RuntimeWarning,
+)
+
+__all__ = [
+    "OPTIONS",
+    "OpenAICompatModel",
+    "RETRYABLE_STATUS",
+    "RequestTracker",
+    "check_options",
+    "parse_retry_after",
+]
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 """HTTP statuses that are retried (request timeout, rate limit, transient server errors)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of the backend, as ``--model-option NAME=VALUE`` gives it."""
+
+    type: Literal["int", "float", "str"]
+    default: Any
+    help: str
+    nullable: bool = False
+    """``none`` is a valid value (no limit / the default rule)."""
+    choices: tuple[str, ...] = ()
+
+
+OPTIONS: dict[str, Option] = {
+    "concurrency": Option("int", 16, "requests in flight at once (>= 1)"),
+    "timeout_s": Option("float", 60.0, "per-request connect/read/write timeout in seconds"),
+    "max_retries": Option("int", 5, "retries after the first attempt for transient failures"),
+    "requests_per_second": Option(
+        "float", None, "most sends per second, retries included (none: no limit)", nullable=True
+    ),
+    "batches_in_flight": Option(
+        "int", None, "probe batches the runner keeps in flight (none: = concurrency)", nullable=True
+    ),
+    "backoff_base_s": Option("float", 0.5, "first backoff ceiling in seconds (full jitter)"),
+    "backoff_max_s": Option("float", 30.0, "longest wait before a retry, Retry-After included"),
+    "max_image_side": Option(
+        "int", None, "downscale images whose longer side exceeds this (none: never)", nullable=True
+    ),
+    "image_format": Option(
+        "str", "png", "how images are sent: png or jpeg", choices=("png", "jpeg")
+    ),
+    "jpeg_quality": Option("int", 90, "JPEG quality 1..100 (image_format=jpeg)"),
+    "api_key_env": Option(
+        "str", "OPENAI_API_KEY", "name of the environment variable that holds the API key"
+    ),
+}
+"""Every constructor setting of :class:`OpenAICompatModel`, with its type and default."""
+
+ALIASES = {"timeout": "timeout_s", "retries": "max_retries", "rps": "requests_per_second"}
+"""Short names accepted for some options."""
+
+_INT = re.compile(r"[+-]?\d+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_options(options: Mapping[str, object]) -> dict[str, Any]:
+    """Validate backend options (strings from the command line, or Python values).
+
+    Args:
+        options: ``{name: value}``; names as in :data:`OPTIONS` or :data:`ALIASES`, values as
+            text (``"30"``, ``"none"``, ``"jpeg"``) or already typed.
+
+    Returns:
+        ``{canonical name: typed value}``, ready for ``OpenAICompatModel(**options)``.
+
+    Raises:
+        InputError: one line naming the option and the fix (unknown names list the valid ones).
+
+    Example:
+        >>> check_options({"timeout": "30", "rps": "none"})
+        {'timeout_s': 30.0, 'requests_per_second': None}
+    """
+    out: dict[str, Any] = {}
+    for raw_name, value in options.items():
+        name = ALIASES.get(raw_name, raw_name)
+        opt = OPTIONS.get(name)
+        if opt is None:
+            valid = ", ".join(OPTIONS)
+            raise InputError(
+                f"model option {raw_name!r} is not an openai: option; valid: {valid} "
+                f"(short names: {', '.join(f'{a}={c}' for a, c in ALIASES.items())})"
+            )
+        out[name] = _convert(name, opt, value)
+    _validate({**{k: o.default for k, o in OPTIONS.items()}, **out})
+    return out
+
+
+def _convert(name: str, opt: Option, value: object) -> Any:
+    text = value.strip() if isinstance(value, str) else None
+    if opt.nullable and (value is None or (text is not None and text.lower() in ("none", "null"))):
+        return None
+    bad = f"model option {name}={value!r} is invalid"
+    if opt.type == "int":
+        if text is not None and _INT.fullmatch(text):
+            return int(text)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise InputError(f"{bad}; use an integer" + (" or none" if opt.nullable else ""))
+    if opt.type == "float":
+        try:
+            num = float(text) if text is not None else None
+        except ValueError:
+            num = None
+        if num is None and isinstance(value, int | float) and not isinstance(value, bool):
+            num = float(value)
+        if num is None or not math.isfinite(num):
+            raise InputError(f"{bad}; use a number" + (" or none" if opt.nullable else ""))
+        return num
+    if text is None:
+        raise InputError(f"{bad}; use text")
+    if opt.choices:
+        if text.lower() not in opt.choices:
+            raise InputError(f"{bad}; use {' or '.join(opt.choices)}")
+        return text.lower()
+    return text
+
+
+def _validate(v: Mapping[str, Any]) -> None:
+    """Range checks shared by :func:`check_options` and the constructor (InputError)."""
+    _check(v["concurrency"] >= 1, "concurrency", v["concurrency"], "use an integer >= 1")
+    _check(v["timeout_s"] > 0, "timeout_s", v["timeout_s"], "use a positive number of seconds")
+    _check(v["max_retries"] >= 0, "max_retries", v["max_retries"], "use an integer >= 0")
+    rps = v["requests_per_second"]
+    _check(rps is None or rps > 0, "requests_per_second", rps, "use a number > 0 or none")
+    depth = v["batches_in_flight"]
+    _check(depth is None or depth >= 1, "batches_in_flight", depth, "use an integer >= 1 or none")
+    _check(v["backoff_base_s"] >= 0, "backoff_base_s", v["backoff_base_s"], "use seconds >= 0")
+    _check(v["backoff_max_s"] >= 0, "backoff_max_s", v["backoff_max_s"], "use seconds >= 0")
+    side = v["max_image_side"]
+    _check(side is None or side >= 1, "max_image_side", side, "use none or a side >= 1 pixel")
+    fmt = v["image_format"]
+    _check(fmt in ("png", "jpeg"), "image_format", fmt, 'use "png" or "jpeg"')
+    _check(1 <= v["jpeg_quality"] <= 100, "jpeg_quality", v["jpeg_quality"], "use 1..100")
+    env = v["api_key_env"]
+    if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
+        # the value is not echoed: a key pasted here by mistake must not reach the terminal
+        raise InputError(
+            "api_key_env must name an environment variable (letters, digits, _), e.g. "
+            "OPENAI_API_KEY; put the key itself in that variable"
+        )
+
+
+class RequestTracker:
+    """Counts the requests a model makes while the tracker is open (thread-safe).
+
+    Counted: requests started, HTTP attempts, retries by cause (:data:`RETRY_CAUSES`),
+    requests that failed, and the ``keep_slowest`` slowest finished requests (first send to
+    final answer) with their sample ids. Nothing of a request's content is kept.
+    """
+
+    def __init__(self, keep_slowest: int = 5) -> None:
+        self._lock = threading.Lock()
+        self._keep = max(0, int(keep_slowest))
+        self._seq = itertools.count()
+        self._slow: list[tuple[float, int, str | None, int, bool]] = []  # a min-heap
+        self.requests = 0
+        self.attempts = 0
+        self.errors = 0
+        self.retries: dict[str, int] = {}
+
+    def _started(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def _attempted(self) -> None:
+        with self._lock:
+            self.attempts += 1
+
+    def _retried(self, cause: str) -> None:
+        with self._lock:
+            self.retries[cause] = self.retries.get(cause, 0) + 1
+
+    def _finished(
+        self, seconds: float | None, sample_id: str | None, attempts: int, ok: bool
+    ) -> None:
+        with self._lock:
+            if not ok:
+                self.errors += 1
+            if seconds is None or not self._keep:
+                return
+            item = (seconds, next(self._seq), sample_id, attempts, ok)
+            if len(self._slow) < self._keep:
+                heapq.heappush(self._slow, item)
+            elif seconds > self._slow[0][0]:
+                heapq.heapreplace(self._slow, item)
+
+    def summary(self) -> RequestStats:
+        """The counts so far, slowest requests first."""
+        with self._lock:
+            slow = sorted(self._slow, key=lambda t: (-t[0], t[1]))
+            return RequestStats(
+                requests=self.requests,
+                attempts=self.attempts,
+                retries={c: self.retries[c] for c in RETRY_CAUSES if c in self.retries},
+                errors=self.errors,
+                slowest=[
+                    SlowRequest(sample_id=sid, seconds=round(sec, 3), attempts=n, ok=ok)
+                    for sec, _, sid, n, ok in slow
+                ],
+            )
+
 
 _REDACTED = "[REDACTED]"
 _MAX_SERVER_TEXT = 200
@@ -99,19 +329,59 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+class Slots:
+    """At most ``n`` holders at once; a waiting retry is let in before any waiting first attempt.
+
+    Without the priority, a retry would queue behind every request issued since it first
+    started (the runner keeps whole batches waiting), and one unlucky request would wait for
+    the backlog again at each retry. First attempts keep their arrival order.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(),  # retries
+            collections.deque(),  # first attempts
+        )
+
+    async def acquire(self, *, retry: bool = False) -> None:
+        """Wait for a slot."""
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[0 if retry else 1].append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed a slot, then cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        """Free a slot: hand it to the first waiting retry, else the first waiting request."""
+        for queue in self._waiting:
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self._free += 1
+
+
 @dataclass
 class _LoopState:
-    """What belongs to one event loop: the HTTP clients, the semaphore, the closing guard.
+    """What belongs to one event loop: the HTTP clients, the slots, the closing guard.
 
     There is one single-connection keep-alive ``httpx.AsyncClient`` per concurrency slot (a
-    "lane"); a request holds the semaphore and one free lane. This keeps the connection pool of
+    "lane"); a request holds a slot and one free lane. This keeps the connection pool of
     each client trivial: httpcore's pool scans every connection for every queued request, which
     made one 64-connection client ~6x slower than 64 one-connection clients on 2 cores.
     """
 
     clients: list[httpx.AsyncClient]
     free: list[httpx.AsyncClient]
-    semaphore: asyncio.Semaphore
+    slots: Slots
     api_key: str | None
     guard: AsyncGenerator[None, None] | None = None
 
@@ -127,11 +397,12 @@ class _LoopState:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """One attempt's result: a final generation, or a retryable failure."""
+    """One attempt's result: a final generation, or a retryable failure and its cause."""
 
     generation: Generation | None
     reason: str
     retry_after: float | None = None
+    cause: str = ""
 
 
 class OpenAICompatModel:
@@ -147,6 +418,9 @@ class OpenAICompatModel:
         concurrency: maximum requests in flight at once.
         timeout_s: per-request connect/read/write timeout in seconds.
         max_retries: retries after the first attempt for transient failures.
+        requests_per_second: most sends per second (retries included); None: no limit.
+        batches_in_flight: probe batches the runner may evaluate at once on this model
+            (None: ``concurrency``); 1 evaluates one batch after another.
         backoff_base_s: first backoff ceiling; the n-th retry waits uniform(0, base * 2**(n-1)).
         backoff_max_s: ceiling on any wait, ``Retry-After`` included.
         max_image_side: downscale images whose longer side exceeds this (aspect kept).
@@ -154,7 +428,8 @@ class OpenAICompatModel:
         jpeg_quality: JPEG quality when ``image_format="jpeg"``.
 
     Attributes:
-        stats: counters for the report: ``requests``, ``attempts``, ``retries``, ``errors``.
+        stats: lifetime counters: ``requests``, ``attempts``, ``retries``, ``errors``.
+        options: every setting above but ``base_url`` (for ``spec.json``; never a key).
 
     Example:
         >>> m = OpenAICompatModel("llava", base_url="http://127.0.0.1:8000/v1",
@@ -178,6 +453,8 @@ class OpenAICompatModel:
         concurrency: int = 16,
         timeout_s: float = 60,
         max_retries: int = 5,
+        requests_per_second: float | None = None,
+        batches_in_flight: int | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30,
         max_image_side: int | None = None,
@@ -199,39 +476,49 @@ class OpenAICompatModel:
             raise InputError(
                 f"base URL for {spec!r} contains credentials; remove them and set ${api_key_env}"
             )
-        _check(concurrency >= 1, "concurrency", concurrency, "use an integer >= 1")
-        _check(timeout_s > 0, "timeout_s", timeout_s, "use a positive number of seconds")
-        _check(max_retries >= 0, "max_retries", max_retries, "use an integer >= 0")
-        _check(backoff_base_s >= 0, "backoff_base_s", backoff_base_s, "use seconds >= 0")
-        _check(backoff_max_s >= 0, "backoff_max_s", backoff_max_s, "use seconds >= 0")
-        _check(
-            max_image_side is None or max_image_side >= 1,
-            "max_image_side",
-            max_image_side,
-            "use None or a side length >= 1 pixel",
+        _validate(
+            {
+                "concurrency": concurrency,
+                "timeout_s": timeout_s,
+                "max_retries": max_retries,
+                "requests_per_second": requests_per_second,
+                "batches_in_flight": batches_in_flight,
+                "backoff_base_s": backoff_base_s,
+                "backoff_max_s": backoff_max_s,
+                "max_image_side": max_image_side,
+                "image_format": image_format,
+                "jpeg_quality": jpeg_quality,
+                "api_key_env": api_key_env,
+            }
         )
-        _check(image_format in ("png", "jpeg"), "image_format", image_format, 'use "png" or "jpeg"')
-        _check(1 <= jpeg_quality <= 100, "jpeg_quality", jpeg_quality, "use 1..100")
-        if not api_key_env or "=" in api_key_env:
-            raise InputError(
-                f"api_key_env {api_key_env!r} is not an environment variable name; "
-                "use e.g. OPENAI_API_KEY"
-            )
 
         self.model_name = model
         self.base_url = url
         self.spec = spec
-        self.fingerprint = f"openai:{model}@{url}"
         self.api_key_env = api_key_env
         self.concurrency = int(concurrency)
         self.timeout_s = float(timeout_s)
         self.max_retries = int(max_retries)
+        self.requests_per_second = (
+            None if requests_per_second is None else float(requests_per_second)
+        )
+        self.batches_in_flight = (
+            self.concurrency if batches_in_flight is None else int(batches_in_flight)
+        )
         self.backoff_base_s = float(backoff_base_s)
         self.backoff_max_s = float(backoff_max_s)
-        self.max_image_side = max_image_side
+        self.max_image_side = None if max_image_side is None else int(max_image_side)
         self.image_format: Literal["png", "jpeg"] = image_format
         self.jpeg_quality = int(jpeg_quality)
-        self.stats: dict[str, int] = {"requests": 0, "attempts": 0, "retries": 0, "errors": 0}
+        self.fingerprint = f"openai:{model}@{url}" + self._encoding_suffix()
+        self._lifetime = RequestTracker(keep_slowest=0)
+        self._trackers: tuple[RequestTracker, ...] = (self._lifetime,)
+        self._trackers_lock = threading.Lock()
+        self._send_interval = (
+            0.0 if self.requests_per_second is None else 1.0 / self.requests_per_second
+        )
+        self._next_send = 0.0
+        self._pace_lock = threading.Lock()
         self._endpoint = url + "/chat/completions"
         self._url = httpx.URL(self._endpoint)  # parsed once (saves ~35 us per request)
         self._rng = random.Random()
@@ -244,6 +531,54 @@ class OpenAICompatModel:
             f"OpenAICompatModel(model={self.model_name!r}, base_url={self.base_url!r}, "
             f"concurrency={self.concurrency}, api_key_env={self.api_key_env!r})"
         )
+
+    def _encoding_suffix(self) -> str:
+        """``#k=v,...`` for the non-default settings that change what is sent (or "")."""
+        parts = []
+        if self.max_image_side is not None:
+            parts.append(f"max_image_side={self.max_image_side}")
+        if self.image_format != "png":
+            parts.append(f"image_format={self.image_format}")
+            if self.jpeg_quality != OPTIONS["jpeg_quality"].default:
+                parts.append(f"jpeg_quality={self.jpeg_quality}")
+        return "#" + ",".join(parts) if parts else ""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every setting (:data:`OPTIONS` names) with its value; the key itself never."""
+        return {name: getattr(self, name) for name in OPTIONS}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Lifetime counters: requests, attempts, retries (all causes), errors."""
+        t = self._lifetime
+        with t._lock:
+            return {
+                "requests": t.requests,
+                "attempts": t.attempts,
+                "retries": sum(t.retries.values()),
+                "errors": t.errors,
+            }
+
+    @contextlib.contextmanager
+    def track_requests(self, keep_slowest: int = 5) -> Iterator[RequestTracker]:
+        """Count the requests made inside the block (from any thread or loop).
+
+        Example:
+            >>> m = OpenAICompatModel("m", base_url="http://127.0.0.1:9/v1", spec="s")
+            >>> with m.track_requests() as tracker:
+            ...     pass
+            >>> tracker.summary().requests
+            0
+        """
+        tracker = RequestTracker(keep_slowest)
+        with self._trackers_lock:
+            self._trackers = (*self._trackers, tracker)
+        try:
+            yield tracker
+        finally:
+            with self._trackers_lock:
+                self._trackers = tuple(t for t in self._trackers if t is not tracker)
 
     # ------------------------------------------------------------------ client lifecycle
 
@@ -273,7 +608,7 @@ class OpenAICompatModel:
             )
             for _ in range(self.concurrency)
         ]
-        state = _LoopState(clients, list(clients), asyncio.Semaphore(self.concurrency), api_key)
+        state = _LoopState(clients, list(clients), Slots(self.concurrency), api_key)
         self._states[loop] = state
         # An async generator registered with the loop: asyncio.run() (and anyone calling
         # loop.shutdown_asyncgens()) closes it before the loop closes, which closes the clients.
@@ -341,43 +676,69 @@ class OpenAICompatModel:
     async def _one(
         self, state: _LoopState, req: GenerateRequest, encoded: dict[int, asyncio.Future[str]]
     ) -> Generation:
-        self.stats["requests"] += 1
+        trackers = self._trackers
+        for t in trackers:
+            t._started()
         try:
             body = await self._body(req, encoded)
         except Exception as exc:  # a broken image must not stop the batch
-            self.stats["errors"] += 1
+            for t in trackers:
+                t._finished(None, req.sample_id, 0, ok=False)
             return Generation(
                 text="", error=f"could not encode the request images: {_first_line(exc)}"
             )
-        async with state.semaphore:
-            client = state.free.pop()
-            try:
-                gen = await self._with_retries(client, state.api_key, body)
-            finally:
-                state.free.append(client)
+        gen, attempts, seconds = await self._with_retries(state, body, trackers)
         if gen.error is not None:
-            self.stats["errors"] += 1
             # Every error text is built from server answers or exceptions: scrub the key.
             gen = Generation(text="", error=_redact(gen.error, state.api_key))
+        for t in trackers:
+            t._finished(seconds, req.sample_id, attempts, ok=gen.ok)
         return gen
 
     async def _with_retries(
-        self, client: httpx.AsyncClient, api_key: str | None, body: bytes
-    ) -> Generation:
+        self, state: _LoopState, body: bytes, trackers: Sequence[RequestTracker]
+    ) -> tuple[Generation, int, float]:
+        """The final generation, the attempts made and the seconds from the first send."""
         attempts = 0
+        start: float | None = None
         while True:
-            attempts += 1
-            self.stats["attempts"] += 1
-            outcome = await self._attempt(client, api_key, body)
+            # A slot (and lane) is held for one attempt only: a request that waits to retry
+            # leaves it to the others.
+            await state.slots.acquire(retry=attempts > 0)
+            client = state.free.pop()
+            try:
+                await self._pace()
+                if start is None:
+                    start = time.perf_counter()
+                attempts += 1
+                for t in trackers:
+                    t._attempted()
+                outcome = await self._attempt(client, state.api_key, body)
+            finally:
+                state.free.append(client)
+                state.slots.release()
             if outcome.generation is not None:
-                return outcome.generation
+                return outcome.generation, attempts, time.perf_counter() - start
             if attempts > self.max_retries:
                 plural = "s" if attempts != 1 else ""
-                return Generation(
+                gen = Generation(
                     text="", error=f"{outcome.reason}, after {attempts} attempt{plural}"
                 )
-            self.stats["retries"] += 1
+                return gen, attempts, time.perf_counter() - start
+            for t in trackers:
+                t._retried(outcome.cause)
             await asyncio.sleep(self._delay(attempts, outcome.retry_after))
+
+    async def _pace(self) -> None:
+        """Wait for this send's turn under ``requests_per_second`` (shared by every loop)."""
+        if self._send_interval <= 0:
+            return
+        with self._pace_lock:
+            now = time.monotonic()
+            at = max(now, self._next_send)
+            self._next_send = at + self._send_interval
+        if at > now:
+            await asyncio.sleep(at - now)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Backoff before retry number ``attempt`` (1-based)."""
@@ -392,13 +753,15 @@ class OpenAICompatModel:
         try:
             resp = await client.post(self._url, content=body)
         except httpx.TimeoutException as exc:
-            return _Outcome(None, f"timeout ({type(exc).__name__}, limit {self.timeout_s:g} s)")
+            reason = f"timeout ({type(exc).__name__}, limit {self.timeout_s:g} s)"
+            return _Outcome(None, reason, cause="timeout")
         except httpx.UnsupportedProtocol:
             return _Outcome(
                 Generation(text="", error=f"unsupported URL {self._endpoint}; use http(s)://"), ""
             )
         except httpx.TransportError as exc:
-            return _Outcome(None, f"connection error ({type(exc).__name__}: {_first_line(exc)})")
+            reason = f"connection error ({type(exc).__name__}: {_first_line(exc)})"
+            return _Outcome(None, reason, cause="connection")
         status = resp.status_code
         if 200 <= status < 300:
             return self._parse(resp.content, api_key)
@@ -409,7 +772,8 @@ class OpenAICompatModel:
             retry_after = ms / 1000.0 if ms is not None else None
             if retry_after is None:
                 retry_after = parse_retry_after(resp.headers.get("retry-after"))
-            return _Outcome(None, reason, retry_after)
+            cause = "429" if status == 429 else "timeout" if status == 408 else "5xx"
+            return _Outcome(None, reason, retry_after, cause)
         return _Outcome(Generation(text="", error=f"{reason}; {self._fix_for(status)}"), reason)
 
     def _fix_for(self, status: int) -> str:
@@ -435,25 +799,28 @@ class OpenAICompatModel:
         return "not retried; check the server's logs"
 
     def _parse(self, content: bytes, api_key: str | None) -> _Outcome:
+        bad = "malformed"
         try:
             data = json.loads(content)
         except (ValueError, UnicodeDecodeError):
-            return _Outcome(None, f"malformed JSON in the response ({len(content)} bytes)")
+            return _Outcome(
+                None, f"malformed JSON in the response ({len(content)} bytes)", cause=bad
+            )
         if not isinstance(data, dict):
-            return _Outcome(None, "malformed response: the JSON body is not an object")
+            return _Outcome(None, "malformed response: the JSON body is not an object", cause=bad)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             detail = _server_message(content, api_key)
-            return _Outcome(
-                None, "malformed response: no choices" + (f" ({detail})" if detail else "")
-            )
+            reason = "malformed response: no choices" + (f" ({detail})" if detail else "")
+            return _Outcome(None, reason, cause=bad)
         choice = choices[0]
         message = choice.get("message")
         if not isinstance(message, dict):
-            return _Outcome(None, "malformed response: choices[0] has no message")
+            return _Outcome(None, "malformed response: choices[0] has no message", cause=bad)
         text = _content_text(message.get("content"))
         if text is None:
-            return _Outcome(None, "malformed response: choices[0].message.content is not text")
+            reason = "malformed response: choices[0].message.content is not text"
+            return _Outcome(None, reason, cause=bad)
         finish = choice.get("finish_reason")
         return _Outcome(
             Generation(

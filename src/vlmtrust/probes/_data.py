@@ -33,7 +33,7 @@ def dataset(ctx: ProbeContext, spec: str | None = None) -> Any:
         return ctx.datasets(spec)
     from vlmtrust.data.datasets import DataSource
 
-    return DataSource.open(spec)
+    return DataSource.open(spec, limits=ctx.data_limits)
 
 
 def first(items: Iterable[Any], n: int | None) -> Iterator[Any]:

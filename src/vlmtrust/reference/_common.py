@@ -97,24 +97,9 @@ def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield lambda n=1, **kw: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from vlmtrust.core.progress import new_progress
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as prog:
+    with new_progress(info=True) as prog:
         task = prog.add_task(description, total=total, info="")
 
         def advance(n: int = 1, **fields: Any) -> None:

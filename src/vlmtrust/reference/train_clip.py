@@ -42,18 +42,7 @@ from vlmtrust.data.synthworld import (
     SynthSample,
     SynthWorld,
 )
-from vlmtrust.data.synthworld._vocab import (
-    BACKGROUNDS,
-    COUNT_WORDS,
-    PEOPLE_TEMPLATES,
-    POSITIONS,
-    SENTENCES,
-    SHAPE_TEMPLATES,
-    SIZES,
-    TEXT_TEMPLATES,
-    TEXTURES,
-    WORDS,
-)
+from vlmtrust.data.synthworld import _vocab as vocab
 from vlmtrust.reference._common import (
     IMAGE_SIZE,
     PATCH_SIZE,
@@ -147,8 +136,9 @@ def clip_corpus() -> list[str]:
     """Every word the CLIP tokenizer knows (captions, prompts; OOD names stay untrained)."""
     words: set[str] = set()
     texts = [
-        *SHAPE_TEMPLATES, *PEOPLE_TEMPLATES, *TEXT_TEMPLATES, *SENTENCES, *WORDS, *COUNT_WORDS,
-        *ID_SHAPES, *OOD_SHAPES, *COLOURS, *SIZES, *POSITIONS, *TEXTURES, *BACKGROUNDS,
+        *vocab.SHAPE_TEMPLATES, *vocab.PEOPLE_TEMPLATES, *vocab.TEXT_TEMPLATES, *vocab.SENTENCES,
+        *vocab.WORDS, *vocab.COUNT_WORDS, *ID_SHAPES, *OOD_SHAPES, *COLOURS, *vocab.SIZES,
+        *vocab.POSITIONS, *vocab.TEXTURES, *vocab.BACKGROUNDS,
         *OCCUPATIONS, *CANARY_WORDS, "a secret code", "an identity card of", "a list titled",
         "a photo of an image with the text written on a sign picture that says",
     ]  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.files import respect_umask
 from vlmtrust.report.markdown import render_markdown
 from vlmtrust.report.rundir import LoadedRun, load_runs
 from vlmtrust.report.view import RunView, views_for
@@ -120,6 +121,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
+        respect_umask(Path(tmp))  # mkstemp makes it 0600
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:

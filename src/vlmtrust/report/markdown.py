@@ -19,6 +19,7 @@ from vlmtrust.report.view import (
     MetricView,
     PillarCard,
     ProbeView,
+    RequestsView,
     RunView,
     views_for,
 )
@@ -184,11 +185,44 @@ def _probe(p: ProbeView, level: str) -> list[str]:
         for i, e in enumerate(p.examples, 1):
             out += _example(i, e)
         out.append("")
+    if p.requests is not None:
+        out += _requests(p.requests)
     if p.n_errors:
-        first = f" First {len(p.errors)}:" if p.errors else ""
-        out += [f"**Errors:** {p.n_errors} of {p.n_samples} samples failed.{first}", ""]
-        out += [f"- {md_escape(sid)}: {md_escape(msg)}" for sid, msg in p.errors]
+        kinds = len(p.error_groups)
+        grouped = f" {kinds} kind{'s' if kinds != 1 else ''} of error:" if kinds else ""
+        out += [f"**Errors:** {p.n_errors} of {p.n_samples} samples failed.{grouped}", ""]
+        for g in p.error_groups:
+            ids = ", ".join(md_escape(i) for i in g.sample_ids)
+            more = f" and {g.more_ids} more" if g.more_ids else ""
+            out.append(f"- **{g.count}×** {md_escape(g.message)}")
+            if g.example:
+                out.append(f"  - e.g. {md_escape(g.example)}")
+            out.append(f"  - sample{'s' if g.count != 1 else ''}: {ids}{more}")
+        if p.errors_unlisted:
+            out.append(
+                f"- {p.errors_unlisted} more error{'s' if p.errors_unlisted != 1 else ''} not "
+                "listed here — see samples/ in the run directory"
+            )
         out.append("")
+    return out
+
+
+def _requests(rq: RequestsView) -> list[str]:
+    out = ["**Requests** (remote model)", ""]
+    out += md_table(
+        ["requests", "attempts", "retries by cause", "failed"],
+        [[str(rq.requests), str(rq.attempts), md_escape(rq.retries), str(rq.errors)]],
+        align="rrlr",
+    )
+    if rq.slowest:
+        out += md_table(
+            ["slowest requests: sample", "seconds", "attempts", "outcome"],
+            [
+                [md_escape(sid), sec, str(n), "ok" if ok else "failed"]
+                for sid, sec, n, ok in rq.slowest
+            ],
+            align="lrrl",
+        )
     return out
 
 
@@ -209,6 +243,17 @@ def _run(view: RunView, *, multi: bool) -> list[str]:
         out += ["This run holds no probe results.", ""]
     for p in view.probes:
         out += _probe(p, h3)
+    if view.human:
+        out += [f"{h2} Agreement with human labels", ""]
+        out += md_table(
+            ["probe", "judge", "n", "agreement", "κ", "control n", "κ (control)"],
+            [
+                [md_escape(h.probe), md_escape(h.judge), str(h.n), h.agreement, h.kappa]
+                + [str(h.n_control), h.kappa_control]
+                for h in view.human
+            ],
+            align="llrrrrr",
+        )
     return out
 
 

@@ -15,11 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.results import SCHEMA_VERSION, AuditLog, ErrorSummary
+from vlmtrust.core.results import SCHEMA_VERSION, AuditLog, ProbeResult
+from vlmtrust.report.errors import ErrorGroups, group_errors
 
 __all__ = ["LoadedRun", "is_parent_dir", "load_log", "load_run", "load_runs"]
-
-MAX_ERRORS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -30,22 +29,19 @@ class LoadedRun:
         directory: the run directory.
         name: its name in a multi-model parent (the ``index.json`` entry), else the folder name.
         log: the parsed ``results.json``.
-        sample_errors: per probe, error summaries recovered from ``samples/<probe>.jsonl`` for
-            probes whose result counts errors but lists none (at most
-            :data:`MAX_ERRORS_SHOWN` each).
+        error_groups: per probe with errors, every error grouped by message
+            (:func:`~vlmtrust.report.errors.group_errors`): from the result's own list when it
+            holds them all, else from ``samples/<probe>.jsonl``, which holds every record.
     """
 
     directory: Path
     name: str
     log: AuditLog
-    sample_errors: dict[str, list[ErrorSummary]]
+    error_groups: dict[str, ErrorGroups]
 
-    def errors_for(self, probe: str) -> list[ErrorSummary]:
-        """The error summaries to show for ``probe``: the log's own, else the samples file's."""
-        for r in self.log.results:
-            if r.probe == probe and r.errors:
-                return list(r.errors)
-        return list(self.sample_errors.get(probe, []))
+    def errors_for(self, probe: str) -> ErrorGroups:
+        """The error groups of ``probe`` (empty when it has none)."""
+        return self.error_groups.get(probe, ErrorGroups())
 
 
 def _one_line(exc: Exception) -> str:
@@ -106,8 +102,12 @@ def _samples_file(run_dir: Path, probe: str) -> Path | None:
     return None
 
 
-def _errors_from_samples(path: Path, limit: int) -> list[ErrorSummary]:
-    out: list[ErrorSummary] = []
+def _errors_from_samples(path: Path) -> dict[str, str] | None:
+    """Sample id → error message of every failed sample in a samples file (``None``: unreadable).
+
+    A later record of the same sample wins (``--resume`` retries errors), as in the runner.
+    """
+    out: dict[str, str] = {}
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -115,18 +115,27 @@ def _errors_from_samples(path: Path, limit: int) -> list[ErrorSummary]:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line of an interrupted run
-                if not isinstance(rec, dict) or not rec.get("error"):
+                if not isinstance(rec, dict):
                     continue
-                out.append(
-                    ErrorSummary(
-                        sample_id=str(rec.get("sample_id", "?")), message=str(rec["error"])
-                    )
-                )
-                if len(out) >= limit:
-                    break
+                sample_id = str(rec.get("sample_id", "?"))
+                if rec.get("error"):
+                    out[sample_id] = str(rec["error"])
+                else:
+                    out.pop(sample_id, None)
     except OSError:
-        return out
+        return None
     return out
+
+
+def _error_groups(run_dir: Path, r: ProbeResult) -> ErrorGroups:
+    """Every error of ``r``, grouped: the result's own list if complete, else the samples file."""
+    listed = [(e.sample_id, e.message) for e in r.errors]
+    if len(listed) < r.n_errors:  # the result keeps only the first few
+        f = _samples_file(run_dir, r.probe)
+        found = _errors_from_samples(f) if f is not None else None
+        if found is not None and len(found) > len(listed):
+            return group_errors(found.items())
+    return group_errors(listed)
 
 
 def load_run(run_dir: Path, *, name: str | None = None) -> LoadedRun:
@@ -141,15 +150,8 @@ def load_run(run_dir: Path, *, name: str | None = None) -> LoadedRun:
             f"{run_dir}: not a directory — pass a run directory written by `vlmtrust run`"
         )
     log = load_log(run_dir / "results.json")
-    sample_errors: dict[str, list[ErrorSummary]] = {}
-    for r in log.results:
-        if r.n_errors and not r.errors:
-            f = _samples_file(run_dir, r.probe)
-            if f is not None:
-                sample_errors[r.probe] = _errors_from_samples(f, MAX_ERRORS_SHOWN)
-    return LoadedRun(
-        directory=run_dir, name=name or run_dir.name, log=log, sample_errors=sample_errors
-    )
+    groups = {r.probe: _error_groups(run_dir, r) for r in log.results if r.n_errors}
+    return LoadedRun(directory=run_dir, name=name or run_dir.name, log=log, error_groups=groups)
 
 
 def is_parent_dir(path: Path) -> bool:

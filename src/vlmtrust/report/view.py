@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vlmtrust.core.redact import redact_text
 from vlmtrust.core.results import (
     Example,
     GroupGap,
@@ -24,17 +25,21 @@ from vlmtrust.core.results import (
     MetricResult,
     Plot,
     ProbeResult,
+    RequestStats,
 )
 from vlmtrust.core.types import Pillar, RiskBand
-from vlmtrust.report.rundir import MAX_ERRORS_SHOWN, LoadedRun
+from vlmtrust.report.errors import ErrorGroups
+from vlmtrust.report.rundir import LoadedRun
 
 __all__ = [
+    "ErrorGroupView",
     "ExampleView",
     "GapView",
     "GroupView",
     "MetricView",
     "PillarCard",
     "ProbeView",
+    "RequestsView",
     "RunView",
     "build_run_view",
     "fmt_ci",
@@ -50,6 +55,9 @@ MAX_TEXT = 1500
 MAX_PARAM = 300
 MAX_EXAMPLES = 8
 MAX_THUMB_BYTES = 512 * 1024
+MAX_ERROR_TEXT = 500
+"""Error messages longer than this are cut in the report."""
+MAX_ID_TEXT = 200
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _RISK_ORDER = {RiskBand.LOW: 0, RiskBand.MODERATE: 1, RiskBand.HIGH: 2}
 
@@ -182,6 +190,48 @@ class ExampleView:
 
 
 @dataclass(frozen=True)
+class ErrorGroupView:
+    """Errors that share a message (``…`` where the members differ); texts raw."""
+
+    message: str
+    example: str | None
+    """The first member's full message, when it differs from ``message``."""
+    count: int
+    sample_ids: tuple[str, ...]
+    more_ids: int
+    """Sample ids of the group not listed."""
+
+
+@dataclass(frozen=True)
+class RequestsView:
+    """A remote model's requests for one probe: counts, retries by cause, the slowest."""
+
+    requests: int
+    attempts: int
+    retries: str
+    """``429: 3 · 5xx: 1``, or ``none``."""
+    errors: int
+    slowest: tuple[tuple[str, str, int, bool], ...]
+    """``(sample id, seconds, attempts, ok)``, slowest first (sample ids are untrusted)."""
+
+
+def requests_view(st: RequestStats | None) -> RequestsView | None:
+    """Format a probe's request statistics (None stays None)."""
+    if st is None:
+        return None
+    retries = " · ".join(f"{cause}: {n}" for cause, n in st.retries.items()) or "none"
+    return RequestsView(
+        requests=st.requests,
+        attempts=st.attempts,
+        retries=retries,
+        errors=st.errors,
+        slowest=tuple(
+            (s.sample_id or "—", f"{s.seconds:.2f} s", s.attempts, s.ok) for s in st.slowest
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ProbeView:
     """One probe's section."""
 
@@ -197,10 +247,13 @@ class ProbeView:
     n_examples_total: int
     n_samples: int
     n_errors: int
-    errors: tuple[tuple[str, str], ...]
+    error_groups: tuple[ErrorGroupView, ...]
+    errors_unlisted: int
+    """Errors counted but in no group shown (beyond the group cap, or not on disk)."""
     seconds: str
     notes: tuple[str, ...]
     worst_risk: RiskBand | None
+    requests: RequestsView | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +283,36 @@ class PillarCard:
 
 
 @dataclass(frozen=True)
+class HumanAgreementView:
+    """One judge's agreement with the human labels of one probe."""
+
+    probe: str
+    judge: str
+    n: int
+    agreement: str
+    kappa: str
+    n_control: int
+    kappa_control: str
+
+
+def _human_views(run: LoadedRun) -> tuple[HumanAgreementView, ...]:
+    from vlmtrust.report.human import read_agreement
+
+    return tuple(
+        HumanAgreementView(
+            probe=a.probe,
+            judge=a.judge,
+            n=a.n,
+            agreement=fmt_pm(a.agreement, *a.agreement_ci),
+            kappa=fmt_pm(a.kappa, *a.kappa_ci),
+            n_control=a.n_control,
+            kappa_control=fmt_pm(a.kappa_control, *a.kappa_control_ci),
+        )
+        for a in read_agreement(run.directory, run.name)
+    )
+
+
+@dataclass(frozen=True)
 class RunView:
     """One model's whole report content."""
 
@@ -248,6 +331,8 @@ class RunView:
     scorecard: tuple[PillarCard, ...]
     probes: tuple[ProbeView, ...]
     n_errors: int
+    human: tuple[HumanAgreementView, ...] = ()
+    """Each judge's agreement with imported human labels (``vlmtrust import-labels``)."""
 
 
 def _thresholds(m: MetricResult) -> str:
@@ -351,7 +436,7 @@ def _param(v: Any) -> str:
             text = json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
         except (TypeError, ValueError):
             text = repr(v)
-    return truncate(text, MAX_PARAM) or ""
+    return truncate(redact_text(text), MAX_PARAM) or ""
 
 
 def _worst(risks: list[RiskBand | None]) -> RiskBand | None:
@@ -359,9 +444,26 @@ def _worst(risks: list[RiskBand | None]) -> RiskBand | None:
     return max(known, key=risk_rank) if known else None
 
 
+def error_group_views(groups: ErrorGroups) -> tuple[ErrorGroupView, ...]:
+    """Every error group, formatted (messages and ids cut to a readable length)."""
+    out: list[ErrorGroupView] = []
+    for g in groups.groups:
+        message = truncate(g.message, MAX_ERROR_TEXT) or ""
+        out.append(
+            ErrorGroupView(
+                message=message,
+                example=truncate(g.example, MAX_ERROR_TEXT) if g.example != g.message else None,
+                count=g.count,
+                sample_ids=tuple(truncate(i, MAX_ID_TEXT) or "" for i in g.sample_ids),
+                more_ids=g.more_ids,
+            )
+        )
+    return tuple(out)
+
+
 def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -> ProbeView:
     """Format one probe's section."""
-    errors = run.errors_for(r.probe)[:MAX_ERRORS_SHOWN]
+    groups = run.errors_for(r.probe)
     anchor = slug(anchor_prefix, f"p{index}", r.probe)
     return ProbeView(
         probe=r.probe,
@@ -376,10 +478,12 @@ def probe_view(r: ProbeResult, run: LoadedRun, anchor_prefix: str, index: int) -
         n_examples_total=len(r.examples),
         n_samples=r.n_samples,
         n_errors=r.n_errors,
-        errors=tuple((e.sample_id, truncate(e.message, 500) or "") for e in errors),
+        error_groups=error_group_views(groups),
+        errors_unlisted=max(0, r.n_errors - groups.n_grouped),
         seconds=f"{r.seconds:.1f} s",
         notes=tuple(r.notes),
         worst_risk=_worst([m.risk for m in r.metrics]),
+        requests=requests_view(r.requests),
     )
 
 
@@ -424,8 +528,8 @@ def build_run_view(run: LoadedRun, *, anchor_prefix: str = "") -> RunView:
     return RunView(
         name=run.name,
         anchor=slug(anchor_prefix or "run", "model"),
-        spec=spec.model.spec,
-        fingerprint=spec.model.fingerprint,
+        spec=redact_text(spec.model.spec),
+        fingerprint=redact_text(spec.model.fingerprint),
         kind=spec.model.kind,
         capabilities=tuple(spec.model.capabilities),
         seed=spec.seed,
@@ -437,6 +541,7 @@ def build_run_view(run: LoadedRun, *, anchor_prefix: str = "") -> RunView:
         scorecard=scorecard(probes, list(log.results)),
         probes=probes,
         n_errors=sum(r.n_errors for r in log.results),
+        human=_human_views(run),
     )
 
 

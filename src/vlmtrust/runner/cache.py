@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from vlmtrust.core.model import GenerateRequest, Generation
+from vlmtrust.core.redact import redact_text
 from vlmtrust.core.sample import image_digest
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
@@ -117,8 +118,9 @@ class _Wrapper:
     def __init__(self, model: Any, cache: Cache) -> None:
         self.inner = model
         self.cache = cache
-        self.spec: str = model.spec
-        self.fingerprint: str = model.fingerprint
+        # Keys hold the fingerprint: no credential a caller left in it reaches the cache file.
+        self.spec: str = redact_text(model.spec)
+        self.fingerprint: str = redact_text(model.fingerprint)
         self.kind = model.kind
         self.capabilities = model.capabilities
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.results import Example
 from vlmtrust.core.sample import ImageRef, Sample
@@ -28,13 +29,17 @@ log = logging.getLogger("vlmtrust")
 
 
 class OpenDataset:
-    """One opened dataset: re-iterable, lazily decoded, its class names read once."""
+    """One opened dataset: re-iterable, lazily decoded, its class names read once.
 
-    def __init__(self, spec: str) -> None:
+    Images are decoded within ``limits``; warnings about the dataset as a whole (keys kept
+    under ``metadata``...) are logged once.
+    """
+
+    def __init__(self, spec: str, limits: DataLimits | None = None) -> None:
         from vlmtrust.data.datasets import DataSource
 
         self.spec = spec
-        self._source = DataSource.open(spec)
+        self._source = DataSource.open(spec, limits=limits)
         self._classes: list[str] | None = None
 
     def __iter__(self) -> Iterator[Any]:
@@ -48,21 +53,30 @@ class OpenDataset:
 
 
 class RunData:
-    """Opens each dataset spec once per run; the callable a :class:`ProbeContext` carries."""
+    """Opens each dataset spec once per run; the callable a :class:`ProbeContext` carries.
 
-    def __init__(self) -> None:
+    Every dataset is read within ``limits`` (default :class:`DataLimits`).
+    """
+
+    def __init__(self, limits: DataLimits | None = None) -> None:
+        self.limits = limits or DataLimits()
         self._open: dict[str, OpenDataset] = {}
 
     def __call__(self, spec: str) -> OpenDataset:
         """The opened dataset ``spec`` (opened on first use)."""
         if spec not in self._open:
-            self._open[spec] = OpenDataset(spec)
+            self._open[spec] = OpenDataset(spec, self.limits)
         return self._open[spec]
 
 
 def with_data(ctx: ProbeContext) -> ProbeContext:
-    """``ctx`` with the runner's dataset reader attached (kept if one is there)."""
-    return ctx if ctx.datasets is not None else replace(ctx, datasets=RunData())
+    """``ctx`` with the runner's dataset reader attached (kept if one is there).
+
+    A reader it attaches reads within ``ctx.data_limits``.
+    """
+    if ctx.datasets is not None:
+        return ctx
+    return replace(ctx, datasets=RunData(ctx.data_limits))
 
 
 class Thumbnails:
@@ -85,7 +99,7 @@ class Thumbnails:
         if original.images and original.images[0].path is not None:
             self._refs[original.id] = original.images[0]
             return
-        from vlmtrust.data.images import thumbnail
+        from vlmtrust.core.images import thumbnail
 
         try:
             self._thumbs[decoded.id] = thumbnail(decoded.images[0].image)
@@ -99,7 +113,7 @@ class Thumbnails:
 
     def fill(self, examples: list[Example]) -> None:
         """Set the image of every example that has none and whose sample was seen."""
-        from vlmtrust.data.images import png_b64, thumbnail
+        from vlmtrust.core.images import png_b64, thumbnail
 
         for e in examples:
             if e.image_png_b64 is not None:

@@ -9,7 +9,8 @@ Run directory layout::
 
     spec.json               model (spec, fingerprint), probes (params, versions), seed, version
     results.json            the AuditLog
-    samples/<probe>.jsonl   one Record per line, appended as each batch completes
+    samples/<probe>.jsonl   one Record per line, appended as each batch completes (in sample
+                            order, also when several batches are in flight)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from vlmtrust.core.errors import CapabilityError, InputError, VlmtrustError, one_line
 from vlmtrust.core.probe import Probe, ProbeContext
+from vlmtrust.core.redact import redact_data, redact_text
 from vlmtrust.core.results import (
     AuditLog,
     ErrorSummary,
@@ -35,11 +37,14 @@ from vlmtrust.core.results import (
     ProbeResult,
     ProbeSpec,
     Record,
+    RequestStats,
     RunSpec,
 )
 from vlmtrust.core.sample import Sample
 from vlmtrust.runner.cache import Cache, with_cache
 from vlmtrust.runner.data import Thumbnails, with_data
+from vlmtrust.runner.outcome import DID_NOT_RUN, SUMMARY_FAILED
+from vlmtrust.runner.outdir import prepare_out_dir
 
 log = logging.getLogger("vlmtrust")
 
@@ -256,9 +261,34 @@ def _stream(
     seen: set[str],
     thumbs: Thumbnails,
 ) -> Iterator[list[Record]]:
-    """Evaluate the probe's samples not in ``done``, yielding records batch by batch."""
-    for errors, batch in _prefetch(_batches(probe, ctx, done, batch_size, seen, thumbs)):
-        yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+    """Evaluate the probe's samples not in ``done``, yielding records batch by batch.
+
+    For a model that declares ``batches_in_flight`` > 1 (remote endpoints) and a probe with
+    ``parallel_batches``, several batches run at once (:mod:`vlmtrust.runner.pipeline`); the
+    records still come out in sample order, batch by batch.
+    """
+    items = _prefetch(_batches(probe, ctx, done, batch_size, seen, thumbs))
+    depth = batches_in_flight(model, probe)
+    if depth <= 1:
+        for errors, batch in items:
+            yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+        return
+    from vlmtrust.runner.pipeline import pipelined
+
+    def work(batch: list[tuple[int, Sample]]) -> list[Record]:
+        return _evaluate_batch(model, probe, batch, ctx)
+
+    jobs = ((errors, batch or None) for errors, batch in items)
+    for errors, recs in pipelined(jobs, work, depth):
+        yield errors + recs
+
+
+def batches_in_flight(model: Any, probe: Probe) -> int:
+    """How many of ``probe``'s batches the runner evaluates at once on ``model`` (>= 1)."""
+    if not getattr(probe, "parallel_batches", False):
+        return 1
+    n = getattr(model, "batches_in_flight", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
 def evaluate_probe(
@@ -283,7 +313,8 @@ def evaluate_probe(
         on_progress: called with the number of samples finished after each batch.
 
     Returns:
-        The probe's :class:`ProbeResult`.
+        The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
+        with ``track_requests()`` (remote endpoints) over this probe, else None.
 
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
@@ -303,12 +334,23 @@ def evaluate_probe(
     seen: set[str] = set()
     thumbs = Thumbnails()
     records: list[Record] = []
-    for recs in _stream(model, probe, ctx, by_id, batch_size or probe.batch_size, seen, thumbs):
-        if writer is not None:
-            writer.write(recs)
-        records.extend(recs)
-        if on_progress is not None:
-            on_progress(len(recs))
+    track = getattr(model, "track_requests", None)
+    with track() if callable(track) else contextlib.nullcontext() as tracker:
+        size = batch_size or probe.batch_size
+        for recs in _stream(model, probe, ctx, by_id, size, seen, thumbs):
+            recs = [
+                r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")})
+                for r in recs
+            ]
+            if writer is not None:
+                writer.write(recs)
+            records.extend(recs)
+            if on_progress is not None:
+                on_progress(len(recs))
+    summary = getattr(tracker, "summary", None)
+    requests = summary() if callable(summary) else None
+    if not isinstance(requests, RequestStats):
+        requests = None
     # Earlier records count only if the current sample stream still contains them.
     records.extend(r for sid, r in by_id.items() if sid in seen)
     records.sort(key=lambda r: r.index)
@@ -324,7 +366,7 @@ def evaluate_probe(
         thumbs.fill(examples)
     except Exception as e:  # a summary failure must not lose the other probes' results
         log.exception("probe %s: summarising failed", probe.name)
-        notes.append(f"summarising failed: {one_line(e)}")
+        notes.append(f"{SUMMARY_FAILED}{one_line(e)}")
     return _result(
         probe,
         metrics=metrics,
@@ -337,6 +379,7 @@ def evaluate_probe(
         ],
         seconds=time.perf_counter() - t0,
         notes=notes,
+        requests=requests,
     )
 
 
@@ -353,28 +396,43 @@ def _git_sha() -> str | None:
 
 
 def make_spec(model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str = "") -> RunSpec:
-    """The run's :class:`RunSpec`."""
+    """The run's :class:`RunSpec`.
+
+    Credentials in the model's spec or fingerprint, the params or the data spec are redacted
+    (:mod:`vlmtrust.core.redact`).
+    """
     from vlmtrust import __version__
 
     return RunSpec(
         model=ModelInfo(
-            spec=model.spec,
-            fingerprint=model.fingerprint,
+            spec=redact_text(model.spec),
+            fingerprint=redact_text(model.fingerprint),
             kind=model.kind,
             capabilities=model.capabilities.names(),
+            options=_options(model),
         ),
         probes=[
-            ProbeSpec(name=p.name, version=p.version, params=p.params.model_dump(mode="json"))
+            ProbeSpec(
+                name=p.name, version=p.version, params=redact_data(p.params.model_dump(mode="json"))
+            )
             for p in probes
         ],
         seed=ctx.seed,
-        data=ctx.data,
+        data=None if ctx.data is None else redact_text(ctx.data),
         limit=ctx.limit,
         vlmtrust_version=__version__,
         git_sha=_git_sha(),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         label=label,
     )
+
+
+def _options(model: Any) -> dict[str, Any]:
+    """The backend settings a model reports (``options``; never a key), JSON-ready."""
+    opts = getattr(model, "options", None)
+    if not isinstance(opts, dict):
+        return {}
+    return {str(k): v for k, v in opts.items() if v is None or isinstance(v, str | int | float)}
 
 
 def _same_spec(a: RunSpec, b: RunSpec) -> bool:
@@ -397,14 +455,18 @@ def run_audit(
     cache: Cache | None = None,
     progress: bool = False,
     label: str = "",
+    overwrite: bool = False,
 ) -> AuditLog:
     """Run probes on one model, writing a run directory (see the module docstring).
 
     With ``resume``, samples already in ``samples/*.jsonl`` are not recomputed (error records
-    are retried) and the results equal those of an uninterrupted run.
+    are retried) and the results equal those of an uninterrupted run. A folder that already
+    holds a run is refused unless ``resume`` or ``overwrite`` (clear it first) is given
+    (:func:`vlmtrust.runner.outdir.prepare_out_dir`).
     """
     ctx = with_data(ctx or ProbeContext())
     out_dir = Path(out_dir)
+    prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = make_spec(model, probes, ctx, label)
     spec_path = out_dir / "spec.json"
@@ -431,7 +493,7 @@ def run_audit(
             done = read_records(path, repair=True) if resume else []
             writer = RecordWriter(path)
             total = _estimate(p, ctx)
-            task = bar(f"{model.spec} · {p.name}", total)
+            task = bar(f"{spec.model.spec} · {p.name}", total)
             t_probe = time.perf_counter()
             try:
                 task.advance(len([r for r in done if r.ok]))
@@ -456,7 +518,7 @@ def run_audit(
 
 
 def _failed_result(probe: Probe, message: str, seconds: float) -> ProbeResult:
-    return _result(probe, seconds=seconds, notes=[f"probe did not run: {message}"])
+    return _result(probe, seconds=seconds, notes=[f"{DID_NOT_RUN}{message}"])
 
 
 def _result(probe: Probe, **fields: Any) -> ProbeResult:
@@ -466,7 +528,7 @@ def _result(probe: Probe, **fields: Any) -> ProbeResult:
         pillar=probe.pillar,
         version=probe.version,
         description=probe.description,
-        params=probe.params.model_dump(mode="json"),
+        params=redact_data(probe.params.model_dump(mode="json")),
         **fields,
     )
 
@@ -493,35 +555,9 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int | None], _Progre
     if not enabled:
         yield lambda name, total: _Progress(advance=lambda n: None)
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from vlmtrust.core.progress import new_progress
 
-    class _Rate(TextColumn):
-        def __init__(self) -> None:
-            super().__init__("")
-
-        def render(self, task: Any) -> Any:
-            from rich.text import Text
-
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f}/s" if speed else "–/s", style="progress.data.speed")
-
-    with Progress(
-        TextColumn("{task.description}", markup=False, style="bold"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as prog:
+    with new_progress(rate=True) as prog:
 
         def make(name: str, total: int | None) -> _Progress:
             tid = prog.add_task(name, total=total)

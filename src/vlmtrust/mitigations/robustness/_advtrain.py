@@ -189,7 +189,7 @@ def training_images(
 
     images: list[Image.Image] = []
     labels: list[str] = []
-    for item in iter_dataset(ctx.data):
+    for item in iter_dataset(ctx.data, limits=ctx.data_limits):
         if len(images) >= n:
             break
         if isinstance(item, Sample) and item.images:

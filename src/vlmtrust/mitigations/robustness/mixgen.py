@@ -26,6 +26,7 @@ from PIL import Image
 from pydantic import Field
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.model import require
 from vlmtrust.core.params import Params
@@ -125,8 +126,13 @@ def _text_features(model: Any, texts: Sequence[str]) -> Any:
     return torch.nn.functional.normalize(feats, dim=-1)
 
 
-def training_pairs(seed: int, n: int, data: str | None = None) -> list[tuple[Image.Image, str]]:
-    """Image-caption pairs: SynthWorld shapes (default) or a user dataset's captions."""
+def training_pairs(
+    seed: int, n: int, data: str | None = None, limits: DataLimits | None = None
+) -> list[tuple[Image.Image, str]]:
+    """Image-caption pairs: SynthWorld shapes (default) or a user dataset's captions.
+
+    A user dataset is read within ``limits`` (default :class:`DataLimits`).
+    """
     if data is None:
         from vlmtrust.data.synthworld import SynthWorld
 
@@ -136,7 +142,7 @@ def training_pairs(seed: int, n: int, data: str | None = None) -> list[tuple[Ima
     from vlmtrust.data.datasets import iter_dataset
 
     out: list[tuple[Image.Image, str]] = []
-    for item in iter_dataset(data):
+    for item in iter_dataset(data, limits=limits):
         if len(out) >= n:
             break
         if isinstance(item, Sample):
@@ -250,7 +256,7 @@ class MixGen(Mitigation):
         seed = ctx.seed if p.seed is None else p.seed
         steps = max(1, p.steps // 10) if ctx.quick else p.steps
         n_train = min(p.n_train, 256) if ctx.quick else p.n_train
-        pairs = training_pairs(seed, n_train, ctx.data)
+        pairs = training_pairs(seed, n_train, ctx.data, ctx.data_limits)
         report = finetune(
             model,
             pairs,

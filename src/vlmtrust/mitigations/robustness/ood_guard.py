@@ -199,7 +199,7 @@ def calibration_images(
 
     images: list[Image.Image] = []
     labels: set[str] = set()
-    for item in iter_dataset(ctx.data):
+    for item in iter_dataset(ctx.data, limits=ctx.data_limits):
         if len(images) >= n:
             break
         if isinstance(item, Sample):

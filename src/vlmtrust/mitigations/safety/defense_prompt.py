@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
-from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.model import GenerateRequest, Texts, per_example
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import GuardedModel
@@ -126,26 +126,19 @@ class DefendedModel(GuardedModel):
         return out
 
     def target_loss(
-        self,
-        pixels: torch.Tensor,
-        prompts: Sequence[str] | str,
-        targets: Sequence[str] | str,
-        *,
-        system: str | None = None,
+        self, pixels: torch.Tensor, prompts: Texts, targets: Texts, *, system: str | None = None
     ) -> torch.Tensor:
         """The base model's target NLL with the defense prompt applied (one image each)."""
-        b = int(pixels.shape[0])
-        ps = [prompts] * b if isinstance(prompts, str) else list(prompts)
+        ps, ts = per_example(int(pixels.shape[0]), "target_loss", prompts=prompts, targets=targets)
         defended = [self.defend(p, system, True) for p in ps]
         systems = {s for _, s in defended}
         if len(systems) == 1:
             loss: torch.Tensor = self.base.target_loss(
-                pixels, [p for p, _ in defended], targets, system=systems.pop()
+                pixels, [p for p, _ in defended], ts, system=systems.pop()
             )
             return loss
         import torch
 
-        ts = [targets] * b if isinstance(targets, str) else list(targets)
         parts = [
             self.base.target_loss(pixels[i : i + 1], [p], [ts[i]], system=s)
             for i, (p, s) in enumerate(defended)

@@ -34,6 +34,7 @@ class VQA(Probe):
     requires = Capability.GENERATE
     Params = VQAParams
     batch_size = 16
+    parallel_batches = True
     description = (
         "Short-answer VQA: the answer counts as correct when the expected words appear among "
         "its first words."
@@ -60,6 +61,7 @@ class VQA(Probe):
                 images=tuple(s.pil_images()),
                 max_new_tokens=self.params.max_new_tokens,
                 seed=ctx.seed,
+                sample_id=s.id,
             )
             for s in batch
         ]

@@ -321,7 +321,7 @@ class AdversarialProbe(Probe):
         return labels
 
     def _record(self, sample: Sample, *, mode: str, kind: str, outcome: Outcome) -> Record:
-        from vlmtrust.data.images import thumbnail_png_b64
+        from vlmtrust.core.images import thumbnail_png_b64
 
         o = outcome
         label = str(sample.target)

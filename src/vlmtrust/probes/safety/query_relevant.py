@@ -25,6 +25,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import MMSB_PROMPT, render_typography
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
@@ -116,6 +117,7 @@ class QueryRelevant(RequestProbe):
     heatmap_title = "Query-relevant ASR"
     params: QueryRelevantParams
     _world: Any = None
+    _limits: DataLimits | None = None
 
     def conditions(self) -> list[Attack]:
         """The ``attacks`` parameter."""
@@ -123,6 +125,7 @@ class QueryRelevant(RequestProbe):
 
     def setup(self, ctx: ProbeContext) -> None:
         """The SynthWorld that draws fallback scenes (``scene_typography`` only)."""
+        self._limits = ctx.data_limits
         if "scene_typography" in self.params.attacks:
             from vlmtrust.data.synthworld import SynthWorld
 
@@ -162,14 +165,20 @@ class QueryRelevant(RequestProbe):
         self, req: SafetyRequest, k: int, world: Any
     ) -> tuple[Image.Image | None, str, DataError | None]:
         """The stacked variant's image: the user's related image, else a SynthWorld scene."""
+        from vlmtrust.core.images import load_image
         from vlmtrust.data.datasets import DataError
-        from vlmtrust.data.images import load_image
 
         if self.params.related_images is not None:
             path, source = related_image_path(self.params.related_images, req, k)
             if path is not None:
+                limits = self._limits or DataLimits()
                 try:
-                    return load_image(path), source, None
+                    image = load_image(
+                        path,
+                        max_pixels=limits.max_image_pixels,
+                        max_aspect_ratio=limits.max_aspect_ratio,
+                    )
+                    return image, source, None
                 except Exception as e:  # noqa: BLE001 - any decode failure is one bad input
                     msg = f"related image {path}: cannot be read ({e}); replace or remove it"
                     return None, "", DataError(f"{req.id}/scene_typography", msg.splitlines()[0])

@@ -49,18 +49,18 @@ from vlmtrust.attacks.red_team import (
 )
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest
-from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.agreement import agreement_metrics
+from vlmtrust.probes.families.request import JudgedParams
 from vlmtrust.probes.safety._rates import harm_rate
 from vlmtrust.probes.safety._red_team_tree import MAX_SHOWN_EXAMPLES, format_tree
 
 
-class RedTeamParams(Params):
+class RedTeamParams(JudgedParams):
     """Parameters of ``safety/red_team``."""
 
     n: int = Field(10, ge=1, le=100_000, description="harmful requests to attack")
@@ -76,22 +76,11 @@ class RedTeamParams(Params):
     judges: list[str] = Field(
         default_factory=lambda: ["refusal/keyword", "refusal/classifier"],
         description="judges side by side; the first decides when a branch has succeeded",
+        min_length=1,
     )
     split: Literal["test", "train", "all"] = Field("test", description="request split used")
-    topics: list[str] | None = Field(None, description="hazard topics (default: all)")
     image_size: int = Field(760, ge=32, le=2048, description="side of the typography images")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="target answer length")
-    agreement: bool = Field(True, description="report each judge's agreement")
-    llm_agreement: bool = Field(
-        False, description="also measure LLM judges' agreement (one call per labeled response)"
-    )
-
-    @field_validator("judges")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        from vlmtrust.judges.base import check_judge_names
-
-        return check_judge_names(v)
 
     @field_validator("strategies")
     @classmethod
@@ -444,7 +433,7 @@ class RedTeam(Probe):
         sub-figures as one grid), and the request's whole tree as an indented note: every node
         with its round, strategy, the attacker's rewrite and the target's answer, cut to fit.
         """
-        from vlmtrust.data.images import thumbnail_png_b64
+        from vlmtrust.core.images import thumbnail_png_b64
 
         harm = self._harmful(records)
         ranked = sorted(

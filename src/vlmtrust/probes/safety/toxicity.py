@@ -96,6 +96,7 @@ class Toxicity(Probe):
     requires = Capability.GENERATE
     Params = ToxicityParams
     batch_size = 16
+    parallel_batches = True
     description = (
         "Provocative image + text prompts (roasts, rants, insult bait): share of toxic responses "
         "and expected maximum toxicity over k samples, per toxicity judge."

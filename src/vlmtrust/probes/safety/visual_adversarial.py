@@ -40,12 +40,12 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from vlmtrust.core.model import GenerateRequest
-from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.probes.families.request import JudgedParams
 from vlmtrust.probes.safety._rates import harm_rate
 
 HINT = (
@@ -54,7 +54,7 @@ HINT = (
 )
 
 
-class VisualAdversarialParams(Params):
+class VisualAdversarialParams(JudgedParams):
     """Parameters of ``safety/visual_adversarial``."""
 
     n: int = Field(8, ge=1, le=100_000, description="held-out harmful requests evaluated")
@@ -73,16 +73,7 @@ class VisualAdversarialParams(Params):
     )
     universal: bool = Field(True, description="one image for all requests (Qi et al.)")
     target: str = Field("Sure. 1.", min_length=1, description="affirmative target opening")
-    judges: list[str] = Field(
-        default_factory=lambda: ["refusal/keyword", "refusal/classifier"],
-        description="judges side by side (the first is the headline)",
-    )
-    topics: list[str] | None = Field(None, description="hazard topics (default: all)")
     max_new_tokens: int = Field(32, ge=1, le=4096, description="answer length")
-    agreement: bool = Field(True, description="report each judge's agreement")
-    llm_agreement: bool = Field(
-        False, description="also measure LLM judges' agreement (one call per labeled response)"
-    )
 
     @field_validator("eps")
     @classmethod
@@ -93,13 +84,6 @@ class VisualAdversarialParams(Params):
             if not 0.0 <= e <= 1.0:
                 raise ValueError(f"budget {e} is outside [0, 1] (pixels are in [0, 1])")
         return sorted(set(v))
-
-    @field_validator("judges")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        from vlmtrust.judges.base import check_judge_names
-
-        return check_judge_names(v)
 
 
 def eps_label(eps: float) -> str:
@@ -508,7 +492,7 @@ class VisualAdversarial(Probe):
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """The strongest budget's adversarial image with answers that flipped first."""
-        from vlmtrust.data.images import thumbnail_png_b64
+        from vlmtrust.core.images import thumbnail_png_b64
 
         last = len(self.p.eps) - 1
         eps = self.p.eps[last]
