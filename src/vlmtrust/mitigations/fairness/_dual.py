@@ -119,8 +119,8 @@ def store_matrix(m: F64) -> list[list[float]]:
 class DebiasedDualModel:
     """A dual encoder with ``text' = norm(text @ Tᵀ)`` and ``image' = norm(image @ Vᵀ)``.
 
-    ``text_matrix`` / ``image_matrix`` ``None`` leaves that side unchanged. The surface is the
-    base model's (``embed_images``, ``embed_texts``, ``logit_scale``, everything else
+    ``text_matrix`` / ``image_matrix`` ``None`` leaves that side unchanged; ``tag`` (the
+    mitigation's other fitted state) enters the fingerprint. The surface is the base model's (``embed_images``, ``embed_texts``, ``logit_scale``, everything else
     delegated).
     """
 
@@ -131,6 +131,7 @@ class DebiasedDualModel:
         name: str,
         text_matrix: F64 | None = None,
         image_matrix: F64 | None = None,
+        tag: str = "",
     ) -> None:
         self.base = base
         self.name = name
@@ -142,6 +143,7 @@ class DebiasedDualModel:
         h = hashlib.sha256()
         for m in (text_matrix, image_matrix):
             h.update(b"-" if m is None else np.ascontiguousarray(m, dtype=np.float64).tobytes())
+        h.update(tag.encode())
         self.fingerprint: str = f"{base.fingerprint}+{name}:{h.hexdigest()[:16]}"
 
     def __getattr__(self, name: str) -> Any:

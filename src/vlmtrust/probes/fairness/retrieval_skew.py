@@ -32,6 +32,9 @@ Conventions, pinned by tests:
   below a smaller gallery (``--limit``, a small ``--data``) are dropped with a note.
 * **Ties at the k-th score are broken by gallery order** (the lower sample index first, as a
   stable sort by descending score): the top k has exactly k items, never more.
+* **Re-ranking wrappers.** A model with ``rank_groups(images)`` (``fairness/pbm``) has the
+  predicted group stored with each record, and the skews are of its re-ranked order
+  (:func:`vlmtrust.core.fair_ranking.fair_rerank_scores`), not of the raw cosines.
 * **Unknown values.** A gallery image without the attribute has the value ``unknown``: it
   takes its place in the ranking, is counted in the distributions (its desired share is its
   gallery share under both targets) and shown in ``share``, but is not a candidate for
@@ -382,10 +385,14 @@ class RetrievalSkewProbe(Probe):
         img = zs.embed_images(model, [s.pil_images()[0] for s in batch])
         txt = self._texts.embed(model, self.params.queries)
         cos = img @ txt.T
-        return [
-            self.record(s, output={"cos": fc.store_vector(c)})
-            for s, c in zip(batch, cos, strict=True)
-        ]
+        out: list[dict[str, Any]] = [{"cos": fc.store_vector(c)} for c in cos]
+        rank_groups = getattr(model, "rank_groups", None)
+        if callable(rank_groups):  # a re-ranking wrapper (fairness/pbm): rank as it does
+            groups = rank_groups([s.pil_images()[0] for s in batch])
+            for o, g in zip(out, groups, strict=True):
+                o["rank_group"] = str(g)
+                o["rank_target"] = str(getattr(model, "rank_target", "uniform"))
+        return [self.record(s, output=o) for s, o in zip(batch, out, strict=True)]
 
     # ------------------------------------------------------------------ metrics
 
@@ -417,6 +424,12 @@ class RetrievalSkewProbe(Probe):
         if not ks:
             return {}
         scores = fc.embedding_rows(records, "cos").T
+        if _reranked(records):
+            from vlmtrust.core.fair_ranking import fair_rerank_scores
+
+            groups = [str(r.output["rank_group"]) for r in records]
+            target = str(records[0].output.get("rank_target", "uniform"))
+            scores = fair_rerank_scores(scores, groups, target)
         out = {}
         for attr in self.params.attributes:
             labels = fc.attribute_values(records, attr)
@@ -634,6 +647,11 @@ class RetrievalSkewProbe(Probe):
                     f"{attr}: the gallery is balanced, so the uniform target equals the prior "
                     "(reported once, as prior)"
                 )
+        if _reranked(records):
+            out.append(
+                "the model re-ranks retrieval by predicted group (a re-ranking wrapper such as "
+                "fairness/pbm): the skews are of its re-ranked order, not of the raw cosines"
+            )
         if records:
             scores = fc.embedding_rows(records, "cos").T
             same = _identical_rows(scores)
@@ -645,6 +663,11 @@ class RetrievalSkewProbe(Probe):
                     f"does not know?); {len(same)} such pair(s) count as separate queries"
                 )
         return out
+
+
+def _reranked(records: Sequence[Record]) -> bool:
+    """Whether every record carries a re-ranking wrapper's predicted group."""
+    return bool(records) and all("rank_group" in r.output for r in records)
 
 
 def _p_at_least(null: F64, observed: float) -> float:
