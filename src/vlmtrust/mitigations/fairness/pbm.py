@@ -12,7 +12,8 @@ The group predictor:
 * ``zero_shot`` (the paper): the group prompt with the highest cosine. It needs a text encoder
   that knows the group words; the reference CLIP's captions never name the group, so on
   reference:clip its predictions are at chance and the re-ranking does not help.
-* ``linear`` (default): a logistic regression (scikit-learn) on the image embeddings, fitted on
+* ``linear`` (default): a logistic regression (scikit-learn, standardised features folded into
+  the weights) on the image embeddings, fitted on
   the labelled fitting gallery (SynthWorld people from a world disjoint from the probes', or
   ``--data``); its weights are stored in ``wrapper.json``.
 
@@ -131,15 +132,20 @@ class PBM(_dual.FittedWrapper):
         fit = _dual.fit_gallery(model, ctx, n, need=[p.attribute], name=self.name)
         labels = np.asarray(fit.values(p.attribute))
         keep = labels != ""
+        x = fit.embeddings[keep]
+        mu, sd = x.mean(axis=0), x.std(axis=0)
+        sd = np.where(sd > 1e-12, sd, 1.0)
         clf = LogisticRegression(C=p.c, max_iter=2000, random_state=ctx.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit(fit.embeddings[keep], labels[keep])
-        coef = np.asarray(clf.coef_, dtype=np.float64)
+            clf.fit((x - mu) / sd, labels[keep])
+        # the standardisation folded into the weights: w·((x − μ)/σ) + b = (w/σ)·x + b − w·μ/σ
+        coef = np.asarray(clf.coef_, dtype=np.float64) / sd
+        intercept = np.atleast_1d(clf.intercept_) - coef @ mu
         return {
             "classes": [str(c) for c in clf.classes_],
             "coef": _dual.store_matrix(coef),
-            "intercept": [float(f"{b:.9g}") for b in np.atleast_1d(clf.intercept_)],
+            "intercept": [float(f"{b:.9g}") for b in intercept],
         }
 
     def _check_prompts(self) -> None:
