@@ -13,17 +13,18 @@ group with no items left simply stops contributing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["fair_order", "fair_rerank_scores", "target_shares"]
 
 
-def target_shares(
-    groups: Sequence[str], target: str | Mapping[str, float]
-) -> dict[str, float]:
-    """Desired share of each group present: equal (``uniform``), the gallery's (``prior``), or
-    given (normalised over the groups present).
+def target_shares(groups: Sequence[str], target: str | Mapping[str, float]) -> dict[str, float]:
+    """Desired share of each group present.
+
+    ``uniform``: equal shares; ``prior``: the gallery's shares; a mapping: those shares,
+    normalised over the groups present.
 
     Example:
         >>> target_shares(["a", "a", "a", "b"], "prior")

@@ -206,6 +206,5 @@ def test_mitigations_refuse_unfitted_or_wrong_models(clip: Any) -> None:
     with pytest.raises(InputError, match="dual encoders"):
         get_mitigation("fairness/projection")().prepare(MockModel(), MitigationContext())
     with pytest.raises(InputError, match="one prompt per group"):
-        get_mitigation("fairness/pbm")(
-            {"predictor": "zero_shot", "group_prompts": ["x"]}
-        ).wrap(clip)
+        bad = {"predictor": "zero_shot", "group_prompts": ["x"]}
+        get_mitigation("fairness/pbm")(bad).wrap(clip)

@@ -120,8 +120,8 @@ class DebiasedDualModel:
     """A dual encoder with ``text' = norm(text @ Tᵀ)`` and ``image' = norm(image @ Vᵀ)``.
 
     ``text_matrix`` / ``image_matrix`` ``None`` leaves that side unchanged; ``tag`` (the
-    mitigation's other fitted state) enters the fingerprint. The surface is the base model's (``embed_images``, ``embed_texts``, ``logit_scale``, everything else
-    delegated).
+    mitigation's other fitted state) enters the fingerprint. The surface is the base model's
+    (``embed_images``, ``embed_texts``, ``logit_scale``, everything else delegated).
     """
 
     def __init__(

@@ -135,7 +135,7 @@ class Projection(_dual.FittedWrapper):
                 "{concept}, e.g. 'a photo of a {group} {concept}'"
             )
         bias = np.asarray(model.embed_texts(list(p.spurious_prompts)), dtype=np.float64)
-        diffs = []
+        diffs: list[F64] = []
         for c in p.concepts:
             emb = np.asarray(
                 model.embed_texts([p.pair_prompt.format(group=g, concept=c) for g in p.groups]),
@@ -152,10 +152,10 @@ class Projection(_dual.FittedWrapper):
         )
         groups = np.asarray(fit.values(p.attribute))
         concepts = np.asarray(fit.values(p.concept_attribute))
-        diffs = []
+        diffs: list[F64] = []
         for c in sorted(set(concepts) - {""}):
             in_c = concepts == c
-            present = [g for g in sorted(set(groups[in_c]) - {""})]
+            present = sorted(set(groups[in_c]) - {""})
             means = {g: fit.embeddings[in_c & (groups == g)].mean(axis=0) for g in present}
             diffs.extend(means[a] - means[b] for a, b in combinations(present, 2))
         if not diffs:
