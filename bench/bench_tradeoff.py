@@ -122,7 +122,8 @@ def plot(rows: list[tuple[str, dict[str, float]]], out: Path) -> Path:
 
     plt.rcParams["font.family"] = "DejaVu Sans"
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
-    for name, r in rows:
+    markers = "os^vDPX*<>h"
+    for i, (name, r) in enumerate(rows):
         ax.errorbar(
             r["accuracy"] * 100,
             r["max_skew"],
@@ -131,7 +132,9 @@ def plot(rows: list[tuple[str, dict[str, float]]], out: Path) -> Path:
                 [(r["accuracy_hi"] - r["accuracy"]) * 100],
             ],
             yerr=[[r["max_skew"] - r["max_skew_lo"]], [r["max_skew_hi"] - r["max_skew"]]],
-            fmt="o",
+            fmt=markers[i % len(markers)],
+            markersize=9 if i == 0 else 6,
+            mfc="none" if i == 0 else None,
             capsize=3,
             label=f"{name}",
         )
