@@ -1,7 +1,8 @@
 """Bias versus accuracy of the dual-encoder debiasers on one trade-off plot.
 
 Every debiaser (``fairness/projection`` from images and from prompts, ``fairness/pbm`` with a
-linear and a zero-shot group predictor, ``fairness/inlp`` at several round counts) is fitted
+linear and a zero-shot group predictor, ``fairness/inlp`` at several round counts,
+``fairness/sfid`` at two sizes) is fitted
 on SynthWorld people from the fitting world (``seed + FIT_SEED_OFFSET``) and evaluated with
 the probes at their defaults on their own worlds (``seed + 1,000,000``): bias =
 ``fairness/retrieval_skew`` MaxSkew@50 of the group against the prior (600-image gallery, CI
@@ -10,7 +11,7 @@ and, since PBM leaves zero-shot alone and changes only rankings, retrieval preci
 the occupation queries (share of the top 50 showing the queried occupation). Prints a table
 and writes ``tradeoff.png`` (matplotlib, DejaVu Sans) into ``--out``. Not part of the tests.
 
-Usage: ``python bench/bench_tradeoff.py [--out bench-out] [--model reference:clip]``.
+Usage: ``python bench/bench_tradeoff.py [--out bench-out] [--model reference:clip] [--only sfid]``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("inlp (1 round)", "fairness/inlp", {"iterations": 1}),
     ("inlp (3 rounds)", "fairness/inlp", {"iterations": 3}),
     ("inlp (≤10 rounds)", "fairness/inlp", {}),
+    ("sfid (16 dims)", "fairness/sfid", {}),
+    ("sfid (32 dims)", "fairness/sfid", {"n_features": 32}),
 ]
 
 
@@ -157,6 +160,7 @@ def main() -> None:
     ap.add_argument("--out", default="bench-out", help="folder for tradeoff.png / .json")
     ap.add_argument("--model", default="reference:clip")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="", help="run only the variants whose label has this")
     args = ap.parse_args()
     t0 = time.perf_counter()
     base = Memo(load_model(args.model))
@@ -167,6 +171,8 @@ def main() -> None:
     rows = [("none", evaluate(base, args.seed))]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, name, params) in enumerate(VARIANTS):
+            if args.only not in label:
+                continue
             ctx = MitigationContext(seed=args.seed, out_dir=Path(tmp) / str(i))
             mit = get_mitigation(name)(params)
             art = mit.apply(base, ctx)

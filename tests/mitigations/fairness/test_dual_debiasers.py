@@ -1,4 +1,4 @@
-"""fairness/projection, fairness/pbm, fairness/inlp on reference:clip, and their building blocks.
+"""fairness/projection, pbm, inlp and sfid on reference:clip, and their building blocks.
 
 Each debiaser is fitted on SynthWorld people from the fitting world (seed + FIT_SEED_OFFSET) and
 evaluated with the fairness probes on their own gallery (seed + 1,000,000): a held-out split,
@@ -198,7 +198,7 @@ def test_fair_order_equalises_every_prefix_and_keeps_group_order() -> None:
 
 
 def test_mitigations_refuse_unfitted_or_wrong_models(clip: Any) -> None:
-    for name in ("fairness/projection", "fairness/inlp", "fairness/pbm"):
+    for name in ("fairness/projection", "fairness/inlp", "fairness/pbm", "fairness/sfid"):
         with pytest.raises(InputError, match="harden"):
             get_mitigation(name)().wrap(clip)
     from vlmtrust.models.mock import MockModel
@@ -208,3 +208,19 @@ def test_mitigations_refuse_unfitted_or_wrong_models(clip: Any) -> None:
     with pytest.raises(InputError, match="one prompt per group"):
         bad = {"predictor": "zero_shot", "group_prompts": ["x"]}
         get_mitigation("fairness/pbm")(bad).wrap(clip)
+
+
+def test_sfid_imputes_the_forests_dimensions_and_lowers_the_skew(
+    clip: Any, base_numbers: tuple[float, float], tmp_path: Path
+) -> None:
+    skew0, acc0 = base_numbers
+    hardened = _harden(clip, "fairness/sfid", tmp_path, trees=100)
+    from vlmtrust.data.synthworld import SynthWorld
+
+    imgs = [s.image for s in SynthWorld(seed=5).people(4)]
+    raw = np.asarray(hardened.embed_images(imgs), dtype=np.float64)
+    # the imputed dimensions are the same for every image, up to the renormalisation
+    ratio = raw[:, hardened.dims] / hardened.values
+    assert np.allclose(ratio, ratio[:, :1], rtol=1e-4)
+    assert _excess(_skew(hardened)) < skew0
+    assert _zero_shot(hardened) >= acc0 - 0.03
