@@ -224,3 +224,23 @@ def test_sfid_imputes_the_forests_dimensions_and_lowers_the_skew(
     assert np.allclose(ratio, ratio[:, :1], rtol=1e-4)
     assert _excess(_skew(hardened)) < skew0
     assert _zero_shot(hardened) >= acc0 - 0.03
+
+
+def test_fit_on_user_data_needs_two_values_of_the_attribute(tmp_path: Path) -> None:
+    import json
+
+    from vlmtrust.data.synthworld import SynthWorld
+    from vlmtrust.models.mock import MockModel
+
+    lines = []
+    for i, s in enumerate(SynthWorld(seed=9).people(12, cue_prob=0.5)):
+        s.image.save(tmp_path / f"{i}.png")
+        attrs = {"group": s.attributes["group"], "occupation": s.attributes["occupation"]}
+        lines.append(json.dumps({"id": f"p{i}", "image": f"{i}.png", "attributes": attrs}))
+    (tmp_path / "people.jsonl").write_text("\n".join(lines) + "\n")
+    ctx = MitigationContext(data=str(tmp_path / "people.jsonl"), out_dir=tmp_path / "out")
+    model = MockModel("dual")
+    fit = _dual.fit_gallery(model, ctx, 12, need=["group"], name="t")
+    assert len(fit.embeddings) == 12 and set(fit.values("group")) == {"round", "angular"}
+    with pytest.raises(InputError, match="attribute 'gender'.*manifest"):
+        get_mitigation("fairness/inlp")({"attribute": "gender"}).prepare(model, ctx)
