@@ -60,6 +60,9 @@ class _Memo:
 
 @pytest.fixture(scope="module")
 def clip() -> Any:
+    import torch
+
+    torch.set_num_threads(2)
     return _Memo(load_model("reference:clip"))
 
 
