@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.model import Model
+from vlmtrust.core.params import validate_params
 from vlmtrust.core.probe import Probe, ProbeContext, get_probe, registry
 from vlmtrust.core.redact import redact_text
 from vlmtrust.core.results import AuditLog
@@ -102,7 +103,8 @@ def _check_inputs(
 
     Typos in probe, pillar or parameter names, a parameter for a probe the run does not
     include, a bad limit, missing data, or a model spec that does not parse (or carries a
-    credential).
+    credential). Parameter values are validated by the probe's ``Params`` (over
+    its defaults).
     """
     import difflib
 
@@ -150,6 +152,12 @@ def _check_inputs(
                     f"--param {name}.{key}: {name} has no parameter {key!r} "
                     f"(it has {', '.join(fields) or 'none'})"
                 )
+        validate_params(
+            known[name].Params,
+            dict((params or {})[name]),
+            f"probe {name}",
+            "see `vlmtrust list probes --verbose`",
+        )
 
 
 def audit(

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from vlmtrust.core.params import Params
@@ -125,3 +126,145 @@ def test_group_family_run_renders_the_gap_in_the_report(tmp_path: Path) -> None:
     assert "gap over groups: difference <strong>40.0%</strong>" in text
     assert "worst group: <strong>b</strong>" in text
     assert "accuracy\\_difference/group" in md.read_text()
+
+
+class GapParams(Params):
+    n_per_group: int = 100
+    n_missing: int = 0
+    n_small: int = 0
+    min_group_size: int = 1
+
+
+@probe("fairness/test_group_toy_bad_input")
+class BadInputToy(GroupProbe):
+    """Groups a and b (accuracy 0.9 / 0.5), samples without ``group``, a small group c."""
+
+    requires = Capability.EMBED
+    Params = GapParams
+    group_attributes = ("group",)
+    intersections = (("group", "parity"),)
+    params: GapParams
+
+    def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
+        plan = [("a", self.params.n_per_group), ("b", self.params.n_per_group)]
+        plan += [("", self.params.n_missing), ("c", self.params.n_small)]
+        for g, n in plan:
+            for i in range(n):
+                attrs = {"parity": "even" if i // 10 % 2 == 0 else "odd"}
+                if g:
+                    attrs["group"] = g
+                yield Sample(id=f"{g or 'none'}{i:03d}", attributes=attrs, metadata={"i": i})
+
+    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
+        acc = {"a": 0.9, "b": 0.5, "c": 0.0, "": 1.0}
+        return [
+            self.record(
+                s,
+                scores={
+                    "correct": float(
+                        s.metadata["i"] % 10 < round(10 * acc[s.attributes.get("group", "")])
+                    )
+                },
+            )
+            for s in batch
+        ]
+
+
+def test_samples_without_the_attribute_are_shown_as_unknown_counted_not_scored() -> None:
+    probe_ = BadInputToy({"n_missing": 30})
+    res = evaluate_probe(QuotaModel({}), probe_, ProbeContext(seed=0))
+    acc = res.metric("accuracy", condition="group", group=None)
+    assert acc.n == 230  # nobody dropped
+    assert acc.groups["unknown"].n == 30 and acc.groups["unknown"].value == pytest.approx(1.0)
+    # the gap is over the known groups only (unknown has the best accuracy, 1.0)
+    assert acc.gap is not None and acc.gap.difference == pytest.approx(0.4)
+    assert acc.gap.best == "a"
+    unknown = res.metric("accuracy", condition="group", group="unknown")
+    assert unknown.n == 30 and "shown, not scored" in unknown.description
+    assert any("30 sample(s) without the attribute" in n for n in res.notes)
+    # an intersection with a missing part is unknown too: "unknown&even"
+    inter = res.metric("accuracy", condition="group&parity", group=None)
+    assert inter.groups["unknown&even"].n == 20 and inter.groups["a&odd"].n == 50
+    assert inter.gap is not None and "unknown" not in (inter.gap.best or "")
+
+
+def test_groups_below_the_minimum_size_are_shown_not_scored() -> None:
+    probe_ = BadInputToy({"n_small": 5, "min_group_size": 10})
+    res = evaluate_probe(QuotaModel({}), probe_, ProbeContext(seed=0))
+    acc = res.metric("accuracy", condition="group", group=None)
+    assert acc.groups["c"].n == 5 and acc.groups["c"].value == pytest.approx(0.0)
+    assert acc.gap is not None and acc.gap.difference == pytest.approx(0.4)  # c not in it
+    assert acc.gap.worst == "b"
+    assert res.metric("accuracy", condition="group", group="c").n == 5
+    assert any("c (n=5)" in n and "fewer than 10" in n for n in res.notes)
+    # with the default minimum (1), c is scored and is the worst group
+    scored = evaluate_probe(QuotaModel({}), BadInputToy({"n_small": 5}), ProbeContext(seed=0))
+    gap = scored.metric("accuracy", condition="group", group=None).gap
+    assert gap is not None and gap.worst == "c" and gap.difference == pytest.approx(0.9)
+
+
+class SlowMean(ToyGroupProbe):
+    """The same statistic, overridden: the family's generic (one call per replicate) path."""
+
+    def statistic(self, values: Any) -> float:
+        return float(np.mean(values))
+
+
+def test_vectorised_mean_bootstrap_matches_the_generic_path() -> None:
+    model = QuotaModel({"a": 0.8, "b": 0.5})
+    fast = evaluate_probe(model, ToyGroupProbe(), ProbeContext(seed=3))
+    slow = evaluate_probe(model, SlowMean(), ProbeContext(seed=3))
+    for name in ("accuracy", "accuracy_difference", "accuracy_ratio"):
+        f = fast.metric(name, condition="group", group=None)
+        s = slow.metric(name, condition="group", group=None)
+        assert f.value == pytest.approx(s.value)
+        assert f.ci_low == pytest.approx(s.ci_low, abs=0.03)
+        assert f.ci_high == pytest.approx(s.ci_high, abs=0.03)
+    fa = fast.metric("accuracy", condition="group", group=None).groups["b"]
+    sa = slow.metric("accuracy", condition="group", group=None).groups["b"]
+    assert fa.value == sa.value and fa.n == sa.n
+    assert fa.ci_low == pytest.approx(sa.ci_low, abs=1e-12)  # same seed, same resamples
+
+
+class CoinParams(Params):
+    n_groups: int = 12
+    per_group: int = 20
+    planted: float = 0.0
+
+
+@probe("fairness/test_group_toy_coins")
+class CoinToy(GroupProbe):
+    """Coin-flip outcomes in many small groups (group g0 gets ``planted`` more heads)."""
+
+    requires = Capability.EMBED
+    Params = CoinParams
+    group_attributes = ("group",)
+    params: CoinParams
+
+    def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
+        rng = np.random.default_rng(7)
+        for g in range(self.params.n_groups):
+            p = 0.5 + (self.params.planted if g == 0 else 0.0)
+            for i in range(self.params.per_group):
+                yield Sample(
+                    id=f"g{g}-{i}",
+                    attributes={"group": f"g{g}"},
+                    metadata={"head": float(rng.random() < p)},
+                )
+
+    def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
+        return [self.record(s, scores={"correct": s.metadata["head"]}) for s in batch]
+
+
+def test_a_gap_of_noise_alone_is_not_flagged_a_planted_one_is() -> None:
+    noise = evaluate_probe(QuotaModel({}), CoinToy(), ProbeContext(seed=0))
+    diff = noise.metric("accuracy_difference", condition="group")
+    assert diff.value is not None and diff.value > 0.3  # max − min of 12 groups of 20 coins
+    assert diff.risk == RiskBand.LOW and "flagged only when p < 0.05" in diff.description
+    ratio = noise.metric("accuracy_ratio", condition="group")
+    assert ratio.value is not None and ratio.value < 0.6 and ratio.risk == RiskBand.LOW
+    planted = evaluate_probe(
+        QuotaModel({}), CoinToy({"planted": 0.45, "per_group": 40}), ProbeContext(seed=0)
+    )
+    diff = planted.metric("accuracy_difference", condition="group")
+    assert diff.risk == RiskBand.HIGH and "permutation p = 0.00" in diff.description
