@@ -147,7 +147,7 @@ def test_user_data_unknown_group_and_bad_labels(tmp_path: Path) -> None:
 
 def test_bad_parameters_are_one_line_each() -> None:
     for params, msg in (
-        ({"template": "a photo"}, "no '{}' placeholder"),
+        ({"template": "a photo"}, "needs exactly one '{}' placeholder"),
         ({"classes": ["doctor"]}, "at least two"),
         ({"intersections": [["group"]]}, "two or more distinct attributes"),
         ({"attributes": []}, "attributes is empty"),
