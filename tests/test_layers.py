@@ -55,10 +55,12 @@ ALLOWED: dict[str, set[str]] = {
     "probes": _L2,
     "mitigations": _L2,
     "reference": _L2 | {"mitigations"},
+    "crypto": _L2,
+    "federated": _L2,
     "runner": _L3,
     "report": _L3 | {"runner"},
     "api": _L3 | {"runner", "report"},
-    "cli": _L3 | {"runner", "report", "api"},
+    "cli": _L3 | {"runner", "report", "api", "crypto", "federated"},
 }
 """Layer -> the other layers its modules may import."""
 

@@ -30,7 +30,7 @@ def test_file_backed_images_keep_a_reference_and_memory_ones_a_thumbnail(tmp_pat
 def test_a_preview_that_cannot_be_made_is_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vlmtrust.data.images as images
+    import vlmtrust.core.images as images
 
     def broken(image: Image.Image, max_side: int = 160) -> Image.Image:
         raise OSError("cannot make a thumbnail")

@@ -153,7 +153,7 @@ def image_text_features(image: Image.Image | None, text: str | None) -> dict[str
     Example:
         >>> f = image_text_features(None, "a secret code amber birch cobalt")
         >>> f["text_words"], round(f["text_word_length"], 2)
-        (6.0, 4.67)
+        (6.0, 4.5)
     """
     out: dict[str, float] = {}
     if image is not None:

@@ -115,7 +115,7 @@ def gap_of_fractions(y: NDArray[np.float64], s: NDArray[np.float64]) -> float:
 
     Example:
         >>> gap_of_fractions(np.array([1, 1, 0, 0]), np.array([0.9, 0.5, 0.5, 0.1]))
-        0.625
+        0.75
     """
     return 2.0 * auc(y, s) - 1.0
 
