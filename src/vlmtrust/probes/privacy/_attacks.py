@@ -144,7 +144,8 @@ def lira_offline(
     OUT reference.
 
     Example:
-        >>> lira_offline([1.0, 3.0], [[0.0, 2.0], [0.0, 2.0]], fixed_variance=True).round(6).tolist()
+        >>> s = lira_offline([1.0, 3.0], [[0.0, 2.0], [0.0, 2.0]], fixed_variance=True)
+        >>> s.round(6).tolist()
         [0.0, 1.414214]
     """
     r = np.asarray(ref, dtype=np.float64)
