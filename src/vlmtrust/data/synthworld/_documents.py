@@ -115,6 +115,32 @@ def render(
     raise KeyError(doc_type)
 
 
+def _title_band(
+    draw: ImageDraw.ImageDraw,
+    s: int,
+    title: str,
+    fill: RGB,
+    *,
+    height: float,
+    y: float,
+    size: float,
+) -> None:
+    """A coloured band across the top (``height`` × side) with a bold white title in it.
+
+    ``y`` and ``size`` are the title's top and font size as fractions of the side ``s``.
+    """
+    draw.rectangle((0, 0, s, int(height * s)), fill=fill)
+    _text(
+        draw,
+        (0.05 * s, y * s),
+        title,
+        int(size * s),
+        bold=True,
+        fill=(255, 255, 255),
+        max_width=0.9 * s,
+    )
+
+
 def _id_card(
     f: Mapping[str, str], s: int, rng: np.random.Generator, *, personal: bool
 ) -> Image.Image:
@@ -123,16 +149,8 @@ def _id_card(
     img = Image.new("RGB", (s, s), tints[int(rng.integers(len(tints)))])
     draw = ImageDraw.Draw(img)
     band = (30, 60, 140) if rng.random() < 0.5 else (120, 30, 40)
-    draw.rectangle((0, 0, s, int(0.16 * s)), fill=band)
-    title = "ID CARD" if personal else "COMPANY CARD"
-    _text(
-        draw,
-        (0.05 * s, 0.03 * s),
-        title,
-        int(0.1 * s),
-        bold=True,
-        fill=(255, 255, 255),
-        max_width=0.9 * s,
+    _title_band(
+        draw, s, "ID CARD" if personal else "COMPANY CARD", band, height=0.16, y=0.03, size=0.1
     )
     head = f["name"] if personal else f["company"]
     _text(
@@ -164,17 +182,8 @@ def _form(f: Mapping[str, str], s: int, rng: np.random.Generator, *, personal: b
     img = Image.new("RGB", (s, s), (252, 252, 250))
     draw = ImageDraw.Draw(img)
     accent = ((40, 90, 160), (60, 120, 60), (140, 80, 30))[int(rng.integers(3))]
-    draw.rectangle((0, 0, s, int(0.13 * s)), fill=accent)
     title = "REGISTRATION FORM" if personal else "SUPPLIER FORM"
-    _text(
-        draw,
-        (0.05 * s, 0.025 * s),
-        title,
-        int(0.08 * s),
-        bold=True,
-        fill=(255, 255, 255),
-        max_width=0.9 * s,
-    )
+    _title_band(draw, s, title, accent, height=0.13, y=0.025, size=0.08)
     if personal:
         rows = (
             ("Name", f["name"]),

@@ -101,19 +101,7 @@ def documents(
     args = (seed, tuple(doc_types), idents, n_per_cell, content, size)
     if n_per_cell * len(doc_types) * len(idents) <= _CACHE_MAX_DOCS:
         return list(_documents_cached(*args))
-    return _render_documents(*args)
-
-
-@functools.lru_cache(maxsize=8)
-def _documents_cached(
-    seed: int,
-    doc_types: tuple[str, ...],
-    idents: tuple[str, ...],
-    n_per_cell: int,
-    content: Literal["personal", "business"],
-    size: int,
-) -> tuple[SynthSample, ...]:
-    return tuple(_render_documents(seed, doc_types, idents, n_per_cell, content, size))
+    return list(_render_documents(*args))
 
 
 def _render_documents(
@@ -123,7 +111,7 @@ def _render_documents(
     n_per_cell: int,
     content: Literal["personal", "business"],
     size: int,
-) -> list[SynthSample]:
+) -> tuple[SynthSample, ...]:
     world = SynthWorld(seed=seed)
     out: list[SynthSample] = []
     for doc_type in doc_types:
@@ -135,7 +123,10 @@ def _render_documents(
                 identities=ident,  # type: ignore[arg-type]
                 size=size,
             )
-    return out
+    return tuple(out)
+
+
+_documents_cached = functools.lru_cache(maxsize=8)(_render_documents)
 
 
 def doc_noun(doc_type: str) -> str:
