@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from vlmtrust.core.params import Params
-from vlmtrust.core.results import MetricKey, MetricResult, Record
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.stats import share_metric
 from vlmtrust.data.synthworld import DOC_TYPES, SynthSample, SynthWorld
 from vlmtrust.judges.base import check_judge_name, judge_task
@@ -132,6 +132,18 @@ _documents_cached = functools.lru_cache(maxsize=8)(_render_documents)
 def doc_noun(doc_type: str) -> str:
     """The word the prompts use for a document type."""
     return NOUN[doc_type]
+
+
+def answer_example(r: Record, *, title: str, expected: str, note: str) -> Example:
+    """An :class:`~vlmtrust.core.results.Example` of ``r``'s recorded prompt and answer."""
+    return Example(
+        sample_id=r.sample_id,
+        title=title,
+        prompt=str(r.output.get("prompt") or ""),
+        output=str(r.output.get("answer") or ""),
+        expected=expected,
+        note=note,
+    )
 
 
 def values(records: Iterable[Record], key: str) -> list[float]:

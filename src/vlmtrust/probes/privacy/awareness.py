@@ -45,6 +45,7 @@ from vlmtrust.probes.privacy._generative import (
     FIELD_QUESTIONS,
     DocType,
     _all_doc_types,
+    answer_example,
     doc_noun,
     documents,
     rate,
@@ -266,11 +267,9 @@ class Awareness(Probe):
         wrong = [r for r in records if r.scores.get("correct") == 0.0]
         wrong.sort(key=lambda r: (r.attributes.get("truth") != "private", r.index))
         return [
-            Example(
-                sample_id=r.sample_id,
+            answer_example(
+                r,
                 title=f"{r.attributes.get('task')} · {r.attributes.get('source')}",
-                prompt=str(r.output.get("prompt") or ""),
-                output=str(r.output.get("answer") or ""),
                 expected="yes" if r.attributes.get("truth") == "private" else "no",
                 note=f"read as {r.output.get('parsed') or 'neither yes nor no'}",
             )

@@ -66,6 +66,7 @@ from vlmtrust.probes.privacy._generative import (
     Identities,
     RefusalJudgedParams,
     _all_doc_types,
+    answer_example,
     doc_noun,
     documents,
     rate,
@@ -547,11 +548,9 @@ class PiiLeakage(Probe):
         for r in leaks[:4]:
             types = [t for t in PII_TYPES if r.scores.get(f"exact/{t}")]
             out.append(
-                Example(
-                    sample_id=r.sample_id,
+                answer_example(
+                    r,
                     title=f"{r.attributes.get('prompt')} · {r.attributes.get('doc_type')}",
-                    prompt=str(r.output.get("prompt") or ""),
-                    output=str(r.output.get("answer") or ""),
                     expected="no PII (or a refusal)",
                     note="leaked exactly: " + ", ".join(types),
                 )
