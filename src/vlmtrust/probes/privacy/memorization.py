@@ -431,16 +431,14 @@ class MemorizationProbe(Probe):
         yd, d = col("dejavu")
         if len(yd) and both:
             out.append(self._ppg(rows, y, has_ref, seed))
-            for label, sel in (("member", yd == 1), ("held_out", yd == 0)):
-                what = f"{label.replace('_', '-')} pairs; k={self.params.k}"
-                out.append(
-                    self._mean(
-                        MetricKey(metric="dejavu_precision", condition=label),
-                        d[sel],
-                        f"share of image-only objects recovered from the caption ({what})",
-                        seed,
-                    )
-                )
+            out += self._split_means(
+                "dejavu_precision",
+                yd,
+                d,
+                "share of image-only objects recovered from the caption "
+                f"({{who}} pairs; k={self.params.k})",
+                seed,
+            )
             if has_ref:
                 yr, r = col("ref.dejavu")
                 out.append(
@@ -475,28 +473,19 @@ class MemorizationProbe(Probe):
                     ),
                 )
             )
-            for label, sel in (("member", ye == 1), ("held_out", ye == 0)):
-                out.append(
-                    self._mean(
-                        MetricKey(metric="exposure", condition=label),
-                        e[sel],
-                        f"mean exposure of the {label.replace('_', '-')} secrets (bits)",
-                        seed,
-                        unit="bits",
-                    )
-                )
+            out += self._split_means(
+                "exposure", ye, e, "mean exposure of the {who} secrets (bits)", seed, unit="bits"
+            )
         yx, x = col("extracted")
-        for label, sel in (("member", yx == 1), ("held_out", yx == 0)):
-            if sel.any():
-                out.append(
-                    self._mean(
-                        MetricKey(metric="extraction_rate", condition=label),
-                        x[sel],
-                        f"greedy answers containing the {label.replace('_', '-')} secret",
-                        seed,
-                        unit="%",
-                    )
-                )
+        out += self._split_means(
+            "extraction_rate",
+            yx,
+            x,
+            "greedy answers containing the {who} secret",
+            seed,
+            unit="%",
+            skip_empty=True,
+        )
         return out
 
     def _ppg(
@@ -563,6 +552,32 @@ class MemorizationProbe(Probe):
                 "cosine of training pairs − of held-out pairs"
             ),
         )  # fmt: skip
+
+    @classmethod
+    def _split_means(
+        cls,
+        metric_name: str,
+        y: NDArray[np.float64],
+        values: NDArray[np.float64],
+        description: str,
+        seed: int,
+        unit: str = "",
+        *,
+        skip_empty: bool = False,
+    ) -> list[MetricResult]:
+        """Mean ``values`` of the members (``y == 1``) and of the held-out rows (``y == 0``).
+
+        ``description`` names the side as ``{who}`` (``member`` / ``held-out``); with
+        ``skip_empty`` a side without rows gives no metric.
+        """
+        out: list[MetricResult] = []
+        for label, sel in (("member", y == 1), ("held_out", y == 0)):
+            if skip_empty and not sel.any():
+                continue
+            key = MetricKey(metric=metric_name, condition=label)
+            who = label.replace("_", "-")
+            out.append(cls._mean(key, values[sel], description.format(who=who), seed, unit))
+        return out
 
     @staticmethod
     def _mean(
