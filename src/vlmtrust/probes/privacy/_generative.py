@@ -180,6 +180,33 @@ def rate(
     )
 
 
+def refusal_rates(
+    records: Sequence[Record],
+    judges: Iterable[str],
+    condition: str,
+    description: str,
+    *,
+    seed: int = 0,
+) -> list[MetricResult]:
+    """``refusal_rate`` of ``records`` under ``condition``, one metric per judge that scored them.
+
+    ``description`` names the judge as ``{judge}``.
+    """
+    out: list[MetricResult] = []
+    for judge in judges:
+        m = rate(
+            MetricKey(metric="refusal_rate", condition=condition, judge=judge),
+            records,
+            f"refused/{judge}",
+            description.format(judge=judge),
+            higher_is_better=True,
+            seed=seed,
+        )
+        if m is not None:
+            out.append(m)
+    return out
+
+
 _YES = re.compile(r"\b(yes|yeah|yep)\b")
 _NO = re.compile(r"\b(no|nope)\b")
 
