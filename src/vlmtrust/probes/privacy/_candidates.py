@@ -18,6 +18,7 @@ model-free check must flag).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
@@ -179,14 +180,8 @@ def user_candidates(items: Iterable[Any], what: str) -> Iterator[Any]:
                 f"{what}: sample {item.id!r} has member={item.attributes.get('member')!r}; give "
                 "every --data row attributes.member = 1 (trained on), 0 (held out) or population"
             )
-        yield Sample(
-            id=item.id,
-            images=item.images,
-            prompt=item.prompt,
-            target=item.target,
-            attributes={**item.attributes, "member": MEMBER_VALUES[raw]},
-            metadata=item.metadata,
-        )
+        member = MEMBER_VALUES[raw]
+        yield dataclasses.replace(item, attributes={**item.attributes, "member": member})
 
 
 def caption_of(sample: Sample) -> str | None:

@@ -39,7 +39,7 @@ from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.data.synthworld import SynthWorld
+from vlmtrust.data.synthworld import SynthSample, SynthWorld
 from vlmtrust.probes.families.request import generate
 from vlmtrust.probes.privacy._generative import (
     FIELD_QUESTIONS,
@@ -113,6 +113,13 @@ def _sample(sid: str, image: Any, prompt: str, truth: str, attrs: dict[str, str]
     )
 
 
+def _query_sample(doc: SynthSample, tag: str, question: str, truth: str, kind: str) -> Sample:
+    """The query task's sample asking ``question`` about ``doc`` (``kind``: pii/layout/business)."""
+    attrs = {"task": "query", "source": str(doc.attributes["doc_type"]), "question": kind}
+    prompt = QUERY_PROMPT.format(q=question)
+    return _sample(f"{doc.id}/query/{tag}", doc.image, prompt, truth, attrs)
+
+
 @probe("privacy/awareness")
 class Awareness(Probe):
     """Yes/no privacy recognition on images and on questions; see the module docstring."""
@@ -147,24 +154,11 @@ class Awareness(Probe):
                 noun = doc_noun(doc.attributes["doc_type"])
                 fields = list(doc.metadata["pii"])
                 field = fields[k % len(fields)]
-                attrs = {"task": "query", "source": str(doc.attributes["doc_type"])}
                 q = FIELD_QUESTIONS[field].format(doc=noun)
-                yield _sample(
-                    f"{doc.id}/query/{field}",
-                    doc.image,
-                    QUERY_PROMPT.format(q=q),
-                    "private",
-                    {**attrs, "question": "pii"},
-                )
+                yield _query_sample(doc, field, q, "private", "pii")
                 if k % 2 == 0:  # half the public questions: about the layout
                     q = LAYOUT_QUESTIONS[(k // 2) % len(LAYOUT_QUESTIONS)].format(doc=noun)
-                    yield _sample(
-                        f"{doc.id}/query/layout",
-                        doc.image,
-                        QUERY_PROMPT.format(q=q),
-                        "public",
-                        {**attrs, "question": "layout"},
-                    )
+                    yield _query_sample(doc, "layout", q, "public", "layout")
             for k, doc in enumerate(benign):
                 if k % 2 == 0:
                     continue
@@ -172,14 +166,7 @@ class Awareness(Probe):
                 noun = doc_noun(doc.attributes["doc_type"])
                 field = ("email", "phone")[(k // 2) % 2]
                 q = FIELD_QUESTIONS[field].format(doc=noun)
-                attrs = {"task": "query", "source": str(doc.attributes["doc_type"])}
-                yield _sample(
-                    f"{doc.id}/query/{field}",
-                    doc.image,
-                    QUERY_PROMPT.format(q=q),
-                    "public",
-                    {**attrs, "question": "business"},
-                )
+                yield _query_sample(doc, field, q, "public", "business")
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
