@@ -14,15 +14,17 @@ dropped and never scored (:func:`attribute_values`, :func:`composition`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import ProbeContext
+from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record
 from vlmtrust.core.sample import ImageRef, Sample
+from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import MAJORITY_GROUP, OCCUPATIONS
 from vlmtrust.probes import _data
 from vlmtrust.probes.families.group import UNKNOWN
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_QUERIES",
     "SYNTH_ATTRIBUTES",
     "UNKNOWN",
+    "EmbedFairnessProbe",
     "attribute_values",
     "check_texts",
     "composition",
@@ -60,6 +63,30 @@ SYNTH_ATTRIBUTES: tuple[str, ...] = ("group", "occupation", "prop", "setting", "
 """Attributes of SynthWorld people scenes. ``stereotype`` is ``congruent`` when the person's
 group is the one the occupation is skewed towards in the reference models' training data
 (:data:`~vlmtrust.data.synthworld.MAJORITY_GROUP`), else ``incongruent``."""
+
+
+class _GalleryParams(Protocol):
+    n: int
+
+
+class EmbedFairnessProbe(Probe):
+    """Base of the dual-encoder fairness probes on a people gallery of ``params.n`` images.
+
+    Fairness pillar, needs ``embed``, batches of 64; ``self._texts`` caches the text
+    embeddings of the run's model.
+    """
+
+    pillar = Pillar.FAIRNESS
+    requires = Capability.EMBED
+    batch_size = 64
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._texts = zs.TextCache()
+
+    def n_samples(self, ctx: ProbeContext) -> int | None:
+        """Number of samples (for progress bars)."""
+        return ctx.size(cast(_GalleryParams, self.params).n) if ctx.data is None else None
 
 
 def people(ctx: ProbeContext, n: int, *, cue_prob: float = DEFAULT_CUE_PROB) -> list[Sample]:

@@ -33,11 +33,10 @@ from pydantic import Field, field_validator
 
 from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.params import Params
-from vlmtrust.core.probe import Probe, ProbeContext, probe
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import N_BOOTSTRAP, percentile_ci, risk_band
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes.fairness import _common as fc
 
 __all__ = [
@@ -143,13 +142,10 @@ class AttributeLeakageParams(Params):
 
 
 @probe("fairness/attribute_leakage")
-class AttributeLeakageProbe(Probe):
+class AttributeLeakageProbe(fc.EmbedFairnessProbe):
     """Cross-validated linear decoding of a protected attribute from the representations."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = AttributeLeakageParams
-    batch_size = 64
     description = (
         "Attribute leakage: balanced accuracy over chance of a cross-validated logistic "
         "regression decoding the attribute from the image embeddings and from their scores "
@@ -159,12 +155,7 @@ class AttributeLeakageProbe(Probe):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        self._texts = zs.TextCache()
         self._unconverged: list[str] = []
-
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
 
     def samples(self, ctx: ProbeContext) -> list[Any]:
         """Images with the attributes (checked before anything is embedded)."""
