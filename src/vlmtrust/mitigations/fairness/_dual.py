@@ -93,6 +93,25 @@ def fit_gallery(
     return FitGallery(embeddings=emb, attributes=attrs)
 
 
+def fit_size(n_fit: int, ctx: MitigationContext) -> int:
+    """How many fitting images to embed: ``n_fit``, at most 200 with ``--quick``."""
+    return min(n_fit, 200) if ctx.quick else n_fit
+
+
+def labelled_fit(
+    model: Any, ctx: MitigationContext, n_fit: int, attribute: str, *, name: str
+) -> tuple[F64, NDArray[Any]]:
+    """The fitting gallery's embeddings and their ``attribute`` labels (unlabelled images dropped).
+
+    Raises:
+        InputError: as :func:`fit_gallery`.
+    """
+    fit = fit_gallery(model, ctx, fit_size(n_fit, ctx), need=[attribute], name=name)
+    labels = np.asarray(fit.values(attribute))
+    keep = labels != ""
+    return fit.embeddings[keep], labels[keep]
+
+
 def normalise(x: F64) -> F64:
     """Rows scaled to unit L2 norm (a zero row stays zero)."""
     norm = np.linalg.norm(x, axis=1, keepdims=True)

@@ -124,11 +124,7 @@ class INLP(_dual.FittedWrapper):
 
         _dual.require_dual(model, self.name)
         p = self.params
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
-        fit = _dual.fit_gallery(model, ctx, n, need=[p.attribute], name=self.name)
-        labels = np.asarray(fit.values(p.attribute))
-        keep = labels != ""
-        x, y = fit.embeddings[keep], labels[keep]
+        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
         try:
             xt, xd, yt, yd = train_test_split(
                 x, y, test_size=p.dev_fraction, stratify=y, random_state=ctx.seed

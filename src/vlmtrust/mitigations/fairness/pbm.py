@@ -128,17 +128,13 @@ class PBM(_dual.FittedWrapper):
 
         from sklearn.linear_model import LogisticRegression
 
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
-        fit = _dual.fit_gallery(model, ctx, n, need=[p.attribute], name=self.name)
-        labels = np.asarray(fit.values(p.attribute))
-        keep = labels != ""
-        x = fit.embeddings[keep]
+        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
         mu, sd = x.mean(axis=0), x.std(axis=0)
         sd = np.where(sd > 1e-12, sd, 1.0)
         clf = LogisticRegression(C=p.c, max_iter=2000, random_state=ctx.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit((x - mu) / sd, labels[keep])
+            clf.fit((x - mu) / sd, y)
         # the standardisation folded into the weights: w·((x − μ)/σ) + b = (w/σ)·x + b − w·μ/σ
         coef = np.asarray(clf.coef_, dtype=np.float64) / sd
         intercept = np.atleast_1d(clf.intercept_) - coef @ mu

@@ -146,9 +146,12 @@ class Projection(_dual.FittedWrapper):
 
     def _from_images(self, model: Any, ctx: MitigationContext) -> tuple[F64, F64]:
         p = self.params
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
         fit = _dual.fit_gallery(
-            model, ctx, n, need=[p.attribute, p.concept_attribute], name=self.name
+            model,
+            ctx,
+            _dual.fit_size(p.n_fit, ctx),
+            need=[p.attribute, p.concept_attribute],
+            name=self.name,
         )
         groups = np.asarray(fit.values(p.attribute))
         concepts = np.asarray(fit.values(p.concept_attribute))

@@ -88,11 +88,7 @@ class SFID(_dual.FittedWrapper):
 
         _dual.require_dual(model, self.name)
         p = self.params
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
-        fit = _dual.fit_gallery(model, ctx, n, need=[p.attribute], name=self.name)
-        labels = np.asarray(fit.values(p.attribute))
-        keep = labels != ""
-        x, y = fit.embeddings[keep], labels[keep]
+        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
         if p.n_features >= x.shape[1]:
             raise InputError(
                 f"{self.name}: n_features={p.n_features} is not below the embedding size "
