@@ -88,6 +88,18 @@ class EmbedFairnessProbe(Probe):
         """Number of samples (for progress bars)."""
         return ctx.size(cast(_GalleryParams, self.params).n) if ctx.data is None else None
 
+    @staticmethod
+    def embed_batch(model: Any, batch: Sequence[Sample], *, hint: str = "") -> F64:
+        """The first image of each sample, embedded (rows in batch order).
+
+        Raises:
+            ValueError: a sample without an image (``hint`` is appended to the message).
+        """
+        for s in batch:
+            if not s.images:
+                raise ValueError(f"sample {s.id} has no image{hint}")
+        return zs.embed_images(model, [s.pil_images()[0] for s in batch])
+
 
 def people(ctx: ProbeContext, n: int, *, cue_prob: float = DEFAULT_CUE_PROB) -> list[Sample]:
     """``n`` SynthWorld people scenes (capped by ``--limit``), the same for every fairness probe.

@@ -31,7 +31,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, field_validator
 
-from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
@@ -164,10 +163,7 @@ class AttributeLeakageProbe(fc.EmbedFairnessProbe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Image embedding and its cosines to the concepts."""
-        for s in batch:
-            if not s.images:
-                raise ValueError(f"sample {s.id} has no image")
-        img = zs.embed_images(model, [s.pil_images()[0] for s in batch])
+        img = self.embed_batch(model, batch)
         out: dict[str, Any]
         cos = None
         if self.params.concepts:

@@ -53,7 +53,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, field_validator
 
-from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
@@ -255,10 +254,7 @@ class EmbeddingBiasProbe(fc.EmbedFairnessProbe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Image embedding and its cosine to every concept sentence."""
-        for s in batch:
-            if not s.images:
-                raise ValueError(f"sample {s.id} has no image")
-        img = zs.embed_images(model, [s.pil_images()[0] for s in batch])
+        img = self.embed_batch(model, batch)
         cos = img @ self._texts.embed(model, self.sentences()).T
         return [
             self.record(s, output={"embedding": fc.store_vector(e), "cos": fc.store_vector(c)})

@@ -55,7 +55,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, ValidationInfo, field_validator
 
-from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
@@ -371,10 +370,7 @@ class RetrievalSkewProbe(fc.EmbedFairnessProbe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Cosine similarity of each gallery image to every query."""
-        for s in batch:
-            if not s.images:
-                raise ValueError(f"sample {s.id} has no image; the gallery needs one per item")
-        img = zs.embed_images(model, [s.pil_images()[0] for s in batch])
+        img = self.embed_batch(model, batch, hint="; the gallery needs one per item")
         txt = self._texts.embed(model, self.params.queries)
         cos = img @ txt.T
         out: list[dict[str, Any]] = [{"cos": fc.store_vector(c)} for c in cos]
