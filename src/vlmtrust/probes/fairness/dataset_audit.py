@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -354,17 +354,14 @@ class DatasetAuditProbe(Probe):
                 ),
             )
         )
-        out += [
-            MetricResult.of(
-                MetricKey(metric="group_share", condition=name, group=g),
-                gv,
-                n=n_known,
-                higher_is_better=True,
-                unit="%",
-                description=f"share of the rows with a {name} that are {g}",
-            )
-            for g, gv in shares.items()
-        ]
+        out += _per_group(
+            "group_share",
+            name,
+            shares,
+            n=n_known,
+            higher_is_better=True,
+            describe=lambda g: f"share of the rows with a {name} that are {g}",
+        )
         unknown = total - n_known
         out.append(
             MetricResult.of(
@@ -475,17 +472,14 @@ class DatasetAuditProbe(Probe):
                 ),
             )
         ]
-        out += [
-            MetricResult.of(
-                MetricKey(metric="lexicon_rate", condition="lexicon", group=c),
-                gv,
-                n=text_rows,
-                higher_is_better=False,
-                unit="%",
-                description=f"rows with a flagged {c} term",
-            )
-            for c, gv in cats.items()
-        ]
+        out += _per_group(
+            "lexicon_rate",
+            "lexicon",
+            cats,
+            n=text_rows,
+            higher_is_better=False,
+            describe=lambda c: f"rows with a flagged {c} term",
+        )
         return out
 
     def _lexicon_by_group(
@@ -685,6 +679,29 @@ def _lead(s: dict[str, Any]) -> str | None:
     if "label" in kinds:
         return "label"
     return "word" if "word" in kinds else None
+
+
+def _per_group(
+    metric: str,
+    condition: str,
+    groups: dict[str, GroupValue],
+    *,
+    n: int,
+    higher_is_better: bool,
+    describe: Callable[[str], str],
+) -> list[MetricResult]:
+    """One ``metric/condition/group`` percentage metric per group (``describe(group)``)."""
+    return [
+        MetricResult.of(
+            MetricKey(metric=metric, condition=condition, group=g),
+            gv,
+            n=n,
+            higher_is_better=higher_is_better,
+            unit="%",
+            description=describe(g),
+        )
+        for g, gv in groups.items()
+    ]
 
 
 def _share(k: int, n: int) -> GroupValue:
