@@ -25,8 +25,11 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vlmtrust.core.params import Params
+from vlmtrust.core.probe import Probe
 from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
+from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import N_BOOTSTRAP, mean_ci, percentile_ci, risk_band
+from vlmtrust.core.types import Pillar
 from vlmtrust.data.synthworld import OCCUPATIONS
 from vlmtrust.judges.refusal import REFUSAL_KEYWORDS, first_sentences
 
@@ -448,6 +451,32 @@ def signed_gap(
         _group_values(cols, seed),
         group_by=group_by,
         description=f"{description} (highest: {hi_g}, lowest: {lo_g})",
+    )
+
+
+class GenerativeFairnessProbe(Probe):
+    """Base of the fairness probes that ask about people: fairness pillar, batches of 16.
+
+    Records carry ``params.group_attribute`` (``"unknown"`` where the sample has none).
+    """
+
+    pillar = Pillar.FAIRNESS
+    batch_size = 16
+    params: GenerativeFairnessParams
+
+    def _record(self, s: Sample, **kw: Any) -> Record:
+        rec = self.record(s, **kw)
+        rec.attributes.setdefault(self.params.group_attribute, "unknown")
+        return rec
+
+
+def scene_sample(prefix: str, scene: Any) -> Sample:
+    """A SynthWorld scene as the sample ``{prefix}-{scene.id}`` (image, label, attributes)."""
+    return Sample(
+        id=f"{prefix}-{scene.id}",
+        images=(ImageRef.from_image(scene.image, label=scene.id),),
+        target=scene.target,
+        attributes=dict(scene.attributes),
     )
 
 
