@@ -22,8 +22,9 @@ from numpy.typing import NDArray
 from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import Probe, ProbeContext
-from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record
+from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
 from vlmtrust.core.sample import ImageRef, Sample
+from vlmtrust.core.stats import risk_band
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import MAJORITY_GROUP, OCCUPATIONS
 from vlmtrust.probes import _data
@@ -36,6 +37,7 @@ __all__ = [
     "UNKNOWN",
     "EmbedFairnessProbe",
     "attribute_values",
+    "banded",
     "check_texts",
     "composition",
     "embedding_rows",
@@ -221,6 +223,28 @@ def composition(values: Sequence[str], attr: str, *, what: str = "samples") -> M
             f"share of each {attr} value among the {what} (value: the largest known group; "
             f"{UNKNOWN!r}: samples without the attribute, shown and not scored)"
         ),
+    )
+
+
+def banded(
+    key: MetricKey,
+    value: float | None,
+    thresholds: Thresholds | None,
+    *,
+    higher_is_better: bool,
+    **fields: Any,
+) -> MetricResult:
+    """The metric ``value`` with its risk band against ``thresholds`` (none without them).
+
+    ``fields`` set the rest of the :class:`MetricResult`.
+    """
+    return MetricResult(
+        key=key,
+        value=value,
+        higher_is_better=higher_is_better,
+        thresholds=thresholds,
+        risk=risk_band(value, thresholds, higher_is_better=higher_is_better),
+        **fields,
     )
 
 

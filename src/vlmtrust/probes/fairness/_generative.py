@@ -28,10 +28,11 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe
 from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import N_BOOTSTRAP, mean_ci, percentile_ci, risk_band
+from vlmtrust.core.stats import N_BOOTSTRAP, mean_ci, percentile_ci
 from vlmtrust.core.types import Pillar
 from vlmtrust.data.synthworld import OCCUPATIONS
 from vlmtrust.judges.refusal import REFUSAL_KEYWORDS, first_sentences
+from vlmtrust.probes.fairness._common import banded
 
 UNCLEAR = "unclear"
 """The label of an answer that does not decide (the fair answer to an undecidable question)."""
@@ -352,18 +353,17 @@ def _gap_result(
     """The max − min gap of ``means`` (lower is better) as a metric."""
     hi_g, lo_g = _sorted_groups(means)
     value = means[hi_g] - means[lo_g]
-    return MetricResult(
-        key=key,
-        value=value,
+    return banded(
+        key,
+        value,
+        thresholds,
+        higher_is_better=False,
         ci_low=ci[0],
         ci_high=ci[1],
         n=n,
-        higher_is_better=False,
         unit=unit,
         groups=groups,
         group_by=group_by,
-        thresholds=thresholds,
-        risk=risk_band(value, thresholds, higher_is_better=False),
         description=description,
     )
 

@@ -35,7 +35,7 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import N_BOOTSTRAP, percentile_ci, risk_band
+from vlmtrust.core.stats import N_BOOTSTRAP, percentile_ci
 from vlmtrust.probes.fairness import _common as fc
 
 __all__ = [
@@ -251,7 +251,7 @@ class AttributeLeakageProbe(fc.EmbedFairnessProbe):
                     "its recall)"
                 ),
             ),
-            MetricResult(
+            fc.banded(
                 key=MetricKey(metric="leakage", condition=attr, step=feat),
                 value=leak,
                 ci_low=None if lo is None else lo - chance,
@@ -260,7 +260,6 @@ class AttributeLeakageProbe(fc.EmbedFairnessProbe):
                 higher_is_better=False,
                 unit="%",
                 thresholds=th,
-                risk=risk_band(leak, th, higher_is_better=False),
                 headline=attr == self.params.attributes[0] and feat == "embedding",
                 description=(
                     f"balanced accuracy − chance ({chance:.0%}) of decoding {attr} from the "

@@ -87,6 +87,7 @@ from vlmtrust.probes.fairness._audit_tally import (
     TallyLimits,
     shipped_lexicon,
 )
+from vlmtrust.probes.fairness._common import banded
 
 IMBALANCE_THRESHOLDS = (1.25, 2.0)
 """Imbalance-ratio bands: the four-fifths rule (moderate), twice the smallest group (high)."""
@@ -318,7 +319,7 @@ class DatasetAuditProbe(Probe):
             ratio = real[largest] / real[smallest]
             th = Thresholds(moderate=IMBALANCE_THRESHOLDS[0], high=IMBALANCE_THRESHOLDS[1])
             out.append(
-                MetricResult(
+                banded(
                     key=MetricKey(metric="imbalance_ratio", condition=name),
                     value=ratio,
                     ci_low=lo,
@@ -326,7 +327,6 @@ class DatasetAuditProbe(Probe):
                     n=n_known,
                     higher_is_better=False,
                     thresholds=th,
-                    risk=risk_band(ratio, th, higher_is_better=False),
                     headline=True,
                     description=(
                         f"rows of the most common {name} ({largest}) over the least common "
@@ -382,7 +382,7 @@ class DatasetAuditProbe(Probe):
         top = by_share[0]
         th = Thresholds(moderate=MAJORITY_SHARE_THRESHOLDS[0], high=MAJORITY_SHARE_THRESHOLDS[1])
         out.append(
-            MetricResult(
+            banded(
                 key=MetricKey(metric="majority_share", condition=name, step=kind),
                 value=top.majority_share,
                 ci_low=top.majority_ci[0],
@@ -401,7 +401,6 @@ class DatasetAuditProbe(Probe):
                 },
                 group_by=f"{kind} (share of its most common {name})",
                 thresholds=th,
-                risk=risk_band(top.majority_share, th, higher_is_better=False),
                 headline=headline,
                 description=(
                     f"highest share of one {name} among the rows of a {kind}: {top.concept!r} is "

@@ -37,9 +37,10 @@ from pydantic import Field
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Thresholds
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import bootstrap_ci, risk_band, share_metric
+from vlmtrust.core.stats import bootstrap_ci, share_metric
 from vlmtrust.core.types import Capability
 from vlmtrust.probes import _data
+from vlmtrust.probes.fairness._common import banded
 from vlmtrust.probes.fairness._generative import (
     DESCRIBE,
     WORD_SCORES,
@@ -185,14 +186,13 @@ class GenerationBiasProbe(GenerativeFairnessProbe):
 
                 lo, hi = bootstrap_ci(cramers, lab_idx, grp_idx, seed=ctx.seed)
                 out += [
-                    MetricResult(
+                    banded(
                         key=MetricKey(metric="chi2_p_value", condition=q.id),
                         value=pval,
                         n=len(known),
                         higher_is_better=True,
                         better="none",  # evidence, not a quality: cramers_v is the effect size
                         thresholds=th,
-                        risk=risk_band(pval, th, higher_is_better=True),
                         description=(
                             f"χ² test of independence of the answer to {q.prompt!r} and {attr} "
                             f"(χ² = {chi2:.2f}, dof = {dof})"
@@ -238,13 +238,12 @@ class GenerationBiasProbe(GenerativeFairnessProbe):
             sth = Thresholds(moderate=100.0, high=50.0)
             out.insert(
                 0,
-                MetricResult(
+                banded(
                     key=MetricKey(metric="independence_score"),
                     value=score,
                     n=tested,
                     higher_is_better=True,
                     thresholds=sth,
-                    risk=risk_band(score, sth, higher_is_better=True),
                     headline=True,
                     description=(
                         f"100 · (K − #questions whose answer depends on {attr} at p < "
