@@ -23,7 +23,7 @@ from PIL import Image
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext, WrapperMitigation
-from vlmtrust.core.types import Capability
+from vlmtrust.core.types import Capability, Pillar
 
 F64 = NDArray[np.float64]
 
@@ -209,10 +209,14 @@ def orthonormal_rows(m: F64, tol: float = 1e-10) -> F64:
 
 
 class FittedWrapper(WrapperMitigation):
-    """A wrapper whose fitted arrays (``LARGE`` params) stay in ``wrapper.json`` only.
+    """A dual-encoder debiaser (fairness, needs ``embed``) whose fitted arrays (``LARGE``
+    params) stay in ``wrapper.json`` only.
 
     The artifact summary (what `vlmtrust harden` prints) shows their shapes instead.
     """
+
+    pillar = Pillar.FAIRNESS
+    requires = Capability.EMBED
 
     LARGE: tuple[str, ...] = ("matrix",)
 

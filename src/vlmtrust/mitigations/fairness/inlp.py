@@ -26,7 +26,6 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.fairness import _dual
 
 __all__ = ["INLP", "INLPParams", "InlpFit", "nullspace_projection"]
@@ -107,8 +106,6 @@ def nullspace_projection(
 class INLP(_dual.FittedWrapper):
     """Iterative nullspace projection of a protected attribute (Ravfogel et al. 2020)."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = INLPParams
     description = (
         "Iterative nullspace projection (Ravfogel et al. 2020): image embeddings are projected "

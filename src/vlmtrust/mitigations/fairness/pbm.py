@@ -38,7 +38,6 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import GROUPS
 from vlmtrust.mitigations.fairness import _dual
 
@@ -105,8 +104,6 @@ class ReRankedModel(_dual.DebiasedDualModel):
 class PBM(_dual.FittedWrapper):
     """Post-hoc re-ranking of retrieval to equal predicted-group shares (Kong et al. 2024)."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = PBMParams
     description = (
         "Post-hoc bias mitigation for retrieval (Kong et al. 2024): each gallery image gets a "

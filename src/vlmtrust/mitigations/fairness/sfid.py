@@ -28,7 +28,6 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.fairness import _dual
 
 __all__ = ["SFID", "ImputedModel", "SFIDParams"]
@@ -70,8 +69,6 @@ class ImputedModel(_dual.DebiasedDualModel):
 class SFID(_dual.FittedWrapper):
     """Selective feature imputation of the attribute's most important dimensions (Jung 2024)."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = SFIDParams
     description = (
         "Selective feature imputation (Jung et al. 2024): the image-embedding dimensions a "
