@@ -343,14 +343,19 @@ def _gap_result(
     means: Mapping[str, float],
     ci: tuple[float | None, float | None],
     n: int,
-    groups: dict[str, GroupValue],
+    cols: Mapping[str, NDArray[np.float64]],
     *,
     group_by: str,
     description: str,
+    seed: int,
     unit: str = "",
     thresholds: Thresholds | None = None,
+    note: str = "",
 ) -> MetricResult:
-    """The max − min gap of ``means`` (lower is better) as a metric."""
+    """The max − min gap of ``means`` (lower is better) as a metric; groups from ``cols``.
+
+    The description names the highest and lowest group (then ``note``).
+    """
     hi_g, lo_g = _sorted_groups(means)
     value = means[hi_g] - means[lo_g]
     return banded(
@@ -362,9 +367,9 @@ def _gap_result(
         ci_high=ci[1],
         n=n,
         unit=unit,
-        groups=groups,
+        groups=_group_values(cols, seed),
         group_by=group_by,
-        description=description,
+        description=f"{description} (highest: {hi_g}, lowest: {lo_g}{note})",
     )
 
 
@@ -407,11 +412,13 @@ def paired_gap(
         means,
         (lo, hi),
         len(d),
-        _group_values(cols, seed),
+        cols,
         group_by=group_by,
-        description=f"{description} (highest: {hi_g}, lowest: {lo_g}; CI over paired sets)",
+        description=description,
+        seed=seed,
         unit=unit,
         thresholds=th,
+        note="; CI over paired sets",
     )
 
 
@@ -448,9 +455,10 @@ def signed_gap(
         means,
         (lo, hi),
         len(vals),
-        _group_values(cols, seed),
+        cols,
         group_by=group_by,
-        description=f"{description} (highest: {hi_g}, lowest: {lo_g})",
+        description=description,
+        seed=seed,
     )
 
 
