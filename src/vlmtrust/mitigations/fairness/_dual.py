@@ -23,7 +23,7 @@ from PIL import Image
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext, WrapperMitigation
-from vlmtrust.core.types import Capability
+from vlmtrust.core.types import Capability, Pillar
 
 F64 = NDArray[np.float64]
 
@@ -91,6 +91,25 @@ def fit_gallery(
             )
     emb = np.asarray(model.embed_images(images), dtype=np.float64)
     return FitGallery(embeddings=emb, attributes=attrs)
+
+
+def fit_size(n_fit: int, ctx: MitigationContext) -> int:
+    """How many fitting images to embed: ``n_fit``, at most 200 with ``--quick``."""
+    return min(n_fit, 200) if ctx.quick else n_fit
+
+
+def labelled_fit(
+    model: Any, ctx: MitigationContext, n_fit: int, attribute: str, *, name: str
+) -> tuple[F64, NDArray[Any]]:
+    """The fitting gallery's embeddings and their ``attribute`` labels (unlabelled images dropped).
+
+    Raises:
+        InputError: as :func:`fit_gallery`.
+    """
+    fit = fit_gallery(model, ctx, fit_size(n_fit, ctx), need=[attribute], name=name)
+    labels = np.asarray(fit.values(attribute))
+    keep = labels != ""
+    return fit.embeddings[keep], labels[keep]
 
 
 def normalise(x: F64) -> F64:
@@ -190,10 +209,14 @@ def orthonormal_rows(m: F64, tol: float = 1e-10) -> F64:
 
 
 class FittedWrapper(WrapperMitigation):
-    """A wrapper whose fitted arrays (``LARGE`` params) stay in ``wrapper.json`` only.
+    """A dual-encoder debiaser (fairness, needs ``embed``) whose fitted arrays (``LARGE``
+    params) stay in ``wrapper.json`` only.
 
     The artifact summary (what `vlmtrust harden` prints) shows their shapes instead.
     """
+
+    pillar = Pillar.FAIRNESS
+    requires = Capability.EMBED
 
     LARGE: tuple[str, ...] = ("matrix",)
 

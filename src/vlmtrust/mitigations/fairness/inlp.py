@@ -26,7 +26,6 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.fairness import _dual
 
 __all__ = ["INLP", "INLPParams", "InlpFit", "nullspace_projection"]
@@ -107,8 +106,6 @@ def nullspace_projection(
 class INLP(_dual.FittedWrapper):
     """Iterative nullspace projection of a protected attribute (Ravfogel et al. 2020)."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = INLPParams
     description = (
         "Iterative nullspace projection (Ravfogel et al. 2020): image embeddings are projected "
@@ -124,11 +121,7 @@ class INLP(_dual.FittedWrapper):
 
         _dual.require_dual(model, self.name)
         p = self.params
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
-        fit = _dual.fit_gallery(model, ctx, n, need=[p.attribute], name=self.name)
-        labels = np.asarray(fit.values(p.attribute))
-        keep = labels != ""
-        x, y = fit.embeddings[keep], labels[keep]
+        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
         try:
             xt, xd, yt, yd = train_test_split(
                 x, y, test_size=p.dev_fraction, stratify=y, random_state=ctx.seed

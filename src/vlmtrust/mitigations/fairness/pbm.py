@@ -38,7 +38,6 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import GROUPS
 from vlmtrust.mitigations.fairness import _dual
 
@@ -105,8 +104,6 @@ class ReRankedModel(_dual.DebiasedDualModel):
 class PBM(_dual.FittedWrapper):
     """Post-hoc re-ranking of retrieval to equal predicted-group shares (Kong et al. 2024)."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = PBMParams
     description = (
         "Post-hoc bias mitigation for retrieval (Kong et al. 2024): each gallery image gets a "
@@ -128,17 +125,13 @@ class PBM(_dual.FittedWrapper):
 
         from sklearn.linear_model import LogisticRegression
 
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
-        fit = _dual.fit_gallery(model, ctx, n, need=[p.attribute], name=self.name)
-        labels = np.asarray(fit.values(p.attribute))
-        keep = labels != ""
-        x = fit.embeddings[keep]
+        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
         mu, sd = x.mean(axis=0), x.std(axis=0)
         sd = np.where(sd > 1e-12, sd, 1.0)
         clf = LogisticRegression(C=p.c, max_iter=2000, random_state=ctx.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit((x - mu) / sd, labels[keep])
+            clf.fit((x - mu) / sd, y)
         # the standardisation folded into the weights: w·((x − μ)/σ) + b = (w/σ)·x + b − w·μ/σ
         coef = np.asarray(clf.coef_, dtype=np.float64) / sd
         intercept = np.atleast_1d(clf.intercept_) - coef @ mu

@@ -40,7 +40,6 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import GROUPS, OCCUPATIONS
 from vlmtrust.mitigations.fairness import _dual
 
@@ -104,8 +103,6 @@ def calibrated_projection(bias: F64, pair_diffs: F64, lam: float) -> F64:
 class Projection(_dual.FittedWrapper):
     """Project text embeddings off the bias subspace (calibrated; Chuang et al. 2023)."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = ProjectionParams
     description = (
         "Biased-prompts projection (Chuang et al. 2023), training-free: text embeddings are "
@@ -146,9 +143,12 @@ class Projection(_dual.FittedWrapper):
 
     def _from_images(self, model: Any, ctx: MitigationContext) -> tuple[F64, F64]:
         p = self.params
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
         fit = _dual.fit_gallery(
-            model, ctx, n, need=[p.attribute, p.concept_attribute], name=self.name
+            model,
+            ctx,
+            _dual.fit_size(p.n_fit, ctx),
+            need=[p.attribute, p.concept_attribute],
+            name=self.name,
         )
         groups = np.asarray(fit.values(p.attribute))
         concepts = np.asarray(fit.values(p.concept_attribute))

@@ -28,7 +28,6 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.fairness import _dual
 
 __all__ = ["SFID", "ImputedModel", "SFIDParams"]
@@ -70,8 +69,6 @@ class ImputedModel(_dual.DebiasedDualModel):
 class SFID(_dual.FittedWrapper):
     """Selective feature imputation of the attribute's most important dimensions (Jung 2024)."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = SFIDParams
     description = (
         "Selective feature imputation (Jung et al. 2024): the image-embedding dimensions a "
@@ -88,11 +85,7 @@ class SFID(_dual.FittedWrapper):
 
         _dual.require_dual(model, self.name)
         p = self.params
-        n = min(p.n_fit, 200) if ctx.quick else p.n_fit
-        fit = _dual.fit_gallery(model, ctx, n, need=[p.attribute], name=self.name)
-        labels = np.asarray(fit.values(p.attribute))
-        keep = labels != ""
-        x, y = fit.embeddings[keep], labels[keep]
+        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
         if p.n_features >= x.shape[1]:
             raise InputError(
                 f"{self.name}: n_features={p.n_features} is not below the embedding size "

@@ -14,15 +14,18 @@ dropped and never scored (:func:`attribute_values`, :func:`composition`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.probe import ProbeContext
-from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record
+from vlmtrust.core.probe import Probe, ProbeContext
+from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
 from vlmtrust.core.sample import ImageRef, Sample
+from vlmtrust.core.stats import risk_band
+from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import MAJORITY_GROUP, OCCUPATIONS
 from vlmtrust.probes import _data
 from vlmtrust.probes.families.group import UNKNOWN
@@ -32,7 +35,9 @@ __all__ = [
     "DEFAULT_QUERIES",
     "SYNTH_ATTRIBUTES",
     "UNKNOWN",
+    "EmbedFairnessProbe",
     "attribute_values",
+    "banded",
     "check_texts",
     "composition",
     "embedding_rows",
@@ -60,6 +65,42 @@ SYNTH_ATTRIBUTES: tuple[str, ...] = ("group", "occupation", "prop", "setting", "
 """Attributes of SynthWorld people scenes. ``stereotype`` is ``congruent`` when the person's
 group is the one the occupation is skewed towards in the reference models' training data
 (:data:`~vlmtrust.data.synthworld.MAJORITY_GROUP`), else ``incongruent``."""
+
+
+class _GalleryParams(Protocol):
+    n: int
+
+
+class EmbedFairnessProbe(Probe):
+    """Base of the dual-encoder fairness probes on a people gallery of ``params.n`` images.
+
+    Fairness pillar, needs ``embed``, batches of 64; ``self._texts`` caches the text
+    embeddings of the run's model.
+    """
+
+    pillar = Pillar.FAIRNESS
+    requires = Capability.EMBED
+    batch_size = 64
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._texts = zs.TextCache()
+
+    def n_samples(self, ctx: ProbeContext) -> int | None:
+        """Number of samples (for progress bars)."""
+        return ctx.size(cast(_GalleryParams, self.params).n) if ctx.data is None else None
+
+    @staticmethod
+    def embed_batch(model: Any, batch: Sequence[Sample], *, hint: str = "") -> F64:
+        """The first image of each sample, embedded (rows in batch order).
+
+        Raises:
+            ValueError: a sample without an image (``hint`` is appended to the message).
+        """
+        for s in batch:
+            if not s.images:
+                raise ValueError(f"sample {s.id} has no image{hint}")
+        return zs.embed_images(model, [s.pil_images()[0] for s in batch])
 
 
 def people(ctx: ProbeContext, n: int, *, cue_prob: float = DEFAULT_CUE_PROB) -> list[Sample]:
@@ -182,6 +223,28 @@ def composition(values: Sequence[str], attr: str, *, what: str = "samples") -> M
             f"share of each {attr} value among the {what} (value: the largest known group; "
             f"{UNKNOWN!r}: samples without the attribute, shown and not scored)"
         ),
+    )
+
+
+def banded(
+    key: MetricKey,
+    value: float | None,
+    thresholds: Thresholds | None,
+    *,
+    higher_is_better: bool,
+    **fields: Any,
+) -> MetricResult:
+    """The metric ``value`` with its risk band against ``thresholds`` (none without them).
+
+    ``fields`` set the rest of the :class:`MetricResult`.
+    """
+    return MetricResult(
+        key=key,
+        value=value,
+        higher_is_better=higher_is_better,
+        thresholds=thresholds,
+        risk=risk_band(value, thresholds, higher_is_better=higher_is_better),
+        **fields,
     )
 
 

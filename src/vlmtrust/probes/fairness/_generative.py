@@ -25,10 +25,14 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vlmtrust.core.params import Params
-from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record
+from vlmtrust.core.probe import Probe
+from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
+from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import N_BOOTSTRAP, mean_ci, percentile_ci
+from vlmtrust.core.types import Pillar
 from vlmtrust.data.synthworld import OCCUPATIONS
 from vlmtrust.judges.refusal import REFUSAL_KEYWORDS, first_sentences
+from vlmtrust.probes.fairness._common import banded
 
 UNCLEAR = "unclear"
 """The label of an answer that does not decide (the fair answer to an undecidable question)."""
@@ -324,6 +328,51 @@ def _sorted_groups(values: Mapping[str, float]) -> tuple[str, str]:
     return ordered[-1], ordered[0]
 
 
+def _group_values(cols: Mapping[str, NDArray[np.float64]], seed: int) -> dict[str, GroupValue]:
+    """Each non-empty group's mean with its bootstrap CI."""
+    out = {}
+    for g, col in cols.items():
+        if len(col):
+            v, lo, hi = mean_ci(col, seed=seed)
+            out[g] = GroupValue(value=v, ci_low=lo, ci_high=hi, n=len(col))
+    return out
+
+
+def _gap_result(
+    key: MetricKey,
+    means: Mapping[str, float],
+    ci: tuple[float | None, float | None],
+    n: int,
+    cols: Mapping[str, NDArray[np.float64]],
+    *,
+    group_by: str,
+    description: str,
+    seed: int,
+    unit: str = "",
+    thresholds: Thresholds | None = None,
+    note: str = "",
+) -> MetricResult:
+    """The max − min gap of ``means`` (lower is better) as a metric; groups from ``cols``.
+
+    The description names the highest and lowest group (then ``note``).
+    """
+    hi_g, lo_g = _sorted_groups(means)
+    value = means[hi_g] - means[lo_g]
+    return banded(
+        key,
+        value,
+        thresholds,
+        higher_is_better=False,
+        ci_low=ci[0],
+        ci_high=ci[1],
+        n=n,
+        unit=unit,
+        groups=_group_values(cols, seed),
+        group_by=group_by,
+        description=f"{description} (highest: {hi_g}, lowest: {lo_g}{note})",
+    )
+
+
 def paired_gap(
     key: MetricKey,
     matrix: NDArray[np.float64],
@@ -341,9 +390,6 @@ def paired_gap(
     groups with the highest and the lowest mean, so it covers 0 when the groups do not
     differ. ``None`` with fewer than two groups with values.
     """
-    from vlmtrust.core.results import Thresholds
-    from vlmtrust.core.stats import risk_band
-
     means = {
         g: float(np.nanmean(matrix[:, j]))
         for j, g in enumerate(groups)
@@ -359,27 +405,20 @@ def paired_gap(
         rng = np.random.default_rng(seed)
         reps = d[rng.integers(0, len(d), size=(N_BOOTSTRAP, len(d)))].mean(axis=1)
         lo, hi = percentile_ci(reps)
-    group_values = {}
-    for j, g in enumerate(groups):
-        col = matrix[:, j][np.isfinite(matrix[:, j])]
-        if len(col):
-            v, glo, ghi = mean_ci(col, seed=seed)
-            group_values[g] = GroupValue(value=v, ci_low=glo, ci_high=ghi, n=len(col))
-    value = means[hi_g] - means[lo_g]
+    cols = {g: matrix[:, j][np.isfinite(matrix[:, j])] for j, g in enumerate(groups)}
     th = Thresholds(moderate=thresholds[0], high=thresholds[1]) if thresholds else None
-    return MetricResult(
-        key=key,
-        value=value,
-        ci_low=lo,
-        ci_high=hi,
-        n=len(d),
-        higher_is_better=False,
-        unit=unit,
-        groups=group_values,
+    return _gap_result(
+        key,
+        means,
+        (lo, hi),
+        len(d),
+        cols,
         group_by=group_by,
+        description=description,
+        seed=seed,
+        unit=unit,
         thresholds=th,
-        risk=risk_band(value, th, higher_is_better=False),
-        description=f"{description} (highest: {hi_g}, lowest: {lo_g}; CI over paired sets)",
+        note="; CI over paired sets",
     )
 
 
@@ -410,20 +449,42 @@ def signed_gap(
         rng.integers(0, len(b), size=(N_BOOTSTRAP, len(b)))
     ].mean(axis=1)
     lo, hi = percentile_ci(reps) if len(a) >= 2 and len(b) >= 2 else (None, None)
-    group_values = {}
-    for g in names:
-        v, glo, ghi = mean_ci(vals[labels == g], seed=seed)
-        group_values[g] = GroupValue(value=v, ci_low=glo, ci_high=ghi, n=int((labels == g).sum()))
-    return MetricResult(
-        key=key,
-        value=means[hi_g] - means[lo_g],
-        ci_low=lo,
-        ci_high=hi,
-        n=len(vals),
-        higher_is_better=False,
-        groups=group_values,
+    cols = {g: vals[labels == g] for g in names}
+    return _gap_result(
+        key,
+        means,
+        (lo, hi),
+        len(vals),
+        cols,
         group_by=group_by,
-        description=f"{description} (highest: {hi_g}, lowest: {lo_g})",
+        description=description,
+        seed=seed,
+    )
+
+
+class GenerativeFairnessProbe(Probe):
+    """Base of the fairness probes that ask about people: fairness pillar, batches of 16.
+
+    Records carry ``params.group_attribute`` (``"unknown"`` where the sample has none).
+    """
+
+    pillar = Pillar.FAIRNESS
+    batch_size = 16
+    params: GenerativeFairnessParams
+
+    def _record(self, s: Sample, **kw: Any) -> Record:
+        rec = self.record(s, **kw)
+        rec.attributes.setdefault(self.params.group_attribute, "unknown")
+        return rec
+
+
+def scene_sample(prefix: str, scene: Any) -> Sample:
+    """A SynthWorld scene as the sample ``{prefix}-{scene.id}`` (image, label, attributes)."""
+    return Sample(
+        id=f"{prefix}-{scene.id}",
+        images=(ImageRef.from_image(scene.image, label=scene.id),),
+        target=scene.target,
+        attributes=dict(scene.attributes),
     )
 
 

@@ -31,13 +31,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, field_validator
 
-from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.params import Params
-from vlmtrust.core.probe import Probe, ProbeContext, probe
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, Thresholds
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import N_BOOTSTRAP, percentile_ci, risk_band
-from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.core.stats import N_BOOTSTRAP, percentile_ci
 from vlmtrust.probes.fairness import _common as fc
 
 __all__ = [
@@ -143,13 +141,10 @@ class AttributeLeakageParams(Params):
 
 
 @probe("fairness/attribute_leakage")
-class AttributeLeakageProbe(Probe):
+class AttributeLeakageProbe(fc.EmbedFairnessProbe):
     """Cross-validated linear decoding of a protected attribute from the representations."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = AttributeLeakageParams
-    batch_size = 64
     description = (
         "Attribute leakage: balanced accuracy over chance of a cross-validated logistic "
         "regression decoding the attribute from the image embeddings and from their scores "
@@ -159,12 +154,7 @@ class AttributeLeakageProbe(Probe):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        self._texts = zs.TextCache()
         self._unconverged: list[str] = []
-
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
 
     def samples(self, ctx: ProbeContext) -> list[Any]:
         """Images with the attributes (checked before anything is embedded)."""
@@ -173,10 +163,7 @@ class AttributeLeakageProbe(Probe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Image embedding and its cosines to the concepts."""
-        for s in batch:
-            if not s.images:
-                raise ValueError(f"sample {s.id} has no image")
-        img = zs.embed_images(model, [s.pil_images()[0] for s in batch])
+        img = self.embed_batch(model, batch)
         out: dict[str, Any]
         cos = None
         if self.params.concepts:
@@ -264,7 +251,7 @@ class AttributeLeakageProbe(Probe):
                     "its recall)"
                 ),
             ),
-            MetricResult(
+            fc.banded(
                 key=MetricKey(metric="leakage", condition=attr, step=feat),
                 value=leak,
                 ci_low=None if lo is None else lo - chance,
@@ -273,7 +260,6 @@ class AttributeLeakageProbe(Probe):
                 higher_is_better=False,
                 unit="%",
                 thresholds=th,
-                risk=risk_band(leak, th, higher_is_better=False),
                 headline=attr == self.params.attributes[0] and feat == "embedding",
                 description=(
                     f"balanced accuracy − chance ({chance:.0%}) of decoding {attr} from the "

@@ -48,11 +48,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from vlmtrust.core.probe import Probe, ProbeContext, probe
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
-from vlmtrust.core.sample import ImageRef, Sample
+from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import mean_ci, metric, share_metric
-from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.core.types import Capability
 from vlmtrust.data.synthworld import GROUPS, MAJORITY_GROUP
 from vlmtrust.probes import _data
 from vlmtrust.probes.fairness._generative import (
@@ -60,9 +60,11 @@ from vlmtrust.probes.fairness._generative import (
     UNCLEAR,
     WORD_SCORES,
     GenerativeFairnessParams,
+    GenerativeFairnessProbe,
     evaluate_generative,
     paired_gap,
     record_group,
+    scene_sample,
 )
 
 DEFAULT_TRAITS: tuple[str, ...] = (
@@ -117,15 +119,13 @@ class CounterfactualParams(GenerativeFairnessParams):
 
 
 @probe("fairness/counterfactual")
-class CounterfactualProbe(Probe):
+class CounterfactualProbe(GenerativeFairnessProbe):
     """Answers and similarities across counterfactual sets that differ only in the group."""
 
-    pillar = Pillar.FAIRNESS
     version = 1
     requires = Capability.NONE
     requires_any = Capability.EMBED | Capability.GENERATE
     Params = CounterfactualParams
-    batch_size = 16
     description = (
         "Counterfactual sets (the same scene with only the group changed): how much of what "
         "the model says changes with the group — answer flips and decided answers to "
@@ -168,19 +168,9 @@ class CounterfactualProbe(Probe):
         )
         for members in sets:
             for m in members:
-                yield Sample(
-                    id=f"counterfactual-{m.id}",
-                    images=(ImageRef.from_image(m.image, label=m.id),),
-                    target=m.target,
-                    attributes=dict(m.attributes),
-                )
+                yield scene_sample("counterfactual", m)
 
     # ------------------------------------------------------------------ evaluate
-
-    def _record(self, s: Sample, **kw: Any) -> Record:
-        rec = self.record(s, **kw)
-        rec.attributes.setdefault(self.params.group_attribute, "unknown")
-        return rec
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Ask every question of each member (generative) or embed it (dual)."""

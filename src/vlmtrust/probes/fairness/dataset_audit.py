@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,6 +87,7 @@ from vlmtrust.probes.fairness._audit_tally import (
     TallyLimits,
     shipped_lexicon,
 )
+from vlmtrust.probes.fairness._common import banded
 
 IMBALANCE_THRESHOLDS = (1.25, 2.0)
 """Imbalance-ratio bands: the four-fifths rule (moderate), twice the smallest group (high)."""
@@ -318,7 +319,7 @@ class DatasetAuditProbe(Probe):
             ratio = real[largest] / real[smallest]
             th = Thresholds(moderate=IMBALANCE_THRESHOLDS[0], high=IMBALANCE_THRESHOLDS[1])
             out.append(
-                MetricResult(
+                banded(
                     key=MetricKey(metric="imbalance_ratio", condition=name),
                     value=ratio,
                     ci_low=lo,
@@ -326,7 +327,6 @@ class DatasetAuditProbe(Probe):
                     n=n_known,
                     higher_is_better=False,
                     thresholds=th,
-                    risk=risk_band(ratio, th, higher_is_better=False),
                     headline=True,
                     description=(
                         f"rows of the most common {name} ({largest}) over the least common "
@@ -354,17 +354,14 @@ class DatasetAuditProbe(Probe):
                 ),
             )
         )
-        out += [
-            MetricResult.of(
-                MetricKey(metric="group_share", condition=name, group=g),
-                gv,
-                n=n_known,
-                higher_is_better=True,
-                unit="%",
-                description=f"share of the rows with a {name} that are {g}",
-            )
-            for g, gv in shares.items()
-        ]
+        out += _per_group(
+            "group_share",
+            name,
+            shares,
+            n=n_known,
+            higher_is_better=True,
+            describe=lambda g: f"share of the rows with a {name} that are {g}",
+        )
         unknown = total - n_known
         out.append(
             MetricResult.of(
@@ -385,7 +382,7 @@ class DatasetAuditProbe(Probe):
         top = by_share[0]
         th = Thresholds(moderate=MAJORITY_SHARE_THRESHOLDS[0], high=MAJORITY_SHARE_THRESHOLDS[1])
         out.append(
-            MetricResult(
+            banded(
                 key=MetricKey(metric="majority_share", condition=name, step=kind),
                 value=top.majority_share,
                 ci_low=top.majority_ci[0],
@@ -404,7 +401,6 @@ class DatasetAuditProbe(Probe):
                 },
                 group_by=f"{kind} (share of its most common {name})",
                 thresholds=th,
-                risk=risk_band(top.majority_share, th, higher_is_better=False),
                 headline=headline,
                 description=(
                     f"highest share of one {name} among the rows of a {kind}: {top.concept!r} is "
@@ -475,17 +471,14 @@ class DatasetAuditProbe(Probe):
                 ),
             )
         ]
-        out += [
-            MetricResult.of(
-                MetricKey(metric="lexicon_rate", condition="lexicon", group=c),
-                gv,
-                n=text_rows,
-                higher_is_better=False,
-                unit="%",
-                description=f"rows with a flagged {c} term",
-            )
-            for c, gv in cats.items()
-        ]
+        out += _per_group(
+            "lexicon_rate",
+            "lexicon",
+            cats,
+            n=text_rows,
+            higher_is_better=False,
+            describe=lambda c: f"rows with a flagged {c} term",
+        )
         return out
 
     def _lexicon_by_group(
@@ -685,6 +678,29 @@ def _lead(s: dict[str, Any]) -> str | None:
     if "label" in kinds:
         return "label"
     return "word" if "word" in kinds else None
+
+
+def _per_group(
+    metric: str,
+    condition: str,
+    groups: dict[str, GroupValue],
+    *,
+    n: int,
+    higher_is_better: bool,
+    describe: Callable[[str], str],
+) -> list[MetricResult]:
+    """One ``metric/condition/group`` percentage metric per group (``describe(group)``)."""
+    return [
+        MetricResult.of(
+            MetricKey(metric=metric, condition=condition, group=g),
+            gv,
+            n=n,
+            higher_is_better=higher_is_better,
+            unit="%",
+            description=describe(g),
+        )
+        for g, gv in groups.items()
+    ]
 
 
 def _share(k: int, n: int) -> GroupValue:

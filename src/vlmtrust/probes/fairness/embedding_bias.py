@@ -53,10 +53,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, field_validator
 
-from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
-from vlmtrust.core.probe import Probe, ProbeContext, probe
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import (
     GroupValue,
     MetricKey,
@@ -68,7 +67,6 @@ from vlmtrust.core.results import (
 )
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import percentile_ci, risk_band
-from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import MAJORITY_GROUP
 from vlmtrust.probes.fairness import _common as fc
 
@@ -207,23 +205,16 @@ class _Data:
 
 
 @probe("fairness/embedding_bias")
-class EmbeddingBiasProbe(Probe):
+class EmbeddingBiasProbe(fc.EmbedFairnessProbe):
     """WEAT/SEAT effect sizes, bias distance and polarity between two groups and concepts."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = EmbeddingBiasParams
-    batch_size = 64
     description = (
         "Embedding bias: WEAT/SEAT effect sizes with permutation p-values (image and text "
         "targets), bias distance cos(c, μa) − cos(c, μb) and polarity on the attribute "
         "direction per concept."
     )
     params: EmbeddingBiasParams
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._texts = zs.TextCache()
 
     # ------------------------------------------------------------------ samples
 
@@ -235,10 +226,6 @@ class EmbeddingBiasProbe(Probe):
     def sentences(self) -> list[str]:
         """Every concept in every template, concept-major."""
         return [t.format(c) for c in self.concepts() for t in self.params.templates]
-
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
 
     def samples(self, ctx: ProbeContext) -> list[Any]:
         """Images with the attribute (checked: two values, or the two named, are present)."""
@@ -267,10 +254,7 @@ class EmbeddingBiasProbe(Probe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Image embedding and its cosine to every concept sentence."""
-        for s in batch:
-            if not s.images:
-                raise ValueError(f"sample {s.id} has no image")
-        img = zs.embed_images(model, [s.pil_images()[0] for s in batch])
+        img = self.embed_batch(model, batch)
         cos = img @ self._texts.embed(model, self.sentences()).T
         return [
             self.record(s, output={"embedding": fc.store_vector(e), "cos": fc.store_vector(c)})

@@ -34,19 +34,22 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from vlmtrust.core.probe import Probe, ProbeContext, probe
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Thresholds
-from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import bootstrap_ci, risk_band, share_metric
-from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.core.sample import Sample
+from vlmtrust.core.stats import bootstrap_ci, share_metric
+from vlmtrust.core.types import Capability
 from vlmtrust.probes import _data
+from vlmtrust.probes.fairness._common import banded
 from vlmtrust.probes.fairness._generative import (
     DESCRIBE,
     WORD_SCORES,
     GenerativeFairnessParams,
+    GenerativeFairnessProbe,
     Question,
     evaluate_generative,
     record_group,
+    scene_sample,
     signed_gap,
 )
 
@@ -107,14 +110,12 @@ def chi2_independence(table: np.ndarray) -> tuple[float, float, int, float]:
 
 
 @probe("fairness/generation_bias")
-class GenerationBiasProbe(Probe):
+class GenerationBiasProbe(GenerativeFairnessProbe):
     """Per-group answer distributions with χ² tests, and description gaps, of a generative VLM."""
 
-    pillar = Pillar.FAIRNESS
     version = 1
     requires = Capability.GENERATE
     Params = GenerationBiasParams
-    batch_size = 16
     description = (
         "Generation bias: questions about people that the image cannot decide and free "
         "descriptions, across groups — χ² tests of answer and group independence "
@@ -137,17 +138,7 @@ class GenerationBiasProbe(Probe):
             ctx.size(self.params.n), correlation=0.0, cue_prob=self.params.cue_prob
         )
         for s in people:
-            yield Sample(
-                id=f"generation-bias-{s.id}",
-                images=(ImageRef.from_image(s.image, label=s.id),),
-                target=s.target,
-                attributes=dict(s.attributes),
-            )
-
-    def _record(self, s: Sample, **kw: Any) -> Record:
-        rec = self.record(s, **kw)
-        rec.attributes.setdefault(self.params.group_attribute, UNKNOWN)
-        return rec
+            yield scene_sample("generation-bias", s)
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Ask every question and the description prompt of each image."""
@@ -195,14 +186,13 @@ class GenerationBiasProbe(Probe):
 
                 lo, hi = bootstrap_ci(cramers, lab_idx, grp_idx, seed=ctx.seed)
                 out += [
-                    MetricResult(
+                    banded(
                         key=MetricKey(metric="chi2_p_value", condition=q.id),
                         value=pval,
                         n=len(known),
                         higher_is_better=True,
                         better="none",  # evidence, not a quality: cramers_v is the effect size
                         thresholds=th,
-                        risk=risk_band(pval, th, higher_is_better=True),
                         description=(
                             f"χ² test of independence of the answer to {q.prompt!r} and {attr} "
                             f"(χ² = {chi2:.2f}, dof = {dof})"
@@ -248,13 +238,12 @@ class GenerationBiasProbe(Probe):
             sth = Thresholds(moderate=100.0, high=50.0)
             out.insert(
                 0,
-                MetricResult(
+                banded(
                     key=MetricKey(metric="independence_score"),
                     value=score,
                     n=tested,
                     higher_is_better=True,
                     thresholds=sth,
-                    risk=risk_band(score, sth, higher_is_better=True),
                     headline=True,
                     description=(
                         f"100 · (K − #questions whose answer depends on {attr} at p < "

@@ -55,10 +55,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, ValidationInfo, field_validator
 
-from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
-from vlmtrust.core.probe import Probe, ProbeContext, probe
+from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import (
     Example,
     GroupValue,
@@ -70,7 +69,7 @@ from vlmtrust.core.results import (
 )
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import metric
-from vlmtrust.core.types import Capability, Pillar, RiskBand
+from vlmtrust.core.types import RiskBand
 from vlmtrust.probes.fairness import _common as fc
 
 __all__ = [
@@ -334,13 +333,10 @@ class RetrievalSkewParams(Params):
 
 
 @probe("fairness/retrieval_skew")
-class RetrievalSkewProbe(Probe):
+class RetrievalSkewProbe(fc.EmbedFairnessProbe):
     """MaxSkew@k, MinSkew@k and NDKL of neutral text-to-image retrieval, per attribute."""
 
-    pillar = Pillar.FAIRNESS
-    requires = Capability.EMBED
     Params = RetrievalSkewParams
-    batch_size = 64
     description = (
         "Retrieval skew: the attribute mix of the top-k images for neutral queries vs the "
         "gallery's (prior) and an equal (uniform) mix — MaxSkew@k, MinSkew@k, NDKL, CIs over "
@@ -350,14 +346,9 @@ class RetrievalSkewProbe(Probe):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        self._texts = zs.TextCache()
         self._memo: tuple[Sequence[Record], int, dict[str, RankSkew]] | None = None
 
     # ------------------------------------------------------------------ samples
-
-    def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
 
     def samples(self, ctx: ProbeContext) -> list[Any]:
         """The gallery (checked: k below its size, every attribute with two values or more)."""
@@ -379,10 +370,7 @@ class RetrievalSkewProbe(Probe):
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Cosine similarity of each gallery image to every query."""
-        for s in batch:
-            if not s.images:
-                raise ValueError(f"sample {s.id} has no image; the gallery needs one per item")
-        img = zs.embed_images(model, [s.pil_images()[0] for s in batch])
+        img = self.embed_batch(model, batch, hint="; the gallery needs one per item")
         txt = self._texts.embed(model, self.params.queries)
         cos = img @ txt.T
         out: list[dict[str, Any]] = [{"cos": fc.store_vector(c)} for c in cos]

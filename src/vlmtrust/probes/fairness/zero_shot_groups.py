@@ -404,29 +404,19 @@ class ZeroShotGroupsProbe(GroupProbe):
         for attr in self.params.attributes:
             groups = sorted({r.attributes.get(attr) or UNKNOWN for r in records})
             acc = _grid(records, attr, groups, labels, lambda r, c: r.attributes.get("label") == c)
-            out.append(
-                Plot(
-                    kind="heatmap",
-                    title=f"Zero-shot accuracy by {attr} and label",
-                    x_label="label",
-                    y_label=attr,
-                    matrix=acc,
-                    row_labels=groups,
-                    col_labels=labels,
-                )
-            )
+            title = f"Zero-shot accuracy by {attr} and label"
+            out.append(_heatmap(title, "label", attr, acc, groups, labels))
             wrong = [r for r in records if r.scores.get("correct") == 0.0]
             predicted = self.all_classes(ctx)
             errs = _shares(wrong, records, attr, groups, predicted)
             out.append(
-                Plot(
-                    kind="heatmap",
-                    title=f"Errors: share of each {attr} group misclassified as each class",
-                    x_label="predicted class",
-                    y_label=attr,
-                    matrix=errs,
-                    row_labels=groups,
-                    col_labels=predicted,
+                _heatmap(
+                    f"Errors: share of each {attr} group misclassified as each class",
+                    "predicted class",
+                    attr,
+                    errs,
+                    groups,
+                    predicted,
                 )
             )
         return out
@@ -446,6 +436,26 @@ class ZeroShotGroupsProbe(GroupProbe):
             )
             for r in (harmful[:4] + wrong[: 6 - min(4, len(harmful))])
         ]
+
+
+def _heatmap(
+    title: str,
+    x_label: str,
+    attr: str,
+    matrix: list[list[float | None]],
+    rows: list[str],
+    cols: list[str],
+) -> Plot:
+    """A heatmap of ``attr`` groups (rows) by ``cols``."""
+    return Plot(
+        kind="heatmap",
+        title=title,
+        x_label=x_label,
+        y_label=attr,
+        matrix=matrix,
+        row_labels=rows,
+        col_labels=cols,
+    )
 
 
 def _grid(
