@@ -171,7 +171,7 @@ def _probe(p: ProbeView, level: str) -> list[str]:
         out += md_table(["parameter", "value"], [[md_escape(k), md_escape(v)] for k, v in p.params])
     if p.leakage is not None:
         lk = p.leakage
-        out += ["**PII leakage by type** (exact ± 95% CI · exact or partial)", ""]
+        out += ["**PII leakage by type** (exact [95% CI] · exact or partial)", ""]
         out += md_table(
             ["PII type", *(md_escape(c) for c in lk.columns)],
             [

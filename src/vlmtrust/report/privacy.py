@@ -1,6 +1,6 @@
 """The PII leakage table of ``privacy/pii_leakage`` in the report.
 
-One row per PII type, one column per prompt (exact leakage ± its 95% CI, then the exact-or-
+One row per PII type, one column per prompt (exact leakage [its 95% CI], then the exact-or-
 partial share), and beside it the refusal rate per prompt and the over-refusal rate on the
 benign twins, by the probe's first (headline) refusal judge. Built from the probe's metrics
 only; a result without them gives no table.
