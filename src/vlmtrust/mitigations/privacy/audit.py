@@ -31,13 +31,12 @@ def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
         >>> round(clopper_pearson_upper(0, 100, 0.05), 4)
         0.0295
     """
-    from scipy.stats import beta
+    from vlmtrust.core.metrics import clopper_pearson
 
     if n <= 0:
         return 1.0
-    if k >= n:
-        return 1.0
-    return float(beta.ppf(1.0 - alpha, k + 1, n - k))
+    # The one-sided 1 − alpha limit is the upper end of the two-sided 1 − 2·alpha interval.
+    return clopper_pearson(min(k, n), n, alpha=2 * alpha)[1]
 
 
 @dataclass(frozen=True)

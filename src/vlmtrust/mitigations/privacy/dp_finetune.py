@@ -332,10 +332,9 @@ def membership_scores(model: Any, images: Sequence[Image.Image], captions: Seque
 
 
 def _auc(s_in: Any, s_out: Any) -> float:
-    from sklearn.metrics import roc_auc_score
+    from vlmtrust.core.metrics import auc
 
-    y = np.r_[np.ones(len(s_in)), np.zeros(len(s_out))]
-    return float(roc_auc_score(y, np.r_[s_in, s_out]))
+    return auc(np.r_[np.ones(len(s_in)), np.zeros(len(s_out))], np.r_[s_in, s_out])
 
 
 def membership_auc(model: Any, cands: tuple[Any, Any, Any, Any]) -> tuple[float, Any, Any]:
