@@ -160,6 +160,19 @@ def _check_inputs(
         )
 
 
+def _check_probes(
+    probes: Sequence[str | Probe] | None,
+    params: Mapping[str, Mapping[str, Any]] | None,
+    ctx: ProbeContext,
+) -> None:
+    """Before any model loads: the probes a run names check their inputs (``Probe.check``)."""
+    given = {p.name: p for p in probes or () if isinstance(p, Probe)}
+    names = [p if isinstance(p, str) else p.name for p in probes or ()] + list(params or {})
+    for name in dict.fromkeys(names):
+        probe_ = given.get(name) or get_probe(name)(dict((params or {}).get(name) or {}))
+        probe_.check(ctx)
+
+
 def audit(
     model: str | Model | Sequence[str | Model] | None = None,
     *,
@@ -221,6 +234,7 @@ def audit(
     else:
         models, single = [model], True
     _check_inputs(probes, pillars, params, limit=limit, data=data, models=models)
+    _check_probes(probes, params, ProbeContext(seed=seed, data=data, limit=limit))
     fresh = out is None
     if out is None:
         shown_models = [redact_text(m if isinstance(m, str) else m.spec) for m in models]

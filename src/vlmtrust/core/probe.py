@@ -144,6 +144,15 @@ class Probe(abc.ABC):
     def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
         """Summarise the successful records (in sample order) into metrics."""
 
+    def check(self, ctx: ProbeContext) -> None:
+        """Refuse bad input that is known before any model loads (default: none).
+
+        Raise :class:`~vlmtrust.core.errors.InputError` (one line). :func:`vlmtrust.audit`
+        calls it for the probes a run names (``--probe``, ``--param``) before it loads the
+        model; the data is not read here (the runner reads ``--data`` later).
+        """
+        return None
+
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Plots for the report (default: none)."""
         return []

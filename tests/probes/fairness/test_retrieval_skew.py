@@ -147,15 +147,29 @@ def test_cli_refuses_bad_parameters_before_any_model_loads(tmp_path: Path) -> No
     from vlmtrust.cli import app
 
     missing = f"hf:{tmp_path / 'no-such-model'}"  # loading it would fail with another message
-    for param, msg in (
-        ("fairness/retrieval_skew.k=[600]", "not below the gallery size n=600"),
-        ("fairness/retrieval_skew.queries=[]", "queries is empty"),
+    rs = "fairness/retrieval_skew"
+    for args, msg in (
+        ([rs, "-p", f"{rs}.k=[600]"], "not below the gallery size n=600"),
+        ([rs, "-p", f"{rs}.queries=[]"], "queries is empty"),
+        ([rs, "-p", f"{rs}.k=[50]", "--limit", "40"], "k=50 is not below the gallery size 40"),
+        ([rs, "--limit", "5"], "too few for the smallest default rank"),
+        (
+            [rs, "-p", f'{rs}.attributes=["prop"]', "-p", f"{rs}.cue_prob=1"],
+            "attribute 'prop' of SynthWorld people has one value ('true') at cue_prob=1",
+        ),
+        ([rs, "-p", f'{rs}.attributes=["gender"]'], "SynthWorld people have no attribute"),
+        (
+            ["fairness/embedding_bias", "-p", "fairness/embedding_bias.attribute=occupation"],
+            "attribute 'occupation' has 6 values",
+        ),
+        (
+            ["fairness/zero_shot_groups", "-p", 'fairness/zero_shot_groups.classes=["a","b"]'],
+            "SynthWorld label 'doctor' is not among the classes",
+        ),
     ):
-        res = CliRunner().invoke(
-            app, ["run", "fairness/retrieval_skew", "-m", missing, "-p", param, "--quiet"]
-        )
+        res = CliRunner().invoke(app, ["run", *args, "-m", missing, "--quiet"])
         assert res.exit_code == 2, res.output
-        assert msg in res.output and "no-such-model" not in res.output
+        assert msg in res.output and "no-such-model" not in res.output, (args, res.output)
         assert len(res.output.strip().splitlines()) == 1
 
 

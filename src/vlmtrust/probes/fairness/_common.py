@@ -26,7 +26,7 @@ from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, T
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import risk_band
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.data.synthworld import MAJORITY_GROUP, OCCUPATIONS
+from vlmtrust.data.synthworld import GROUPS, MAJORITY_GROUP, OCCUPATIONS
 from vlmtrust.probes import _data
 from vlmtrust.probes.families.group import UNKNOWN
 
@@ -38,12 +38,14 @@ __all__ = [
     "EmbedFairnessProbe",
     "attribute_values",
     "banded",
+    "check_synth",
     "check_texts",
     "composition",
     "embedding_rows",
     "gallery",
     "people",
     "store_vector",
+    "synth_values",
 ]
 
 F64 = NDArray[np.float64]
@@ -146,13 +148,7 @@ def gallery(
             a user sample without a label (``target``).
     """
     if ctx.data is None:
-        unknown = [a for a in attributes if a not in SYNTH_ATTRIBUTES]
-        if unknown:
-            raise InputError(
-                f"{probe}: SynthWorld people have no attribute {unknown[0]!r} (they have "
-                f"{', '.join(SYNTH_ATTRIBUTES)}); pass --data with that attribute in the "
-                "manifest, or name one of these"
-            )
+        check_synth(probe, attributes, cue_prob)
         items: list[Any] = people(ctx, n, cue_prob=cue_prob)
         where = "SynthWorld people"
     else:
@@ -181,6 +177,39 @@ def gallery(
                     '"target" (its class) for zero-shot fairness probes'
                 )
     return items
+
+
+def synth_values(attr: str, cue_prob: float) -> tuple[str, ...]:
+    """The values attribute ``attr`` of SynthWorld people scenes takes at this ``cue_prob``."""
+    if attr in ("prop", "setting"):
+        return tuple(v for v, p in (("true", cue_prob), ("false", 1.0 - cue_prob)) if p > 0)
+    return {
+        "group": GROUPS,
+        "occupation": OCCUPATIONS,
+        "stereotype": ("congruent", "incongruent"),
+    }[attr]
+
+
+def check_synth(probe: str, attributes: Sequence[str], cue_prob: float) -> None:
+    """Refuse, before anything is drawn, an attribute SynthWorld people lack or fix to one value.
+
+    Raises:
+        InputError: one line naming the attribute and the fix.
+    """
+    for attr in attributes:
+        if attr not in SYNTH_ATTRIBUTES:
+            raise InputError(
+                f"{probe}: SynthWorld people have no attribute {attr!r} (they have "
+                f"{', '.join(SYNTH_ATTRIBUTES)}); pass --data with that attribute in the "
+                "manifest, or name one of these"
+            )
+        values = synth_values(attr, cue_prob)
+        if len(values) < 2:
+            raise InputError(
+                f"{probe}: attribute {attr!r} of SynthWorld people has one value "
+                f"({values[0]!r}) at cue_prob={cue_prob:g}; a fairness comparison needs at "
+                "least two — name another attribute or a cue_prob between 0 and 1"
+            )
 
 
 def check_texts(texts: Sequence[str], what: str, example: str) -> list[str]:

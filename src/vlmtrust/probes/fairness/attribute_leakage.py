@@ -156,6 +156,11 @@ class AttributeLeakageProbe(fc.EmbedFairnessProbe):
         super().__init__(params)
         self._unconverged: list[str] = []
 
+    def check(self, ctx: ProbeContext) -> None:
+        """Before any model loads, on SynthWorld: the attributes."""
+        if ctx.data is None:
+            fc.check_synth(self.name, self.params.attributes, self.params.cue_prob)
+
     def samples(self, ctx: ProbeContext) -> list[Any]:
         """Images with the attributes (checked before anything is embedded)."""
         p = self.params

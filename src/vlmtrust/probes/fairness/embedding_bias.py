@@ -227,15 +227,15 @@ class EmbeddingBiasProbe(fc.EmbedFairnessProbe):
         """Every concept in every template, concept-major."""
         return [t.format(c) for c in self.concepts() for t in self.params.templates]
 
-    def samples(self, ctx: ProbeContext) -> list[Any]:
-        """Images with the attribute (checked: two values, or the two named, are present)."""
+    def check(self, ctx: ProbeContext) -> None:
+        """Before any model loads, on SynthWorld: the attribute and its two values."""
+        if ctx.data is None:
+            p = self.params
+            fc.check_synth(self.name, [p.attribute], p.cue_prob)
+            self._check_values(set(fc.synth_values(p.attribute, p.cue_prob)))
+
+    def _check_values(self, present: set[str]) -> None:
         p = self.params
-        items = fc.gallery(ctx, p.n, probe=self.name, attributes=[p.attribute], cue_prob=p.cue_prob)
-        present = {
-            str(s.attributes.get(p.attribute))
-            for s in items
-            if isinstance(s, Sample) and s.attributes.get(p.attribute)
-        }
         if p.values is not None:
             missing = [v for v in p.values if v not in present]
             if missing:
@@ -250,6 +250,17 @@ class EmbeddingBiasProbe(fc.EmbedFairnessProbe):
                 f"({', '.join(sorted(present)[:6])}); name the two to compare with -p "
                 f"{self.name}.values=[a,b]"
             )
+
+    def samples(self, ctx: ProbeContext) -> list[Any]:
+        """Images with the attribute (checked: two values, or the two named, are present)."""
+        p = self.params
+        items = fc.gallery(ctx, p.n, probe=self.name, attributes=[p.attribute], cue_prob=p.cue_prob)
+        present = {
+            str(s.attributes.get(p.attribute))
+            for s in items
+            if isinstance(s, Sample) and s.attributes.get(p.attribute)
+        }
+        self._check_values(present)
         return items
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:

@@ -350,11 +350,21 @@ class RetrievalSkewProbe(fc.EmbedFairnessProbe):
 
     # ------------------------------------------------------------------ samples
 
+    def check(self, ctx: ProbeContext) -> None:
+        """Before any model loads, on SynthWorld: the attributes, and k against the gallery."""
+        if ctx.data is None:
+            fc.check_synth(self.name, self.params.attributes, self.params.cue_prob)
+            self._check_k(ctx.size(self.params.n))
+
     def samples(self, ctx: ProbeContext) -> list[Any]:
         """The gallery (checked: k below its size, every attribute with two values or more)."""
         p = self.params
         items = fc.gallery(ctx, p.n, probe=self.name, attributes=p.attributes, cue_prob=p.cue_prob)
-        size = sum(isinstance(s, Sample) for s in items)
+        self._check_k(sum(isinstance(s, Sample) for s in items))
+        return items
+
+    def _check_k(self, size: int) -> None:
+        p = self.params
         if p.k is not None and p.k[-1] >= size:
             raise InputError(
                 f"{self.name}: k={p.k[-1]} is not below the gallery size {size}: at k = gallery "
@@ -366,7 +376,6 @@ class RetrievalSkewProbe(fc.EmbedFairnessProbe):
                 f"{self.name}: the gallery has {size} images, too few for the smallest default "
                 f"rank k={DEFAULT_K[0]}; give more images or smaller k (-p {self.name}.k=[...])"
             )
-        return items
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Cosine similarity of each gallery image to every query."""

@@ -240,6 +240,17 @@ class ZeroShotGroupsProbe(GroupProbe):
         """Number of samples (for progress bars)."""
         return ctx.size(self.params.n) if ctx.data is None else None
 
+    def check(self, ctx: ProbeContext) -> None:
+        """Before any model loads, on SynthWorld: the attributes, and every label a class."""
+        if ctx.data is None:
+            fc.check_synth(self.name, self.params.attributes, self.params.cue_prob)
+            missing = [o for o in OCCUPATIONS if o not in self.class_names(ctx)]
+            if missing:
+                raise InputError(
+                    f"{self.name}: SynthWorld label {missing[0]!r} is not among the classes; "
+                    f"add it to -p {self.name}.classes=[...] or leave classes unset"
+                )
+
     def samples(self, ctx: ProbeContext) -> list[Any]:
         """People with labels and attributes (checked before anything is embedded)."""
         p = self.params
