@@ -642,9 +642,7 @@ def audit_cmd(
     )
 
 
-def _ray_options(
-    executor: str, address: str | None, workers: int | None, cpus: int | None
-) -> Any:
+def _ray_options(executor: str, address: str | None, workers: int | None, cpus: int | None) -> Any:
     """``(executor, RayOptions or None)`` from the command line's executor options."""
     from vlmtrust.core.errors import InputError
     from vlmtrust.runner.executor import RayOptions, check_executor

@@ -119,7 +119,7 @@ def test_resume_a_local_run_on_ray(cluster: Any, local_run: Any, tmp_path: Path)
         cache=False,
         resume=True,
         executor="ray",
-        ray=RayOptions(workers=2),
+        ray=RayOptions(workers=1),
     )
     _same_metrics(log, resumed)
     ids = [r["sample_id"] for r in _records(run, "capability/zero_shot")]
