@@ -142,7 +142,7 @@ def test_a_killed_worker_loses_and_doubles_nothing(cluster: Any, local_run: Any,
 
         def kill_one(n: int) -> None:
             if not killed:
-                pid = ex.pids()[-1]
+                pid = next(s.pid for s in ex._slots if s.pid and s.busy)
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
@@ -151,7 +151,7 @@ def test_a_killed_worker_loses_and_doubles_nothing(cluster: Any, local_run: Any,
             ZeroShot(),
             ProbeContext(limit=LIMIT),
             writer=writer,
-            batch_size=2,
+            batch_size=1,
             on_progress=kill_one,
             executor=ex,
         )
