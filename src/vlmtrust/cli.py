@@ -121,7 +121,7 @@ RayAddressOpt = Annotated[
     typer.Option(
         "--ray-address",
         help="an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local "
-        "cluster on 127.0.0.1 without a dashboard",
+        "cluster on this machine without a dashboard (docs/scaling.md: its ports)",
     ),
 ]
 RayWorkersOpt = Annotated[

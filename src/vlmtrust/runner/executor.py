@@ -21,7 +21,7 @@ the same records from a pool of Ray actors:
 
 :func:`connect` joins a cluster at ``address`` (checked first: a Ray head answers gRPC there
 within ``connect_timeout_s``, or the run stops with one line) or starts a local one on
-loopback, without a dashboard.
+this machine without a dashboard, asking Ray for loopback (see :func:`connect`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class RayOptions:
 
     Attributes:
         address: an existing cluster (``HOST:PORT`` of its head, ``ray://HOST:PORT`` for Ray
-            Client, or ``auto``); ``None`` starts a local cluster on loopback.
+            Client, or ``auto``); ``None`` starts a local cluster on this machine.
         workers: actors per model (default: the cluster's CPUs // ``cpus_per_worker``, shared
             out among the models of an audit that run at once).
         num_cpus: CPUs a local cluster offers (default: every CPU of this machine).
@@ -147,7 +147,10 @@ def connect(options: RayOptions) -> Any:
     """The ``ray`` module, connected: to ``options.address``, or to a new local cluster.
 
     A process already connected (``ray.is_initialized()``) is kept as it is. A local cluster
-    listens on 127.0.0.1 only and has no dashboard; it lives until the process ends.
+    has no dashboard and is asked for the loopback address (``_node_ip_address=127.0.0.1``).
+    Ray 2.60 replaces that with the machine's own address and its gRPC servers listen on every
+    interface; what keeps other hosts out is Ray's token authentication, on by default there.
+    The cluster lives until the process ends.
     """
     ray = _import_ray()
     if options.address is not None:
