@@ -214,3 +214,13 @@ def test_cli_ray_address_and_executor_errors(tmp_path: Path):
     assert res.exit_code == 2 and "--executor 'spark': choose one of local, ray" in res.output
     res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "c"), "--ray-workers", "2"])
     assert res.exit_code == 2 and "--ray-workers needs --executor ray" in res.output
+
+
+def test_executor_ray_without_ray_installed_is_one_line(monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    from vlmtrust.runner.executor import connect
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(InputError, match=r"needs Ray, which is not installed: pip install"):
+        connect(RayOptions())
