@@ -317,7 +317,8 @@ def evaluate_probe(
 
     Returns:
         The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
-        with ``track_requests()`` (remote endpoints) over this probe, else None.
+        with ``track_requests()`` (remote endpoints) over this probe, else None (also under an
+        ``executor``, whose workers make the requests).
 
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
@@ -337,7 +338,8 @@ def evaluate_probe(
     seen: set[str] = set()
     thumbs = Thumbnails()
     records: list[Record] = []
-    track = getattr(model, "track_requests", None)
+    # Under another executor the requests are made by its workers, not by this model object.
+    track = getattr(model, "track_requests", None) if executor is None else None
     with track() if callable(track) else contextlib.nullcontext() as tracker:
         size = batch_size or probe.batch_size
         stream = _stream if executor is None else executor.stream
