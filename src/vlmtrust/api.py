@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from vlmtrust.models.loader import load_model
 from vlmtrust.runner.cache import Cache, default_cache_path
 from vlmtrust.runner.data import RunData
 from vlmtrust.runner.engine import run_audit, write_index
+from vlmtrust.runner.executor import RayExecutor, RayOptions, check_executor, connect
 from vlmtrust.runner.outdir import new_run_dir, point_latest, prepare_out_dir
 
 if TYPE_CHECKING:
@@ -189,6 +191,8 @@ def audit(
     data_limits: DataLimits | None = None,
     overwrite: bool = False,
     model_options: Mapping[str, Any] | None = None,
+    executor: str = "local",
+    ray: RayOptions | None = None,
 ) -> AuditLog | list[AuditLog]:
     """Audit one model (or several) and write run directories.
 
@@ -214,6 +218,11 @@ def audit(
         model_options: backend options for every model spec, e.g. ``{"timeout_s": 30}``
             (:func:`vlmtrust.models.options.check_model_options`; checked before any model
             loads). Not allowed with already-loaded models.
+        executor: ``"local"`` (this process) or ``"ray"``: each model's batches run on a pool
+            of Ray actors that load the model from its spec, and the models run at once
+            (:mod:`vlmtrust.runner.executor`). The records and metrics equal the local ones.
+        ray: the cluster and pool size for ``executor="ray"`` (default :class:`RayOptions`:
+            a local cluster on loopback, one actor per CPU).
 
     Raises:
         InputError: a bad input, refused before any model loads (probe, pillar, parameter,
@@ -235,6 +244,11 @@ def audit(
         models, single = [model], True
     _check_inputs(probes, pillars, params, limit=limit, data=data, models=models)
     _check_probes(probes, params, ProbeContext(seed=seed, data=data, limit=limit))
+    check_executor(executor)
+    if ray is not None and executor != "ray":
+        raise InputError("Ray options (--ray-address, --ray-workers…) need --executor ray")
+    if executor == "ray":
+        connect(ray or RayOptions())  # a cluster that does not answer stops the run here
     fresh = out is None
     if out is None:
         shown_models = [redact_text(m if isinstance(m, str) else m.spec) for m in models]
@@ -244,6 +258,7 @@ def audit(
     prepare_out_dir(out, resume=resume, overwrite=overwrite)
     store = _open_cache(cache)
     logs: list[AuditLog] = []
+    jobs: list[tuple[Any, RayExecutor]] = []
     taken: set[str] = set()
     names: list[str] = []
     limits = data_limits or DataLimits()
@@ -270,23 +285,44 @@ def audit(
         # when the user names a cache explicitly.
         use = store if cache is not True or not _is_remote(loaded) else None
         ctx = ProbeContext(seed=seed, data=data, limit=limit, data_limits=limits, datasets=datasets)
-        logs.append(
-            run_audit(
-                loaded,
-                chosen,
-                out_dir=run_dir,
-                ctx=ctx,
-                resume=resume,
-                cache=use,
-                progress=progress,
-            )
+        job = functools.partial(
+            run_audit, loaded, chosen, out_dir=run_dir, ctx=ctx, resume=resume, cache=use
         )
+        if executor == "ray":
+            opts = ray or RayOptions()
+            cache_path = None if use is None else str(use.path)
+            pool = RayExecutor(
+                loaded.spec, loaded.fingerprint, load_kwargs[i], cache_path, opts, len(models)
+            )
+            jobs.append((job, pool))
+        else:
+            logs.append(job(progress=progress))
         names.append(run_dir.name)
+    if jobs:
+        logs = _run_on_ray(jobs, progress=progress)
     if not single:
         write_index(out, names)
     if fresh:
         point_latest(out, root=out.parent)
     return logs[0] if single else logs
+
+
+def _run_on_ray(jobs: list[tuple[Any, RayExecutor]], *, progress: bool) -> list[AuditLog]:
+    """Run each model's audit on its own actor pool, all models at once (one thread each).
+
+    Progress bars are shown for a single model only (one live display per terminal).
+    """
+    import concurrent.futures as cf
+
+    def one(job: Any, pool: RayExecutor) -> AuditLog:
+        with pool:
+            return job(executor=pool, progress=progress and len(jobs) == 1)  # type: ignore[no-any-return]
+
+    if len(jobs) == 1:
+        return [one(*jobs[0])]
+    with cf.ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="vlmtrust-ray") as ex:
+        futures = [ex.submit(one, job, pool) for job, pool in jobs]
+        return [f.result() for f in futures]
 
 
 def selection_name(probes: Sequence[str | Probe] | None, pillars: Sequence[str] | None) -> str:

@@ -108,6 +108,30 @@ CacheOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="local (this process) or ray (a pool of Ray actors per model; needs the ray "
+        "extra; same records and metrics, see docs/scaling.md)",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local "
+        "cluster on this machine without a dashboard (docs/scaling.md: its ports)",
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option("--ray-workers", help="Ray actors per model (default: the cluster's CPUs)"),
+]
+RayCpusOpt = Annotated[
+    int | None,
+    typer.Option("--ray-cpus", help="CPUs a local Ray cluster offers (default: all)"),
+]
 # The data limits (vlmtrust.core.limits): every limit an error message names is one of these.
 MaxImagePixelsOpt = Annotated[
     int,
@@ -414,6 +438,10 @@ def run(
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_cpus: RayCpusOpt = None,
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
@@ -480,6 +508,7 @@ def run(
         model_option=model_option,
         params=params,
         config=cfg,
+        ray=_ray_options(executor, ray_address, ray_workers, ray_cpus),
     )
 
 
@@ -582,6 +611,10 @@ def audit_cmd(
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_cpus: RayCpusOpt = None,
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
@@ -605,7 +638,22 @@ def audit_cmd(
         quiet=quiet,
         limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
         model_option=model_option,
+        ray=_ray_options(executor, ray_address, ray_workers, ray_cpus),
     )
+
+
+def _ray_options(executor: str, address: str | None, workers: int | None, cpus: int | None) -> Any:
+    """``(executor, RayOptions or None)`` from the command line's executor options."""
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.runner.executor import RayOptions, check_executor
+
+    check_executor(executor)
+    given = [n for n, v in (("address", address), ("workers", workers), ("cpus", cpus)) if v]
+    if executor != "ray":
+        if given:
+            raise InputError(f"--ray-{given[0]} needs --executor ray")
+        return executor, None
+    return executor, RayOptions(address=address, workers=workers, num_cpus=cpus)
 
 
 def _out_dir(
@@ -664,6 +712,7 @@ def _audit_and_report(
     model_option: list[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     config: Any = None,
+    ray: tuple[str, Any] = ("local", None),
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
@@ -695,6 +744,8 @@ def _audit_and_report(
         progress=not quiet,
         data_limits=limits,
         model_options=parse_model_options(model_option),
+        executor=ray[0],
+        ray=ray[1],
     )
     if config is not None:
         (out / config.record_name).write_text(config.text, encoding="utf-8")

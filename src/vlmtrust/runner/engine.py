@@ -300,6 +300,7 @@ def evaluate_probe(
     writer: RecordWriter | None = None,
     batch_size: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    executor: Any = None,
 ) -> ProbeResult:
     """Run one probe on one model and summarise it.
 
@@ -311,10 +312,13 @@ def evaluate_probe(
         writer: where new records are appended as they complete.
         batch_size: override the probe's batch size.
         on_progress: called with the number of samples finished after each batch.
+        executor: where the batches run (:class:`vlmtrust.runner.executor.RayExecutor`);
+            None runs them in this process.
 
     Returns:
         The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
-        with ``track_requests()`` (remote endpoints) over this probe, else None.
+        with ``track_requests()`` (remote endpoints) over this probe, else None (also under an
+        ``executor``, whose workers make the requests).
 
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
@@ -334,10 +338,12 @@ def evaluate_probe(
     seen: set[str] = set()
     thumbs = Thumbnails()
     records: list[Record] = []
-    track = getattr(model, "track_requests", None)
+    # Under another executor the requests are made by its workers, not by this model object.
+    track = getattr(model, "track_requests", None) if executor is None else None
     with track() if callable(track) else contextlib.nullcontext() as tracker:
         size = batch_size or probe.batch_size
-        for recs in _stream(model, probe, ctx, by_id, size, seen, thumbs):
+        stream = _stream if executor is None else executor.stream
+        for recs in stream(model, probe, ctx, by_id, size, seen, thumbs):
             recs = [
                 r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")})
                 for r in recs
@@ -456,8 +462,11 @@ def run_audit(
     progress: bool = False,
     label: str = "",
     overwrite: bool = False,
+    executor: Any = None,
 ) -> AuditLog:
     """Run probes on one model, writing a run directory (see the module docstring).
+
+    ``executor`` runs the batches elsewhere (:mod:`vlmtrust.runner.executor`; None: here).
 
     With ``resume``, samples already in ``samples/*.jsonl`` are not recomputed (error records
     are retried) and the results equal those of an uninterrupted run. A folder that already
@@ -499,7 +508,13 @@ def run_audit(
                 task.advance(len([r for r in done if r.ok]))
                 results.append(
                     evaluate_probe(
-                        target, p, ctx, done=done, writer=writer, on_progress=task.advance
+                        target,
+                        p,
+                        ctx,
+                        done=done,
+                        writer=writer,
+                        on_progress=task.advance,
+                        executor=executor,
                     )
                 )
             except VlmtrustError as e:
