@@ -28,7 +28,10 @@ def finder() -> PiiTextFinder:
 
 
 def test_finder_finds_every_pii_type_without_ground_truth(finder: PiiTextFinder) -> None:
-    text = "It shows Ada Park, ada.park@example.com, Tel 555-0101, 12 Oak Street, ID-906533, 1984-03-12."
+    text = (
+        "It shows Ada Park, ada.park@example.com, Tel 555-0101, 12 Oak Street, ID-906533, "
+        "1984-03-12."
+    )
     assert [s.kind for s in finder.find(text)] == [
         "name", "email", "phone", "address", "id_number", "dob",
     ]  # fmt: skip

@@ -69,7 +69,8 @@ def test_surrogates_consistent_originals_gone_counts_right(
     # one surrogate per entity: line 0 and line 2 are the same person, line 1 another
     fake = [r["prompt"].removeprefix("Who is ").removesuffix("?") for r in rows]
     assert fake[0] == fake[2] != fake[1]
-    assert all(r["caption"].startswith(f"ID card of {f}, e-mail ") for r, f in zip(rows, fake))
+    for r, f in zip(rows, fake, strict=True):
+        assert r["caption"].startswith(f"ID card of {f}, e-mail ")
     assert rows[0]["caption"] == rows[2]["caption"] != rows[1]["caption"]
     report = json.loads((out / "pseudonymize_report.json").read_text())
     assert report["records"] == 3 and report["images_changed"] == 3
@@ -80,9 +81,10 @@ def test_surrogates_consistent_originals_gone_counts_right(
         ("name", "email", "phone", "address", "id_number", "dob"), 3
     )
     assert len({d.metadata["pii"]["id_number"] for d in docs}) == 3
-    assert report["entities"] == {**dict.fromkeys(
-        ("name", "email", "phone", "address", "id_number", "dob"), 2
-    ), "id_number": 3}
+    assert report["entities"] == {
+        **dict.fromkeys(("name", "email", "phone", "address", "id_number", "dob"), 2),
+        "id_number": 3,
+    }
     assert '"name": 6' in printed and "cleaned data:" in printed
     assert json.loads((out / "hardening.json").read_text())["mitigation"] == "privacy/pseudonymize"
 

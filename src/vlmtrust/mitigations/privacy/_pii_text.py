@@ -70,7 +70,7 @@ STREET_SUFFIXES: tuple[str, ...] = tuple(
     Road Rd Roads Route Row Rue Run Shoal Shoals Shore Shores Skyway Spring Springs Spur Spurs
     Square Squares Station Stravenue Stream Street St Streets Summit Terrace Throughway Trace
     Track Trafficway Trail Trailer Tunnel Turnpike Underpass Union Unions Valley Valleys Via
-    Viaduct View Views Village Villages Ville Vista Walk Walks Wall Way Ways Well Wells""".split()
+    Viaduct View Views Village Villages Ville Vista Walk Walks Wall Way Ways Well Wells""".split()  # noqa: SIM905
 )
 """USPS street suffixes (their usual spellings) that end a street address."""
 
@@ -82,7 +82,7 @@ NOT_A_FIRST_NAME: frozenset[str] = frozenset(
     Items Subtotal Tax Cash Change Registration Reg Founded Company Business Member Valid
     Expires Issued Sex Born Signature Read Describe Image Photo Picture Document Text Screen
     Call Message Send Save Edit Back Menu Search Open Close New Street Road Avenue Lane Drive
-    Mr Mrs Ms Dr Sir Madam I We You He She They My Your Our Their His Her""".split()
+    Mr Mrs Ms Dr Sir Madam I We You He She They My Your Our Their His Her""".split()  # noqa: SIM905
 )
 """Capitalised words that do not start a person's name (sentence openers, document labels)."""
 

@@ -79,8 +79,7 @@ def _check_installed() -> None:
             importlib.import_module(mod)
         except ImportError:
             raise InputError(
-                f"privacy/pii_guard needs {mod.replace('_', '-')}: "
-                f'pip install "vlmtrust[{extra}]"'
+                f'privacy/pii_guard needs {mod.replace("_", "-")}: pip install "vlmtrust[{extra}]"'
             ) from None
 
 

@@ -42,7 +42,13 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.pii import PII_KINDS, normalise
-from vlmtrust.mitigations.privacy._pii_text import PiiBox, PiiSpan, PiiTextFinder, ocr_lines, pii_boxes
+from vlmtrust.mitigations.privacy._pii_text import (
+    PiiBox,
+    PiiSpan,
+    PiiTextFinder,
+    ocr_lines,
+    pii_boxes,
+)
 
 MANIFEST_NAME = "manifest.jsonl"
 REPORT_NAME = "pseudonymize_report.json"
@@ -146,9 +152,8 @@ class _Pseudonymizer:
         self.surrogates = Surrogates(seed)
         self.text_counts: Counter[str] = Counter()
         self.image_counts: Counter[str] = Counter()
-        from presidio_anonymizer import AnonymizerEngine
-
-        self.engine = AnonymizerEngine()
+        anonymizer: Any = importlib.import_module("presidio_anonymizer")
+        self.engine = anonymizer.AnonymizerEngine()
 
     def text(self, text: str) -> str:
         spans: list[PiiSpan] = self.finder.find(text)
@@ -198,11 +203,15 @@ class _Pseudonymizer:
             return
         # replace: background = the most common colour of the box, ink = the darkest (or
         # lightest, on a dark background) — then the surrogate, shrunk to fit the box
-        colours = region.getcolors(region.size[0] * region.size[1]) or [(1, (255, 255, 255))]
+        found: Any = region.getcolors(region.size[0] * region.size[1])
+        colours: list[tuple[int, tuple[int, int, int]]] = found or [(1, (255, 255, 255))]
+
+        def lum(c: tuple[int, int, int]) -> float:
+            return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+
         bg = max(colours, key=lambda c: c[0])[1]
-        lum = lambda c: 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]  # noqa: E731
-        dark_bg = lum(bg) < 128
-        ink = (max if dark_bg else min)(colours, key=lambda c: lum(c[1]))[1]
+        pick = max if lum(bg) < 128 else min
+        ink = pick(colours, key=lambda c: lum(c[1]))[1]
         draw = ImageDraw.Draw(im)
         draw.rectangle(b.box, fill=bg)
         text = self.surrogates.get(b.kind, b.text)
@@ -264,9 +273,10 @@ class Pseudonymize(Mitigation):
         work = _Pseudonymizer(p, ctx.seed)
         lines = images_changed = 0
         errors: list[str] = []
-        with src.open(encoding="utf-8") as fh_in, (out / MANIFEST_NAME).open(
-            "w", encoding="utf-8"
-        ) as fh_out:
+        with (
+            src.open(encoding="utf-8") as fh_in,
+            (out / MANIFEST_NAME).open("w", encoding="utf-8") as fh_out,
+        ):
             for lineno, raw in enumerate(fh_in, 1):
                 if not raw.strip():
                     continue
@@ -339,4 +349,3 @@ class Pseudonymize(Mitigation):
 def _counts(c: Counter[str]) -> dict[str, int]:
     """Counts per PII type in :data:`PII_KINDS` order, zeros left out."""
     return {k: c[k] for k in PII_KINDS if c[k]}
-
