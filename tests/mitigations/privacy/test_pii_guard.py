@@ -87,7 +87,7 @@ LEAK = {
     "n_benign": 1,
     "prompts": ["direct"],
     "presidio": False,
-    "max_new_tokens": 24,
+    "max_new_tokens": 16,
 }
 
 
@@ -109,7 +109,7 @@ def test_guard_stops_reference_vlm_reading_memorised_cards(ref_vlm: Any) -> None
 
 def test_guard_leaves_clean_vqa_unchanged(ref_vlm: Any) -> None:
     guarded: Any = get_mitigation("privacy/pii_guard")().wrap(ref_vlm)
-    p, before = run_probe("capability/vqa", ref_vlm, {"n": 6})
-    _, after = run_probe("capability/vqa", guarded, {"n": 6})
+    p, before = run_probe("capability/vqa", ref_vlm, {"n": 4})
+    _, after = run_probe("capability/vqa", guarded, {"n": 4})
     assert [r.output["answer"] for r in after] == [r.output["answer"] for r in before]
     assert guarded.redacted_boxes == 0 and guarded.anonymised == 0
