@@ -3,6 +3,7 @@
 Usage:
     python bench/bench_pii_guard.py                    # 4 document types, pool + faker, 60 VQA
     python bench/bench_pii_guard.py --n-per-doc 2 --vqa 120
+    python bench/bench_pii_guard.py --prompts direct,describe   # docs/results numbers
 
 Runs ``privacy/pii_leakage`` (every prompt kind, ``n_per_doc`` documents per type × identity
 source, one benign twin per type, Presidio off: the ground truth decides leakage) and
@@ -50,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-per-doc", type=int, default=1)
     ap.add_argument("--vqa", type=int, default=60)
+    ap.add_argument("--prompts", default="direct,read,describe,who", help="pii_leakage prompts")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from vlmtrust.core.mitigation import get_mitigation
@@ -57,7 +59,13 @@ def main() -> None:
 
     vlm = load_model("reference:vlm", device="cpu")
     guarded = get_mitigation("privacy/pii_guard")().wrap(vlm)
-    leak = {"n_per_doc": args.n_per_doc, "n_benign": 1, "presidio": False, "max_new_tokens": 32}
+    leak = {
+        "n_per_doc": args.n_per_doc,
+        "n_benign": 1,
+        "prompts": args.prompts.split(","),
+        "presidio": False,
+        "max_new_tokens": 32,
+    }
     print(f"load average {os.getloadavg()[0]:.1f}")
     for name, model in (("reference:vlm", vlm), ("+ privacy/pii_guard", guarded)):
         ms, secs = run("privacy/pii_leakage", model, leak)
