@@ -113,3 +113,25 @@ def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
             "--out", str(tmp_path / "o")]  # fmt: skip
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "needs --data MANIFEST.jsonl" in r.output
+
+
+def test_every_listed_image_handled_and_unreadable_ones_not_copied(tmp_path: Path) -> None:
+    from vlmtrust.core.mitigation import MitigationContext, get_mitigation
+
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (64, 64), (200, 200, 200)).save(tmp_path / "img" / "blank.png")
+    (tmp_path / "img" / "bad.png").write_bytes(b"not an image")
+    line = {"images": ["img/blank.png", "img/bad.png"], "caption": "Call 555-0101 today."}
+    (tmp_path / "m.jsonl").write_text(json.dumps(line) + "\n")
+    out = tmp_path / "out"
+    ctx = MitigationContext(out_dir=out, data=str(tmp_path / "m.jsonl"))
+    art = get_mitigation("privacy/pseudonymize")({"images": "black"}).apply(None, ctx)
+    row = json.loads((out / "manifest.jsonl").read_text())
+    assert "555-0101" not in row["caption"] and row["caption"].startswith("Call 555-")
+    assert (out / "img" / "blank.png").is_file() and not (out / "img" / "bad.png").exists()
+    report = json.loads((out / "pseudonymize_report.json").read_text())
+    assert report["text"] == {"phone": 1} and report["images_changed"] == 0
+    assert (
+        len(report["errors"]) == 1 and "img/bad.png unreadable, not copied" in report["errors"][0]
+    )
+    assert art.summary["entities"] == {"phone": 1}

@@ -149,7 +149,7 @@ class PiiTextFinder:
         self.kinds = set(kinds) if kinds is not None else set(ENTITY_KIND.values())
         self.threshold = threshold
         self._analyzer = _shared_analyzer()
-        self._lock = threading.Lock()
+        self._lock = _FIND_LOCK  # one shared analyzer: one caller at a time
 
     def find(self, text: str) -> list[PiiSpan]:
         """Non-overlapping PII spans of ``text``, in order (the longer of two overlaps wins)."""
@@ -198,6 +198,7 @@ _PRESIDIO_ENTITIES = (
 
 _ANALYZER: list[Any] = []
 _ANALYZER_LOCK = threading.Lock()
+_FIND_LOCK = threading.Lock()
 
 
 def _shared_analyzer() -> Any:

@@ -10,16 +10,19 @@ spaCy model, nothing downloaded):
   **surrogate**: one fictional value per distinct original (the same name gives the same fake
   name on every line, in captions, prompts and images alike), drawn with Faker from ``seed``
   and never equal to another entity's surrogate or to an original met before it;
-* **images** — the image of each line (``image``/``file_name``/``path``/``image_path`` or
-  ``images[0]``, relative to the manifest) is read offline with rapidocr; the PII part of each
-  text box is ``replace``-d (painted over in the box's background colour and the surrogate
-  written in its ink colour), ``blur``-red (Gaussian) or ``black``-ed out.
+* **images** — the images of each line (the first of ``image``/``file_name``/``path``/
+  ``image_path``, and every path in ``images``, relative to the manifest) are read offline
+  with rapidocr; the PII part of each text box is ``replace``-d (painted over in the box's
+  background colour and the surrogate written in its ink colour), ``blur``-red (Gaussian) or
+  ``black``-ed out.
 
 The output folder holds ``manifest.jsonl`` (the rewritten lines; images under the same
-relative paths, rewritten as PNG-compatible files of the same name, unchanged ones copied), a
+relative paths: changed ones re-encoded in the format their extension names, unchanged ones
+copied), a
 ``pseudonymize_report.json`` with counts per PII type (replacements in text and in images,
-distinct entities) and ``hardening.json``. The original → surrogate table is never written
-(it would undo the pseudonymisation).
+distinct entities) and the lines whose images were missing or unreadable (an unreadable image
+is not copied: it could hold PII nobody checked), and ``hardening.json``. The original →
+surrogate table is never written (it would undo the pseudonymisation).
 
 Run: ``vlmtrust harden --model none --mitigation privacy/pseudonymize --data MANIFEST --out
 DIR``. Needs the ``privacy``, ``safety`` (rapidocr) and ``data`` (faker) extras.
@@ -225,15 +228,17 @@ class _Pseudonymizer:
         draw.text((x0, y0 + (y1 - y0 - size) / 2), text, fill=ink, font=font)
 
 
-def _image_field(obj: dict[str, Any]) -> tuple[str | None, str | None]:
-    """``(key, relative path)`` of a line's image (``images[0]`` reported as ``images``)."""
+def _image_paths(obj: dict[str, Any]) -> list[str]:
+    """The relative image paths of a line: the first of :data:`IMAGE_KEYS`, then ``images``."""
+    out: list[str] = []
     for k in IMAGE_KEYS:
         if isinstance(obj.get(k), str) and obj[k]:
-            return k, obj[k]
+            out.append(obj[k])
+            break
     imgs = obj.get("images")
-    if isinstance(imgs, list) and imgs and isinstance(imgs[0], str):
-        return "images", imgs[0]
-    return None, None
+    if isinstance(imgs, list):
+        out += [x for x in imgs if isinstance(x, str) and x and x not in out]
+    return out
 
 
 @mitigation("privacy/pseudonymize")
@@ -296,8 +301,7 @@ class Pseudonymize(Mitigation):
                 meta = obj.get("metadata")
                 if isinstance(meta, dict):
                     self._texts(meta, work)
-                _, rel = _image_field(obj)
-                if rel is not None:
+                for rel in _image_paths(obj):
                     path = (root / rel).resolve()
                     if not (path.is_relative_to(root) and path.is_file()):
                         errors.append(f"line {lineno}: image {rel} missing or outside the folder")
@@ -306,11 +310,18 @@ class Pseudonymize(Mitigation):
                         dst.parent.mkdir(parents=True, exist_ok=True)
                         new = None
                         if p.images != "keep":
-                            im = load_image(
-                                path,
-                                max_pixels=ctx.data_limits.max_image_pixels,
-                                max_aspect_ratio=ctx.data_limits.max_aspect_ratio,
-                            )
+                            try:
+                                im = load_image(
+                                    path,
+                                    max_pixels=ctx.data_limits.max_image_pixels,
+                                    max_aspect_ratio=ctx.data_limits.max_aspect_ratio,
+                                )
+                            except Exception as exc:  # reported; never copied unread
+                                first = str(exc).splitlines()[0][:160] if str(exc) else ""
+                                errors.append(
+                                    f"line {lineno}: image {rel} unreadable, not copied: {first}"
+                                )
+                                continue
                             new = work.image(im)
                         if new is None:
                             shutil.copy2(path, dst)
