@@ -92,7 +92,8 @@ def test_dp_fedavg_reports_a_finite_epsilon_per_client_and_round_and_no_more_lea
         assert eps[-1] > 0.8  # … and the calibration spends most of it
     assert dp.epsilon == {k: per_round[k][-1] for k in range(3)}
     assert plain[0].dp is None and plain[0].epsilon == {}
-    leak = federated_membership(task, dp).federated.auc
+    assert dp.head is not None
+    leak = head_membership(task, dp.head).auc
     base = plain[1].federated.auc
     assert leak.value is not None and base.ci_high is not None
     assert leak.value <= base.ci_high  # noise does not raise the AUC beyond the CI
