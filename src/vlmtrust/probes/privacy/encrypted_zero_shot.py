@@ -11,11 +11,11 @@ plaintext top-1 (Clopper–Pearson CI; 100% expected); ``max_abs_dcos`` — the 
 server score + client decrypt per query (mean, bootstrap CI); ``query_bytes`` /
 ``reply_bytes`` — ciphertext sizes per query; ``accuracy`` with encrypted scoring.
 
-Opt-in: it is not part of a default audit (each query costs tens of milliseconds and a key
-pair is generated per run); name it (``--probe privacy/encrypted_zero_shot``). Needs the
-``crypto`` extra (TenSEAL); the MPC variant (three MPyC processes per batch) is reached through
-``vlmtrust crypto zero-shot --method mpc`` only. Threat model and parameters:
-``docs/privacy-crypto.md``.
+Opt-in: it is not part of a default audit (each query costs tenths of a second to seconds
+and a key pair is generated per run); name it (``vlmtrust run privacy/encrypted_zero_shot``,
+or ``probes=[…]`` in the API). Needs the ``crypto`` extra (TenSEAL); the MPC variant (three
+MPyC processes per session) is reached through ``vlmtrust crypto zero-shot --method mpc``
+only. Threat model and parameters: ``docs/privacy-crypto.md``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class EncryptedZeroShot(Probe):
     description = (
         "Privacy-preserving zero-shot: the image embedding is CKKS-encrypted (TenSEAL, 128-bit) "
         "and scored by a server that cannot decrypt it; top-1 agreement and |Δ cosine| with "
-        "plaintext, latency and ciphertext bytes per query."
+        "plaintext, latency and ciphertext bytes per query. Opt-in: runs only when named."
     )
 
     def __init__(self, params: Any = None) -> None:
