@@ -14,12 +14,26 @@ union of the shards for ``rounds × local_epochs`` epochs: the same number of ex
 
 Shards: for each class, its examples are divided among the clients by proportions drawn from
 Dirichlet(α·1); ``alpha=math.inf`` is an even random split (IID).
+
+DP-FedAvg (``dp_epsilon``, Opacus, the ``privacy-train`` extra): every client trains with
+DP-SGD — Poisson-sampled mini-batches (rate ``batch_size / n_k``), each example's gradient
+clipped to ``dp_clip`` and Gaussian noise added — so each client's own examples are protected
+at record level (the unit a membership-inference attack targets) against the server and
+everyone downstream of the aggregate. Each client's noise multiplier is calibrated by Opacus
+(RDP accountant) so that its whole schedule (``rounds × local_epochs`` epochs) spends at most
+``dp_epsilon`` at ``dp_delta``; its accountant records every step actually taken, and
+:attr:`RoundLog.epsilon` is the ε each client has spent after that round. FedProx's proximal
+pull is applied after each private step (it does not touch the data). Client-level DP (server
+clipping and noising whole updates) is not offered: its noise is divided by the number of
+clients per round, so with a handful of clients it would swamp the update.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +43,11 @@ from numpy.typing import NDArray
 from vlmtrust.core.errors import InputError
 
 Strategy = Literal["fedavg", "fedprox"]
+
+RDP_ORDERS: tuple[int, ...] = (*range(2, 64), 80, 96, 128, 256)
+"""Rényi orders of the RDP accountant's (ε, δ) conversion. Integer orders only: Opacus's
+default list adds 99 fractional ones, each a slow series (seconds per ε on two cores), which
+only tighten ε noticeably beyond ε ≈ 20."""
 
 
 def _flwr() -> Any:
@@ -110,7 +129,13 @@ def _train(
     mu: float,
     seed: int,
     crash_after: int | None = None,
+    dp: _ClientDP | None = None,
 ) -> NDArray[np.float32]:
+    if dp is not None:
+        return _train_dp(
+            task, head, idx, epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, seed=seed,
+            crash_after=crash_after, dp=dp,
+        )  # fmt: skip
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -137,14 +162,126 @@ def _train(
 
 
 @dataclass
+class _ClientDP:
+    """One client's DP-SGD settings and its privacy accounting (kept across rounds).
+
+    Every DP-SGD step is the same subsampled Gaussian mechanism (``noise_multiplier``,
+    ``sample_rate``), so the RDP of ``steps`` of them is ``steps`` times that of one
+    (``rdp_step``, Opacus's RDP analysis at :data:`RDP_ORDERS`).
+    """
+
+    noise_multiplier: float
+    clip: float
+    sample_rate: float
+    rdp_step: NDArray[np.float64]
+    steps: int = 0
+
+    def epsilon(self, delta: float) -> float:
+        """ε spent after :attr:`steps` steps at ``delta`` (RDP → (ε, δ) conversion)."""
+        if not self.steps:
+            return 0.0
+        from opacus.accountants.analysis.rdp import get_privacy_spent
+
+        with _quiet_orders():
+            eps, _ = get_privacy_spent(
+                orders=list(RDP_ORDERS), rdp=self.rdp_step * self.steps, delta=delta
+            )
+        return float(eps)
+
+
+@contextlib.contextmanager
+def _quiet_orders() -> Iterator[None]:
+    """Silence Opacus's advice to widen the Rényi orders (the bound stays a valid upper one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        yield
+
+
+def _train_dp(
+    task: HeadTask,
+    head: NDArray[np.float32],
+    idx: NDArray[np.int64],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    mu: float,
+    seed: int,
+    crash_after: int | None,
+    dp: _ClientDP,
+) -> NDArray[np.float32]:
+    """DP-SGD on one shard with Opacus: Poisson batches, per-example clipping, noise."""
+    import torch
+    from opacus import GradSampleModule
+    from opacus.data_loader import DPDataLoader
+    from opacus.optimizers import DPOptimizer
+
+    d, h = head.shape
+    lin = torch.nn.Linear(h, d, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(head))
+    w0 = torch.from_numpy(head.copy())
+    module = GradSampleModule(lin)
+    opt = DPOptimizer(
+        torch.optim.SGD(module.parameters(), lr=lr),
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.clip,
+        expected_batch_size=max(1, round(dp.sample_rate * len(idx))),
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
+    data = torch.utils.data.TensorDataset(
+        torch.from_numpy(task.train_x[idx]), torch.from_numpy(task.train_y[idx])
+    )
+    loader = DPDataLoader(
+        data, sample_rate=dp.sample_rate, generator=torch.Generator().manual_seed(seed)
+    )
+    t = torch.from_numpy(task.class_emb)
+    step = 0
+    with warnings.catch_warnings():
+        # Opacus warns that the inputs need no gradient (they are frozen features).
+        warnings.filterwarnings("ignore", message=".*backward hook.*")
+        for _ in range(epochs):
+            for xb, yb in loader:
+                if crash_after is not None and step >= crash_after:
+                    raise RuntimeError(f"client crashed after {step} local steps")
+                logits = task.logit_scale * torch.nn.functional.normalize(module(xb), dim=-1) @ t.T
+                loss = torch.nn.functional.cross_entropy(logits, yb) if len(yb) else logits.sum()
+                opt.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+                dp.steps += 1
+                if mu > 0:
+                    with torch.no_grad():
+                        lin.weight -= lr * mu * (lin.weight - w0)
+                step += 1
+    return lin.weight.detach().numpy().astype(np.float32).copy()
+
+
+@dataclass
 class RoundLog:
-    """One federated round: accuracy after it, clients that finished or failed, bytes moved."""
+    """One federated round: accuracy after it, clients that finished or failed, bytes moved.
+
+    ``epsilon``: with DP, the ε each client has spent after this round (``{client: ε}``, at the
+    run's δ); empty without DP.
+    """
 
     round: int
     accuracy: float
     completed: list[int]
     failed: dict[int, str]
     bytes: int
+    epsilon: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DPReport:
+    """What DP-FedAvg was run with: target ε, δ, clipping norm, each client's noise."""
+
+    target_epsilon: float
+    delta: float
+    clip: float
+    noise_multipliers: dict[int, float]
+    sample_rates: dict[int, float]
 
 
 @dataclass
@@ -165,6 +302,19 @@ class FedResult:
     centralised: float
     initial: float
     shard_sizes: list[int] = field(default_factory=list)
+    head: NDArray[np.float32] | None = None
+    """The global head after the last round."""
+    central_head: NDArray[np.float32] | None = None
+    """The centralised baseline's head."""
+    shards: list[NDArray[np.int64]] = field(default_factory=list)
+    """Each client's training indices (into ``task.train_x``)."""
+    dp: DPReport | None = None
+    """DP-FedAvg settings (None: no DP)."""
+
+    @property
+    def epsilon(self) -> dict[int, float]:
+        """With DP, each client's ε spent over the whole run (at ``dp.delta``); else empty."""
+        return dict(self.rounds[-1].epsilon) if self.rounds else {}
 
     @property
     def final(self) -> float:
@@ -202,6 +352,9 @@ def federated_finetune(
     mu: float = 0.1,
     crash: Mapping[int, Sequence[int]] | None = None,
     seed: int = 0,
+    dp_epsilon: float | None = None,
+    dp_delta: float = 1e-5,
+    dp_clip: float = 1.0,
 ) -> FedResult:
     """Run FedAvg or FedProx (Flower strategies) and the same-budget centralised baseline.
 
@@ -217,6 +370,11 @@ def federated_finetune(
         mu: FedProx proximal coefficient.
         crash: ``{round: [client, ...]}`` — those clients raise half-way through that round.
         seed: seed of the split and of the mini-batch orders.
+        dp_epsilon: DP-FedAvg: each client runs Opacus DP-SGD calibrated to spend at most
+            this ε over the run (module docstring); ``None`` or ``math.inf``: no DP.
+        dp_delta: the δ of every client's (ε, δ) guarantee; must be below ``1 / n_k`` of the
+            largest client shard.
+        dp_clip: per-example gradient clipping norm of DP-SGD.
     """
     flwr = _flwr()
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
@@ -231,6 +389,7 @@ def federated_finetune(
     if bad:
         raise InputError(f"crash names clients {bad}: use 0..{n_clients - 1}")
     shards = dirichlet_split(task.train_y, n_clients, alpha, seed)
+    dps = _client_dp(shards, dp_epsilon, dp_delta, dp_clip, rounds * local_epochs, batch_size)
     common = {
         "accept_failures": True,
         "min_fit_clients": 1,
@@ -251,12 +410,14 @@ def federated_finetune(
         for k, idx in enumerate(shards):
             if len(idx) == 0:
                 continue
-            steps = local_epochs * math.ceil(len(idx) / batch_size)
+            dp = dps.get(k)
+            per_epoch = math.ceil(len(idx) / batch_size) if dp is None else int(1 / dp.sample_rate)
+            steps = local_epochs * per_epoch
             try:
                 w = _train(
                     task, head, idx, epochs=local_epochs, lr=lr, batch_size=batch_size,
                     mu=prox, seed=seed * 1000 + r * 100 + k,
-                    crash_after=steps // 2 if k in crash.get(r, ()) else None,
+                    crash_after=steps // 2 if k in crash.get(r, ()) else None, dp=dp,
                 )  # fmt: skip
             except RuntimeError as e:
                 failures.append(e)
@@ -270,7 +431,8 @@ def federated_finetune(
         if results:
             agg, _ = strat.aggregate_fit(r, results, failures)
             head = parameters_to_ndarrays(agg)[0].astype(np.float32)
-        logs.append(RoundLog(r, task.accuracy(head), done, failed, sent))
+        eps = {k: c.epsilon(dp_delta) for k, c in dps.items()}
+        logs.append(RoundLog(r, task.accuracy(head), done, failed, sent, eps))
     union = np.concatenate([s for s in shards if len(s)])
     central = _train(
         task, task.head.astype(np.float32), union, epochs=rounds * local_epochs, lr=lr,
@@ -284,7 +446,73 @@ def federated_finetune(
         centralised=task.accuracy(central),
         initial=task.accuracy(task.head.astype(np.float32)),
         shard_sizes=[len(s) for s in shards],
+        head=head,
+        central_head=central,
+        shards=shards,
+        dp=None
+        if not dps
+        else DPReport(
+            target_epsilon=float(dp_epsilon or math.inf),
+            delta=dp_delta,
+            clip=dp_clip,
+            noise_multipliers={k: c.noise_multiplier for k, c in dps.items()},
+            sample_rates={k: c.sample_rate for k, c in dps.items()},
+        ),
     )
+
+
+def _client_dp(
+    shards: Sequence[NDArray[np.int64]],
+    epsilon: float | None,
+    delta: float,
+    clip: float,
+    epochs: int,
+    batch_size: int,
+) -> dict[int, _ClientDP]:
+    """Per non-empty client: its noise multiplier for ``epsilon`` over ``epochs``, an accountant."""
+    if epsilon is None or (math.isinf(epsilon) and epsilon > 0):
+        return {}
+    if not epsilon > 0:
+        raise InputError(f"dp_epsilon {epsilon} must be > 0 (None or math.inf: no DP)")
+    sizes = [len(s) for s in shards if len(s)]
+    if not 0 < delta < 1 / max(sizes):
+        raise InputError(
+            f"dp_delta {delta:g} must be in (0, 1/n) for the largest client shard "
+            f"(n = {max(sizes)}): e.g. 1e-5"
+        )
+    if not clip > 0 or math.isinf(clip):
+        raise InputError(f"dp_clip {clip} must be a finite norm > 0, e.g. 1.0")
+    try:
+        from opacus.accountants.analysis.rdp import compute_rdp
+        from opacus.accountants.utils import get_noise_multiplier
+    except ImportError as e:
+        raise InputError("dp_epsilon needs Opacus: pip install 'vlmtrust[privacy-train]'") from e
+    out: dict[int, _ClientDP] = {}
+    for k, idx in enumerate(shards):
+        if not len(idx):
+            continue
+        q = min(1.0, batch_size / len(idx))
+        steps = epochs * int(1 / q)
+        try:
+            with _quiet_orders():
+                sigma = float(
+                    get_noise_multiplier(
+                        target_epsilon=epsilon,
+                        target_delta=delta,
+                        sample_rate=q,
+                        steps=steps,
+                        accountant="rdp",
+                        alphas=list(RDP_ORDERS),
+                    )  # fmt: skip
+                )
+        except ValueError as e:
+            raise InputError(
+                f"dp_epsilon {epsilon:g} at dp_delta {delta:g} cannot be reached by client {k} "
+                f"({len(idx)} examples, {steps} steps): {e}"
+            ) from e
+        rdp = compute_rdp(q=q, noise_multiplier=sigma, steps=1, orders=list(RDP_ORDERS))
+        out[k] = _ClientDP(sigma, clip, q, np.asarray(rdp, dtype=np.float64))
+    return out
 
 
 def clip_head_task(
