@@ -116,9 +116,51 @@ def _error_record(sample_id: str, index: int, message: str, attributes: Any = No
     )
 
 
+class _BatchLimit:
+    """The largest batch that fits on the accelerator, lowered on each out-of-memory error."""
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+        self.first: int | None = None
+        self.halvings = 0
+
+    def halve(self, failed: int) -> None:
+        """A batch of ``failed`` samples ran out of memory: allow half of it from now on."""
+        import sys
+
+        half = max(1, failed // 2)
+        self.size = half if self.size is None else min(self.size, half)
+        self.first = failed if self.first is None else self.first
+        self.halvings += 1
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def note(self) -> str | None:
+        """The results note of the back-off, or None when none happened."""
+        if self.first is None:
+            return None
+        return (
+            f"accelerator out of memory at a batch of {self.first} samples: halved to "
+            f"{self.size} and retried ({self.halvings} halvings); the records are unchanged"
+        )
+
+
 def _evaluate_batch(
-    model: Any, probe: Probe, batch: list[tuple[int, Sample]], ctx: ProbeContext
+    model: Any,
+    probe: Probe,
+    batch: list[tuple[int, Sample]],
+    ctx: ProbeContext,
+    limit: _BatchLimit | None = None,
 ) -> list[Record]:
+    from vlmtrust.runner.compute import is_oom
+
+    if limit is not None and limit.size is not None and len(batch) > limit.size:
+        step = limit.size
+        out: list[Record] = []
+        for i in range(0, len(batch), step):
+            out.extend(_evaluate_batch(model, probe, batch[i : i + step], ctx, limit))
+        return out
     samples = [s for _, s in batch]
     try:
         records = probe.evaluate(model, samples, ctx)
@@ -129,11 +171,15 @@ def _evaluate_batch(
     except (KeyboardInterrupt, CapabilityError):
         raise
     except Exception as e:
+        if limit is not None and len(batch) > 1 and is_oom(e):
+            log.warning("probe %s: out of memory at batch %d, halving", probe.name, len(batch))
+            limit.halve(len(batch))
+            return _evaluate_batch(model, probe, batch, ctx, limit)
         if len(batch) > 1:
             # Isolate the bad sample(s): retry one by one.
-            out: list[Record] = []
+            out = []
             for item in batch:
-                out.extend(_evaluate_batch(model, probe, [item], ctx))
+                out.extend(_evaluate_batch(model, probe, [item], ctx, limit))
             return out
         idx, s = batch[0]
         log.debug("sample %s failed", s.id, exc_info=True)
@@ -260,6 +306,7 @@ def _stream(
     batch_size: int,
     seen: set[str],
     thumbs: Thumbnails,
+    limit: _BatchLimit | None = None,
 ) -> Iterator[list[Record]]:
     """Evaluate the probe's samples not in ``done``, yielding records batch by batch.
 
@@ -271,12 +318,12 @@ def _stream(
     depth = batches_in_flight(model, probe)
     if depth <= 1:
         for errors, batch in items:
-            yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+            yield errors + (_evaluate_batch(model, probe, batch, ctx, limit) if batch else [])
         return
     from vlmtrust.runner.pipeline import pipelined
 
     def work(batch: list[tuple[int, Sample]]) -> list[Record]:
-        return _evaluate_batch(model, probe, batch, ctx)
+        return _evaluate_batch(model, probe, batch, ctx, limit)
 
     jobs = ((errors, batch or None) for errors, batch in items)
     for errors, recs in pipelined(jobs, work, depth):
@@ -312,6 +359,10 @@ def evaluate_probe(
         batch_size: override the probe's batch size.
         on_progress: called with the number of samples finished after each batch.
 
+    A batch that runs out of accelerator memory is halved and retried (down to one sample,
+    then it is an error record); later batches start at the size that fitted, and the
+    result's notes say so.
+
     Returns:
         The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
         with ``track_requests()`` (remote endpoints) over this probe, else None.
@@ -333,11 +384,12 @@ def evaluate_probe(
     by_id = {r.sample_id: r for r in done if r.ok}
     seen: set[str] = set()
     thumbs = Thumbnails()
+    limit = _BatchLimit()
     records: list[Record] = []
     track = getattr(model, "track_requests", None)
     with track() if callable(track) else contextlib.nullcontext() as tracker:
         size = batch_size or probe.batch_size
-        for recs in _stream(model, probe, ctx, by_id, size, seen, thumbs):
+        for recs in _stream(model, probe, ctx, by_id, size, seen, thumbs, limit):
             recs = [
                 r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")})
                 for r in recs
@@ -356,7 +408,7 @@ def evaluate_probe(
     records.sort(key=lambda r: r.index)
     ok = [r for r in records if r.ok]
     errors = [r for r in records if not r.ok]
-    notes: list[str] = []
+    notes: list[str] = [n for n in (limit.note(),) if n is not None]
     metrics, plots, examples = [], [], []
     try:
         metrics = probe.aggregate(ok, ctx)
@@ -428,11 +480,25 @@ def make_spec(model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str
 
 
 def _options(model: Any) -> dict[str, Any]:
-    """The backend settings a model reports (``options``; never a key), JSON-ready."""
+    """The backend settings a model reports (``options``; never a key), JSON-ready.
+
+    A local torch model also reports its ``device`` and ``dtype``, and ``threads`` (torch's
+    CPU threads, :mod:`vlmtrust.runner.compute`) is added whenever torch is in use.
+    """
+    from vlmtrust.runner.compute import threads_in_use
+
     opts = getattr(model, "options", None)
-    if not isinstance(opts, dict):
-        return {}
-    return {str(k): v for k, v in opts.items() if v is None or isinstance(v, str | int | float)}
+    out: dict[str, Any] = {}
+    if isinstance(opts, dict):
+        out = {str(k): v for k, v in opts.items() if v is None or isinstance(v, str | int | float)}
+    for key in ("device", "dtype"):
+        value = getattr(model, key, None)
+        if key not in out and value is not None and type(value).__module__.startswith("torch"):
+            out[key] = str(value).removeprefix("torch.")
+    threads = threads_in_use()
+    if threads is not None and "threads" not in out:
+        out["threads"] = threads
+    return out
 
 
 def _same_spec(a: RunSpec, b: RunSpec) -> bool:
