@@ -76,11 +76,21 @@ SHAPE_QUESTION = "What shape is in the image?"
 COLOUR_QUESTION = "What colour is the shape?"
 
 
-def eval_world(ctx: ProbeContext) -> Any:
-    """The SynthWorld generator probes use (disjoint from the reference models' training)."""
+def world(ctx: ProbeContext, seed: int) -> Any:
+    """A SynthWorld generator for ``seed`` that renders at ``ctx.image_size`` (the model's)."""
     from vlmtrust.data.synthworld import SynthWorld
 
-    return SynthWorld(seed=ctx.seed + EVAL_SEED_OFFSET)
+    if ctx.image_size is None:
+        return SynthWorld(seed=seed)
+    return SynthWorld(seed=seed, image_size=min(1024, max(32, int(ctx.image_size))))
+
+
+def eval_world(ctx: ProbeContext) -> Any:
+    """The SynthWorld generator probes use (disjoint from the reference models' training).
+
+    Its scenes are rendered at ``ctx.image_size`` (:func:`world`).
+    """
+    return world(ctx, ctx.seed + EVAL_SEED_OFFSET)
 
 
 def labeled_images(ctx: ProbeContext, n: int, *, purpose: str) -> Iterator[Any]:

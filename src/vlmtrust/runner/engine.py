@@ -330,6 +330,28 @@ def _stream(
         yield errors + recs
 
 
+def render_size(model: Any) -> int | None:
+    """The side at which probes render SynthWorld for ``model``: a dual encoder's square input.
+
+    None (SynthWorld's default) for generative models, which pick their own resolution, and
+    for a dual encoder that declares no square ``input_size``.
+    """
+    if getattr(model, "kind", None) != "dual":
+        return None
+    try:
+        size = model.input_size
+    except Exception:  # a model without one: the default size
+        return None
+    if (
+        isinstance(size, tuple)
+        and len(size) == 2
+        and all(isinstance(v, int) and v > 0 for v in size)
+        and size[0] == size[1]
+    ):
+        return int(size[0])
+    return None
+
+
 def batches_in_flight(model: Any, probe: Probe) -> int:
     """How many of ``probe``'s batches the runner evaluates at once on ``model`` (>= 1)."""
     if not getattr(probe, "parallel_batches", False):
@@ -367,12 +389,17 @@ def evaluate_probe(
         The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
         with ``track_requests()`` (remote endpoints) over this probe, else None.
 
+    SynthWorld scenes are rendered at the model's own input resolution
+    (:func:`render_size`) unless ``ctx.image_size`` is set.
+
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
     parameters name a second model (e.g. the red-team attacker), so that they need not load
     models themselves.
     """
     ctx = with_data(ctx or ProbeContext())
+    if ctx.image_size is None:
+        ctx = replace(ctx, image_size=render_size(model))
     if "load_model" not in ctx.extras:
         from vlmtrust.models.loader import load_model
 
