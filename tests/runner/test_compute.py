@@ -164,3 +164,18 @@ def test_reference_clip_runs_on_cuda_in_bfloat16(tmp_path: Path):
     assert log.spec.model.options["device"].startswith("cuda")
     assert log.spec.model.options["dtype"] == "bfloat16"
     assert log.results[0].n_errors == 0
+
+
+@pytest.mark.gpu
+def test_harden_and_pgd_run_on_cuda(tmp_path: Path):
+    from vlmtrust.api import harden
+    from vlmtrust.models.loader import load_model
+
+    art = harden("reference:clip", "robustness/tecoa", tmp_path / "h", quick=True, device="cuda")
+    model: Any = load_model(art.spec, device="cuda")
+    assert str(model.device).startswith("cuda")
+    from vlmtrust.core.probe import ProbeContext, get_probe
+    from vlmtrust.runner.engine import evaluate_probe
+
+    res = evaluate_probe(model, get_probe("robustness/adversarial")(), ProbeContext(limit=8))
+    assert res.n_errors == 0
