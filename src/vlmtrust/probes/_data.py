@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.sample import ImageRef, Sample
+
+if TYPE_CHECKING:
+    from vlmtrust.data.synthworld import SynthWorld
 
 
 def dataset(ctx: ProbeContext, spec: str | None = None) -> Any:
@@ -76,7 +79,7 @@ SHAPE_QUESTION = "What shape is in the image?"
 COLOUR_QUESTION = "What colour is the shape?"
 
 
-def world(ctx: ProbeContext, seed: int) -> Any:
+def world(ctx: ProbeContext, seed: int) -> SynthWorld:
     """A SynthWorld generator for ``seed`` that renders at ``ctx.image_size`` (the model's)."""
     from vlmtrust.data.synthworld import SynthWorld
 
