@@ -3,10 +3,10 @@
 1. Overhead: ``capability/zero_shot`` over N images through the full runner (samples, safe image
    loading, batching, records streamed to JSONL with fsync, metrics with bootstrap CIs; cache off)
    vs the model's forward passes alone on the same batches of already-decoded images.
-   Target: ratio ≤ 1.15.
+   Targets: ratio ≤ 1.3 for reference:clip, ≤ 1.05 for the ViT-B/32-size model.
 2. Cache: the same run twice against one fresh cache file. Target: second run ≥ 10× faster.
 
-Usage: python bench/bench_runner.py [--model reference:clip] [--n 2000]
+Usage: python bench/bench_runner.py [--model reference:clip] [--n 2000] [--threads 1]
        python bench/bench_runner.py --vit-b32 --n 500   # a CLIP of real size (random weights)
 
 reference:clip is tiny (0.4 ms per image on 2 cores), so fixed per-image costs the baseline
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--vit-b32", action="store_true", help="random CLIP of ViT-B/32 size")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (as --threads)")
     args = ap.parse_args()
 
     import numpy as np
@@ -43,12 +44,12 @@ def main() -> None:
     from vlmtrust.probes.capability.zero_shot import ZeroShot
     from vlmtrust.runner.cache import Cache
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="vlmtrust-bench-"))
     if args.vit_b32:
         args.model = f"hf:{_vit_b32(tmp / 'vit-b32')}"
     model = load_model(args.model)
-    print(f"model: {args.model}")
+    print(f"model: {args.model}  threads: {args.threads}  load: {os.getloadavg()[0]:.2f}")
     data = tmp / "images"
     world = SynthWorld(seed=0)
     images = []
@@ -90,7 +91,7 @@ def main() -> None:
     f, g = float(np.median(fw)), float(np.median(rn))
     print(
         f"overhead: N={args.n} forward-only {f:.2f}s  runner {g:.2f}s  ratio {g / f:.3f} "
-        f"(target <= 1.15)"
+        f"(target <= {1.05 if args.vit_b32 else 1.3})"
     )
 
     cold, warm = [], []

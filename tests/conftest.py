@@ -627,3 +627,17 @@ def clip_embeddings(ref_clip: Any) -> dict[str, Any]:
         "classes": classes,
         "targets": [s.target for s in scenes],
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are skipped on a machine without CUDA."""
+    gpu = [it for it in items if it.get_closest_marker("gpu") is not None]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for it in gpu:
+        it.add_marker(skip)

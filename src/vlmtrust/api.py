@@ -30,6 +30,7 @@ from vlmtrust.core.results import AuditLog
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.models.loader import load_model
 from vlmtrust.runner.cache import Cache, default_cache_path
+from vlmtrust.runner.compute import configure_threads
 from vlmtrust.runner.data import RunData
 from vlmtrust.runner.engine import run_audit, write_index
 from vlmtrust.runner.executor import RayExecutor, RayOptions, check_executor, connect
@@ -193,6 +194,9 @@ def audit(
     model_options: Mapping[str, Any] | None = None,
     executor: str = "local",
     ray: RayOptions | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> AuditLog | list[AuditLog]:
     """Audit one model (or several) and write run directories.
 
@@ -223,11 +227,17 @@ def audit(
             (:mod:`vlmtrust.runner.executor`). The records and metrics equal the local ones.
         ray: the cluster and pool size for ``executor="ray"`` (default :class:`RayOptions`:
             a local cluster on loopback, one actor per CPU).
+        threads: torch's CPU threads for the run (default ``$VLMTRUST_THREADS``, else torch's
+            own choice); recorded in ``spec.json`` (:mod:`vlmtrust.runner.compute`).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` for local
+            model specs (``hf:``, ``reference:``, ``hardened:``).
+        dtype: ``float32``, ``bfloat16`` or ``float16`` for local model specs (default
+            float32).
 
     Raises:
         InputError: a bad input, refused before any model loads (probe, pillar, parameter,
-            limit, data, model spec, an ``out`` that holds a run); or a model that runs no
-            probe.
+            limit, data, model spec, thread count, device, an ``out`` that holds a run); or a
+            model that runs no probe.
 
     Returns:
         The :class:`AuditLog` (one model) or a list of them (several).
@@ -254,6 +264,9 @@ def audit(
         shown_models = [redact_text(m if isinstance(m, str) else m.spec) for m in models]
         out = new_run_dir(shown_models, selection_name(probes, pillars))
     load_kwargs = _model_options(models, model_options)
+    for kw, m in zip(load_kwargs, models, strict=True):
+        kw.update(device_options(m, device, dtype))
+    configure_threads(threads)
     out = Path(out)
     prepare_out_dir(out, resume=resume, overwrite=overwrite)
     store = _open_cache(cache)
@@ -345,6 +358,42 @@ def _model_options(
             "you load yourself"
         )
     return [check_model_options(m, options) if isinstance(m, str) else {} for m in models]
+
+
+def device_options(model: str | Model, device: str | None, dtype: str | None) -> dict[str, Any]:
+    """``load_model`` keyword arguments for ``device``/``dtype``, checked before loading.
+
+    Only local specs (``hf:``, ``reference:``, ``hardened:``) take them; ``auto``/None add
+    nothing.
+
+    Raises:
+        InputError: a device or dtype torch does not know, ``cuda`` without a GPU, or either
+            one given for a remote or scripted model, or for a model already loaded.
+    """
+    from vlmtrust.models.hf_common import resolve_device, resolve_dtype
+    from vlmtrust.models.loader import parse_spec
+
+    out: dict[str, Any] = {}
+    dev = None if device in (None, "auto") else device
+    dt = None if dtype in (None, "auto") else dtype
+    if dev is None and dt is None:
+        return out
+    what = " and ".join(f"--{k} {v}" for k, v in (("device", dev), ("dtype", dt)) if v is not None)
+    if not isinstance(model, str):
+        raise InputError(f"{what} applies to a model spec; pass device/dtype to load_model()")
+    scheme = parse_spec(model).scheme
+    if scheme not in ("hf", "reference", "hardened"):
+        raise InputError(
+            f"{what}: model {redact_text(model)} does not run here; device and dtype apply to "
+            "hf:, reference: and hardened: models only"
+        )
+    resolved = resolve_device(dev)
+    if dev is not None:
+        out["device"] = str(resolved)
+    if dt is not None:
+        resolve_dtype(dt, resolved)
+        out["dtype"] = dt
+    return out
 
 
 def _is_remote(model: Model) -> bool:
@@ -461,6 +510,9 @@ def harden(
     overwrite: bool = False,
     model_options: Mapping[str, Any] | None = None,
     data_limits: DataLimits | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> HardenedArtifact:
     """Apply a mitigation to a model; the result loads with ``hardened:OUT``.
 
@@ -468,7 +520,7 @@ def harden(
     (close matches suggested), its parameters (the valid ones listed), the model spec and
     options, whether the model can take the mitigation (its kind and capabilities), ``data``,
     and ``out`` (a non-empty folder is refused unless ``overwrite``, which clears only a
-    hardened model).
+    hardened model). ``threads``, ``device`` and ``dtype`` are as in :func:`audit`.
 
     Raises:
         InputError: a bad input (see above).
@@ -485,8 +537,11 @@ def harden(
     if isinstance(model, str):
         parse_spec(model)
         options = check_model_options(model, model_options)
-    elif model_options:
-        raise InputError("model_options apply to a model spec, not to a loaded model")
+        options.update(device_options(model, device, dtype))
+    elif model_options or device not in (None, "auto") or dtype not in (None, "auto"):
+        raise InputError(
+            "model_options, device and dtype apply to a model spec, not to a loaded model"
+        )
     check_mitigation_fits(cls, model)
     if data is not None:
         from vlmtrust.data.datasets import parse_data_spec
@@ -494,6 +549,7 @@ def harden(
         parse_data_spec(data)
     out = Path(out)
     source = model if isinstance(model, str) else model.spec
+    configure_threads(threads)
     prepare_model_dir(out, overwrite=overwrite, source=source)
     loaded = load_model(model, **options) if isinstance(model, str) else model
     check_mitigation_fits(cls, loaded)

@@ -53,6 +53,28 @@ ModelOptionOpt = Annotated[
         "spec.json; keys only from the environment.",
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="torch CPU threads for the run (default $VLMTRUST_THREADS, else one per core); "
+        "fewer than the cores when other processes share the machine. Recorded in spec.json",
+    ),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="where local models run: auto (CUDA when available), cpu, cuda or cuda:N",
+    ),
+]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="local model weights: float32 (default), bfloat16 or float16 (for CUDA)",
+    ),
+]
 OutOpt = Annotated[
     Path | None,
     typer.Option(
@@ -453,6 +475,9 @@ def run(
             "seed, limit; options given here win; copied into the run folder",
         ),
     ] = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -509,6 +534,7 @@ def run(
         params=params,
         config=cfg,
         ray=_ray_options(executor, ray_address, ray_workers, ray_cpus),
+        compute=(threads, device, dtype),
     )
 
 
@@ -618,6 +644,9 @@ def audit_cmd(
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Run every probe each model's capabilities allow (default: the reference models)."""
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
@@ -639,6 +668,7 @@ def audit_cmd(
         limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
         model_option=model_option,
         ray=_ray_options(executor, ray_address, ray_workers, ray_cpus),
+        compute=(threads, device, dtype),
     )
 
 
@@ -713,11 +743,12 @@ def _audit_and_report(
     params: dict[str, dict[str, Any]] | None = None,
     config: Any = None,
     ray: tuple[str, Any] = ("local", None),
+    compute: tuple[int | None, str | None, str | None] = (None, None, None),
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
     ``params`` (already parsed) replaces ``param``; a ``config`` (:class:`RunConfig`) is
-    copied into the run folder.
+    copied into the run folder; ``compute`` is ``(threads, device, dtype)``.
 
     Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
     """
@@ -746,6 +777,9 @@ def _audit_and_report(
         model_options=parse_model_options(model_option),
         executor=ray[0],
         ray=ray[1],
+        threads=compute[0],
+        device=compute[1],
+        dtype=compute[2],
     )
     if config is not None:
         (out / config.record_name).write_text(config.text, encoding="utf-8")
@@ -976,6 +1010,9 @@ def harden(
             "--overwrite", help="replace the hardened model already in --out (it is removed first)"
         ),
     ] = False,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Apply a mitigation; the result loads with --model hardened:OUT.
 
@@ -1009,6 +1046,9 @@ def harden(
         overwrite=overwrite,
         model_options=parse_model_options(model_option),
         data_limits=limits,
+        threads=threads,
+        device=device,
+        dtype=dtype,
     )
     typer.echo(f"{'cleaned data' if cls.kind == 'data' else 'hardened model'}: {art.spec}")
     if art.summary:

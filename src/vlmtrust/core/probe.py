@@ -42,6 +42,10 @@ class ProbeContext:
     extras: dict[str, Any] = field(default_factory=dict)
     data_limits: DataLimits = field(default_factory=DataLimits)
     """What the data loaders accept (image pixels, aspect ratio, manifest line length)."""
+    image_size: int | None = None
+    """Side in pixels at which SynthWorld scenes are rendered for the model under test: the
+    runner sets it to a dual encoder's own input resolution, so its images reach the model
+    without resizing; ``None`` = SynthWorld's default (64)."""
 
     # -- data handed in by the runner (the only reader of --data) ------------------------
     datasets: Callable[[str], Any] | None = None

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.sample import ImageRef, Sample
+
+if TYPE_CHECKING:
+    from vlmtrust.data.synthworld import SynthWorld
 
 
 def dataset(ctx: ProbeContext, spec: str | None = None) -> Any:
@@ -76,11 +79,21 @@ SHAPE_QUESTION = "What shape is in the image?"
 COLOUR_QUESTION = "What colour is the shape?"
 
 
-def eval_world(ctx: ProbeContext) -> Any:
-    """The SynthWorld generator probes use (disjoint from the reference models' training)."""
+def world(ctx: ProbeContext, seed: int) -> SynthWorld:
+    """A SynthWorld generator for ``seed`` that renders at ``ctx.image_size`` (the model's)."""
     from vlmtrust.data.synthworld import SynthWorld
 
-    return SynthWorld(seed=ctx.seed + EVAL_SEED_OFFSET)
+    if ctx.image_size is None:
+        return SynthWorld(seed=seed)
+    return SynthWorld(seed=seed, image_size=min(1024, max(32, int(ctx.image_size))))
+
+
+def eval_world(ctx: ProbeContext) -> Any:
+    """The SynthWorld generator probes use (disjoint from the reference models' training).
+
+    Its scenes are rendered at ``ctx.image_size`` (:func:`world`).
+    """
+    return world(ctx, ctx.seed + EVAL_SEED_OFFSET)
 
 
 def labeled_images(ctx: ProbeContext, n: int, *, purpose: str) -> Iterator[Any]:

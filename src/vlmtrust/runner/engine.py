@@ -57,23 +57,40 @@ def samples_file(run_dir: Path, probe_name: str) -> Path:
 
 
 class RecordWriter:
-    """Appends records to a JSONL file, flushed and fsynced per batch (survives kill -9)."""
+    """Appends records to a JSONL file, flushed per batch (survives kill -9).
 
-    def __init__(self, path: Path) -> None:
+    Each batch is handed to the operating system at once (a killed process loses nothing
+    written); it is also fsynced (survives a power cut) at most every ``sync_every_s``
+    seconds, and on :meth:`close`.
+    """
+
+    def __init__(self, path: Path, *, sync_every_s: float = 1.0) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("a", encoding="utf-8")
+        self._sync_every_s = sync_every_s
+        self._synced = time.monotonic()
+        self._dirty = False
 
     def write(self, records: Sequence[Record]) -> None:
-        """Append and make durable."""
+        """Append and flush (fsync when the last one is ``sync_every_s`` old)."""
         if not records:
             return
         self._fh.write("".join(r.model_dump_json() + "\n" for r in records))
         self._fh.flush()
+        self._dirty = True
+        if time.monotonic() - self._synced >= self._sync_every_s:
+            self._sync()
+
+    def _sync(self) -> None:
         os.fsync(self._fh.fileno())
+        self._synced = time.monotonic()
+        self._dirty = False
 
     def close(self) -> None:
-        """Close the file."""
+        """Make what was written durable and close the file."""
+        if self._dirty and not self._fh.closed:
+            self._sync()
         self._fh.close()
 
 
@@ -116,9 +133,51 @@ def _error_record(sample_id: str, index: int, message: str, attributes: Any = No
     )
 
 
+class _BatchLimit:
+    """The largest batch that fits on the accelerator, lowered on each out-of-memory error."""
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+        self.first: int | None = None
+        self.halvings = 0
+
+    def halve(self, failed: int) -> None:
+        """A batch of ``failed`` samples ran out of memory: allow half of it from now on."""
+        import sys
+
+        half = max(1, failed // 2)
+        self.size = half if self.size is None else min(self.size, half)
+        self.first = failed if self.first is None else self.first
+        self.halvings += 1
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def note(self) -> str | None:
+        """The results note of the back-off, or None when none happened."""
+        if self.first is None:
+            return None
+        return (
+            f"accelerator out of memory at a batch of {self.first} samples: halved to "
+            f"{self.size} and retried ({self.halvings} halvings); the records are unchanged"
+        )
+
+
 def _evaluate_batch(
-    model: Any, probe: Probe, batch: list[tuple[int, Sample]], ctx: ProbeContext
+    model: Any,
+    probe: Probe,
+    batch: list[tuple[int, Sample]],
+    ctx: ProbeContext,
+    limit: _BatchLimit | None = None,
 ) -> list[Record]:
+    from vlmtrust.runner.compute import is_oom
+
+    if limit is not None and limit.size is not None and len(batch) > limit.size:
+        step = limit.size
+        out: list[Record] = []
+        for i in range(0, len(batch), step):
+            out.extend(_evaluate_batch(model, probe, batch[i : i + step], ctx, limit))
+        return out
     samples = [s for _, s in batch]
     try:
         records = probe.evaluate(model, samples, ctx)
@@ -129,11 +188,15 @@ def _evaluate_batch(
     except (KeyboardInterrupt, CapabilityError):
         raise
     except Exception as e:
+        if limit is not None and len(batch) > 1 and is_oom(e):
+            log.warning("probe %s: out of memory at batch %d, halving", probe.name, len(batch))
+            limit.halve(len(batch))
+            return _evaluate_batch(model, probe, batch, ctx, limit)
         if len(batch) > 1:
             # Isolate the bad sample(s): retry one by one.
-            out: list[Record] = []
+            out = []
             for item in batch:
-                out.extend(_evaluate_batch(model, probe, [item], ctx))
+                out.extend(_evaluate_batch(model, probe, [item], ctx, limit))
             return out
         idx, s = batch[0]
         log.debug("sample %s failed", s.id, exc_info=True)
@@ -260,6 +323,7 @@ def _stream(
     batch_size: int,
     seen: set[str],
     thumbs: Thumbnails,
+    limit: _BatchLimit | None = None,
 ) -> Iterator[list[Record]]:
     """Evaluate the probe's samples not in ``done``, yielding records batch by batch.
 
@@ -271,16 +335,38 @@ def _stream(
     depth = batches_in_flight(model, probe)
     if depth <= 1:
         for errors, batch in items:
-            yield errors + (_evaluate_batch(model, probe, batch, ctx) if batch else [])
+            yield errors + (_evaluate_batch(model, probe, batch, ctx, limit) if batch else [])
         return
     from vlmtrust.runner.pipeline import pipelined
 
     def work(batch: list[tuple[int, Sample]]) -> list[Record]:
-        return _evaluate_batch(model, probe, batch, ctx)
+        return _evaluate_batch(model, probe, batch, ctx, limit)
 
     jobs = ((errors, batch or None) for errors, batch in items)
     for errors, recs in pipelined(jobs, work, depth):
         yield errors + recs
+
+
+def render_size(model: Any) -> int | None:
+    """The side at which probes render SynthWorld for ``model``: a dual encoder's square input.
+
+    None (SynthWorld's default) for generative models, which pick their own resolution, and
+    for a dual encoder that declares no square ``input_size``.
+    """
+    if getattr(model, "kind", None) != "dual":
+        return None
+    try:
+        size = model.input_size
+    except Exception:  # a model without one: the default size
+        return None
+    if (
+        isinstance(size, tuple)
+        and len(size) == 2
+        and all(isinstance(v, int) and v > 0 for v in size)
+        and size[0] == size[1]
+    ):
+        return int(size[0])
+    return None
 
 
 def batches_in_flight(model: Any, probe: Probe) -> int:
@@ -315,10 +401,17 @@ def evaluate_probe(
         executor: where the batches run (:class:`vlmtrust.runner.executor.RayExecutor`);
             None runs them in this process.
 
+    A batch that runs out of accelerator memory is halved and retried (down to one sample,
+    then it is an error record); later batches start at the size that fitted, and the
+    result's notes say so.
+
     Returns:
         The probe's :class:`ProbeResult`; ``requests`` holds the request statistics of a model
         with ``track_requests()`` (remote endpoints) over this probe, else None (also under an
         ``executor``, whose workers make the requests).
+
+    SynthWorld scenes are rendered at the model's own input resolution
+    (:func:`render_size`) unless ``ctx.image_size`` is set.
 
     Model loading for probes: unless the caller set one, ``ctx.extras["load_model"]`` is the
     runner's loader (:func:`vlmtrust.models.loader.load_model`, spec → model), for probes whose
@@ -326,6 +419,8 @@ def evaluate_probe(
     models themselves.
     """
     ctx = with_data(ctx or ProbeContext())
+    if ctx.image_size is None:
+        ctx = replace(ctx, image_size=render_size(model))
     if "load_model" not in ctx.extras:
         from vlmtrust.models.loader import load_model
 
@@ -337,13 +432,17 @@ def evaluate_probe(
     by_id = {r.sample_id: r for r in done if r.ok}
     seen: set[str] = set()
     thumbs = Thumbnails()
+    limit = _BatchLimit()
     records: list[Record] = []
     # Under another executor the requests are made by its workers, not by this model object.
     track = getattr(model, "track_requests", None) if executor is None else None
     with track() if callable(track) else contextlib.nullcontext() as tracker:
         size = batch_size or probe.batch_size
-        stream = _stream if executor is None else executor.stream
-        for recs in stream(model, probe, ctx, by_id, size, seen, thumbs):
+        if executor is None:
+            batches = _stream(model, probe, ctx, by_id, size, seen, thumbs, limit)
+        else:
+            batches = executor.stream(model, probe, ctx, by_id, size, seen, thumbs)
+        for recs in batches:
             recs = [
                 r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")})
                 for r in recs
@@ -362,7 +461,7 @@ def evaluate_probe(
     records.sort(key=lambda r: r.index)
     ok = [r for r in records if r.ok]
     errors = [r for r in records if not r.ok]
-    notes: list[str] = []
+    notes: list[str] = [n for n in (limit.note(),) if n is not None]
     metrics, plots, examples = [], [], []
     try:
         metrics = probe.aggregate(ok, ctx)
@@ -434,11 +533,25 @@ def make_spec(model: Any, probes: Sequence[Probe], ctx: ProbeContext, label: str
 
 
 def _options(model: Any) -> dict[str, Any]:
-    """The backend settings a model reports (``options``; never a key), JSON-ready."""
+    """The backend settings a model reports (``options``; never a key), JSON-ready.
+
+    A local torch model also reports its ``device`` and ``dtype``, and ``threads`` (torch's
+    CPU threads, :mod:`vlmtrust.runner.compute`) is added whenever torch is in use.
+    """
+    from vlmtrust.runner.compute import threads_in_use
+
     opts = getattr(model, "options", None)
-    if not isinstance(opts, dict):
-        return {}
-    return {str(k): v for k, v in opts.items() if v is None or isinstance(v, str | int | float)}
+    out: dict[str, Any] = {}
+    if isinstance(opts, dict):
+        out = {str(k): v for k, v in opts.items() if v is None or isinstance(v, str | int | float)}
+    for key in ("device", "dtype"):
+        value = getattr(model, key, None)
+        if key not in out and value is not None and type(value).__module__.startswith("torch"):
+            out[key] = str(value).removeprefix("torch.")
+    threads = threads_in_use()
+    if threads is not None and "threads" not in out:
+        out["threads"] = threads
+    return out
 
 
 def _same_spec(a: RunSpec, b: RunSpec) -> bool:

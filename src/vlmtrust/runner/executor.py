@@ -241,6 +241,7 @@ class _Worker:
                 data_limits=limits,
                 datasets=self._datasets,
                 extras={"load_model": self._load_model},
+                image_size=task.get("image_size"),
             )
             self._probes[key] = (probe, ctx)
         return self._probes[key]
@@ -466,6 +467,7 @@ class RayExecutor:
             "limit": ctx.limit,
             "work_dir": None if ctx.work_dir is None else str(ctx.work_dir),
             "data_limits": dataclasses.asdict(ctx.data_limits),
+            "image_size": ctx.image_size,  # workers render SynthWorld as the driver does
         }
         plan = enumerate(_plan(probe, ctx, done, batch_size, seen, thumbs))
         planned_all = False

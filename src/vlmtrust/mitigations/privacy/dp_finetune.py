@@ -250,7 +250,7 @@ def dp_finetune(
                 log.losses.append(float(loss.detach()))
             elif private:  # an empty Poisson batch: the step is noise only (still accounted)
                 for p in params:
-                    p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+                    p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
             opt.step()
             log.step_seconds.append(time.perf_counter() - ts)
             if progress is not None and log.losses:

@@ -100,10 +100,10 @@ def synth_shapes(
     ctx: ProbeContext, n: int, *, purpose: str, split: Literal["id", "ood"] = "id"
 ) -> list[tuple[str, Image.Image, str]]:
     """``n`` SynthWorld shape scenes as ``(id, image, shape)``, seeded by run seed and purpose."""
-    from vlmtrust.data.synthworld import SynthWorld
+    from vlmtrust.probes import _data
 
     seed = int(ctx.rng("synthworld", purpose, split).integers(0, 2**31 - 1))
-    world = SynthWorld(seed=seed)
+    world = _data.world(ctx, seed)
     return [
         (f"{purpose}-{split}-{i:05d}", s.image, str(s.attributes["shape"]))
         for i, s in enumerate(world.shapes(n, split=split))

@@ -94,10 +94,10 @@ class Typographic(li.LabeledImageProbe):
         A shape above a caption strip naming another shape (the attack), and the same layout
         without a caption (the control).
         """
-        from vlmtrust.data.synthworld import SynthWorld
+        from vlmtrust.probes import _data
 
         seed = int(ctx.rng("synthworld", "typographic-scene").integers(0, 2**31 - 1))
-        world = SynthWorld(seed=seed)
+        world = _data.world(ctx, seed)
         for variant, label in (("attack", "mismatch"), ("blank", "none")):
             for sw in world.typographic_attack(ctx.size(self.params.n), label=label):  # type: ignore[arg-type]
                 attrs = {"class": str(sw.target), "base": sw.id, "variant": variant}
