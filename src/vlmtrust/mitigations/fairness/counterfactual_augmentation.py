@@ -371,10 +371,19 @@ class CounterfactualAugmentation(Mitigation):
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Fine-tune a copy of ``model`` on counterfactual sets and save it to ``ctx.out_dir``."""
+        p = self.p
+        kind = getattr(model, "kind", None)
+        if kind == "generative":
+            _need_generative(model)
+        elif kind == "dual":
+            from vlmtrust.mitigations.robustness._advtrain import check_dual
+
+            check_dual(model, NAME)
+        else:
+            raise InputError(f"{NAME} fine-tunes dual or generative models; {model.spec} is {kind}")
         import torch
 
         torch.set_num_threads(min(2, torch.get_num_threads()))
-        p = self.p
         if ctx.quick:
             p = p.model_copy(
                 update={
@@ -384,13 +393,10 @@ class CounterfactualAugmentation(Mitigation):
                     "n_eval": min(p.n_eval, 8),
                 }
             )
-        kind = getattr(model, "kind", None)
         if kind == "generative":
             result = _apply_generative(model, p, ctx)
-        elif kind == "dual":
-            result = _apply_dual(model, p, ctx)
         else:
-            raise InputError(f"{NAME} fine-tunes dual or generative models; {model.spec} is {kind}")
+            result = _apply_dual(model, p, ctx)
         summary = {
             "mitigation": self.name,
             "base": model.spec,
