@@ -61,19 +61,19 @@ def test_hardened_reference_clip_has_smaller_counterfactual_spread(
 
 
 def test_hardened_reference_vlm_flips_less_and_keeps_vqa(ref_vlm: Any, tmp_path: Path) -> None:
-    """A short fine-tune: the occupation answer no longer flips with the group on held-out
-    sets (≥ 80% relative), clean VQA within 5 points."""
+    """A short fine-tune: the occupation answer flips with the group on at most half as many
+    held-out sets, clean VQA within 5 points."""
     mit = get_mitigation(NAME)(
-        {"n_sets": 48, "n_retain": 24, "steps": 15, "lr": 1e-3, "evaluate": False}
+        {"n_sets": 32, "n_retain": 16, "steps": 40, "lr": 1e-3, "evaluate": False}
     )
     art = mit.apply(ref_vlm, MitigationContext(out_dir=tmp_path / "cfa", seed=0))
-    assert art.summary["training_set"] == {"counterfactual": 96, "retain": 24}
+    assert art.summary["training_set"] == {"counterfactual": 64, "retain": 16}
     tuned = load_model(art.spec, device="cpu")
     cf = {"n_sets": 6, **JOB_ONLY}
     base = metrics(*run_probe("fairness/counterfactual", ref_vlm, cf))["flip_rate"].value
     after = metrics(*run_probe("fairness/counterfactual", tuned, cf))["flip_rate"].value
     assert base is not None and after is not None
-    assert base == 1.0 and after <= 0.2 * base
+    assert base == 1.0 and after <= 0.5 * base
     vqa = {"n": 16}
     acc0 = metrics(*run_probe("capability/vqa", ref_vlm, vqa))["accuracy"].value
     acc1 = metrics(*run_probe("capability/vqa", tuned, vqa))["accuracy"].value
