@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from tests.mitigations.fairness.test_dual_debiasers import (  # the memoised model and helpers
     _excess,
     _harden,
@@ -16,6 +15,7 @@ from tests.mitigations.fairness.test_dual_debiasers import (  # the memoised mod
     base_numbers,
     clip,
 )
+
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import get_mitigation
 from vlmtrust.mitigations.fairness.bendvlm import augment, bend

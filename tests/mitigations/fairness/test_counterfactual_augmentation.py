@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.helpers import metrics, run_probe
+
 from vlmtrust.core.errors import CapabilityError
 from vlmtrust.core.mitigation import MitigationContext, get_mitigation
 from vlmtrust.mitigations.fairness.counterfactual_augmentation import (
@@ -48,7 +48,9 @@ def test_hardened_reference_clip_has_smaller_counterfactual_spread(
     ref_clip: Any, tmp_path: Path
 ) -> None:
     """Occupation-text similarity differs less within a set after the fine-tune (held out)."""
-    mit = get_mitigation(NAME)({"n_sets": 48, "steps": 12, "batch_size": 8, "lr": 5e-4, "evaluate": False})
+    mit = get_mitigation(NAME)(
+        {"n_sets": 48, "steps": 12, "batch_size": 8, "lr": 5e-4, "evaluate": False}
+    )
     art = mit.apply(ref_clip, MitigationContext(out_dir=tmp_path / "cfa", seed=0))
     tuned = load_model(art.spec, device="cpu")
     key = "similarity_spread/occupation"

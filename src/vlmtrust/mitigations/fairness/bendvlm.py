@@ -70,9 +70,7 @@ def augment(query: str, value: str) -> str:
     return " ".join([*head, value, last])
 
 
-def bend(
-    q: F64, local: F64, reference: F64, ref_labels: Sequence[str], n_nearest: int
-) -> F64:
+def bend(q: F64, local: F64, reference: F64, ref_labels: Sequence[str], n_nearest: int) -> F64:
     """One query's debiased embedding (unit norm).
 
     ``local``: the embeddings of the query's attribute rewrites (rows); ``reference`` and
@@ -125,8 +123,9 @@ class BentModel(_dual.DebiasedDualModel):
         local = np.asarray(self.base.embed_texts(rewrites), dtype=np.float64)
         out = np.stack(
             [
-                bend(base[i], local[i * k : (i + 1) * k], self.reference, self.labels,
-                     self.n_nearest)  # fmt: skip
+                bend(
+                    base[i], local[i * k : (i + 1) * k], self.reference, self.labels, self.n_nearest
+                )
                 for i in range(len(texts))
             ]
         )
@@ -135,8 +134,7 @@ class BentModel(_dual.DebiasedDualModel):
 
 @mitigation("fairness/bendvlm")
 class BendVLM(_dual.FittedWrapper):
-    """Per-query projection off the local attribute direction, then equal distances to a
-    labelled reference set (Gerych et al. 2024)."""
+    """BendVLM: per-query local-direction projection, then equal reference distances."""
 
     Params = BendVLMParams
     description = (

@@ -111,9 +111,7 @@ def _has_cue(attrs: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- generative
 
 
-def generative_examples(
-    model: Any, p: CounterfactualAugmentationParams, seed: int
-) -> list[Any]:
+def generative_examples(model: Any, p: CounterfactualAugmentationParams, seed: int) -> list[Any]:
     """The generative training set: counterfactual sets with one answer per set, and retention.
 
     Every member of a set gets the same answer to the same question (the question drawn per
@@ -252,9 +250,7 @@ def _text_params(module: Any) -> list[Any]:
     return out
 
 
-def dual_finetune(
-    model: Any, p: CounterfactualAugmentationParams, seed: int
-) -> dict[str, Any]:
+def dual_finetune(model: Any, p: CounterfactualAugmentationParams, seed: int) -> dict[str, Any]:
     """Contrastive fine-tuning of ``model.model``'s text side in place on counterfactual sets.
 
     The image tower is frozen (its embeddings of the sets are computed once). Each step draws
@@ -350,8 +346,7 @@ def _apply_dual(
 
 @mitigation(NAME)
 class CounterfactualAugmentation(Mitigation):
-    """Fine-tuning on SynthWorld counterfactual sets (dual: shared captions; generative:
-    identical answers across each set)."""
+    """Fine-tuning on SynthWorld counterfactual sets (one caption / one answer per set)."""
 
     pillar = Pillar.FAIRNESS
     kind = "model"
@@ -406,4 +401,3 @@ class CounterfactualAugmentation(Mitigation):
         out = Path(ctx.out_dir)
         (out / "hardening.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
-
