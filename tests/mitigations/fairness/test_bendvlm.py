@@ -35,17 +35,18 @@ def test_bendvlm_lowers_maxskew_and_reports_zero_shot_cost(
     assert acc1 >= acc0 - 0.02, (acc0, acc1)
 
 
-def test_bend_equalises_similarity_to_the_reference_groups() -> None:
+def test_bend_projects_out_the_local_direction_and_equalises_the_groups() -> None:
     rng = np.random.default_rng(0)
-    ref = rng.normal(size=(40, 6))
-    ref[:20, 0] += 2.0  # value "a" sits along axis 0
-    labels = ["a"] * 20 + ["b"] * 20
     q = np.eye(6)[0] + 0.3 * np.eye(6)[1]
     local = np.stack([q + 0.5 * np.eye(6)[2], q - 0.5 * np.eye(6)[2]])
-    out = bend(q, local, ref, labels, n_nearest=20)
+    same = rng.normal(size=(20, 6))  # both values alike: step 2 changes nothing
+    out = bend(q + 0.4 * np.eye(6)[2], local, np.vstack([same, same]), ["a"] * 20 + ["b"] * 20, 20)
     assert np.isclose(np.linalg.norm(out), 1.0) and abs(out[2]) < 1e-9  # local direction gone
+    ref = rng.normal(size=(40, 6))
+    ref[:20, 0] += 2.0  # value "a" sits along axis 0
+    out = bend(q, local, ref, ["a"] * 20 + ["b"] * 20, n_nearest=20)
     mu = np.stack([ref[:20].mean(0), ref[20:].mean(0)])
-    assert np.isclose(*(mu @ out))
+    assert np.isclose(np.linalg.norm(out), 1.0) and np.isclose(*(mu @ out))
 
 
 def test_augment_and_unfitted_wrapper() -> None:
