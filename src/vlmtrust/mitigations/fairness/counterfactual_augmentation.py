@@ -228,11 +228,8 @@ def measure_dual(model: Any, n: int, seed: int) -> dict[str, Any]:
     from vlmtrust.mitigations.privacy.dp_finetune import shape_accuracy
 
     cf = _probe_metrics("fairness/counterfactual", model, {"n_sets": n}, seed)
-    out = {
-        k: cf[k]
-        for k in ("similarity_spread/occupation", "prediction_flip_rate/occupation")
-        if k in cf
-    }
+    keys: tuple[str, ...] = ("similarity_spread/occupation", "prediction_flip_rate/occupation")
+    out: dict[str, Any] = {k: cf[k] for k in keys if k in cf}
     skew = _probe_metrics("fairness/retrieval_skew", model, {"n": 25 * n}, seed)
     out.update({k: v for k, v in skew.items() if k.startswith("max_skew")})
     out["zero_shot_accuracy"] = shape_accuracy(model, 4 * n, seed)
@@ -298,7 +295,7 @@ def dual_finetune(model: Any, p: CounterfactualAugmentationParams, seed: int) ->
             # text → image: every member of the set a positive (log-softmax averaged over them)
             logp = torch.log_softmax(logits.T, dim=1).view(b, b, k)
             ar = torch.arange(b, device=img.device)
-            loss = 0.5 * (loss_i - logp[ar, ar].mean())
+            loss: Any = 0.5 * (loss_i - logp[ar, ar].mean())
             if p.retain_weight > 0:
                 j = rng.choice(len(shapes), size=min(b * k, len(shapes)), replace=False)
                 cap = [shape_caps[int(x)] for x in j]
