@@ -2,7 +2,7 @@
 
 Every debiaser (``fairness/projection`` from images and from prompts, ``fairness/pbm`` with a
 linear and a zero-shot group predictor, ``fairness/inlp`` at several round counts,
-``fairness/sfid`` at two sizes) is fitted
+``fairness/sfid`` at two sizes, ``fairness/bendvlm``) is fitted
 on SynthWorld people from the fitting world (``seed + FIT_SEED_OFFSET``) and evaluated with
 the probes at their defaults on their own worlds (``seed + 1,000,000``): bias =
 ``fairness/retrieval_skew`` MaxSkew@50 of the group against the prior (600-image gallery, CI
@@ -52,6 +52,7 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("inlp (≤10 rounds)", "fairness/inlp", {}),
     ("sfid (16 dims)", "fairness/sfid", {}),
     ("sfid (32 dims)", "fairness/sfid", {"n_features": 32}),
+    ("bendvlm", "fairness/bendvlm", {}),
 ]
 
 

@@ -243,3 +243,31 @@ def test_limit_caps_the_rows_and_mixture_options_need_a_mixture(tmp_path):
     assert _m(res, "unknown_share", "group").n == 500
     with pytest.raises(InputError, match="apply to a mixture only"):
         _audit({"correlation": 0.5}, data=str(_write_manifest(tmp_path)))
+
+
+def _group_manifest(tmp: Path, counts: dict[str, int]) -> str:
+    rows = [
+        json.dumps({"id": f"{g}{i}", "image": f"{g}{i}.png", "attributes": {"group": g}})
+        for g, n in counts.items()
+        for i in range(n)
+    ]
+    path = tmp / "groups.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("counts", "covers_one"),
+    [
+        ({"a": 200, "b": 200}, True),
+        ({"a": 100, "b": 100, "c": 100}, True),
+        ({"a": 240, "b": 160}, False),
+    ],
+)
+def test_imbalance_ratio_ci_covers_the_value_and_exact_balance(tmp_path, counts, covers_one):
+    """An exactly balanced set (ratio 1.000) gets a CI that covers 1 (a max/min percentile
+    bootstrap gave [1.001, 1.043]); a 3:2 set's CI covers 1.5 and excludes 1."""
+    m = _m(_audit(data=_group_manifest(tmp_path, counts)), "imbalance_ratio", "group")
+    assert m.value == pytest.approx(max(counts.values()) / min(counts.values()))
+    assert m.ci_low <= m.value <= m.ci_high
+    assert (m.ci_low <= 1.0 <= m.ci_high) is covers_one

@@ -11,9 +11,11 @@ live in memory bounded by caps, not by the number of rows
 For each group attribute ``A`` (default: every attribute key except the label fields):
 
 - ``imbalance_ratio/A``: largest over smallest group count; CI by a multinomial bootstrap of
-  the counts. ``group_share/A``: each group's share of the rows with a value of ``A``
-  (Clopper–Pearson CIs) as its breakdown, the smallest as its value, and the gap (ratio
-  min / max: the four-fifths rule); ``group_share/A[g]`` per group; ``unknown_share/A`` (rows
+  the counts, of the log ratio of the two groups the sample names largest and smallest (kept
+  fixed: max / min re-taken per replicate is never below 1, so it excluded an exact balance).
+  ``group_share/A``: each group's share of the rows with a value of ``A`` (Clopper–Pearson
+  CIs) as its breakdown, the smallest as its value, and the gap (ratio min / max: the
+  four-fifths rule); ``group_share/A[g]`` per group; ``unknown_share/A`` (rows
   without ``A``: counted, shown, never dropped).
 - Co-occurrence with the concepts of each kind ``K`` (``label``: the target / label;
   ``word``: the caption words, English stop words left out), over the groups with at least
@@ -306,16 +308,23 @@ class DatasetAuditProbe(Probe):
             shares[g] = GroupValue(value=n / n_known, ci_low=c_lo, ci_high=c_hi, n=n)
         real = {g: n for g, n in counts.items() if g != OTHER}
         largest = max(real, key=lambda g: real[g]) if real else OTHER
-        smallest = min(real, key=lambda g: real[g]) if real else OTHER
+        others = [g for g in real if g != largest]  # two distinct groups even when all tie
+        smallest = min(others, key=lambda g: real[g]) if others else largest
         out = []
         if len(real) >= 2:
-            named = np.stack([reps[g] for g in real], axis=-1)
-            low = named.min(axis=-1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio_reps = np.where(
-                    low > 0, named.max(axis=-1) / np.where(low > 0, low, 1), np.nan
-                )
-            lo, hi = percentile_ci(ratio_reps)
+            # The CI is for the ratio of the two groups the sample names largest and smallest,
+            # kept fixed in every replicate, on the log scale. Re-taking max / min in each
+            # replicate would be bounded below by 1 and biased upward, so an exactly balanced
+            # set (ratio 1) got an interval excluding 1; the fixed pair's log ratio resamples
+            # symmetrically around the observed value.
+            big, small = reps[largest], reps[smallest]
+            ok = (big > 0) & (small > 0)
+            log_reps = np.where(
+                ok, np.log(np.where(ok, big, 1)) - np.log(np.where(ok, small, 1)), np.nan
+            )
+            log_lo, log_hi = percentile_ci(log_reps)
+            lo = float(np.exp(log_lo)) if log_lo is not None else None
+            hi = float(np.exp(log_hi)) if log_hi is not None else None
             ratio = real[largest] / real[smallest]
             th = Thresholds(moderate=IMBALANCE_THRESHOLDS[0], high=IMBALANCE_THRESHOLDS[1])
             out.append(
@@ -330,7 +339,8 @@ class DatasetAuditProbe(Probe):
                     headline=True,
                     description=(
                         f"rows of the most common {name} ({largest}) over the least common "
-                        f"({smallest}); CI: multinomial bootstrap of the counts"
+                        f"({smallest}); CI: multinomial bootstrap of the log ratio of these "
+                        "two groups"
                     ),
                 )
             )
