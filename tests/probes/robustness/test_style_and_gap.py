@@ -203,3 +203,87 @@ def test_modality_gap_needs_the_unshifted_model() -> None:
     probe = get_probe("robustness/modality_gap")({"shifts": [0.5, 1.0]})
     with pytest.raises(InputError, match="has no 0"):
         probe.check(ProbeContext())
+
+
+# --------------------------------------------------------------------------- compositionality
+
+
+def test_composition_scenes_and_their_negatives() -> None:
+    from vlmtrust.data.synthworld.composition import NEGATIVE_TYPES, composition_scenes
+
+    a, b = composition_scenes(30, seed=4), composition_scenes(30, seed=4)
+    assert [s.image.tobytes() for s in a] == [s.image.tobytes() for s in b]
+    for s in a:
+        at = s.attributes
+        assert at["shape_a"] != at["shape_b"] and at["colour_a"] != at["colour_b"]
+        a_, b_ = f"{at['colour_a']} {at['shape_a']}", f"{at['colour_b']} {at['shape_b']}"
+        assert s.caption == f"a {a_} {at['relation']} a {b_}"
+        assert sorted(s.negatives) == sorted(NEGATIVE_TYPES)
+        assert s.caption not in s.negatives.values() and len(set(s.negatives.values())) == 5
+        words = sorted(s.caption.split())
+        assert sorted(s.negatives["attribute_swap"].split()) == words  # same bag of words
+        assert sorted(s.negatives["object_swap"].split()) == words
+    # object A sits on the relation's side: its colour's pixels lie there
+    s = next(s for s in a if s.attributes["relation"] == "left of")
+    x = np.asarray(s.image, dtype=float)
+    from vlmtrust.data.synthworld import COLOURS
+
+    target = np.array(COLOURS[s.attributes["colour_a"]], dtype=float)
+    cols = np.nonzero((np.abs(x - target).sum(axis=2) < 30).any(axis=0))[0]
+    assert cols.mean() < x.shape[1] / 2
+    with pytest.raises(InputError, match="at least one scene"):
+        composition_scenes(0)
+
+
+class CaptionOracle:
+    """Each distinct caption gets its own random direction; each image that of its caption."""
+
+    kind = "dual"
+    capabilities = Capability.EMBED
+    spec = "fake:caption-oracle"
+    fingerprint = "fake-caption-oracle"
+
+    def __init__(self, captions: dict[bytes, str]) -> None:
+        self.captions = captions
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import hashlib
+
+        def vec(t: str) -> np.ndarray:
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).normal(size=128)
+            return v / np.linalg.norm(v)
+
+        return np.stack([vec(t) for t in texts])
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.embed_texts([self.captions[im.tobytes()] for im in images])
+
+
+def test_compositionality_finds_reference_clip_bag_of_words_and_an_oracle_is_quiet(
+    ref_clip: Any,
+) -> None:
+    params = {"n": 80}
+    res = run(ref_clip, "robustness/compositionality", params)
+    assert res.n_errors == 0 and res.n_samples == 80
+    comp = res.metric("compositional_accuracy")
+    print("compositionality", comp.value, comp.ci_low, comp.ci_high, value(res, "binding_gap"))
+    # the planted weakness: swaps are at (or below) chance, ties counted as failures ...
+    assert comp.headline and comp.risk == "high"
+    assert comp.ci_high is not None and comp.ci_high < 0.6
+    # ... while the easy controls (a word absent from the image) are mostly passed
+    assert value(res, "accuracy/replace_object") > 0.65
+    assert value(res, "accuracy/replace_colour") > 0.65
+    assert value(res, "binding_gap") > 0.2
+    assert res.metric("accuracy/relation_swap").group_by == "relation"
+    assert [p.kind for p in res.plots] == ["bar", "bar"]
+    ex = res.examples[0]
+    assert ex.expected and ex.output and ex.expected != ex.output
+    # control: a model that tells every caption apart passes every type, no ties
+    probe = get_probe("robustness/compositionality")(params)
+    captions = {s.images[0].load().tobytes(): str(s.prompt) for s in probe.samples(ProbeContext())}
+    good = run(CaptionOracle(captions), "robustness/compositionality", params)
+    assert value(good, "compositional_accuracy") == 1.0
+    assert good.metric("compositional_accuracy").risk == "low"
+    assert value(good, "binding_gap") == 0.0
+    assert not any(m.name.startswith("tie_rate") for m in good.metrics)
