@@ -248,7 +248,7 @@ class Series(_Model):
 class Plot(_Model):
     """A plot described as data; the report renders it (inline SVG)."""
 
-    kind: Literal["line", "bar", "heatmap", "roc", "reliability"]
+    kind: Literal["line", "bar", "heatmap", "roc", "reliability", "scatter"]
     title: str
     x_label: str = ""
     y_label: str = ""

@@ -1,8 +1,8 @@
 """Render :class:`~vlmtrust.core.results.Plot` descriptions as self-contained inline SVG.
 
-Every plot kind (``line``, ``bar``, ``heatmap``, ``roc``, ``reliability``) is drawn on a bare
-matplotlib ``Figure`` (no pyplot, no GUI backend, no global state) and saved with the SVG
-backend, using only the DejaVu fonts that ship inside matplotlib.
+Every plot kind (``line``, ``bar``, ``heatmap``, ``roc``, ``reliability``, ``scatter``) is
+drawn on a bare matplotlib ``Figure`` (no pyplot, no GUI backend, no global state) and saved
+with the SVG backend, using only the DejaVu fonts that ship inside matplotlib.
 The output is deterministic (fixed ``svg.hashsalt``, no date, no metadata block) and references
 nothing outside itself: the XML prolog, the DOCTYPE (which names an external DTD) and the RDF
 metadata are stripped. Text is emitted as ``<text>`` elements (``svg.fonttype = "none"``), which
@@ -136,6 +136,24 @@ def _categories(plot: Plot) -> list[str]:
         for v in s.x:
             seen.setdefault(str(v), None)
     return list(seen)
+
+
+def _draw_scatter(ax: Axes, plot: Plot, styles: Sequence[_Style] | None = None) -> None:
+    """Points only (numeric x), one colour per series; ``before`` series hollow."""
+    for i, (s, st) in enumerate(zip(plot.series, _styles(plot, styles), strict=True)):
+        xs = _nums([float(v) for v in s.x], what="x", title=plot.title)
+        ys = _nums(s.y, what=f"series {s.name!r} y", title=plot.title)
+        ax.scatter(
+            xs,
+            ys,
+            s=18,
+            facecolors="none" if st.before else st.color,
+            edgecolors=st.color,
+            alpha=0.75 if st.before else 0.9,
+            label=s.name,
+            gid=f"series_s{i}",
+        )
+    _legend(ax, plot)
 
 
 def _draw_line(ax: Axes, plot: Plot, styles: Sequence[_Style] | None = None) -> None:
@@ -469,8 +487,8 @@ def plot_to_svg(plot: Plot, *, id_prefix: str = "") -> str:
     Args:
         plot: the plot description; ``kind`` selects line (with a CI band from ``lo``/``hi``),
             bar (grouped by series, CI error bars), heatmap (``matrix`` with row/column labels
-            and annotated values), roc (with the chance diagonal) or reliability (bars with the
-            perfect-calibration diagonal).
+            and annotated values), roc (with the chance diagonal), reliability (bars with the
+            perfect-calibration diagonal) or scatter (points, numeric x).
         id_prefix: prefixed to every element id (and reference to one), so several SVGs can be
             inlined in one HTML document without id clashes. Letters, digits, ``-`` and ``_``.
 
@@ -522,6 +540,8 @@ def _render(panels: Sequence[Plot], styles: Sequence[_Style] | None, id_prefix: 
                 _draw_bar(ax, plot, styles)
             elif plot.kind == "roc":
                 _draw_roc(ax, plot, styles)
+            elif plot.kind == "scatter":
+                _draw_scatter(ax, plot, styles)
             else:
                 _draw_reliability(ax, plot, styles)
             _labels(ax, plot)

@@ -381,6 +381,69 @@ class LabeledImageProbe(ZeroShotProbe):
             seed=ctx.seed,
         )
 
+    def shift_metrics(
+        self,
+        records: Sequence[Record],
+        ctx: ProbeContext,
+        *,
+        attr: str,
+        clean: str,
+        noun: str,
+        mean_key: str,
+        type_note: Callable[[str], str] = lambda name: "",
+        clean_desc: str | None = None,
+        mean_desc: str | None = None,
+    ) -> list[MetricResult]:
+        """Metrics of a clean-versus-shifted probe whose variants carry ``attr`` and ``severity``.
+
+        ``clean_accuracy`` (records with ``attr == clean``); the headline
+        ``relative_robustness`` (mean shifted accuracy / clean accuracy on the same images);
+        ``mean_key`` (accuracy over every shift and severity, per severity as groups); and per
+        shift type ``accuracy/NAME`` (per severity) and ``relative_robustness/NAME``. ``noun``
+        names the shift in descriptions ("corruption", "style"); ``type_note`` adds a note
+        per type (e.g. its family). With shifted records, ``abstention_rate`` follows when the
+        model abstained.
+        """
+        base = [r for r in records if r.attributes.get(attr) == clean]
+        shifted = [r for r in records if r.attributes.get(attr) != clean]
+        out: list[MetricResult] = []
+        if base:
+            desc = clean_desc or f"accuracy on the images without a {noun}"
+            out.append(self.rate(MetricKey(metric="clean_accuracy"), base, ctx, description=desc))
+        if not shifted:
+            return out
+        rel = self.relative(
+            MetricKey(metric="relative_robustness"),
+            records,
+            ctx,
+            attr=attr,
+            clean=clean,
+            description=f"mean {noun} accuracy / clean accuracy (1 = unaffected)",
+            headline=True,
+        )
+        out += [rel] if rel else []
+        desc = mean_desc or f"accuracy over every {noun} type and severity"
+        key = MetricKey(metric=mean_key)
+        out.append(self.rate(key, shifted, ctx, by="severity", description=desc))
+        for name in dict.fromkeys(r.attributes[attr] for r in shifted):
+            rows = [r for r in shifted if r.attributes[attr] == name]
+            note = type_note(name)
+            desc = f"accuracy under {name}{f' ({note})' if note else ''}, all severities"
+            key = MetricKey(metric="accuracy", condition=name)
+            out.append(self.rate(key, rows, ctx, by="severity", description=desc, ci=False))
+            rel = self.relative(
+                MetricKey(metric="relative_robustness", condition=name),
+                records,
+                ctx,
+                attr=attr,
+                clean=clean,
+                only=name,
+                description=f"acc_{name} / acc_clean on the same images, all severities "
+                "(1 = unaffected)",
+            )
+            out += [rel] if rel else []
+        return out + self.abstention(records, ctx)
+
     def abstention(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
         """``abstention_rate`` when the model abstained at all (else nothing)."""
         if not any(r.scores.get("abstained") for r in records):

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from vlmtrust.attacks.corruptions import CATEGORIES, CORRUPTIONS, check_corruption, corrupt
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
+from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.types import Pillar
 from vlmtrust.probes.families import labeled_image as li
 
@@ -86,44 +86,17 @@ class Corruptions(li.LabeledImageProbe):
 
     def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
         """Clean accuracy, per-type accuracy, mCA and relative robustness."""
-        clean = [r for r in records if r.attributes.get("corruption") == "none"]
-        corrupted = [r for r in records if r.attributes.get("corruption") != "none"]
-        out: list[MetricResult] = []
-        if clean:
-            desc = "accuracy on the uncorrupted images"
-            out.append(self.rate(MetricKey(metric="clean_accuracy"), clean, ctx, description=desc))
-        if not corrupted:
-            return out
-        rel = self.relative(
-            MetricKey(metric="relative_robustness"),
+        return self.shift_metrics(
             records,
             ctx,
             attr="corruption",
             clean="none",
-            description="mean corruption accuracy / clean accuracy (1 = unaffected)",
-            headline=True,
+            noun="corruption",
+            mean_key="mean_corruption_accuracy",
+            type_note=CATEGORIES.__getitem__,
+            clean_desc="accuracy on the uncorrupted images",
+            mean_desc="accuracy over every corruption type and severity (mCA)",
         )
-        out += [rel] if rel else []
-        desc = "accuracy over every corruption type and severity (mCA)"
-        key = MetricKey(metric="mean_corruption_accuracy")
-        out.append(self.rate(key, corrupted, ctx, by="severity", description=desc))
-        for name in dict.fromkeys(r.attributes["corruption"] for r in corrupted):
-            rows = [r for r in corrupted if r.attributes["corruption"] == name]
-            desc = f"accuracy under {name} ({CATEGORIES[name]}), all severities"
-            key = MetricKey(metric="accuracy", condition=name)
-            out.append(self.rate(key, rows, ctx, by="severity", description=desc, ci=False))
-            rel = self.relative(
-                MetricKey(metric="relative_robustness", condition=name),
-                records,
-                ctx,
-                attr="corruption",
-                clean="none",
-                only=name,
-                description=f"acc_{name} / acc_clean on the same images, all severities "
-                "(1 = unaffected)",
-            )
-            out += [rel] if rel else []
-        return out + self.abstention(records, ctx)
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Heatmap of accuracy per corruption type x severity."""
