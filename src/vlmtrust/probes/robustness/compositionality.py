@@ -44,7 +44,9 @@ class CompositionalityParams(Params):
     """Parameters of ``robustness/compositionality``."""
 
     n: int = Field(200, ge=2, le=100_000, description="two-object scenes")
-    image_size: int = Field(64, ge=32, le=1024, description="rendered image side (pixels)")
+    image_size: int | None = Field(
+        None, ge=32, le=1024, description="rendered image side (default: the model's input size)"
+    )
 
 
 def _mean_of(*cols: Any) -> float:
@@ -77,7 +79,8 @@ class Compositionality(Probe):
     def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
         """Two-object scenes with their caption and negatives in metadata."""
         seed = int(ctx.rng("synthworld", "compositionality").integers(0, 2**31 - 1))
-        scenes = composition_scenes(ctx.size(self.params.n), seed=seed, size=self.params.image_size)
+        size = self.params.image_size or min(1024, max(32, ctx.image_size or 64))
+        scenes = composition_scenes(ctx.size(self.params.n), seed=seed, size=size)
         for s in scenes:
             yield Sample(
                 id=s.id,

@@ -143,11 +143,12 @@ class ModalityGap(Probe):
             yield Sample(
                 id=f"prompt/{c}", prompt=prompt, target=c, attributes={"set": "prompt", "class": c}
             )
-        from vlmtrust.data.synthworld import SynthWorld
+        from vlmtrust.probes import _data
 
         for split, n in (("id", self.params.n), ("ood", self.params.n_ood)):
             seed = int(ctx.rng("synthworld", "modality_gap", split).integers(0, 2**31 - 1))
-            for i, s in enumerate(SynthWorld(seed=seed).shapes(ctx.size(n), split=split)):  # type: ignore[arg-type]
+            world = _data.world(ctx, seed)  # at the model's input size
+            for i, s in enumerate(world.shapes(ctx.size(n), split=split)):  # type: ignore[arg-type]
                 yield Sample(
                     id=f"{split}-{i:05d}",
                     images=(ImageRef.from_image(s.image, label=f"{split}-{i:05d}"),),
