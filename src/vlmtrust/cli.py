@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -925,8 +926,15 @@ def harden(
             "--overwrite", help="replace the hardened model already in --out (it is removed first)"
         ),
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the summary as JSON (for scripts)")
+    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Apply a mitigation; the result loads with --model hardened:OUT.
+
+    Training mitigations show a progress bar (steps, loss, rate, ETA); the end prints a
+    readable summary (--json: the spec and summary as one JSON object on stdout).
 
     A data mitigation (privacy/dedup, with --model none) writes OUT/manifest.jsonl instead.
     A non-empty --out is refused unless --overwrite is given, which clears it only if it holds
@@ -947,21 +955,31 @@ def harden(
             f"--param names {other!r}, but the mitigation is {name}: write KEY=VALUE or "
             f"{name}.KEY=VALUE"
         )
-    art = harden_api(
-        model,
-        name,
-        out,
-        params=scoped.get(name, {}),
-        seed=seed,
-        data=data,
-        quick=quick,
-        overwrite=overwrite,
-        model_options=parse_model_options(model_option),
-        data_limits=limits,
-    )
+    from vlmtrust.core.progress import TrainBar
+    from vlmtrust.mitigations._train import reporting
+    from vlmtrust.mitigations.summary import summary_lines
+
+    bar = None if quiet or as_json else TrainBar()
+    with bar or contextlib.nullcontext(), reporting(bar):
+        art = harden_api(
+            model,
+            name,
+            out,
+            params=scoped.get(name, {}),
+            seed=seed,
+            data=data,
+            quick=quick,
+            overwrite=overwrite,
+            model_options=parse_model_options(model_option),
+            data_limits=limits,
+        )
+    if as_json:
+        payload = {"spec": art.spec, "mitigation": name, "summary": art.summary}
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
     typer.echo(f"{'cleaned data' if cls.kind == 'data' else 'hardened model'}: {art.spec}")
-    if art.summary:
-        typer.echo(json.dumps(art.summary, indent=2, default=str))
+    for line in summary_lines(art.summary):
+        typer.echo(line)
 
 
 @reference_app.command(
