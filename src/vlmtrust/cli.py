@@ -778,6 +778,36 @@ def compare(
     typer.echo(f"comparison: {html}\n            {md}")
 
 
+@app.command(
+    epilog=_examples(
+        "vlmtrust summarize vlmtrust-runs/run-a vlmtrust-runs/run-b",
+        "vlmtrust summarize runs/* --out leaderboard",
+    )
+)
+@_guard
+def summarize(
+    runs: Annotated[
+        list[Path], typer.Argument(help="run folders (or multi-model audits), or 'latest'")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="folder for summary.html and summary.md"),
+    ] = Path("vlmtrust-runs/summary"),
+) -> None:
+    """A leaderboard across runs and models: models × headline metrics, CIs and risk bands.
+
+    Writes OUT/summary.html and OUT/summary.md: each model's band per pillar, then each
+    headline metric as value [95% CI] with its band.
+    """
+    from vlmtrust.report.leaderboard import render_leaderboard
+
+    board, html, md = render_leaderboard(runs, out)
+    typer.echo(
+        f"{len(board.rows)} model(s) × {len(board.columns)} headline metric(s)\n"
+        f"summary: {html}\n         {md}"
+    )
+
+
 @app.command("runs", epilog=_examples("vlmtrust runs", "vlmtrust runs my-runs"))
 @_guard
 def runs_cmd(
