@@ -94,9 +94,9 @@ def build_leaderboard(runs: Sequence[str | Path]) -> Leaderboard:
     loaded: list[tuple[str, LoadedRun]] = []
     for path in runs:
         sub = load_runs(run_folder(path))
-        for r in sub:
-            where = str(path) if len(sub) == 1 else f"{path}/{r.name}"
-            loaded.append((where, r))
+        for one in sub:
+            where = str(path) if len(sub) == 1 else f"{path}/{one.name}"
+            loaded.append((where, one))
     views = [
         build_run_view(r, anchor_prefix=slug(f"m{i}", r.name)) for i, (_, r) in enumerate(loaded)
     ]
@@ -104,19 +104,19 @@ def build_leaderboard(runs: Sequence[str | Path]) -> Leaderboard:
     seen: set[tuple[str, str]] = set()
     for (_, run), view in zip(loaded, views, strict=True):
         by_name = _metrics(view)
-        for r in run.log.results:
-            heads = [m for m in r.metrics if m.headline] or r.metrics[:1]
+        for res in run.log.results:
+            heads = [m for m in res.metrics if m.headline] or res.metrics[:1]
             for m in heads:
-                key = (r.probe, m.name)
+                key = (res.probe, m.name)
                 if key in seen or key not in by_name:
                     continue
                 seen.add(key)
-                mv = by_name[key]
-                columns.append(LeaderboardColumn(r.probe, m.name, mv.arrow, mv.direction))
+                head = by_name[key]
+                columns.append(LeaderboardColumn(res.probe, m.name, head.arrow, head.direction))
     rows = []
     for (where, _), view in zip(loaded, views, strict=True):
         by_name = _metrics(view)
-        cells = []
+        cells: list[LeaderboardCell | None] = []
         for c in columns:
             mv = by_name.get((c.probe, c.metric))
             cells.append(None if mv is None else LeaderboardCell(mv.value_ci, mv.risk))
