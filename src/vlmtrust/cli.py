@@ -560,6 +560,7 @@ def _model_free(probes: list[str]) -> bool:
         "vlmtrust audit",
         "vlmtrust audit -m reference:clip --pillar robustness --out runs/before",
         "vlmtrust audit -m hf:openai/clip-vit-base-patch32 --limit 200",
+        "vlmtrust audit --config audit.toml",
     )
     + "\n\n"
     + EXIT_CODES,
@@ -573,7 +574,9 @@ def audit_cmd(
         typer.Option("--pillar", help="privacy | fairness | robustness | safety | capability"),
     ] = None,
     out: OutOpt = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="run seed (same seed, same numbers; default 0)")
+    ] = None,
     limit: LimitOpt = None,
     data: DataOpt = None,
     param: ParamOpt = None,
@@ -586,16 +589,42 @@ def audit_cmd(
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="run config file as for `run` (model, probes, params, data, seed, limit); "
+            "options given here win; copied into the run folder",
+        ),
+    ] = None,
 ) -> None:
-    """Run every probe each model's capabilities allow (default: the reference models)."""
+    """Run every probe each model's capabilities allow (default: the reference models).
+
+    With --config, the file's model, probes (default: every applicable one), parameters,
+    data, seed and limit are used where the command line does not set them.
+    """
+    from vlmtrust.core.runconfig import RunConfig, load_run_config
+
+    cfg: RunConfig | None = load_run_config(config) if config is not None else None
+    probes: list[str] | None = None
+    params: dict[str, dict[str, Any]] | None = None
+    if cfg is not None:
+        model = model or ([cfg.model] if cfg.model else None)
+        probes = list(cfg.probes) or None
+        data = data if data is not None else cfg.data
+        limit = limit if limit is not None else cfg.limit
+        seed = seed if seed is not None else cfg.seed
+        params = _merged_params(cfg, param, probes or [])
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
     _audit_and_report(
         target,
         out=out,
-        probes=None,
+        probes=probes,
         pillars=pillar,
         param=param,
-        seed=seed,
+        params=params,
+        config=cfg,
+        seed=0 if seed is None else seed,
         limit=limit,
         data=data,
         resume=resume,
