@@ -109,6 +109,24 @@ CacheOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+MlflowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mlflow",
+        help="log params, metrics (with CI bounds) and the report to MLflow (extra: mlflow); "
+        "a local store only: --mlflow-uri, $VLMTRUST_MLFLOW_URI or RUN/mlruns",
+    ),
+]
+MlflowUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri",
+        envvar="VLMTRUST_MLFLOW_URI",
+        help="MLflow store (a folder, file:/// or sqlite:///PATH.db); implies --mlflow when "
+        "given on the command line",
+        show_envvar=True,
+    ),
+]
 # The data limits (vlmtrust.core.limits): every limit an error message names is one of these.
 MaxImagePixelsOpt = Annotated[
     int,
@@ -415,6 +433,8 @@ def run(
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    mlflow: MlflowOpt = False,
+    mlflow_uri: MlflowUriOpt = None,
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
@@ -481,7 +501,23 @@ def run(
         model_option=model_option,
         params=params,
         config=cfg,
+        mlflow=_mlflow_target(mlflow, mlflow_uri),
     )
+
+
+def _mlflow_target(flag: bool, uri: str | None) -> tuple[str | None] | None:
+    """``(uri,)`` when MLflow logging is on (``--mlflow``, or ``--mlflow-uri`` given), else None.
+
+    The URI from ``$VLMTRUST_MLFLOW_URI`` alone does not turn logging on.
+    """
+    import os
+
+    from vlmtrust.report.tracker import ENV_URI
+
+    from_env = uri is not None and uri == os.environ.get(ENV_URI)
+    if flag or (uri is not None and not from_env):
+        return (uri,)
+    return None
 
 
 def _merged_params(
@@ -586,6 +622,8 @@ def audit_cmd(
     cache: CacheOpt = None,
     report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
     quiet: QuietOpt = False,
+    mlflow: MlflowOpt = False,
+    mlflow_uri: MlflowUriOpt = None,
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
@@ -624,6 +662,7 @@ def audit_cmd(
         param=param,
         params=params,
         config=cfg,
+        mlflow=_mlflow_target(mlflow, mlflow_uri),
         seed=0 if seed is None else seed,
         limit=limit,
         data=data,
@@ -694,11 +733,13 @@ def _audit_and_report(
     model_option: list[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     config: Any = None,
+    mlflow: tuple[str | None] | None = None,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
     ``params`` (already parsed) replaces ``param``; a ``config`` (:class:`RunConfig`) is
-    copied into the run folder.
+    copied into the run folder; with ``mlflow`` (``(uri or None,)``) the run is logged to
+    MLflow after the report.
 
     Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
     """
@@ -733,6 +774,12 @@ def _audit_and_report(
     _print_summary(logs)
     if report:
         _render(out, quiet)
+    if mlflow is not None:
+        from vlmtrust.report.tracker import log_run, tracking_uri
+
+        ids = log_run(out, mlflow[0])
+        if not quiet:
+            typer.echo(f"mlflow: {len(ids)} run(s) in {tracking_uri(mlflow[0], out)}")
     problems = run_problems(logs, max_error_rate=max_error_rate)
     for line in problems:
         typer.echo(f"error: {one_line(line)}", err=True)
