@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,3 +59,18 @@ def test_bar_renders_rate_and_eta() -> None:
     assert "40/400" in text
     assert "10.0/s" in text
     assert "eta" in text and "0:00:36" in text
+
+
+@pytest.mark.parametrize("name", ["robustness/typographic", "robustness/adversarial"])
+def test_declared_total_counts_user_data(name: str, tmp_path: Path) -> None:
+    """With --data the labeled-image and attack probes count the dataset's entries."""
+    from PIL import Image
+
+    for label, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            Image.new("RGB", (32, 32), colour).save(tmp_path / label / f"{i}.png")
+    probe = registry()[name]()
+    ctx = with_data(ProbeContext(data=str(tmp_path), limit=LIMIT))
+    total = probe.n_samples(ctx)
+    assert total is not None and total == sum(1 for _ in probe.samples(ctx))
