@@ -43,13 +43,14 @@ def test_progress_steps_of_a_run_equal_the_total(name: str, kind: str) -> None:
     assert sum(steps) == probe.n_samples(ctx)
 
 
-def test_bar_renders_rate_and_eta() -> None:
+@pytest.mark.parametrize("info", [False, True])  # the runner's bars, the trainers' bars
+def test_bar_renders_rate_and_eta(info: bool) -> None:
     from vlmtrust.core.progress import new_progress
 
     now = [100.0]
-    prog: Any = new_progress(rate=True)
+    prog: Any = new_progress(info=info)
     prog.get_time = lambda: now[0]
-    tid = prog.add_task("mock:dual · robustness/typographic", total=400)
+    tid = prog.add_task("mock:dual · robustness/typographic", total=400, info="loss 1.0")
     prog.start_task(tid)
     for _ in range(4):  # 10 samples a second on a fixed clock
         now[0] += 1.0

@@ -7,11 +7,11 @@ from typing import Any
 __all__ = ["new_progress"]
 
 
-def new_progress(*, rate: bool = False, info: bool = False) -> Any:
+def new_progress(*, rate: bool = True, info: bool = False) -> Any:
     """A :class:`rich.progress.Progress` (a context manager) with the project's columns.
 
     Columns: the task name (no markup, so untrusted names print as they are), a bar, done/total,
-    then items per second when ``rate``, the task's ``info`` field when ``info`` (pass
+    then items per second (unless ``rate=False``), the task's ``info`` field when ``info`` (pass
     ``info=""`` to ``add_task``), elapsed time and the estimate of the time left.
     """
     from rich.progress import (
