@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
 from vlmtrust.cli import app
 from vlmtrust.mitigations._train import reporting, train_started, train_step
 from vlmtrust.mitigations.summary import summary_lines
-
-TINY = ["steps=3", "batch_size=4", "attack_steps=1", "n_train=8", "n_eval=0"]
 
 
 def _harden(model: str, mitigation: str, params: list[str], out: Path, *extra: str) -> str:
@@ -23,15 +22,58 @@ def _harden(model: str, mitigation: str, params: list[str], out: Path, *extra: s
     return res.output
 
 
-def test_harden_shows_a_training_bar_and_a_readable_summary(
-    tiny_clip_dir: Path, tmp_path: Path
-) -> None:
-    out = _harden(f"hf:{tiny_clip_dir}", "robustness/tecoa", TINY, tmp_path / "h")
+class _Rec:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, object, object]] = []
+
+    def start(self, description: str, total: int) -> None:
+        self.seen.append(("start", description, total))
+
+    def step(self, step: int, loss: float) -> None:
+        self.seen.append(("step", step, loss))
+
+
+def test_harden_shows_a_training_bar_and_a_readable_summary(tmp_path: Path, monkeypatch) -> None:
+    import vlmtrust.api
+    from vlmtrust.core.mitigation import HardenedArtifact
+
+    def fake_harden(model: str, name: str, out: Path, **kw: object) -> HardenedArtifact:
+        train_started("tecoa adversarial fine-tuning", 3)  # what the training loop reports
+        for i in range(3):
+            train_step(i, 1.0 / (i + 1))
+        summary = {"steps": 3, "n_train": 8, "losses": [1, 0.5, 0.33], "after": {"n": 4}}
+        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+
+    monkeypatch.setattr(vlmtrust.api, "harden", fake_harden)
+    out = _harden("mock:dual", "robustness/tecoa", [], tmp_path / "h")
     bar = next(line for line in out.splitlines() if "adversarial fine-tuning" in line)
-    assert "3/3" in bar and "/s" in bar and "loss " in bar and "eta" in bar
+    assert "3/3" in bar and "/s" in bar and "loss 0.3333" in bar and "eta" in bar
     assert "hardened model: hardened:" in out
     assert "{" not in out.split("hardened model:", 1)[1]  # no raw JSON
-    assert "n train" in out
+    assert "  n train  8" in out and "    n  4" in out
+
+
+def test_the_training_loop_reports_each_step(tiny_clip: Any) -> None:
+    from PIL import Image
+
+    from vlmtrust.mitigations.robustness._advtrain import (
+        AdvTrainConfig,
+        adversarial_finetune,
+        clone_dual,
+    )
+
+    model = clone_dual(tiny_clip)  # the session's model stays untouched
+    px = model.to_pixels([Image.new("RGB", (32, 32), (60 * i, 0, 0)) for i in range(4)])
+    rec = _Rec()
+    cfg = AdvTrainConfig("fare", steps=2, batch_size=2, attack_steps=1)
+    with reporting(rec):
+        adversarial_finetune(model, px, cfg)
+    assert [e[:2] for e in rec.seen] == [
+        ("start", "fare adversarial fine-tuning"),
+        ("step", 0),
+        ("step", 1),
+    ]
+    assert rec.seen[0][2] == 2
 
 
 def test_harden_json_is_one_object(tmp_path: Path) -> None:
@@ -42,21 +84,13 @@ def test_harden_json_is_one_object(tmp_path: Path) -> None:
 
 
 def test_reporting_reaches_the_active_receiver_only() -> None:
-    seen: list[tuple[str, object, object]] = []
-
-    class Rec:
-        def start(self, description: str, total: int) -> None:
-            seen.append(("start", description, total))
-
-        def step(self, step: int, loss: float) -> None:
-            seen.append(("step", step, loss))
-
+    rec = _Rec()
     train_started("outside", 2)  # no receiver: a no-op
-    with reporting(Rec()):
+    with reporting(rec):
         train_started("loop", 2)
         train_step(0, 1.5)
     train_step(1, 1.0)
-    assert seen == [("start", "loop", 2), ("step", 0, 1.5)]
+    assert rec.seen == [("start", "loop", 2), ("step", 0, 1.5)]
 
 
 def test_summary_lines_are_aligned_and_shorten_loss_curves() -> None:
