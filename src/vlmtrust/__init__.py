@@ -1,9 +1,10 @@
 """vlmtrust: audit vision-language models for trustworthiness, and harden them.
 
 Public API (it mirrors the CLI): :func:`audit`, :func:`harden`, :func:`compare`, :func:`report`,
-:func:`load_run`, :func:`load_model`; :class:`AuditLog` (``to_dataframe()``, ``to_csv()``,
-``metric()``), :class:`Probe`, :func:`probe`, :class:`Sample`. Names are imported on first use,
-so ``import vlmtrust`` stays fast; torch and transformers load only when a model does.
+:func:`summarize`, :func:`load_run`, :func:`load_model`; :class:`AuditLog` (``to_dataframe()``,
+``to_csv()``, ``metric()``), :class:`Probe`, :func:`probe`, :class:`Sample`. Names are imported
+on first use, so ``import vlmtrust`` stays fast; torch and transformers load only when a model
+does.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ __all__ = [
     "load_run",
     "probe",
     "report",
+    "summarize",
 ]
 
 if TYPE_CHECKING:
-    from vlmtrust.api import Comparison, audit, compare, harden, load_run
+    from vlmtrust.api import Comparison, audit, compare, harden, load_run, summarize
     from vlmtrust.core.probe import Probe, ProbeContext, probe
     from vlmtrust.core.results import AuditLog
     from vlmtrust.core.sample import Sample
@@ -43,6 +45,7 @@ _LAZY = {
     "harden": "vlmtrust.api",
     "compare": "vlmtrust.api",
     "load_run": "vlmtrust.api",
+    "summarize": "vlmtrust.api",
     "Comparison": "vlmtrust.api",
     "load_model": "vlmtrust.models.loader",
     "Probe": "vlmtrust.core.probe",

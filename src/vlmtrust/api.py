@@ -39,6 +39,7 @@ from vlmtrust.runner.outdir import new_run_dir, point_latest, prepare_out_dir
 if TYPE_CHECKING:
     from vlmtrust.core.mitigation import HardenedArtifact, Mitigation
     from vlmtrust.report.diff import MetricDelta
+    from vlmtrust.report.leaderboard import Leaderboard
 
 DEFAULT_MODELS = ("reference:clip", "reference:vlm")
 
@@ -638,3 +639,17 @@ def compare(
             a, b, out_html=None if out_html is None else Path(out_html)
         )
     return result
+
+
+def summarize(runs: Sequence[str | Path], *, out: str | Path | None = None) -> Leaderboard:
+    """A leaderboard across runs and models (``vlmtrust summarize``): models × headline metrics.
+
+    Each model of each run (``"latest"`` allowed) is a row; each headline metric a column with
+    value, 95% CI and risk band. With ``out`` a folder, ``summary.html`` and ``summary.md``
+    are written there.
+    """
+    from vlmtrust.report.leaderboard import build_leaderboard, render_leaderboard
+
+    if out is None:
+        return build_leaderboard(runs)
+    return render_leaderboard(runs, out)[0]

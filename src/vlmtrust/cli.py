@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +154,24 @@ RayWorkersOpt = Annotated[
 RayCpusOpt = Annotated[
     int | None,
     typer.Option("--ray-cpus", help="CPUs a local Ray cluster offers (default: all)"),
+]
+MlflowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mlflow",
+        help="log params, metrics (with CI bounds) and the report to MLflow (extra: mlflow); "
+        "a local store only: --mlflow-uri, $VLMTRUST_MLFLOW_URI or RUN/mlruns",
+    ),
+]
+MlflowUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri",
+        envvar="VLMTRUST_MLFLOW_URI",
+        help="MLflow store (a folder, file:/// or sqlite:///PATH.db); implies --mlflow when "
+        "given on the command line",
+        show_envvar=True,
+    ),
 ]
 # The data limits (vlmtrust.core.limits): every limit an error message names is one of these.
 MaxImagePixelsOpt = Annotated[
@@ -464,6 +483,8 @@ def run(
     ray_address: RayAddressOpt = None,
     ray_workers: RayWorkersOpt = None,
     ray_cpus: RayCpusOpt = None,
+    mlflow: MlflowOpt = False,
+    mlflow_uri: MlflowUriOpt = None,
     max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
     max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
@@ -535,7 +556,23 @@ def run(
         config=cfg,
         ray=_ray_options(executor, ray_address, ray_workers, ray_cpus),
         compute=(threads, device, dtype),
+        mlflow=_mlflow_target(mlflow, mlflow_uri),
     )
+
+
+def _mlflow_target(flag: bool, uri: str | None) -> tuple[str | None] | None:
+    """``(uri,)`` when MLflow logging is on (``--mlflow``, or ``--mlflow-uri`` given), else None.
+
+    The URI from ``$VLMTRUST_MLFLOW_URI`` alone does not turn logging on.
+    """
+    import os
+
+    from vlmtrust.report.tracker import ENV_URI
+
+    from_env = uri is not None and uri == os.environ.get(ENV_URI)
+    if flag or (uri is not None and not from_env):
+        return (uri,)
+    return None
 
 
 def _merged_params(
@@ -614,6 +651,7 @@ def _model_free(probes: list[str]) -> bool:
         "vlmtrust audit",
         "vlmtrust audit -m reference:clip --pillar robustness --out runs/before",
         "vlmtrust audit -m hf:openai/clip-vit-base-patch32 --limit 200",
+        "vlmtrust audit --config audit.toml",
     )
     + "\n\n"
     + EXIT_CODES,
@@ -627,7 +665,9 @@ def audit_cmd(
         typer.Option("--pillar", help="privacy | fairness | robustness | safety | capability"),
     ] = None,
     out: OutOpt = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="run seed (same seed, same numbers; default 0)")
+    ] = None,
     limit: LimitOpt = None,
     data: DataOpt = None,
     param: ParamOpt = None,
@@ -647,16 +687,45 @@ def audit_cmd(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    mlflow: MlflowOpt = False,
+    mlflow_uri: MlflowUriOpt = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="run config file as for `run` (model, probes, params, data, seed, limit); "
+            "options given here win; copied into the run folder",
+        ),
+    ] = None,
 ) -> None:
-    """Run every probe each model's capabilities allow (default: the reference models)."""
+    """Run every probe each model's capabilities allow (default: the reference models).
+
+    With --config, the file's model, probes (default: every applicable one), parameters,
+    data, seed and limit are used where the command line does not set them.
+    """
+    from vlmtrust.core.runconfig import RunConfig, load_run_config
+
+    cfg: RunConfig | None = load_run_config(config) if config is not None else None
+    probes: list[str] | None = None
+    params: dict[str, dict[str, Any]] | None = None
+    if cfg is not None:
+        model = model or ([cfg.model] if cfg.model else None)
+        probes = list(cfg.probes) or None
+        data = data if data is not None else cfg.data
+        limit = limit if limit is not None else cfg.limit
+        seed = seed if seed is not None else cfg.seed
+        params = _merged_params(cfg, param, probes or [])
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
     _audit_and_report(
         target,
         out=out,
-        probes=None,
+        probes=probes,
         pillars=pillar,
         param=param,
-        seed=seed,
+        params=params,
+        config=cfg,
+        mlflow=_mlflow_target(mlflow, mlflow_uri),
+        seed=0 if seed is None else seed,
         limit=limit,
         data=data,
         resume=resume,
@@ -744,11 +813,13 @@ def _audit_and_report(
     config: Any = None,
     ray: tuple[str, Any] = ("local", None),
     compute: tuple[int | None, str | None, str | None] = (None, None, None),
+    mlflow: tuple[str | None] | None = None,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
     ``params`` (already parsed) replaces ``param``; a ``config`` (:class:`RunConfig`) is
-    copied into the run folder; ``compute`` is ``(threads, device, dtype)``.
+    copied into the run folder; ``compute`` is ``(threads, device, dtype)``; with ``mlflow``
+    (``(uri or None,)``) the run is logged to MLflow after the report.
 
     Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
     """
@@ -788,6 +859,12 @@ def _audit_and_report(
     _print_summary(logs)
     if report:
         _render(out, quiet)
+    if mlflow is not None:
+        from vlmtrust.report.tracker import log_run, tracking_uri
+
+        ids = log_run(out, mlflow[0])
+        if not quiet:
+            typer.echo(f"mlflow: {len(ids)} run(s) in {tracking_uri(mlflow[0], out)}")
     problems = run_problems(logs, max_error_rate=max_error_rate)
     for line in problems:
         typer.echo(f"error: {one_line(line)}", err=True)
@@ -860,6 +937,36 @@ def compare(
         console.print(item)
     html, md = render_compare(run_a, run_b, out_html=out)
     typer.echo(f"comparison: {html}\n            {md}")
+
+
+@app.command(
+    epilog=_examples(
+        "vlmtrust summarize vlmtrust-runs/run-a vlmtrust-runs/run-b",
+        "vlmtrust summarize runs/* --out leaderboard",
+    )
+)
+@_guard
+def summarize(
+    runs: Annotated[
+        list[Path], typer.Argument(help="run folders (or multi-model audits), or 'latest'")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="folder for summary.html and summary.md"),
+    ] = Path("vlmtrust-runs/summary"),
+) -> None:
+    """A leaderboard across runs and models: models × headline metrics, CIs and risk bands.
+
+    Writes OUT/summary.html and OUT/summary.md: each model's band per pillar, then each
+    headline metric as value [95% CI] with its band.
+    """
+    from vlmtrust.report.leaderboard import render_leaderboard
+
+    board, html, md = render_leaderboard(runs, out)
+    typer.echo(
+        f"{len(board.rows)} model(s) × {len(board.columns)} headline metric(s)\n"
+        f"summary: {html}\n         {md}"
+    )
 
 
 @app.command("runs", epilog=_examples("vlmtrust runs", "vlmtrust runs my-runs"))
@@ -1013,8 +1120,15 @@ def harden(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the summary as JSON (for scripts)")
+    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Apply a mitigation; the result loads with --model hardened:OUT.
+
+    Training mitigations show a progress bar (steps, loss, rate, ETA); the end prints a
+    readable summary (--json: the spec and summary as one JSON object on stdout).
 
     A data mitigation (privacy/dedup, with --model none) writes OUT/manifest.jsonl instead.
     A non-empty --out is refused unless --overwrite is given, which clears it only if it holds
@@ -1035,24 +1149,34 @@ def harden(
             f"--param names {other!r}, but the mitigation is {name}: write KEY=VALUE or "
             f"{name}.KEY=VALUE"
         )
-    art = harden_api(
-        model,
-        name,
-        out,
-        params=scoped.get(name, {}),
-        seed=seed,
-        data=data,
-        quick=quick,
-        overwrite=overwrite,
-        model_options=parse_model_options(model_option),
-        data_limits=limits,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-    )
+    from vlmtrust.core.progress import TrainBar
+    from vlmtrust.mitigations._train import reporting
+    from vlmtrust.mitigations.summary import summary_lines
+
+    bar = None if quiet or as_json else TrainBar()
+    with bar or contextlib.nullcontext(), reporting(bar):
+        art = harden_api(
+            model,
+            name,
+            out,
+            params=scoped.get(name, {}),
+            seed=seed,
+            data=data,
+            quick=quick,
+            overwrite=overwrite,
+            model_options=parse_model_options(model_option),
+            data_limits=limits,
+            threads=threads,
+            device=device,
+            dtype=dtype,
+        )
+    if as_json:
+        payload = {"spec": art.spec, "mitigation": name, "summary": art.summary}
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
     typer.echo(f"{'cleaned data' if cls.kind == 'data' else 'hardened model'}: {art.spec}")
-    if art.summary:
-        typer.echo(json.dumps(art.summary, indent=2, default=str))
+    for line in summary_lines(art.summary):
+        typer.echo(line)
 
 
 @reference_app.command(

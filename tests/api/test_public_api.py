@@ -23,7 +23,7 @@ from vlmtrust.core.results import (
 )
 from vlmtrust.core.types import RiskBand
 
-API = ("audit", "harden", "compare", "report", "load_run", "load_model", "AuditLog")
+API = ("audit", "harden", "compare", "report", "summarize", "load_run", "load_model", "AuditLog")
 
 
 def test_the_api_is_listed_and_resolves():

@@ -97,3 +97,17 @@ def test_dry_run_loads_and_writes_nothing(config_run, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "reference:clip is a dual encoder" in res.output
     res = runner.invoke(app, ["run", "--dry-run"])
     assert res.exit_code == 2 and "--config FILE" in res.output
+
+
+def test_audit_takes_a_config_too(tmp_path):
+    (tmp_path / "c.toml").write_text(TOML)
+    out = tmp_path / "audit"
+    args = ["audit", "--config", str(tmp_path / "c.toml"), "--out", str(out), "-q"]
+    res = runner.invoke(app, [*args, "--no-report", "-p", "capability/zero_shot.n=40"])
+    assert res.exit_code == 0, res.output
+    assert (out / "config.toml").read_text() == TOML
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["seed"] == 3 and spec["limit"] == 4 and spec["model"]["spec"] == "mock:dual"
+    (probe,) = spec["probes"]
+    assert probe["name"] == "capability/zero_shot"
+    assert probe["params"]["template"] == "a picture of a {}" and probe["params"]["n"] == 40

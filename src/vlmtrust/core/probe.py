@@ -132,6 +132,14 @@ class Probe(abc.ABC):
             "— pick a model of the right kind or see `vlmtrust list probes`"
         )
 
+    def n_samples(self, ctx: ProbeContext) -> int | None:
+        """How many items :meth:`samples` yields for ``ctx``: the progress bar's total.
+
+        Every built-in probe declares it (computed from its parameters, without drawing the
+        samples); ``None`` means unknown (the bar then shows a count and a rate, no ETA).
+        """
+        return None
+
     @abc.abstractmethod
     def samples(self, ctx: ProbeContext) -> Iterable[Sample]:
         """The samples to evaluate, lazily. Ids must be unique and stable for a seed."""

@@ -7,11 +7,11 @@ from typing import Any
 __all__ = ["new_progress"]
 
 
-def new_progress(*, rate: bool = False, info: bool = False) -> Any:
+def new_progress(*, rate: bool = True, info: bool = False) -> Any:
     """A :class:`rich.progress.Progress` (a context manager) with the project's columns.
 
     Columns: the task name (no markup, so untrusted names print as they are), a bar, done/total,
-    then items per second when ``rate``, the task's ``info`` field when ``info`` (pass
+    then items per second (unless ``rate=False``), the task's ``info`` field when ``info`` (pass
     ``info=""`` to ``add_task``), elapsed time and the estimate of the time left.
     """
     from rich.progress import (
@@ -44,3 +44,35 @@ def new_progress(*, rate: bool = False, info: bool = False) -> Any:
         columns.append(TextColumn("{task.fields[info]}", markup=False))
     columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     return Progress(*columns, transient=False)
+
+
+class TrainBar:
+    """A training-progress receiver drawing one bar per training loop: steps, loss, rate, ETA.
+
+    Use as a context manager around the training (the bars stop at the end); it satisfies
+    :class:`vlmtrust.mitigations._train.TrainProgress`.
+    """
+
+    def __init__(self) -> None:
+        self._prog: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> TrainBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._prog is not None:
+            self._prog.stop()
+            self._prog = None
+
+    def start(self, description: str, total: int) -> None:
+        """Add a bar of ``total`` steps (the first one starts the display)."""
+        if self._prog is None:
+            self._prog = new_progress(rate=True, info=True)
+            self._prog.start()
+        self._task = self._prog.add_task(description, total=max(total, 1), info="loss –")
+
+    def step(self, step: int, loss: float) -> None:
+        """Move the current bar to ``step + 1`` done and show the loss."""
+        if self._prog is not None and self._task is not None:
+            self._prog.update(self._task, completed=step + 1, info=f"loss {loss:.4f}")

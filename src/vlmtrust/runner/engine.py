@@ -125,6 +125,8 @@ def read_records(path: Path, *, repair: bool = False) -> list[Record]:
 @dataclass
 class _Progress:
     advance: Callable[[int], None]
+    finish: Callable[[], None] = lambda: None
+    """Close the bar at what was done (a probe that failed or skipped samples ends full)."""
 
 
 def _error_record(sample_id: str, index: int, message: str, attributes: Any = None) -> Record:
@@ -637,6 +639,7 @@ def run_audit(
                 results.append(_failed_result(p, one_line(e), time.perf_counter() - t_probe))
             finally:
                 writer.close()
+                task.finish()
             audit = AuditLog(spec=spec, results=results, seconds=time.perf_counter() - t0)
             _atomic_write(out_dir / "results.json", audit.model_dump_json(indent=2) + "\n")
     if not probes:
@@ -689,7 +692,12 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int | None], _Progre
 
         def make(name: str, total: int | None) -> _Progress:
             tid = prog.add_task(name, total=total)
-            return _Progress(advance=lambda n: prog.advance(tid, n))
+
+            def finish() -> None:
+                done = prog.tasks[prog.task_ids.index(tid)].completed
+                prog.update(tid, total=max(done, 1), completed=max(done, 1))
+
+            return _Progress(advance=lambda n: prog.advance(tid, n), finish=finish)
 
         yield make
 

@@ -52,6 +52,7 @@ from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations._train import train_started, train_step
 
 if TYPE_CHECKING:
     import torch
@@ -229,6 +230,7 @@ def dp_finetune(
     scale = float(model.logit_scale)
     module.train()
     t0 = time.perf_counter()
+    train_started("DP-SGD fine-tuning" if private else "fine-tuning (no DP control)", cfg.steps)
     try:
         for step in range(cfg.steps):
             ts = time.perf_counter()
@@ -253,8 +255,10 @@ def dp_finetune(
                     p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
             opt.step()
             log.step_seconds.append(time.perf_counter() - ts)
-            if progress is not None and log.losses:
-                progress(step, log.losses[-1])
+            if log.losses:
+                if progress is not None:
+                    progress(step, log.losses[-1])
+                train_step(step, log.losses[-1])
     finally:
         if gsm is not None:
             gsm._close()

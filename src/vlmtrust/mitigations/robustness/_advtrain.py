@@ -29,7 +29,7 @@ from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import MitigationContext
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability
-from vlmtrust.mitigations._train import optimizer_step
+from vlmtrust.mitigations._train import optimizer_step, train_started
 
 if TYPE_CHECKING:
     import torch
@@ -271,6 +271,7 @@ def adversarial_finetune(
     pos = 0
     module.eval()  # CLIP-style towers have no dropout/batch-norm to switch; keep eval semantics
     t0 = time.perf_counter()
+    train_started(f"{cfg.objective} adversarial fine-tuning", cfg.steps)
     for step in range(cfg.steps):
         if pos + bs > n:
             order = torch.randperm(n, generator=gen)

@@ -31,7 +31,7 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.model import require
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import optimizer_step
+from vlmtrust.mitigations._train import optimizer_step, train_started
 
 
 class MixGenParams(Params):
@@ -203,6 +203,7 @@ def finetune(
     report = TrainReport(steps=steps, mixgen=mixgen)
     t0 = time.perf_counter()
     net.train()
+    train_started("mixgen fine-tuning" if mixgen else "contrastive fine-tuning", steps)
     try:
         for step in range(steps):
             idx = rng.choice(len(pairs), size=bs, replace=False)

@@ -34,6 +34,7 @@ from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations._train import train_started, train_step
 from vlmtrust.mitigations.safety._vlguard_data import (
     SafetyExample,
     build_safety_set,
@@ -302,8 +303,9 @@ def finetune(
     encoded = [encode_example(model, ex) for ex in examples]
     order = rng.permutation(len(examples))
     pos = 0
+    train_started("VLGuard fine-tuning", steps)
     try:
-        for _ in range(steps):
+        for step in range(steps):
             if pos + batch_size > len(order):
                 order, pos = rng.permutation(len(examples)), 0
             enc = collate(model, [encoded[int(i)] for i in order[pos : pos + batch_size]])
@@ -314,6 +316,7 @@ def finetune(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             losses.append(float(loss.detach()))
+            train_step(step, losses[-1])
     finally:
         module.eval()
         for prm in module.parameters():

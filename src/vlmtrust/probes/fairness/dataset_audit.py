@@ -212,6 +212,10 @@ class DatasetAuditProbe(Probe):
             )
         return _Source()
 
+    def n_samples(self, ctx: ProbeContext) -> int:
+        """One: the dataset as a whole."""
+        return 1
+
     def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
         """One sample: the dataset as a whole (its rows are read in :meth:`evaluate`)."""
         src = self._source(ctx)

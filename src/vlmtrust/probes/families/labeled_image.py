@@ -263,10 +263,16 @@ class LabeledImageProbe(ZeroShotProbe):
     # ------------------------------------------------------------------ samples
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
-        if ctx.data is not None:
-            return None
+        """Number of samples (for progress bars): the extras plus every image's variants.
+
+        With ``--data`` the dataset's entries are counted (not decoded); an unreadable entry
+        is one error record, not a set of variants.
+        """
         n = int(self.params.n)  # type: ignore[attr-defined]
+        if ctx.data is not None:
+            items = _data.first(_data.dataset(ctx), ctx.size(n))
+            vpi = self.variants_per_image()
+            return sum(vpi if isinstance(it, Sample) else 1 for it in items)
         return self.extra_count(ctx) + ctx.size(n) * self.variants_per_image()
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:

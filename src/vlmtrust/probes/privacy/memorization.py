@@ -203,6 +203,17 @@ class MemorizationProbe(Probe):
 
     # ------------------------------------------------------------------ samples
 
+    def n_samples(self, ctx: ProbeContext) -> int:
+        """The members plus the held-out pairs (the user's rows, counted, with ``--data``)."""
+        p = self.params
+        if ctx.data is not None:
+            return sum(1 for _ in first(dataset(ctx), ctx.limit))
+        if p.target == "canaries":
+            return _candidates.CANARY_MEMBERS + ctx.size(p.held_out)
+        from vlmtrust.data.synthworld import PII_POOL
+
+        return len(PII_POOL) * p.renders + ctx.size(p.held_out)
+
     def samples(self, ctx: ProbeContext) -> Iterator[Any]:
         """Training pairs (member 1) and held-out pairs (member 0)."""
         p = self.params

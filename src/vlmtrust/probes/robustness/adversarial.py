@@ -216,6 +216,14 @@ class AdversarialProbe(Probe):
 
     # ------------------------------------------------------------------ samples
 
+    def n_samples(self, ctx: ProbeContext) -> int:
+        """One sample per clean image (the user's entries are counted, not decoded)."""
+        if ctx.data is None:
+            return ctx.size(self.p.n)
+        from vlmtrust.probes import _data
+
+        return sum(1 for _ in _data.first(_data.dataset(ctx), ctx.size(self.p.n)))
+
     def samples(self, ctx: ProbeContext) -> Iterable[Sample | Any]:
         """SynthWorld in-distribution shapes by default, or the user's labeled data."""
         from vlmtrust.probes.families.labeled_image import Base, base_images, make_sample

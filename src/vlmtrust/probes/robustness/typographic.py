@@ -88,6 +88,10 @@ class Typographic(li.LabeledImageProbe):
                 f"{variant}/{size}/{pos}", img, attrs, {"written": "" if blank else word}
             )
 
+    def extra_count(self, ctx: ProbeContext) -> int:
+        """The SynthWorld scenes: an attack and a blank control per clean image."""
+        return 2 * ctx.size(self.params.n)
+
     def extra_samples(self, ctx: ProbeContext, classes: list[str]) -> Iterator[Sample]:
         """SynthWorld's labelled-object scenes (the planted layout of the reference models).
 

@@ -182,6 +182,12 @@ class VisualAdversarial(Probe):
             self.base_image = SynthWorld(seed=ctx.seed + 7, image_size=224).shapes(1)[0].image
         return self.base_image
 
+    def n_samples(self, ctx: ProbeContext) -> int:
+        """The held-out harmful requests plus the benign look-alikes (each capped by its pool)."""
+        n_h = min(len(self._requests(1)), ctx.size(self.p.n)) if self.p.n else 0
+        n_b = min(len(self._benign()), ctx.size(self.p.n_benign)) if self.p.n_benign else 0
+        return n_h + n_b
+
     def samples(self, ctx: ProbeContext) -> Iterable[Sample]:
         """Held-out (test split) harmful requests, then benign look-alikes, with the scene."""
         image = ImageRef.from_image(self.clean_image(ctx), label="clean scene")
