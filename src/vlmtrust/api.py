@@ -234,7 +234,9 @@ def audit(
     else:
         models, single = [model], True
     _check_inputs(probes, pillars, params, limit=limit, data=data, models=models)
-    _check_probes(probes, params, ProbeContext(seed=seed, data=data, limit=limit))
+    specs = [m for m in models if isinstance(m, str)]
+    check_ctx = ProbeContext(seed=seed, data=data, limit=limit, extras={"model_specs": specs})
+    _check_probes(probes, params, check_ctx)
     fresh = out is None
     if out is None:
         shown_models = [redact_text(m if isinstance(m, str) else m.spec) for m in models]
