@@ -125,11 +125,11 @@ def check_reference_specs(what: str, refs: Sequence[str], targets: Sequence[str]
                 "models of one architecture, or let the probe train them (references=4)"
             )
     for t in targets:
-        arch = spec_architecture(t)
-        if arch is not None and arch != first_arch:
+        got = spec_architecture(t)
+        if got is not None and got != first_arch:
             raise CapabilityError(
                 f"{what}: reference model {first_spec} is {first_arch} but the target {t} is "
-                f"{arch}; reference models must share the target's architecture — pass such "
+                f"{got}; reference models must share the target's architecture — pass such "
                 "models, or let the probe train them (references=4)"
             )
 
