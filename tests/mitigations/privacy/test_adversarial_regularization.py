@@ -12,7 +12,7 @@ from vlmtrust.mitigations.privacy.adversarial_regularization import (
     run_adversarial_regularization,
 )
 
-SMALL = {"steps": 20, "batch_size": 16, "n_members": 32, "n_reference": 32,
+SMALL = {"steps": 16, "attack_steps": 1, "batch_size": 16, "n_members": 32, "n_reference": 32,
          "n_non_members": 32, "n_public": 16, "n_eval": 0, "lr": 1e-3}  # fmt: skip
 
 
