@@ -19,7 +19,8 @@ SMALL = {"steps": 16, "attack_steps": 1, "batch_size": 16, "n_members": 32, "n_r
 def test_hardened_model_leaks_less_membership_than_the_plain_finetune(
     ref_clip: Any, tmp_path: Path
 ) -> None:
-    """Same data, batches and budget: λ > 0 lowers the members' AUC against held-out pairs."""
+    """Same data, batches and budget: λ > 0 brings the members' AUC against held-out pairs
+    toward 0.5."""
     _, control = run_adversarial_regularization(
         ref_clip, MitigationContext(seed=0), AdvRegParams(lam=0, **SMALL)
     )
@@ -29,7 +30,9 @@ def test_hardened_model_leaks_less_membership_than_the_plain_finetune(
     )
     hardened = art.summary
     assert control["membership_auc"] > 0.6, control  # the plain fine-tune memorises
-    assert hardened["membership_auc"] < control["membership_auc"] - 0.05, (hardened, control)
+    # closer to chance (an AUC far below 0.5 would leak as much, with the sign flipped)
+    leak, leak0 = abs(hardened["membership_auc"] - 0.5), abs(control["membership_auc"] - 0.5)
+    assert leak < leak0 - 0.05, (hardened, control)
     record = json.loads((out / "hardening.json").read_text())
     assert record["mitigation"] == "privacy/adversarial_regularization"
     assert record["privacy"]["lambda"] == 10 and 0 <= record["attack_auc_train"] <= 1

@@ -186,7 +186,7 @@ def adversarial_finetune(
                     stats = (both.mean(0), both.std(0).clamp_min(1e-6))
                 logits = head(norm(both, stats))[:, 0]
                 y = torch.cat([torch.ones(len(mi)), torch.zeros(len(ri))])
-                h_loss = bce(logits, y)
+                h_loss: Any = bce(logits, y)
                 h_opt.zero_grad(set_to_none=True)
                 h_loss.backward()
                 h_opt.step()
