@@ -476,7 +476,7 @@ def _peft() -> Any:
     except ImportError:
         raise InputError(
             "privacy/dp_finetune on a generative model needs peft; install it with "
-            "pip install 'vlmtrust[privacy-train]' peft"
+            "pip install 'vlmtrust[privacy-train]'"
         ) from None
     return peft
 
