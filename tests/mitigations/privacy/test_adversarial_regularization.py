@@ -43,8 +43,13 @@ def test_hardened_model_leaks_less_membership_than_the_plain_finetune(
 
 def test_candidate_sets_are_disjoint_and_generative_models_are_refused() -> None:
     p = AdvRegParams(n_members=8, n_reference=8, n_non_members=8)
-    (_, m), (_, r), (_, h) = advreg_candidates(p, MitigationContext())
-    assert not (set(m) & set(r)) and not (set(m) & set(h)) and not (set(r) & set(h))
+    sets = [
+        {(im.tobytes(), cap) for im, cap in zip(*part, strict=True)}
+        for part in advreg_candidates(p, MitigationContext())
+    ]
+    assert [len(s) for s in sets] == [8, 8, 8]
+    m, r, h = sets
+    assert not (m & r) and not (m & h) and not (r & h)
 
     class Gen:
         spec, kind = "x", "generative"
