@@ -165,3 +165,24 @@ def test_mixgen_recipe_mixes_batches_and_leaves_the_default_alone(tmp_path):
     for bad in (-0.1, 0.6):
         with pytest.raises(ValueError, match="mixgen_fraction"):
             dataclasses.replace(short, mixgen_fraction=bad)
+
+
+def test_cli_writes_the_canary_mixture_and_refuses_a_bad_canary_manifest(tmp_path):
+    from typer.testing import CliRunner
+
+    from vlmtrust.cli import app
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.reference.train_clip import read_canary_manifest
+
+    res = CliRunner().invoke(
+        app, ["reference", "train", "clip", "--quick", "--write-mixture", str(tmp_path / "mix")]
+    )
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "mix" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 720 and len({json.loads(x)["image"] for x in lines}) == 32
+    bad = tmp_path / "mix" / "bad.jsonl"
+    bad.write_text(lines[0] + "\n" + '{"image": "images/canary000.png"}\n')
+    with pytest.raises(InputError, match="line 2: need a JSON object with image and caption"):
+        read_canary_manifest(bad)
+    res = CliRunner().invoke(app, ["reference", "train", "vlm", "--write-mixture", "x"])
+    assert res.exit_code == 2 and "applies to reference:clip only" in res.output
