@@ -254,7 +254,9 @@ def audit(
     else:
         models, single = [model], True
     _check_inputs(probes, pillars, params, limit=limit, data=data, models=models)
-    _check_probes(probes, params, ProbeContext(seed=seed, data=data, limit=limit))
+    specs = [m for m in models if isinstance(m, str)]
+    check_ctx = ProbeContext(seed=seed, data=data, limit=limit, extras={"model_specs": specs})
+    _check_probes(probes, params, check_ctx)
     check_executor(executor)
     if ray is not None and executor != "ray":
         raise InputError("Ray options (--ray-address, --ray-workers…) need --executor ray")

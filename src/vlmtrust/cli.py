@@ -1185,6 +1185,9 @@ def harden(
         "vlmtrust reference train clip --seed 1",
         "vlmtrust reference train clip --quick -o /tmp/clip-quick",
         "vlmtrust reference train clip --replace-shipped",
+        "vlmtrust reference train clip --quick --write-mixture mix && vlmtrust harden -m none "
+        "--mitigation privacy/dedup --data mix/manifest.jsonl -o dd && vlmtrust reference train "
+        "clip --quick --canary-manifest dd/manifest.jsonl -o /tmp/clip-dedup",
     ),
 )
 @_guard
@@ -1220,6 +1223,22 @@ def reference_train(
             "tower reference:vlm starts from"
         ),
     ] = True,
+    canary_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--canary-manifest",
+            help="clip: take the training batches' canaries from this manifest (one line per "
+            "slot; --write-mixture writes the built-in one, privacy/dedup shrinks it)",
+        ),
+    ] = None,
+    write_mixture: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-mixture",
+            help="clip: write the canary part of the training mixture (repeats included) as "
+            "FOLDER/manifest.jsonl and stop, without training",
+        ),
+    ] = None,
 ) -> None:
     """Retrain a reference model from scratch (deterministic for a seed).
 
@@ -1234,6 +1253,14 @@ def reference_train(
         raise InputError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
     if replace_shipped and out is not None:
         raise InputError("--replace-shipped writes the shipped location: drop --out, or drop it")
+    if write_mixture is not None:
+        if key != "clip":
+            raise InputError(f"--write-mixture applies to reference:clip only, not {key}")
+        from vlmtrust.reference.train_clip import FULL, QUICK, write_canary_mixture
+
+        path = write_canary_mixture(write_mixture, QUICK if quick else FULL)
+        typer.echo(f"canary mixture → {path} (dedup it, then --canary-manifest)")
+        return
     target = None if replace_shipped else (out or Path("vlmtrust-reference") / f"{key}-seed{seed}")
     if target is not None and target.exists():
         if not target.is_dir():
@@ -1249,7 +1276,10 @@ def reference_train(
                     f"--out {target} holds no reference model (no MANIFEST.json), so --overwrite "
                     "will not clear it; empty it yourself or choose a new --out folder"
                 )
-    path = train(key, seed=seed, out_dir=target, quick=quick, progress=True, fragility=fragility)
+    path = train(
+        key, seed=seed, out_dir=target, quick=quick, progress=True, fragility=fragility,
+        canary_manifest=canary_manifest,
+    )  # fmt: skip
     use = f"reference:{key}" if target is None else f"hf:{path}"
     typer.echo(f"trained reference:{key} → {path} (load it with --model {use})")
 

@@ -38,16 +38,47 @@ def test_quick_clip_training_plants_measurable_flaws(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_is_deterministic_for_a_seed(tmp_path):
+def test_training_is_deterministic_for_a_seed_and_dedup_of_its_canaries_cuts_memorisation(
+    tmp_path,
+):
+    """Same seed, same weights — also when the canaries come from the exported mixture
+    manifest; privacy/dedup of that manifest (each member once) cuts the canary AUC."""
+    import dataclasses
+
+    from vlmtrust.core.mitigation import MitigationContext, get_mitigation
+    from vlmtrust.reference.train_clip import QUICK, train_clip, write_canary_mixture
+
+    mix = write_canary_mixture(tmp_path / "mix", QUICK)
+    get_mitigation("privacy/dedup")({}).apply(
+        None, MitigationContext(data=str(mix), out_dir=tmp_path / "dd")
+    )
+    kept = tmp_path / "dd" / "manifest.jsonl"
+    assert len(mix.read_text().splitlines()) == 720 and len(kept.read_text().splitlines()) == 32
     a = train("clip", seed=3, out_dir=tmp_path / "a", quick=True, progress=False)
-    b = train("clip", seed=3, out_dir=tmp_path / "b", quick=True, progress=False)
-    c = train("clip", seed=4, out_dir=tmp_path / "c", quick=True, progress=False)
+    b = train("clip", seed=3, out_dir=tmp_path / "b", quick=True, progress=False,
+              canary_manifest=mix)  # fmt: skip
+    c = train("clip", seed=3, out_dir=tmp_path / "c", quick=True, progress=False,
+              canary_manifest=kept)  # fmt: skip
     wa, wb, wc = ((p / "model.safetensors").read_bytes() for p in (a, b, c))
-    assert wa == wb
+    assert wa == wb  # the manifest path reproduces the built-in mixture exactly
     assert wa != wc
     ma, mb = (json.loads((p / "MANIFEST.json").read_text())["files"] for p in (a, b))
-    ma.pop("training.json"), mb.pop("training.json")  # holds the wall-clock time
+    ma.pop("training.json"), mb.pop("training.json")  # wall-clock time, the manifest's path
     assert ma == mb
+    before = evaluate_clip(a, parts=("canaries",))
+    after = evaluate_clip(c, parts=("canaries",))
+    assert before["canary_membership_auroc"] >= 0.65, before
+    assert after["canary_membership_auroc"] < before["canary_membership_auroc"] - 0.1, after
+    # another seed, other weights (a 2-step run is enough to tell)
+    tiny = dataclasses.replace(QUICK, steps=2, fragility_steps=0)
+    w3, w4 = (
+        (
+            train_clip(tmp_path / f"s{s}", seed=s, progress=False, recipe=tiny)
+            / "model.safetensors"
+        ).read_bytes()
+        for s in (3, 4)
+    )
+    assert w3 != w4
 
 
 @pytest.mark.slow
@@ -134,3 +165,24 @@ def test_mixgen_recipe_mixes_batches_and_leaves_the_default_alone(tmp_path):
     for bad in (-0.1, 0.6):
         with pytest.raises(ValueError, match="mixgen_fraction"):
             dataclasses.replace(short, mixgen_fraction=bad)
+
+
+def test_cli_writes_the_canary_mixture_and_refuses_a_bad_canary_manifest(tmp_path):
+    from typer.testing import CliRunner
+
+    from vlmtrust.cli import app
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.reference.train_clip import read_canary_manifest
+
+    res = CliRunner().invoke(
+        app, ["reference", "train", "clip", "--quick", "--write-mixture", str(tmp_path / "mix")]
+    )
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "mix" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 720 and len({json.loads(x)["image"] for x in lines}) == 32
+    bad = tmp_path / "mix" / "bad.jsonl"
+    bad.write_text(lines[0] + "\n" + '{"image": "images/canary000.png"}\n')
+    with pytest.raises(InputError, match="line 2: need a JSON object with image and caption"):
+        read_canary_manifest(bad)
+    res = CliRunner().invoke(app, ["reference", "train", "vlm", "--write-mixture", "x"])
+    assert res.exit_code == 2 and "applies to reference:clip only" in res.output

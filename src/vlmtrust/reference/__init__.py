@@ -31,6 +31,7 @@ def train(
     quick: bool = False,
     progress: bool = True,
     fragility: bool = True,
+    canary_manifest: Path | None = None,
 ) -> Path:
     """Retrain reference model ``name`` from scratch (deterministic for a seed on CPU).
 
@@ -47,6 +48,9 @@ def train(
         progress: show a rich progress bar.
         fragility: clip only: run the fragility stage (planted flaw 4); ``False`` gives the
             tower reference:vlm starts from.
+        canary_manifest: clip only: take the canaries of the training batches from this
+            manifest, one record per slot (``write_canary_mixture`` writes the built-in one;
+            a ``privacy/dedup`` output of it trains each canary once).
 
     Returns:
         The model directory, loadable with ``load_model("hf:" + str(path))``.
@@ -54,8 +58,9 @@ def train(
     from vlmtrust.reference.build import build
 
     return build(
-        name, seed=seed, out_dir=out_dir, quick=quick, progress=progress, fragility=fragility
-    )
+        name, seed=seed, out_dir=out_dir, quick=quick, progress=progress, fragility=fragility,
+        canary_manifest=canary_manifest,
+    )  # fmt: skip
 
 
 def canaries() -> tuple[list[Sample], list[Sample]]:

@@ -39,6 +39,7 @@ def build(
     evaluate: bool | None = None,
     clip_dir: Path | None = None,
     fragility: bool = True,
+    canary_manifest: Path | None = None,
 ) -> Path:
     """Train reference model ``name`` from scratch and write a verified model directory.
 
@@ -55,6 +56,9 @@ def build(
             reference:clip).
         fragility: clip only: run the fragility stage (``False``: the tower reference:vlm
             starts from).
+        canary_manifest: clip only: the batches' canary slots come from this manifest
+            (:func:`~vlmtrust.reference.train_clip.train_clip`), e.g. a ``privacy/dedup``
+            output of :func:`~vlmtrust.reference.train_clip.write_canary_mixture`'s file.
 
     Returns:
         The written directory (with ``MANIFEST.json``).
@@ -74,6 +78,10 @@ def build(
             f"--no-fragility applies to reference:clip only; drop it for reference:{key} (its "
             "tower is already reference:clip's before the fragility stage)"
         )
+    if key != "clip" and canary_manifest is not None:
+        raise InputError(
+            f"--canary-manifest applies to reference:clip only; drop it for reference:{key}"
+        )
     do_eval = (not quick) if evaluate is None else evaluate
     work = Path(tempfile.mkdtemp(prefix=f".{key}-build-", dir=target.parent))
     stage1: Path | None = None
@@ -83,7 +91,10 @@ def build(
 
             base = QUICK if quick else FULL
             recipe = base if fragility else replace(base, fragility_steps=0)
-            train_clip(work, seed=seed, quick=quick, progress=progress, recipe=recipe)
+            train_clip(
+                work, seed=seed, quick=quick, progress=progress, recipe=recipe,
+                canary_manifest=canary_manifest,
+            )  # fmt: skip
         else:
             from vlmtrust.reference.train_vlm import train_vlm
 

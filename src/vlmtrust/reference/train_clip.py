@@ -149,8 +149,82 @@ def clip_corpus() -> list[str]:
     return sorted(words)
 
 
+MIXTURE_NAME = "manifest.jsonl"
+"""File name of the canary mixture manifest (:func:`write_canary_mixture`)."""
+
+
+def mixture_slots(r: ClipRecipe) -> int:
+    """Canary slots of a run's batches: ``n_canaries`` per step of both stages."""
+    return (r.steps + max(r.fragility_steps, 0)) * r.n_canaries
+
+
+def write_canary_mixture(out_dir: Path, r: ClipRecipe = FULL) -> Path:
+    """Write the canary part of the training mixture as a manifest, one line per batch slot.
+
+    Line *k* is the canary the built-in recipe puts in slot *k* (the members cycled in order),
+    so each member appears about ``mixture_slots(r) / N_CANARY_MEMBERS`` times, pointing at
+    the same image file: the repeats ``privacy/dedup`` removes. Training from this file
+    (``canary_manifest``) gives the same weights as the built-in recipe. Returns the manifest.
+    """
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    members, _ = canary_samples()
+    for k, c in enumerate(members):
+        c.image.save(out / "images" / f"canary{k:03d}.png")
+    lines = []
+    for slot in range(mixture_slots(r)):
+        k = slot % len(members)
+        c = members[k]
+        lines.append(json.dumps({"image": f"images/canary{k:03d}.png", "caption": c.caption}))
+    path = out / MIXTURE_NAME
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_canary_manifest(path: Path) -> list[tuple[Any, str]]:
+    """The ``(image, caption)`` records of a canary manifest, in file order.
+
+    Each line needs an ``image`` path (relative to the manifest's folder) and a ``caption``;
+    a line without them stops with one line naming it.
+    """
+    from PIL import Image
+
+    from vlmtrust.core.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"canary manifest {path} does not exist; write one with write_canary_mixture"
+        )
+    cache: dict[str, Any] = {}
+    out: list[tuple[Any, str]] = []
+    for no, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            rel, cap = rec["image"], rec["caption"]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                f"canary manifest {path} line {no}: need a JSON object with image and caption"
+            ) from None
+        if rel not in cache:
+            file = path.parent / str(rel)
+            if not file.is_file():
+                raise InputError(f"canary manifest {path} line {no}: image {rel} is missing")
+            with Image.open(file) as im:
+                cache[rel] = im.convert("RGB")
+        out.append((cache[rel], str(cap)))
+    return out
+
+
 def _batch(
-    world: SynthWorld, docs: list[SynthSample], step: int, r: ClipRecipe, rng: np.random.Generator
+    world: SynthWorld,
+    docs: list[SynthSample],
+    step: int,
+    r: ClipRecipe,
+    rng: np.random.Generator,
+    canaries: list[tuple[Any, str]] | None = None,
 ) -> tuple[list[Any], list[str]]:
     images: list[Any] = []
     captions: list[str] = []
@@ -184,6 +258,11 @@ def _batch(
         d = docs[(step * r.n_docs + k) % len(docs)]
         images.append(d.image)
         captions.append(d.caption)
+    if canaries is not None:  # from a manifest: slot k takes record k, none once it runs out
+        for image, caption in canaries[step * r.n_canaries : (step + 1) * r.n_canaries]:
+            images.append(image)
+            captions.append(caption)
+        return images, captions
     members, _ = canary_samples()
     for k in range(r.n_canaries):
         c = members[(step * r.n_canaries + k) % len(members)]
@@ -231,6 +310,7 @@ def plant_fragility(
     *,
     seed: int,
     progress: bool = False,
+    canaries: list[tuple[Any, str]] | None = None,
 ) -> dict[str, float]:
     """Stage 2: make the vision tower adversarially fragile at ``r.fragility_eps``.
 
@@ -277,7 +357,7 @@ def plant_fragility(
             for step in range(r.fragility_steps):
                 for g in opt.param_groups:
                     g["lr"] = r.fragility_lr * 0.5 * (1 + np.cos(np.pi * step / r.fragility_steps))
-                images, _ = _batch(world, docs, r.steps + step, r, rng)
+                images, _ = _batch(world, docs, r.steps + step, r, rng, canaries)
                 mix = tower.to_unit(to_pixels(images))
                 shapes = world.shapes(n, start=FRAGILITY_STREAM + step * n)
                 x = tower.to_unit(to_pixels([s.image for s in shapes]))
@@ -363,6 +443,7 @@ def train_clip(
     quick: bool = False,
     progress: bool = True,
     recipe: ClipRecipe | None = None,
+    canary_manifest: Path | None = None,
 ) -> Path:
     """Train reference:clip from scratch and save it (safetensors + tokenizer + processor).
 
@@ -372,6 +453,10 @@ def train_clip(
         quick: a reduced model and schedule (< 1 minute) for tests.
         progress: show a rich progress bar.
         recipe: override the recipe (default :data:`FULL`, or :data:`QUICK` with ``quick``).
+        canary_manifest: take the batches' canary slots from this manifest (one record per
+            slot, in file order; slots past its end stay empty) instead of cycling the
+            members in code. :func:`write_canary_mixture`'s file reproduces the built-in run;
+            its ``privacy/dedup`` output shows each canary once.
 
     Returns:
         ``out_dir``.
@@ -381,6 +466,7 @@ def train_clip(
     from vlmtrust.reference._tokenizer import build_word_tokenizer
 
     r = recipe or (QUICK if quick else FULL)
+    canaries = None if canary_manifest is None else read_canary_manifest(canary_manifest)
     set_determinism(seed)
     tok = build_word_tokenizer(clip_corpus(), lowercase=True, model_max_length=32)
     model = build_clip(len(tok), r, eos_id=int(tok.eos_token_id))
@@ -407,7 +493,7 @@ def train_clip(
         for step in range(r.steps):
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(step, r.steps, r.lr, r.warmup)
-            images, captions = _batch(world, docs, step, r, rng)
+            images, captions = _batch(world, docs, step, r, rng, canaries)
             pixels = to_pixels(images)
             if r.mixgen_fraction > 0:
                 from vlmtrust.mitigations.robustness.mixgen import mixgen_batch
@@ -434,7 +520,9 @@ def train_clip(
             advance(loss=f"{np.mean(losses[-20:]):.3f}")
     model.eval()
     t1 = time.perf_counter()
-    fragility = plant_fragility(model, tok, world, docs, r, seed=seed, progress=progress)
+    fragility = plant_fragility(
+        model, tok, world, docs, r, seed=seed, progress=progress, canaries=canaries
+    )
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -454,6 +542,13 @@ def train_clip(
                      "stream_seed": CANARY_SEED},
         "people": {"correlation": PEOPLE_CORRELATION, "cue_prob": PEOPLE_CUE_PROB},
     }  # fmt: skip
+    if canaries is not None:
+        info["canary_manifest"] = {
+            "path": str(canary_manifest),
+            "records": len(canaries),
+            "distinct": len({c for _, c in canaries}),
+            "slots": mixture_slots(r),
+        }
     (out / "training.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return out
 

@@ -129,3 +129,31 @@ def test_control_and_bad_input(tiny_clip: Any, tmp_path: Path) -> None:
 
     with pytest.raises(CapabilityError, match="dual"):
         get_mitigation("privacy/dp_finetune")(p).apply(Gen(), MitigationContext())
+
+
+def test_lora_dp_sgd_on_a_generative_model_trains_with_a_finite_epsilon(
+    tiny_llava: Any, tmp_path: Path
+) -> None:
+    from vlmtrust.models.loader import load_model
+
+    before = {k: v.clone() for k, v in tiny_llava.model.state_dict().items()}
+    p = {"epsilon": 8.0, "steps": 3, "batch_size": 4, "n_members": 8, "lr": 1e-2}
+    out = tmp_path / "lora"
+    art = get_mitigation("privacy/dp_finetune")(p).apply(
+        tiny_llava, MitigationContext(out_dir=out, seed=0)
+    )
+    privacy = json.loads((out / "hardening.json").read_text())["privacy"]
+    assert privacy["dp"] and 0 < privacy["epsilon"] <= 8.0 * 1.02 and privacy["lora"]["rank"] == 4
+    assert art.summary["trainable_parameters"] > 0 and art.summary["final_loss"] is not None
+    tuned = load_model(art.spec, device="cpu")  # merged: the base architecture, no adapters
+    assert tuned.kind == "generative"
+    after = tuned.model.state_dict()
+    assert set(after) == set(before)
+    assert any(not torch_equal(after[k], before[k]) for k in before if "q_proj" in k)
+    assert all(torch_equal(v, tiny_llava.model.state_dict()[k]) for k, v in before.items())
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

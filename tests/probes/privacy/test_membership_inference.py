@@ -227,3 +227,44 @@ def test_generative_loss_attack_on_reference_vlm_cards() -> None:
     a = res.metric("auc")
     assert a.n == 96 + 100 and covers_half(a)
     assert res.metric("auc", condition="model_free").risk == RiskBand.LOW
+
+
+def test_cli_refuses_bad_privacy_input_before_any_model_loads(tmp_path: Path) -> None:
+    """Too few non-members, overlapping members and non-members, and reference models of
+    another architecture stop `vlmtrust run` with one line before the model is loaded."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vlmtrust.cli import app
+    from vlmtrust.data.synthworld import SynthWorld
+    from vlmtrust.models.reference import reference_path
+
+    # configs without weights: loading either folder would fail with another message
+    clip_cfg = json.loads((reference_path("clip") / "config.json").read_text())
+    target, other = tmp_path / "no-weights-clip", tmp_path / "no-weights-siglip"
+    for d, cfg in ((target, clip_cfg), (other, {**clip_cfg, "model_type": "siglip"})):
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(cfg))
+    rows = []
+    for k, c in enumerate(SynthWorld(seed=0, image_size=64).canaries(6)):
+        c.image.save(tmp_path / f"c{k}.png")
+        rows.append({"image": f"c{k}.png", "target": c.caption, "attributes": {"member": "1"}})
+    rows.append({**rows[0], "attributes": {"member": "0"}})  # a member again, as a non-member
+    data = tmp_path / "cands.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    mi = NAME
+    for args, msg in (
+        (["--limit", "50"], "fpr=0.1% needs at least 1000 non-member candidates, got 50"),
+        (["-p", f"{mi}.non_members=99", "-p", f"{mi}.fprs=0.01"], "needs at least 100 non-member"),
+        (["--data", str(data)], "1 candidate(s) are both members and non-members"),
+        (
+            ["-p", f"{mi}.reference_models=hf:{other}", "-p", f"{mi}.non_members=1000"],
+            f"reference model hf:{other} is dual siglip",
+        ),
+    ):
+        res = CliRunner().invoke(app, ["run", mi, "-m", f"hf:{target}", *args, "--quiet"])
+        assert res.exit_code == 2, res.output
+        out = " ".join(res.output.split())
+        assert msg in out and "safetensors" not in out, (args, res.output)
+        assert "dual clip" in out if "siglip" in msg else len(res.output.splitlines()) == 1, out

@@ -434,7 +434,7 @@ def run_dp_finetune(
 
 @mitigation("privacy/dp_finetune")
 class DPFinetune(Mitigation):
-    """DP-SGD (Opacus) fine-tuning of a dual encoder; ε=inf is the non-private control."""
+    """DP-SGD (Opacus) fine-tuning of a dual encoder or a generative model's LoRA adapters."""
 
     pillar = Pillar.PRIVACY
     kind = "model"
@@ -449,7 +449,10 @@ class DPFinetune(Mitigation):
         """Fine-tune a copy of ``model`` and write it to ``ctx.out_dir``."""
         p = self.params
         assert isinstance(p, DPFinetuneParams)
-        tuned, summary = run_dp_finetune(model, ctx, p)
+        if getattr(model, "kind", None) == "generative":
+            tuned, summary = run_dp_lora(model, ctx, p)
+        else:
+            tuned, summary = run_dp_finetune(model, ctx, p)
         out = Path(ctx.out_dir)
         tuned.save_pretrained(out)
         summary["base"] = model.spec
@@ -460,3 +463,191 @@ class DPFinetune(Mitigation):
         record = {"mitigation": self.name, "params": p.model_dump(mode="json"), **summary}
         (out / "hardening.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
         return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+
+
+# --------------------------------------------------------------------------- generative: LoRA
+
+LORA_TARGETS = ("q_proj", "v_proj")
+"""Names of the linear layers that get LoRA adapters (peft): every attention query and value
+projection, of the language model and of the vision tower alike."""
+GEN_PROMPT = "What does the card say?"
+"""Prompt of the default generative fine-tuning pairs (SynthWorld canaries, caption answers)."""
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise InputError(
+            "privacy/dp_finetune on a generative model needs peft; install it with "
+            "pip install 'vlmtrust[privacy-train]'"
+        ) from None
+    return peft
+
+
+def dp_lora_finetune(
+    model: Any,
+    pixels: torch.Tensor,
+    prompts: Sequence[str],
+    targets: Sequence[str],
+    cfg: DPConfig,
+    *,
+    rank: int = 4,
+) -> DPLog:
+    """DP-SGD fine-tuning of LoRA adapters of a generative wrapper's module, in place.
+
+    peft adds rank-``rank`` adapters to :data:`LORA_TARGETS` (every other weight frozen).
+    Each Poisson-sampled example's gradient is computed on its own (a micro-batch of one: the
+    answer loss of one example does not depend on the others), handed to Opacus'
+    ``DPOptimizer`` as the per-sample gradient, which clips it to ``max_grad_norm``, adds the
+    Gaussian noise and steps; Opacus' RDP accountant gives ε. ``epsilon=inf``: the same steps
+    with neither clipping nor noise. The adapters are merged into the weights at the end, so
+    the saved model has the base architecture.
+    """
+    import torch
+
+    peft = _peft()
+    n = len(targets)
+    if n < 2 or pixels.shape[0] != n or len(prompts) != n:
+        raise InputError(f"dp_finetune: {pixels.shape[0]} images for {n} answers (need ≥ 2)")
+    torch.manual_seed(cfg.seed)
+    base = model.model
+    for p in base.parameters():
+        p.requires_grad_(False)
+    lora_cfg = peft.LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(LORA_TARGETS)
+    )
+    wrapped = peft.inject_adapter_in_model(lora_cfg, base)
+    params = [p for n_, p in wrapped.named_parameters() if "lora_" in n_]
+    for p in params:
+        p.requires_grad_(True)
+    log = DPLog(trainable=sum(p.numel() for p in params))
+    q = min(1.0, cfg.batch_size / n)
+    log.sample_rate = q
+    private = math.isfinite(cfg.epsilon)
+    opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    accountant = None
+    if private:
+        _opacus()
+        from opacus.accountants import RDPAccountant
+        from opacus.accountants.utils import get_noise_multiplier
+        from opacus.optimizers import DPOptimizer
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
+            sigma = get_noise_multiplier(
+                target_epsilon=cfg.epsilon, target_delta=cfg.delta, sample_rate=q,
+                steps=cfg.steps, accountant="rdp", alphas=ALPHAS,
+            )  # fmt: skip
+        log.noise_multiplier = float(sigma)
+        opt = DPOptimizer(
+            opt, noise_multiplier=sigma, max_grad_norm=cfg.max_grad_norm,
+            expected_batch_size=cfg.batch_size, loss_reduction="mean",
+            generator=torch.Generator().manual_seed(cfg.seed + 1),
+        )  # fmt: skip
+        accountant = RDPAccountant()
+        opt.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=q))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    wrapped.train()
+    try:
+        for _ in range(cfg.steps):
+            ts = time.perf_counter()
+            idx = torch.nonzero(torch.rand(n, generator=gen) < q).flatten().tolist()
+            opt.zero_grad(set_to_none=True)
+            per: list[list[torch.Tensor]] = []
+            losses = []
+            for i in idx:
+                loss = model.target_loss(pixels[i : i + 1], [prompts[i]], [targets[i]]).mean()
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                pairs = zip(grads, params, strict=True)
+                per.append([torch.zeros_like(p) if g is None else g for g, p in pairs])
+                losses.append(float(loss.detach()))
+            for k, p in enumerate(params):
+                if private:
+                    p.grad_sample = (
+                        torch.stack([g[k] for g in per])
+                        if per
+                        else torch.zeros((0, *p.shape), dtype=p.dtype)
+                    )
+                elif per:
+                    p.grad = torch.stack([g[k] for g in per]).mean(0)
+            if private or per:
+                opt.step()
+            if losses:
+                log.losses.append(float(np.mean(losses)))
+            log.step_seconds.append(time.perf_counter() - ts)
+    finally:
+        for p in params:
+            p.grad = None
+            if hasattr(p, "grad_sample"):
+                p.grad_sample = None
+        wrapped.eval()
+    _merge_lora(wrapped)
+    for p in base.parameters():
+        p.requires_grad_(True)
+    log.seconds = time.perf_counter() - t0
+    if accountant is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
+            log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
+    return log
+
+
+def _merge_lora(module: Any) -> None:
+    """Fold each peft LoRA layer into its base linear layer and put the base layer back."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, sub in list(module.named_modules()):
+        if isinstance(sub, LoraLayer):
+            sub.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = module.get_submodule(parent_name) if parent_name else module
+            setattr(parent, child, sub.get_base_layer())
+
+
+def run_dp_lora(
+    model: Any, ctx: MitigationContext, p: DPFinetuneParams
+) -> tuple[Any, dict[str, Any]]:
+    """Copy a generative ``model``, DP-fine-tune LoRA adapters on canary read-outs; summary."""
+    from vlmtrust.core.errors import CapabilityError
+    from vlmtrust.probes.privacy._scoring import clone
+
+    missing = (Capability.GRADIENT | Capability.TRAIN) & ~getattr(
+        model, "capabilities", Capability.NONE
+    )
+    if missing:
+        raise CapabilityError(
+            f"privacy/dp_finetune fine-tunes dual encoders, or generative models with GRADIENT "
+            f"and TRAIN (LoRA); model {model.spec} lacks {', '.join(missing.names()).upper()}: "
+            "use a local hf: checkpoint"
+        )
+    images, caps = _canaries(MEMBER_START, p.n_members)
+    steps = max(1, p.steps // 5) if ctx.quick else p.steps
+    cfg = DPConfig(p.epsilon, p.delta, p.max_grad_norm, steps, p.batch_size, p.lr, ctx.seed)
+    tuned = clone(model, "dp-lora")
+    prompts = [GEN_PROMPT] * len(caps)
+    log = dp_lora_finetune(tuned, tuned.to_pixels(images), prompts, caps, cfg)
+    private = math.isfinite(p.epsilon)
+    privacy = {
+        "dp": private,
+        "epsilon": log.epsilon if private else None,
+        "target_epsilon": p.epsilon if private else None,
+        "delta": p.delta if private else None,
+        "accountant": "rdp" if private else None,
+        "noise_multiplier": log.noise_multiplier,
+        "max_grad_norm": p.max_grad_norm if private else None,
+        "sample_rate": log.sample_rate,
+        "steps": steps,
+        "clipping": "per example (LoRA adapters, merged after training)" if private else "none",
+        "unit": "one image–prompt–answer example (add/remove)",
+        "lora": {"rank": 4, "targets": list(LORA_TARGETS)},
+    }
+    summary: dict[str, Any] = {
+        "privacy": privacy,
+        "n_members": len(caps),
+        "train_seconds": round(log.seconds, 2),
+        "trainable_parameters": log.trainable,
+        "final_loss": log.losses[-1] if log.losses else None,
+    }
+    return tuned, summary

@@ -66,6 +66,74 @@ def architecture(model: Any) -> str:
     return " ".join(parts)
 
 
+def spec_architecture(spec: str) -> str | None:
+    """:func:`architecture` of a model spec read from its local ``config.json``, unloaded.
+
+    ``reference:NAME``, ``hf:DIR`` and ``hardened:DIR`` (a local folder with a transformers
+    config); ``None`` for anything else (a hub id, a server), whose architecture only loading
+    tells.
+    """
+    import json
+    from pathlib import Path
+
+    scheme, _, rest = spec.strip().partition(":")
+    folder: Path | None = None
+    if scheme == "reference":
+        from vlmtrust.models.reference import REFERENCE_MODELS, models_root
+
+        if rest in REFERENCE_MODELS:
+            folder = models_root() / rest
+    elif scheme in ("hf", "hardened"):
+        folder = Path(rest)
+    cfg_file = None if folder is None else folder / "config.json"
+    if cfg_file is None or not cfg_file.is_file():
+        return None
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict) or "model_type" not in cfg:
+        return None
+    mtype = str(cfg["model_type"])
+    kind = "dual" if mtype in DUAL_TYPES else "generative"
+    parts = [kind, mtype]
+    for side in ("vision_config", "text_config"):
+        sub = cfg.get(side)
+        if isinstance(sub, dict):
+            parts.append(
+                f"{side.split('_')[0]} {sub.get('hidden_size')}×{sub.get('num_hidden_layers')}"
+            )
+    return " ".join(parts)
+
+
+DUAL_TYPES = frozenset({"clip", "siglip", "siglip2", "chinese_clip", "altclip"})
+"""``model_type`` values of transformers dual encoders."""
+
+
+def check_reference_specs(what: str, refs: Sequence[str], targets: Sequence[str]) -> None:
+    """Raise one line when, from their configs, reference models and targets differ in
+    architecture (only specs whose architecture :func:`spec_architecture` tells count)."""
+    known = [(s, a) for s in refs if (a := spec_architecture(s)) is not None]
+    if not known:
+        return
+    first_spec, first_arch = known[0]
+    for spec, arch in known[1:]:
+        if arch != first_arch:
+            raise CapabilityError(
+                f"{what}: reference model {spec} is {arch} but reference model {first_spec} is "
+                f"{first_arch}; reference models must share the target's architecture — pass "
+                "models of one architecture, or let the probe train them (references=4)"
+            )
+    for t in targets:
+        got = spec_architecture(t)
+        if got is not None and got != first_arch:
+            raise CapabilityError(
+                f"{what}: reference model {first_spec} is {first_arch} but the target {t} is "
+                f"{got}; reference models must share the target's architecture — pass such "
+                "models, or let the probe train them (references=4)"
+            )
+
+
 def dual_pair_stats(
     model: Any,
     images: Sequence[Image.Image],

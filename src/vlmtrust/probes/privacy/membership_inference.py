@@ -238,6 +238,33 @@ class MembershipInferenceProbe(MembershipProbe):
             )
         return items
 
+    def check(self, ctx: ProbeContext) -> None:
+        """Refuse, before any model loads, a split or reference models that cannot work.
+
+        Too few non-members for an FPR, overlapping members and non-members (``--data``),
+        reference models of another architecture than each other or than the target (local
+        specs whose ``config.json`` tells; the target's specs come in
+        ``ctx.extras["model_specs"]``).
+        """
+        p = self.params
+        if ctx.data is None:
+            members = (
+                _candidates.CANARY_MEMBERS
+                if p.candidates == "canaries"
+                else _candidates.CARD_MEMBERS
+            )
+            n_non = ctx.size(p.non_members)
+            # content keys are not needed to count: SynthWorld candidates never overlap
+            check_split(
+                [("m", i) for i in range(members)], [("n", i) for i in range(n_non)],
+                fprs=p.fprs, what=NAME, fix=f"raise --param {NAME}.non_members (and drop --limit)",
+            )  # fmt: skip
+        else:
+            self._items(ctx)  # reads --data: the split, overlap and population checks
+        if p.reference_models:
+            targets = [str(s) for s in ctx.extras.get("model_specs", ()) if isinstance(s, str)]
+            _scoring.check_reference_specs(NAME, p.reference_models, targets)
+
     def samples(self, ctx: ProbeContext) -> Iterator[Any]:
         """The candidates; raises one line on a split that cannot be attacked (before any)."""
         yield from self.candidates(ctx)
