@@ -194,7 +194,9 @@ def linear_leakage(x: F64, y: NDArray[Any], seed: int = 0) -> float:
     return bal - 1.0 / len(classes)
 
 
-def zero_shot_accuracy(images: F64, texts: F64, concepts: NDArray[Any], names: Sequence[str]) -> float:
+def zero_shot_accuracy(
+    images: F64, texts: F64, concepts: NDArray[Any], names: Sequence[str]
+) -> float:
     """Share of ``images`` whose most similar row of ``texts`` (one per name) is their concept."""
     pred = np.asarray(names)[np.argmax(images @ texts.T, axis=1)]
     return float(np.mean(pred == concepts))

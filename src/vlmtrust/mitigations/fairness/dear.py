@@ -197,8 +197,9 @@ class DeAR(_dual.FittedWrapper):
         _dual.require_dual(model, self.name)
         first = p.residual.get("0.weight")
         if not isinstance(first, list) or not first or not isinstance(first[0], list):
-            raise InputError(f"{self.name}: the stored residual has no 0.weight matrix; re-run "
-                             "`vlmtrust harden`")
+            raise InputError(
+                f"{self.name}: the stored residual has no 0.weight matrix; re-run `vlmtrust harden`"
+            )
         net = residual_net(len(first[0]), len(first))
         _trained.from_lists(net, p.residual, self.name)
         return ResidualModel(model, net, tag=json.dumps(p.residual, sort_keys=True))

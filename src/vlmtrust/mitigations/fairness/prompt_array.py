@@ -127,7 +127,9 @@ def prefixed_text_features(dual: Any, texts: Sequence[str], prefix: Any) -> Any:
     h = torch.cat([tok[:, :1], pre, tok[:, 1:]], dim=1)
     total = length + n
     h = h + tm.embeddings.position_embedding(torch.arange(total, device=h.device)).unsqueeze(0)
-    keep = torch.cat([mask[:, :1], torch.ones(b, n, dtype=mask.dtype, device=mask.device), mask[:, 1:]], 1)
+    keep = torch.cat(
+        [mask[:, :1], torch.ones(b, n, dtype=mask.dtype, device=mask.device), mask[:, 1:]], 1
+    )
     causal = torch.ones(total, total, dtype=torch.bool, device=h.device).tril()
     allowed = causal.unsqueeze(0) & keep.bool().unsqueeze(1)
     additive = torch.zeros(b, 1, total, total, dtype=h.dtype, device=h.device)
@@ -135,10 +137,8 @@ def prefixed_text_features(dual: Any, texts: Sequence[str], prefix: Any) -> Any:
     out = tm.encoder(inputs_embeds=h, attention_mask=additive)
     last = tm.final_layer_norm(out.last_hidden_state)
     eos = int(getattr(tm, "eos_token_id", getattr(tm.config, "eos_token_id", 2)) or 2)
-    if eos == 2:
-        pos = ids.to(torch.int).argmax(dim=-1)
-    else:
-        pos = (ids == eos).int().argmax(dim=-1)
+    # the end token's position, as transformers' CLIP pools (highest id for legacy eos id 2)
+    pos = ids.to(torch.int).argmax(dim=-1) if eos == 2 else (ids == eos).int().argmax(dim=-1)
     pos = torch.where(pos > 0, pos + n, pos)
     pooled = last[torch.arange(b, device=h.device), pos]
     return torch.nn.functional.normalize(proj(pooled).float(), dim=-1)
@@ -305,5 +305,7 @@ class PromptArray(_dual.FittedWrapper):
         _dual.require_dual(model, self.name)
         pre = np.asarray(self.params.prefix, dtype=np.float64)
         if pre.ndim != 2:
-            raise InputError(f"{self.name}: the stored prefix is not a matrix; re-run `vlmtrust harden`")
+            raise InputError(
+                f"{self.name}: the stored prefix is not a matrix; re-run `vlmtrust harden`"
+            )
         return PromptArrayModel(model, pre)

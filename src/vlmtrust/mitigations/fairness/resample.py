@@ -87,7 +87,9 @@ def _cluster_gap(
     assign: NDArray[np.intp], correct: NDArray[np.bool_], k: int, min_size: int = 3
 ) -> float:
     """Best minus worst cluster accuracy over clusters with at least ``min_size`` images."""
-    accs = [float(np.mean(correct[assign == j])) for j in range(k) if (assign == j).sum() >= min_size]
+    accs = [
+        float(np.mean(correct[assign == j])) for j in range(k) if (assign == j).sum() >= min_size
+    ]
     return max(accs) - min(accs) if accs else 0.0
 
 
