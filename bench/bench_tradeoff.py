@@ -207,6 +207,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="run only the variants whose label has this")
     ap.add_argument("--seeds", type=int, default=5, help="training seeds per trained debiaser")
+    ap.add_argument("--skip", choices=["", "fixed", "trained"], default="", help="leave a kind out")
+    ap.add_argument("--set", default="", help="LABEL:KEY=INT overrides a trained default")
+    ap.add_argument(
+        "--merge", nargs="*", default=[], help="tradeoff.json files of other runs to plot too"
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     base = Memo(load_model(args.model))
@@ -217,7 +222,7 @@ def main() -> None:
     rows = [("none", evaluate(base, args.seed))]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, name, params) in enumerate(VARIANTS):
-            if args.only not in label:
+            if args.only not in label or args.skip == "fixed":
                 continue
             ctx = MitigationContext(seed=args.seed, out_dir=Path(tmp) / str(i))
             mit = get_mitigation(name)(params)
@@ -228,11 +233,18 @@ def main() -> None:
         b = rows[0][1]
         notes = []
         for label, name, params in TRAINED:
-            if args.only not in label:
+            if args.only not in label or args.skip == "trained":
                 continue
+            if args.set.startswith(f"{label}:"):
+                key, value = args.set.split(":", 1)[1].split("=")
+                params = {**params, key: int(value)}
+                label = f"{label} ({key}={value})"
             row, note = over_seeds(base, b, name, params, args, Path(tmp))
             rows.append((f"{label} ({args.seeds} seeds)", row))
             notes.append(f"{label}: {note}")
+            print(label, json.dumps(row), note, flush=True)
+    for extra in args.merge:
+        rows += [(k, v) for k, v in json.loads(Path(extra).read_text()).items() if k != "none"]
     print(
         f"{'debiaser':30s} {'MaxSkew@50 [95% CI]':>24s} {'Δ%':>6s} {'zero-shot [95% CI]':>22s}"
         f" {'cost pt':>7s} {'prec@50':>7s}"
