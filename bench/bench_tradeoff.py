@@ -2,7 +2,8 @@
 
 Every debiaser (``fairness/projection`` from images and from prompts, ``fairness/pbm`` with a
 linear and a zero-shot group predictor, ``fairness/inlp`` at several round counts,
-``fairness/sfid`` at two sizes, ``fairness/bendvlm``) is fitted
+``fairness/sfid`` at two sizes, ``fairness/bendvlm``; the trained ``fairness/prompt_array``,
+``fairness/dear`` and ``fairness/resample`` over ``--seeds`` training seeds) is fitted
 on SynthWorld people from the fitting world (``seed + FIT_SEED_OFFSET``) and evaluated with
 the probes at their defaults on their own worlds (``seed + 1,000,000``): bias =
 ``fairness/retrieval_skew`` MaxSkew@50 of the group against the prior (600-image gallery, CI
@@ -11,7 +12,14 @@ and, since PBM leaves zero-shot alone and changes only rankings, retrieval preci
 the occupation queries (share of the top 50 showing the queried occupation). Prints a table
 and writes ``tradeoff.png`` (matplotlib, DejaVu Sans) into ``--out``. Not part of the tests.
 
-Usage: ``python bench/bench_tradeoff.py [--out bench-out] [--model reference:clip] [--only sfid]``.
+A trained debiaser is fitted once per training seed ``s`` (fitting world ``seed + s +
+FIT_SEED_OFFSET``; its checkpoint chosen on that world's validation part) and every fit is
+evaluated on the same evaluation world as the base model: the table gives the mean over seeds
+and the paired 95% interval (paired t over seeds) of hardened − base; the plot places it at
+base + mean difference with that interval.
+
+Usage: ``python bench/bench_tradeoff.py [--out bench-out] [--model reference:clip] [--only sfid]
+[--seeds 5]``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.results import ProbeResult
 from vlmtrust.data.synthworld import OCCUPATIONS, SynthWorld
 from vlmtrust.mitigations.fairness._dual import FIT_SEED_OFFSET
+from vlmtrust.mitigations.fairness._trained import paired_interval
 from vlmtrust.models.loader import load_model
 from vlmtrust.probes._data import EVAL_SEED_OFFSET
 from vlmtrust.probes.capability.zero_shot import ZeroShot
@@ -54,6 +63,13 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("sfid (32 dims)", "fairness/sfid", {"n_features": 32}),
     ("bendvlm", "fairness/bendvlm", {}),
 ]
+
+TRAINED: list[tuple[str, str, dict[str, Any]]] = [
+    ("prompt_array", "fairness/prompt_array", {}),
+    ("dear", "fairness/dear", {}),
+    ("resample", "fairness/resample", {}),
+]
+"""Trained debiasers (defaults), each fitted over ``--seeds`` training seeds."""
 
 
 class Memo:
@@ -155,6 +171,35 @@ def plot(rows: list[tuple[str, dict[str, float]]], out: Path) -> Path:
     return path
 
 
+def harden(base: Any, name: str, params: dict[str, Any], seed: int, tmp: Path) -> Any:
+    """Fit ``name`` with ``params`` at training seed ``seed``; reload it as ``--model`` does."""
+    ctx = MitigationContext(seed=seed, out_dir=tmp)
+    art = get_mitigation(name)(params).apply(base, ctx)
+    payload = json.loads((art.out_dir / "wrapper.json").read_text())
+    return get_mitigation(name)(payload["params"]).wrap(base), payload["params"]
+
+
+def over_seeds(
+    base: Any, b: dict[str, float], name: str, params: dict[str, Any], args: Any, tmp: Path
+) -> tuple[dict[str, float], str]:
+    """Mean over training seeds with paired 95% intervals of the difference to ``b``."""
+    runs, epochs = [], []
+    for s in range(args.seeds):
+        model, fitted = harden(
+            base, name, params, args.seed + s, tmp / f"{name}-{s}".replace("/", "_")
+        )
+        runs.append(evaluate(model, args.seed))
+        epochs.append(fitted.get("selected_epoch"))
+    row: dict[str, float] = {"chance": b["chance"], "seeds": float(len(runs))}
+    for key in ("max_skew", "accuracy", "precision"):
+        iv = paired_interval([b[key]] * len(runs), [r[key] for r in runs])
+        row[key] = b[key] + iv.mean
+        row[f"{key}_lo"] = b[key] + iv.low
+        row[f"{key}_hi"] = b[key] + iv.high
+        row[f"{key}_diff"] = iv.mean
+    return row, f"selected epochs per seed {epochs}"
+
+
 def main() -> None:
     """Fit every variant, evaluate, print the table, write the plot."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -162,6 +207,12 @@ def main() -> None:
     ap.add_argument("--model", default="reference:clip")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="run only the variants whose label has this")
+    ap.add_argument("--seeds", type=int, default=5, help="training seeds per trained debiaser")
+    ap.add_argument("--skip", choices=["", "fixed", "trained"], default="", help="leave a kind out")
+    ap.add_argument("--set", default="", help="LABEL:KEY=INT overrides a trained default")
+    ap.add_argument(
+        "--merge", nargs="*", default=[], help="tradeoff.json files of other runs to plot too"
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     base = Memo(load_model(args.model))
@@ -172,7 +223,7 @@ def main() -> None:
     rows = [("none", evaluate(base, args.seed))]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, name, params) in enumerate(VARIANTS):
-            if args.only not in label:
+            if args.only not in label or args.skip == "fixed":
                 continue
             ctx = MitigationContext(seed=args.seed, out_dir=Path(tmp) / str(i))
             mit = get_mitigation(name)(params)
@@ -180,7 +231,21 @@ def main() -> None:
             payload = json.loads((art.out_dir / "wrapper.json").read_text())
             model = get_mitigation(name)(payload["params"]).wrap(base)
             rows.append((label, evaluate(model, args.seed)))
-    b = rows[0][1]
+        b = rows[0][1]
+        notes = []
+        for label, name, params in TRAINED:
+            if args.only not in label or args.skip == "trained":
+                continue
+            if args.set.startswith(f"{label}:"):
+                key, value = args.set.split(":", 1)[1].split("=")
+                params = {**params, key: int(value)}
+                label = f"{label} ({key}={value})"
+            row, note = over_seeds(base, b, name, params, args, Path(tmp))
+            rows.append((f"{label} ({args.seeds} seeds)", row))
+            notes.append(f"{label}: {note}")
+            print(label, json.dumps(row), note, flush=True)
+    for extra in args.merge:
+        rows += [(k, v) for k, v in json.loads(Path(extra).read_text()).items() if k != "none"]
     print(
         f"{'debiaser':30s} {'MaxSkew@50 [95% CI]':>24s} {'Δ%':>6s} {'zero-shot [95% CI]':>22s}"
         f" {'cost pt':>7s} {'prec@50':>7s}"
@@ -194,6 +259,20 @@ def main() -> None:
             f"{r['precision']:7.3f}"
         )
     print(f"blind-to-group MaxSkew@50 (chance level): {b['chance']:.3f}")
+    trained = [(label, r) for label, r in rows if "seeds" in r]
+    if trained:
+        print("trained debiasers: mean over seeds, hardened − base [paired 95% CI, t over seeds]")
+        for label, r in trained:
+            ds = [r[k] - b["max_skew"] for k in ("max_skew_diff", "max_skew_lo", "max_skew_hi")]
+            ds[0] = r["max_skew_diff"]
+            da = [100 * (r[k] - b["accuracy"]) for k in ("accuracy_lo", "accuracy_hi")]
+            print(
+                f"{label:30s} ΔMaxSkew@50 {ds[0]:+.3f} [{ds[1]:+.3f}, {ds[2]:+.3f}]  "
+                f"Δzero-shot {100 * r['accuracy_diff']:+.1f} pt [{da[0]:+.1f}, {da[1]:+.1f}]  "
+                f"Δprec@50 {r['precision_diff']:+.3f}"
+            )
+        for n in notes:
+            print(n)
     out = Path(args.out)
     path = plot(rows, out)
     (out / "tradeoff.json").write_text(json.dumps(dict(rows), indent=2) + "\n")

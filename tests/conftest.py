@@ -641,3 +641,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for it in gpu:
         it.add_marker(skip)
+
+
+class _MemoDual:
+    """A dual encoder with image embeddings memoised by pixel content (test speed only)."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self._img: dict[bytes, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+    def embed_images(self, images: Any) -> Any:
+        import hashlib
+
+        import numpy as np
+
+        keys = [hashlib.sha1(im.tobytes() + repr(im.size).encode()).digest() for im in images]
+        todo = [i for i, k in enumerate(keys) if k not in self._img]
+        if todo:
+            new = self.base.embed_images([images[i] for i in todo])
+            for i, e in zip(todo, new, strict=True):
+                self._img[keys[i]] = np.asarray(e)
+        return np.stack([self._img[k] for k in keys]) if keys else np.zeros((0, 0))
+
+    def embed_texts(self, texts: Any) -> Any:
+        import numpy as np
+
+        return np.asarray(self.base.embed_texts(texts))
+
+
+@pytest.fixture(scope="session")
+def memo_clip(ref_clip: Any) -> Any:
+    """``ref_clip`` with image embeddings memoised by pixel content (the fairness debiasers'
+    tests share the fitting and evaluation galleries' embeddings through it; read-only)."""
+    return _MemoDual(ref_clip)

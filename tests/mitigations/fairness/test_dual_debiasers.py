@@ -8,13 +8,11 @@ checked below to share no image with the fit.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.fair_ranking import fair_order, fair_rerank_scores
@@ -24,7 +22,6 @@ from vlmtrust.core.results import ProbeResult
 from vlmtrust.mitigations.fairness import _dual
 from vlmtrust.mitigations.fairness.inlp import nullspace_projection
 from vlmtrust.mitigations.fairness.projection import calibrated_projection
-from vlmtrust.models.loader import load_model
 from vlmtrust.probes._data import EVAL_SEED_OFFSET
 from vlmtrust.probes.capability.zero_shot import ZeroShot
 from vlmtrust.probes.fairness.attribute_leakage import AttributeLeakageProbe
@@ -35,35 +32,12 @@ N_GALLERY = 200
 N_FIT = 200
 
 
-class _Memo:
-    """reference:clip with its image embeddings memoised by pixel content (test speed only)."""
-
-    def __init__(self, base: Any) -> None:
-        self.base = base
-        self._img: dict[bytes, np.ndarray] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.base, name)
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        keys = [hashlib.sha1(im.tobytes() + repr(im.size).encode()).digest() for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in self._img]
-        if todo:
-            new = self.base.embed_images([images[i] for i in todo])
-            for i, e in zip(todo, new, strict=True):
-                self._img[keys[i]] = np.asarray(e)
-        return np.stack([self._img[k] for k in keys]) if keys else np.zeros((0, 0))
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.base.embed_texts(texts))
-
-
 @pytest.fixture(scope="module")
-def clip() -> Any:
+def clip(memo_clip: Any) -> Any:
     import torch
 
     torch.set_num_threads(2)
-    return _Memo(load_model("reference:clip"))
+    return memo_clip  # shared with test_trained_debiasers.py (the same galleries)
 
 
 def _harden(model: Any, name: str, tmp: Path, **params: Any) -> Any:

@@ -226,7 +226,9 @@ class FittedWrapper(WrapperMitigation):
         payload = dict(art.summary.get("wrapper", {}))
         params = dict(payload.get("params", {}))
         for key in self.LARGE:
-            if params.get(key) is not None:
+            if isinstance(params.get(key), dict):  # named weights (a torch state)
+                params[key] = f"<{len(params[key])} weight arrays in wrapper.json>"
+            elif params.get(key) is not None:
                 params[key] = f"<{'x'.join(map(str, np.shape(params[key])))} in wrapper.json>"
         payload["params"] = params
         return HardenedArtifact(spec=art.spec, out_dir=art.out_dir, summary={"wrapper": payload})
