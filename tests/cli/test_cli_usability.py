@@ -31,8 +31,11 @@ def test_version_and_short_help():
     res = runner.invoke(app, ["-h"])
     assert res.exit_code == 0 and "--install-completion" in res.output
     assert runner.invoke(app, ["run", "-h"]).exit_code == 0
-    res = runner.invoke(app, ["--show-completion", "bash"])
-    assert res.exit_code == 0 and "complete" in res.output
+    # completion itself, as bash asks for it (``--show-completion`` depends on detecting the
+    # parent shell, which fails in some process trees)
+    env = {"_VLMTRUST_COMPLETE": "complete_bash", "COMP_WORDS": "vlmtrust ru", "COMP_CWORD": "1"}
+    res = runner.invoke(app, [], prog_name="vlmtrust", env=env)
+    assert res.exit_code == 0 and res.output.split() == ["run", "runs"], res.output
 
 
 def test_every_command_has_examples_in_its_help():
