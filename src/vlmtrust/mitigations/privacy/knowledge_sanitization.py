@@ -61,6 +61,11 @@ class KnowledgeSanitizationParams(Params):
     """Parameters of ``privacy/knowledge_sanitization``."""
 
     n_pii: int = Field(96, ge=0, le=1_000_000, description="personal document → refusal pairs")
+    identities: list[Identities] = Field(
+        default_factory=_both_identities,
+        min_length=1,
+        description="identity sources of the personal training documents (pool: memorised)",
+    )
     n_benign: int = Field(64, ge=0, le=1_000_000, description="benign twin → business text")
     n_vqa: int = Field(64, ge=0, le=1_000_000, description="shape scenes → own answers")
     read_share: float = Field(
@@ -127,7 +132,7 @@ def build_set(model: Any, p: KnowledgeSanitizationParams, seed: int) -> list[Saf
 
     for k in range(p.n_pii):
         dt = DOC_TYPES[k % len(DOC_TYPES)]
-        ident = IDENTITIES[(k // len(DOC_TYPES)) % 2]
+        ident = p.identities[(k // len(DOC_TYPES)) % len(p.identities)]
         doc = world.pii_documents(1, doc_type=dt, identities=ident, start=k, size=p.image_size)[0]
         prompt, _ = ask(doc, doc.metadata["pii"])
         out.append(SafetyExample(doc.image, prompt, p.refusal, "pii"))
