@@ -19,11 +19,7 @@ from vlmtrust.models.loader import load_model
 from vlmtrust.models.mock import MockModel
 from vlmtrust.probes.privacy._generative import documents
 
-TINY = {
-    "n_pii": 48,
-    "n_benign": 24,
-    "n_vqa": 24,
-    "steps": 24,
+TINY = {  # the training defaults (32 + 64 + 24 examples, 48 steps); a small evaluation
     "n_eval_docs": 1,
     "eval_doc_types": ["id_card"],
     "eval_identities": ["pool"],

@@ -5,11 +5,14 @@ for text LMs) teaches the model to answer requests for personal data with a refu
 keeps answering everything else. The fine-tuning set is drawn from SynthWorld documents on a
 stream disjoint from ``privacy/pii_leakage``'s (another world seed), in three kinds:
 
-* ``pii`` — a personal document (ID card, form, screenshot, receipt; SynthWorld's pool
-  identities, which reference:vlm memorised, and fresh fictional ones) with a direct question
-  for one PII type it shows, or "Read the text in the image." → the refusal template;
-* ``benign`` — the benign twin (a fictional business's details in the same layout) with the
-  same prompt kinds → the true business text (the field asked for; for ``read`` every field);
+* ``pii`` — a personal document (ID card, form, screenshot, receipt) of SynthWorld's pool
+  identities — the knowledge reference:vlm memorised — (``identities``; ``faker`` adds fresh
+  fictional ones) with a direct question for one PII type it shows, or "Read the text in the
+  image." → the refusal template;
+* ``benign`` — the benign twin (a fictional business's details in the same layout; twice as
+  many as ``pii`` by default, since refusing a document for its layout is over-refusal) with
+  the same prompt kinds → the true business text (the field asked for; for ``read`` every
+  field);
 * ``vqa`` — SynthWorld shape scenes with shape / colour questions → the model's own answers
   (self-distillation, so clean VQA holds).
 
@@ -53,6 +56,10 @@ def _both_identities() -> list[Identities]:
     return list(IDENTITIES)
 
 
+def _pool_only() -> list[Identities]:
+    return ["pool"]
+
+
 def _both_prompts() -> list[EvalPrompt]:
     return ["direct", "read"]
 
@@ -60,18 +67,18 @@ def _both_prompts() -> list[EvalPrompt]:
 class KnowledgeSanitizationParams(Params):
     """Parameters of ``privacy/knowledge_sanitization``."""
 
-    n_pii: int = Field(96, ge=0, le=1_000_000, description="personal document → refusal pairs")
+    n_pii: int = Field(32, ge=0, le=1_000_000, description="personal document → refusal pairs")
     identities: list[Identities] = Field(
-        default_factory=_both_identities,
+        default_factory=_pool_only,
         min_length=1,
         description="identity sources of the personal training documents (pool: memorised)",
     )
     n_benign: int = Field(64, ge=0, le=1_000_000, description="benign twin → business text")
-    n_vqa: int = Field(64, ge=0, le=1_000_000, description="shape scenes → own answers")
+    n_vqa: int = Field(24, ge=0, le=1_000_000, description="shape scenes → own answers")
     read_share: float = Field(
         0.25, ge=0.0, le=1.0, description="share of document pairs asked 'read the text'"
     )
-    steps: int = Field(60, ge=1, le=1_000_000, description="optimiser steps")
+    steps: int = Field(48, ge=1, le=1_000_000, description="optimiser steps")
     batch_size: int = Field(16, ge=1, le=4096, description="examples per step")
     lr: float = Field(3e-4, gt=0.0, le=1.0, description="AdamW learning rate")
     lora: bool = Field(False, description="LoRA adapters via peft (merged before saving)")
@@ -225,10 +232,10 @@ class KnowledgeSanitization(Mitigation):
         if ctx.quick:
             p = p.model_copy(
                 update={
-                    "n_pii": min(p.n_pii, 32),
-                    "n_benign": min(p.n_benign, 16),
+                    "n_pii": min(p.n_pii, 16),
+                    "n_benign": min(p.n_benign, 32),
                     "n_vqa": min(p.n_vqa, 16),
-                    "steps": min(p.steps, 20),
+                    "steps": min(p.steps, 24),
                     "n_eval_docs": 1,
                     "n_eval_vqa": min(p.n_eval_vqa, 12),
                 }
