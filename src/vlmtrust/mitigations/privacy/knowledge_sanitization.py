@@ -1,0 +1,279 @@
+"""``privacy/knowledge_sanitization`` — fine-tune a generative VLM to refuse PII read-outs.
+
+Knowledge-sanitisation fine-tuning (the review's privacy direction; Ishibashi & Shimodaira 2023
+for text LMs) teaches the model to answer requests for personal data with a refusal while it
+keeps answering everything else. The fine-tuning set is drawn from SynthWorld documents on a
+stream disjoint from ``privacy/pii_leakage``'s (another world seed), in three kinds:
+
+* ``pii`` — a personal document (ID card, form, screenshot, receipt) of SynthWorld's pool
+  identities — the knowledge reference:vlm memorised — (``identities``; ``faker`` adds fresh
+  fictional ones) with a direct question for one PII type it shows, or "Read the text in the
+  image." → the refusal template;
+* ``benign`` — the benign twin (a fictional business's details in the same layout; twice as
+  many as ``pii`` by default, since refusing a document for its layout is over-refusal) with
+  the same prompt kinds → the true business text (the field asked for; for ``read`` every
+  field);
+* ``vqa`` — SynthWorld shape scenes with shape / colour questions → the model's own answers
+  (self-distillation, so clean VQA holds).
+
+Training reuses :func:`vlmtrust.mitigations.safety.vlguard.finetune` (answer tokens only,
+vision tower frozen; full fine-tuning or LoRA). ``apply`` measures before and after on
+held-out documents with ``privacy/pii_leakage`` (``leakage/direct``, ``over_refusal``) and on
+clean VQA with ``capability/vqa`` (``accuracy``), CIs from the probes, and writes a
+``hardened:DIR`` model with a ``knowledge_sanitization.json`` summary beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from vlmtrust.core.errors import CapabilityError
+from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
+from vlmtrust.core.params import Params
+from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT
+from vlmtrust.mitigations.safety._vlguard_data import (
+    COLOUR_QUESTIONS,
+    SHAPE_QUESTIONS,
+    SafetyExample,
+    model_answers,
+)
+from vlmtrust.probes.privacy._generative import DocType, Identities, _all_doc_types
+
+SEED_OFFSET = 6_000_023
+"""SynthWorld seed offset of the fine-tuning documents and scenes (the probes use ``seed``)."""
+READ_PROMPT = "Read the text in the image."
+EvalPrompt = Literal["direct", "read"]
+IDENTITIES: tuple[Identities, ...] = ("pool", "faker")
+
+
+def _both_identities() -> list[Identities]:
+    return list(IDENTITIES)
+
+
+def _pool_only() -> list[Identities]:
+    return ["pool"]
+
+
+def _both_prompts() -> list[EvalPrompt]:
+    return ["direct", "read"]
+
+
+class KnowledgeSanitizationParams(Params):
+    """Parameters of ``privacy/knowledge_sanitization``."""
+
+    n_pii: int = Field(32, ge=0, le=1_000_000, description="personal document → refusal pairs")
+    identities: list[Identities] = Field(
+        default_factory=_pool_only,
+        min_length=1,
+        description="identity sources of the personal training documents (pool: memorised)",
+    )
+    n_benign: int = Field(64, ge=0, le=1_000_000, description="benign twin → business text")
+    n_vqa: int = Field(24, ge=0, le=1_000_000, description="shape scenes → own answers")
+    read_share: float = Field(
+        0.25, ge=0.0, le=1.0, description="share of document pairs asked 'read the text'"
+    )
+    steps: int = Field(48, ge=1, le=1_000_000, description="optimiser steps")
+    batch_size: int = Field(16, ge=1, le=4096, description="examples per step")
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="AdamW learning rate")
+    lora: bool = Field(False, description="LoRA adapters via peft (merged before saving)")
+    lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank")
+    refusal: str = Field(REFUSAL_TEXT, min_length=1, description="the refusal template")
+    image_size: int = Field(256, ge=64, le=2048, description="side of the document images")
+    evaluate: bool = Field(True, description="measure before/after on held-out data")
+    n_eval_docs: int = Field(
+        2, ge=1, le=10_000, description="held-out documents per type × identity source"
+    )
+    eval_doc_types: list[DocType] = Field(
+        default_factory=_all_doc_types, min_length=1, description="held-out document types"
+    )
+    eval_identities: list[Identities] = Field(
+        default_factory=_both_identities,
+        min_length=1,
+        description="held-out identity sources (pool: the memorised ones)",
+    )
+    eval_prompts: list[EvalPrompt] = Field(
+        default_factory=_both_prompts, min_length=1, description="held-out prompts"
+    )
+    n_eval_vqa: int = Field(40, ge=1, le=100_000, description="held-out VQA questions")
+    max_new_tokens: int = Field(24, ge=1, le=1024, description="answer length (own answers)")
+
+
+def _need_hf(model: Any) -> None:
+    if not (model.capabilities & Capability.TRAIN) or not hasattr(model, "processor"):
+        raise CapabilityError(
+            f"privacy/knowledge_sanitization fine-tunes weights: model {model.spec} is not a "
+            "trainable hf: generative model; use privacy/pii_guard for API models"
+        )
+    if getattr(model, "kind", None) != "generative":
+        raise CapabilityError(
+            f"privacy/knowledge_sanitization needs a generative VLM; {model.spec} is a "
+            f"{model.kind} model"
+        )
+
+
+def build_set(model: Any, p: KnowledgeSanitizationParams, seed: int) -> list[SafetyExample]:
+    """The fine-tuning set: personal documents → refusal, benign twins → text, VQA → own answers.
+
+    Documents and scenes come from ``SynthWorld(seed + SEED_OFFSET)``, a stream the probes
+    (``SynthWorld(seed)``) never draw. Document types and identity sources are cycled.
+    """
+    from vlmtrust.data.synthworld import DOC_TYPES, SynthWorld
+    from vlmtrust.probes.privacy._generative import FIELD_QUESTIONS, doc_noun
+
+    rng = np.random.default_rng(seed + SEED_OFFSET)
+    world = SynthWorld(seed=seed + SEED_OFFSET)
+    out: list[SafetyExample] = []
+
+    def ask(doc: Any, fields: dict[str, str]) -> tuple[str, str | None]:
+        """A (prompt, field or None for 'read') for ``doc``."""
+        if float(rng.random()) < p.read_share:
+            return READ_PROMPT, None
+        field = list(fields)[int(rng.integers(len(fields)))]
+        return FIELD_QUESTIONS[field].format(doc=doc_noun(doc.attributes["doc_type"])), field
+
+    for k in range(p.n_pii):
+        dt = DOC_TYPES[k % len(DOC_TYPES)]
+        ident = p.identities[(k // len(DOC_TYPES)) % len(p.identities)]
+        doc = world.pii_documents(1, doc_type=dt, identities=ident, start=k, size=p.image_size)[0]
+        prompt, _ = ask(doc, doc.metadata["pii"])
+        out.append(SafetyExample(doc.image, prompt, p.refusal, "pii"))
+    for k in range(p.n_benign):
+        dt = DOC_TYPES[k % len(DOC_TYPES)]
+        doc = world.pii_documents(1, doc_type=dt, content="business", start=k, size=p.image_size)[0]
+        biz = doc.metadata["business"]
+        prompt, field = ask(doc, biz)
+        answer = biz[field] if field is not None else ". ".join(biz.values()) + "."
+        out.append(SafetyExample(doc.image, prompt, answer, "benign"))
+    if p.n_vqa:
+        qs = (*SHAPE_QUESTIONS, *COLOUR_QUESTIONS)
+        scenes = world.shapes(p.n_vqa)
+        items = [(s.image, qs[int(rng.integers(len(qs)))]) for s in scenes]
+        for (im, q), a in zip(items, model_answers(model, items, p.max_new_tokens), strict=True):
+            if a.strip():
+                out.append(SafetyExample(im, q, a, "vqa"))
+    return out
+
+
+def measure(model: Any, p: KnowledgeSanitizationParams, seed: int) -> dict[str, Any]:
+    """Held-out numbers with CIs: ``privacy/pii_leakage`` and ``capability/vqa`` on ``model``.
+
+    Returns ``{metric: {"value", "ci_low", "ci_high"}}`` for ``leakage/direct``,
+    ``leakage/read`` (those asked), ``over_refusal`` (refusal/keyword) and ``vqa_accuracy``.
+    """
+    from vlmtrust.core.probe import ProbeContext, registry
+    from vlmtrust.runner.engine import evaluate_probe
+
+    ctx = ProbeContext(seed=seed)
+    leak = registry()["privacy/pii_leakage"](
+        {
+            "n_per_doc": p.n_eval_docs,
+            "n_benign": p.n_eval_docs,
+            "doc_types": list(p.eval_doc_types),
+            "identities": list(p.eval_identities),
+            "prompts": list(p.eval_prompts),
+            "presidio": False,
+            "image_size": p.image_size,
+            "max_new_tokens": p.max_new_tokens,
+        }
+    )
+    vqa = registry()["capability/vqa"]({"n": p.n_eval_vqa})
+    res_leak = evaluate_probe(model, leak, ctx)
+    res_vqa = evaluate_probe(model, vqa, ctx)
+    wanted = {
+        "leakage/direct": (res_leak, "leakage/direct"),
+        "leakage/read": (res_leak, "leakage/read"),
+        "over_refusal": (res_leak, "over_refusal/refusal/keyword"),
+        "vqa_accuracy": (res_vqa, "accuracy"),
+    }
+    out: dict[str, Any] = {}
+    for key, (res, name) in wanted.items():
+        m = next((m for m in res.metrics if m.name == name), None)
+        if m is not None:
+            out[key] = {"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high}
+    return out
+
+
+@mitigation("privacy/knowledge_sanitization")
+class KnowledgeSanitization(Mitigation):
+    """Knowledge-sanitisation fine-tuning: PII read-outs → refusal, business text still read."""
+
+    pillar = Pillar.PRIVACY
+    kind = "model"
+    requires = Capability.GENERATE | Capability.TRAIN
+    Params = KnowledgeSanitizationParams
+    description = (
+        "knowledge-sanitisation fine-tuning: SynthWorld personal documents with direct/read "
+        "prompts → refusal, benign business twins → their text, shape VQA → own answers; "
+        "writes a hardened:DIR model"
+    )
+
+    @property
+    def p(self) -> KnowledgeSanitizationParams:
+        """Typed parameters."""
+        assert isinstance(self.params, KnowledgeSanitizationParams)
+        return self.params
+
+    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
+        """Build the set, fine-tune a copy of ``model``'s weights, save to ``ctx.out_dir``."""
+        import torch
+
+        from vlmtrust.mitigations.safety.vlguard import finetune
+        from vlmtrust.models.hf_common import save_model_dir
+
+        _need_hf(model)
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        p = self.p
+        if ctx.quick:
+            p = p.model_copy(
+                update={
+                    "n_pii": min(p.n_pii, 16),
+                    "n_benign": min(p.n_benign, 32),
+                    "n_vqa": min(p.n_vqa, 16),
+                    "steps": min(p.steps, 24),
+                    "n_eval_docs": 1,
+                    "n_eval_vqa": min(p.n_eval_vqa, 12),
+                }
+            )
+        before = measure(model, p, ctx.seed) if p.evaluate else {}
+        examples = build_set(model, p, ctx.seed)
+        original = model.model
+        model.model = copy.deepcopy(original)
+        try:
+            info = finetune(
+                model,
+                examples,
+                steps=p.steps,
+                batch_size=p.batch_size,
+                lr=p.lr,
+                lora=p.lora,
+                lora_r=p.lora_r,
+                seed=ctx.seed,
+            )
+            after = measure(model, p, ctx.seed) if p.evaluate else {}
+            save_model_dir(model.model, ctx.out_dir, model.processor)
+        finally:
+            model.model = original
+        counts: dict[str, int] = {}
+        for ex in examples:
+            counts[ex.kind] = counts.get(ex.kind, 0) + 1
+        summary = {
+            "mitigation": self.name,
+            "base": model.spec,
+            "params": p.model_dump(mode="json"),
+            "training_set": counts,
+            "training": info,
+            "before": before,
+            "after": after,
+        }
+        (ctx.out_dir / "knowledge_sanitization.json").write_text(
+            json.dumps(summary, indent=2) + "\n"
+        )
+        return HardenedArtifact(
+            spec=f"hardened:{ctx.out_dir}", out_dir=ctx.out_dir, summary=summary
+        )
