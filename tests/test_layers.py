@@ -20,6 +20,11 @@ The layers, bottom to top::
                                           models) may use mitigations (MixGen trains the
                                           reference CLIP) but not probes
     runner                                all of the above
+    crypto                                (beside the probes) the second layer and below:
+                                          encrypted and secret-shared scoring; the probes may
+                                          use it (privacy/encrypted_zero_shot)
+    federated                             (beside the runner) the probes and below: it fine-tunes
+                                          with Flower and measures with the privacy probes
     report                                runner and below, never api / cli
     api                                   report and below
     cli                                   everything
@@ -52,11 +57,11 @@ ALLOWED: dict[str, set[str]] = {
     "attacks": {"core", "resources", "schema"},
     "data": {"core", "resources", "schema", "attacks"},
     "judges": {"core", "resources", "schema", "models"},
-    "probes": _L2,
+    "probes": _L2 | {"crypto"},
     "mitigations": _L2,
     "reference": _L2 | {"mitigations"},
     "crypto": _L2,
-    "federated": _L2,
+    "federated": _L3,
     "runner": _L3,
     "report": _L3 | {"runner"},
     "api": _L3 | {"runner", "report"},
@@ -72,7 +77,13 @@ DISCOVERY: set[tuple[str, str]] = set()
 
 # Known violations still to fix; test_known_pending_still_needed fails as soon as an entry is
 # no longer a violation, so the set only shrinks.
-KNOWN_PENDING: set[tuple[str, str]] = set()
+KNOWN_PENDING: set[tuple[str, str]] = {
+    # knowledge_sanitization measures its before/after with the probes inside apply() and
+    # borrows the PII prompt vocabulary of the privacy probes; both belong in the caller
+    # (harden → audit → compare) and in data/, respectively.
+    ("vlmtrust.mitigations.privacy.knowledge_sanitization", "vlmtrust.probes.privacy._generative"),
+    ("vlmtrust.mitigations.privacy.knowledge_sanitization", "vlmtrust.runner.engine"),
+}
 
 
 def _module_name(path: Path) -> str:

@@ -13,6 +13,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "centroid_gap",
+    "gap_vector",
+    "shifted_cosines",
+    "unit_rows",
     "RocPoint",
     "auc",
     "clopper_pearson",
@@ -156,3 +160,36 @@ def clopper_pearson(k: int, n: int, *, alpha: float = 0.05) -> tuple[float, floa
     lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
     hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
     return lo, hi
+
+
+# --------------------------------------------------------------------------- modality gap
+# Liang et al., "Mind the Gap" (NeurIPS 2022); used by robustness/modality_gap and the
+# alignment mitigations.
+
+
+def unit_rows(x: ArrayLike) -> NDArray[np.float64]:
+    """Rows scaled to unit L2 norm (float64; zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    out: NDArray[np.float64] = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def gap_vector(images: NDArray[np.float64], texts: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``Δ = μ_text − μ_image`` of unit-normalised embeddings (rows are samples)."""
+    out: NDArray[np.float64] = unit_rows(texts).mean(axis=0) - unit_rows(images).mean(axis=0)
+    return out
+
+
+def centroid_gap(images: NDArray[np.float64], texts: NDArray[np.float64]) -> float:
+    """``‖μ_image − μ_text‖`` of unit-normalised embeddings (Liang et al. 2022)."""
+    return float(np.linalg.norm(gap_vector(images, texts)))
+
+
+def shifted_cosines(
+    images: NDArray[np.float64],
+    prompts: NDArray[np.float64],
+    delta: NDArray[np.float64],
+    lam: float,
+) -> NDArray[np.float64]:
+    """Cosines of ``norm(x + λΔ)`` (unit image embeddings ``x``) to unit ``prompts``."""
+    return unit_rows(unit_rows(images) + lam * delta) @ unit_rows(prompts).T

@@ -611,7 +611,7 @@ def run_dp_lora(
 ) -> tuple[Any, dict[str, Any]]:
     """Copy a generative ``model``, DP-fine-tune LoRA adapters on canary read-outs; summary."""
     from vlmtrust.core.errors import CapabilityError
-    from vlmtrust.probes.privacy._scoring import clone
+    from vlmtrust.models.clone import clone
 
     missing = (Capability.GRADIENT | Capability.TRAIN) & ~getattr(
         model, "capabilities", Capability.NONE

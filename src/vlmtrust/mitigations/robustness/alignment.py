@@ -130,7 +130,7 @@ class GapShift(WrapperMitigation):
         _need_dual(self.name, model)
         n = min(self.params.n_calibration, 100) if ctx.quick else self.params.n_calibration
         images, captions = _pairs(ctx.seed, n)
-        from vlmtrust.probes.robustness.modality_gap import gap_vector
+        from vlmtrust.core.metrics import gap_vector
 
         img = np.asarray(model.embed_images(images), dtype=np.float64)
         txt = np.asarray(model.embed_texts(captions), dtype=np.float64)

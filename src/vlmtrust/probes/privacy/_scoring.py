@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vlmtrust.core.errors import CapabilityError
+from vlmtrust.models.clone import clone, unwrap
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -35,15 +35,6 @@ __all__ = [
     "same_image_nll",
     "unwrap",
 ]
-
-
-def unwrap(model: Any) -> Any:
-    """The backend under runner wrappers (the cache), which forward everything else."""
-    seen = 0
-    while "inner" in getattr(model, "__dict__", {}) and seen < 8:
-        model = model.__dict__["inner"]
-        seen += 1
-    return model
 
 
 def architecture(model: Any) -> str:
@@ -195,28 +186,6 @@ def same_image_nll(
         px = px.repeat(len(targets), *([1] * (px.dim() - 1)))
         loss = model.target_loss(px, list(prompts), list(targets))
     return np.asarray(loss.detach().float().cpu().numpy(), dtype=np.float64)
-
-
-def clone(model: Any, label: str) -> Any:
-    """A copy of a local ``hf:`` model with its own weights (the processors are shared).
-
-    Raises:
-        CapabilityError: the model has no local torch module to copy (an API model).
-    """
-    import torch
-
-    base = unwrap(model)
-    module = getattr(base, "model", None)
-    if not isinstance(module, torch.nn.Module):
-        raise CapabilityError(
-            f"model {getattr(model, 'spec', '?')} has no local weights to fine-tune reference "
-            "models from; pass reference_models=SPEC,… instead"
-        )
-    twin = copy.copy(base)
-    twin.model = copy.deepcopy(module)
-    twin.spec = f"{base.spec}#{label}"
-    twin.fingerprint = f"{base.fingerprint}#{label}"
-    return twin
 
 
 def finetune(

@@ -34,7 +34,7 @@ from pydantic import Field
 
 from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.metrics import auc
+from vlmtrust.core.metrics import auc, centroid_gap, gap_vector, shifted_cosines, unit_rows
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import MetricKey, MetricResult, Plot, Record, Series
@@ -49,25 +49,7 @@ __all__ = ["ModalityGap", "centroid_gap", "gap_vector", "shifted_cosines"]
 
 
 def _unit(x: F64) -> F64:
-    x = np.asarray(x, dtype=np.float64)
-    out: F64 = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    return out
-
-
-def gap_vector(images: F64, texts: F64) -> F64:
-    """``Δ = μ_text − μ_image`` of unit-normalised embeddings (rows are samples)."""
-    out: F64 = _unit(texts).mean(axis=0) - _unit(images).mean(axis=0)
-    return out
-
-
-def centroid_gap(images: F64, texts: F64) -> float:
-    """``‖μ_image − μ_text‖`` of unit-normalised embeddings (Liang et al. 2022)."""
-    return float(np.linalg.norm(gap_vector(images, texts)))
-
-
-def shifted_cosines(images: F64, prompts: F64, delta: F64, lam: float) -> F64:
-    """Cosines of ``norm(x + λΔ)`` (unit image embeddings ``x``) to unit ``prompts``."""
-    return _unit(_unit(images) + lam * delta) @ _unit(prompts).T
+    return unit_rows(x)
 
 
 def _separability(images: F64, texts: F64, seed: int) -> F64:
