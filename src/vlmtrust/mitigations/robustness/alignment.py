@@ -34,7 +34,7 @@ from vlmtrust.core.mitigation import (
 )
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune
+from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune, save_finetuned
 
 CALIBRATION_SEED_OFFSET = 3_000_017
 """Calibration / training pairs come from ``seed + CALIBRATION_SEED_OFFSET``."""
@@ -200,14 +200,4 @@ class Alignment(Mitigation):
             seed=seed,
             extra_loss=align,
         )
-        out = model.save_pretrained(ctx.out_dir)
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "steps": report.steps,
-            "first_loss": report.losses[0],
-            "last_loss": report.losses[-1],
-            "seconds": round(report.seconds, 2),
-            "params": p.model_dump(mode="json"),
-        }
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        return save_finetuned(model, ctx, self.name, report, p)

@@ -22,7 +22,7 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld.composition import SWAP_TYPES, composition_scenes
-from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune
+from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune, save_finetuned
 
 TRAIN_SEED_OFFSET = 2_000_029
 """Training scenes come from ``seed + TRAIN_SEED_OFFSET``, never the probe's stream."""
@@ -102,16 +102,6 @@ class HardNegatives(Mitigation):
             seed=seed,
             negatives=negs,
         )
-        out = model.save_pretrained(ctx.out_dir)
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "steps": report.steps,
-            "scenes": len(scenes),
-            "shape_pairs": len(shapes),
-            "first_loss": report.losses[0],
-            "last_loss": report.losses[-1],
-            "seconds": round(report.seconds, 2),
-            "params": p.model_dump(mode="json"),
-        }
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        return save_finetuned(
+            model, ctx, self.name, report, p, scenes=len(scenes), shape_pairs=len(shapes)
+        )
