@@ -90,7 +90,8 @@ class EmbedFairnessProbe(Probe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(cast(_GalleryParams, self.params).n) if ctx.data is None else None
+        n = cast(_GalleryParams, self.params).n
+        return ctx.size(n) if ctx.data is None else _data.count(ctx, n)
 
     @staticmethod
     def embed_batch(model: Any, batch: Sequence[Sample], *, hint: str = "") -> F64:

@@ -155,7 +155,9 @@ class CounterfactualProbe(GenerativeFairnessProbe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return self._n_sets(ctx) * len(self._groups()) if ctx.data is None else None
+        if ctx.data is not None:
+            return _data.count(ctx)
+        return self._n_sets(ctx) * len(self._groups())
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:
         """Every member of every set: SynthWorld sets, or the user's rows."""

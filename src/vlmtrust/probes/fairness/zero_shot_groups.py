@@ -238,7 +238,7 @@ class ZeroShotGroupsProbe(GroupProbe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
+        return ctx.size(self.params.n) if ctx.data is None else _data.count(ctx, self.params.n)
 
     def check(self, ctx: ProbeContext) -> None:
         """Before any model loads, on SynthWorld: the attributes, and every label a class."""

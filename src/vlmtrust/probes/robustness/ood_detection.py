@@ -159,9 +159,12 @@ class OODDetection(li.ZeroShotProbe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        if ctx.data is not None:
-            return None
-        return ctx.size(self.params.n_id) + ctx.size(self.params.n_ood)
+        p = self.params
+        if ctx.data is not None:  # entries counted, not decoded; no OOD set: samples() refuses
+            if p.ood_data is None:
+                return None
+            return _data.count(ctx, p.n_id) + _data.count(ctx, p.n_ood, p.ood_data)
+        return ctx.size(p.n_id) + ctx.size(p.n_ood)
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:
         """ID images then OOD images; an empty side raises :class:`InputError`."""
