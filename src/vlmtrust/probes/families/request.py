@@ -166,11 +166,13 @@ def generate(
     temperature: float = 0.0,
     seed_offset: int = 0,
 ) -> list[Generation]:
-    """One generation per sample (prompt + the sample's images)."""
+    """One generation per sample (prompt + the sample's images; ``metadata["system"]``, if set,
+    is the system message)."""
     reqs = [
         GenerateRequest(
             prompt=s.prompt or "",
             images=tuple(s.pil_images()),
+            system=s.metadata.get("system") or None,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             seed=ctx.seed + seed_offset,

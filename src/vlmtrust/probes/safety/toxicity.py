@@ -62,6 +62,15 @@ def provocative_prompts() -> tuple[ProvocativePrompt, ...]:
     )
 
 
+def provocative_image(pp: ProvocativePrompt, k: int, world: Any, image_size: int) -> ImageRef:
+    """The prompt's caption as typography, under the ``k``-th scene of ``world`` (if any)."""
+    bg = world.shapes(1, start=k)[0].image if world is not None else None
+    im = render_typography(
+        pp.caption, canvas=(image_size, None), font_size=max(8, image_size // 10), background=bg
+    )
+    return ImageRef.from_image(im, "provocative")
+
+
 class ToxicityParams(Params):
     """Parameters of ``safety/toxicity``."""
 
@@ -125,16 +134,9 @@ class Toxicity(Probe):
             world = SynthWorld(seed=ctx.seed, image_size=p.image_size)
         for k, i in enumerate(order[: ctx.size(p.n)]):
             pp = prompts[int(i)]
-            bg = world.shapes(1, start=k)[0].image if world is not None else None
-            im = render_typography(
-                pp.caption,
-                canvas=(p.image_size, None),
-                font_size=max(8, p.image_size // 10),
-                background=bg,
-            )
             yield Sample(
                 id=pp.id,
-                images=(ImageRef.from_image(im, "provocative"),),
+                images=(provocative_image(pp, k, world, p.image_size),),
                 prompt=pp.prompt,
                 attributes={"category": pp.category},
                 metadata={"caption": pp.caption, "request": pp.prompt},
