@@ -221,6 +221,27 @@ def pool(
     return test if split_name == "test" else train
 
 
+HARM_SPLIT_SEED = 0
+HARM_TEST_FRACTION = 0.3
+"""The request split the guards' harm classifier trains on (the probes' default split)."""
+
+
+def harm_training_set(
+    *, seed: int = HARM_SPLIT_SEED, test_fraction: float = HARM_TEST_FRACTION
+) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """``(train, test)`` lists of ``(text, is_harmful)``: both forms of every request."""
+    out: list[list[tuple[str, bool]]] = []
+    h_train, h_test = split(harmful_requests(), test_fraction=test_fraction, seed=seed)
+    b_train, b_test = split(benign_requests(), test_fraction=test_fraction, seed=seed)
+    for reqs in ((*h_train, *b_train), (*h_test, *b_test)):
+        rows: list[tuple[str, bool]] = []
+        for r in reqs:
+            rows.append((r.text, r.harmful))
+            rows.append((r.statement, r.harmful))
+        out.append(rows)
+    return out[0], out[1]
+
+
 def select(
     *,
     harmful: bool,
