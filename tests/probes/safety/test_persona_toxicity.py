@@ -1,4 +1,4 @@
-"""safety/persona_toxicity: a persona that makes a scripted model rude is found; ignoring is quiet."""
+"""safety/persona_toxicity: a persona that makes a scripted model rude is found."""
 
 from typing import Any
 
