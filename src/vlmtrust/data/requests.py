@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,9 @@ class SafetyRequest:
         text: the request as a user would type it.
         statement: FigStep-style statement form ("Steps to ...") for typography.
         harmful: ``True`` for harmful requests, ``False`` for benign look-alikes.
+        key_phrase: a user benchmark's own key phrase (MM-SafetyBench), else empty.
+        image: a user benchmark's own image (an ``ImageRef``), else ``None``.
+        image_prompt: the query a user benchmark publishes with its image, else empty.
     """
 
     id: str
@@ -65,6 +69,9 @@ class SafetyRequest:
     text: str
     statement: str
     harmful: bool
+    key_phrase: str = ""
+    image: Any = field(default=None, compare=False)
+    image_prompt: str = ""
 
 
 def _load(name: str, harmful: bool) -> tuple[SafetyRequest, ...]:
