@@ -3,12 +3,14 @@
 FigStep (Gong et al., AAAI 2025) writes a harmful request's statement form ("Steps to ...") in
 the published layout (760×760, wrapped at 15 characters, empty list 1-3, bold monospace 80 px).
 Conditions: ``text`` (typed baseline), ``figstep``, ``figstep_pro`` (sub-figures that split the
-words, evading per-image OCR filters). Metrics: :mod:`vlmtrust.probes.families.request`.
+words, evading per-image OCR filters) and, with a safety benchmark as ``--data``
+(:mod:`vlmtrust.data.safety_sets`), ``dataset``: its own image with its own query.
+Metrics: :mod:`vlmtrust.probes.families.request`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 from pydantic import Field
@@ -17,9 +19,18 @@ from vlmtrust.attacks import typography as ty
 from vlmtrust.core.probe import probe
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
-from vlmtrust.probes.families.request import RequestParams, RequestProbe, request_sample
+from vlmtrust.probes.families.request import (
+    BENCHMARK,
+    RequestParams,
+    RequestProbe,
+    benchmark_sample,
+    request_sample,
+)
 
-Attack = Literal["text", "figstep", "figstep_pro"]
+if TYPE_CHECKING:
+    from vlmtrust.data.datasets import DataError
+
+Attack = Literal["text", "figstep", "figstep_pro", "dataset"]
 
 
 class FigStepParams(RequestParams):
@@ -28,7 +39,10 @@ class FigStepParams(RequestParams):
     attacks: list[Attack] = Field(
         default_factory=lambda: list[Attack](("text", "figstep")),
         min_length=1,
-        description="conditions: text (baseline), figstep, figstep_pro (sub-figures)",
+        description=(
+            "conditions: text (baseline), figstep, figstep_pro (sub-figures), dataset (a --data "
+            "benchmark's own image and query)"
+        ),
     )
     image_size: int = Field(760, ge=16, le=4096, description="side of the FigStep image")
     pro_parts: int = Field(3, ge=2, le=8, description="FigStep-Pro sub-figures")
@@ -54,9 +68,11 @@ class FigStep(RequestProbe):
         """The ``attacks`` parameter."""
         return self.params.attacks
 
-    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample:
-        """The typed request (optionally with a blank image), FigStep or FigStep-Pro."""
+    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | DataError:
+        """The typed request (maybe with a blank image), FigStep, FigStep-Pro or ``dataset``."""
         p, size = self.params, self.params.image_size
+        if condition == BENCHMARK:
+            return benchmark_sample(req)
         if condition == "text":
             ims = [Image.new("RGB", (size, size), "white")] if p.text_image else []
             labels, prompt = ["blank"], req.text

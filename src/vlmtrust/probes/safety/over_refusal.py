@@ -8,13 +8,15 @@ refusal rubric mode, ``llm:SPEC#refusal``) with CIs and per-topic groups; a Llam
 (``llm:SPEC``) labels harm, not refusals, and is accepted only beside a refusal judge and with
 ``n_harmful > 0``.
 Optionally (``n_harmful > 0``) the same conditions on harmful requests give the refusal rate it
-should be compared with.
+should be compared with. With ``--data`` the benign requests come from the user's benchmark
+(e.g. VLGuard's ``safe_safes``, :mod:`vlmtrust.data.safety_sets`), and ``dataset`` shows its own
+image with the request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -30,14 +32,19 @@ from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
 from vlmtrust.judges.base import judge_task, judges_for
 from vlmtrust.probes.families.request import (
+    BENCHMARK,
     RequestParams,
     RequestProbe,
+    benchmark_sample,
     request_sample,
     select_requests,
 )
 from vlmtrust.probes.safety.query_relevant import key_phrase
 
-Condition = Literal["text", "figstep", "typography"]
+if TYPE_CHECKING:
+    from vlmtrust.data.datasets import DataError
+
+Condition = Literal["text", "figstep", "typography", "dataset"]
 
 
 def _default_conditions() -> list[Condition]:
@@ -52,7 +59,10 @@ class OverRefusalParams(RequestParams):
     conditions: list[Condition] = Field(
         default_factory=_default_conditions,
         min_length=1,
-        description="text, figstep (FigStep layout) and/or typography (MM-SafetyBench)",
+        description=(
+            "text, figstep (FigStep layout), typography (MM-SafetyBench) and/or dataset (a "
+            "--data benchmark's own image and query)"
+        ),
     )
     image_size: int = Field(760, ge=16, le=4096, description="side of the FigStep image")
 
@@ -105,9 +115,11 @@ class OverRefusal(RequestProbe):
             reqs += select_requests(p, ctx, harmful=True, n=p.n_harmful)
         return reqs
 
-    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample:
-        """The typed request, FigStep typography or MM-SafetyBench typography."""
+    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | DataError:
+        """The typed request, FigStep or MM-SafetyBench typography, or the benchmark's image."""
         p = self.params
+        if condition == BENCHMARK:
+            return benchmark_sample(req)
         if condition == "text":
             return request_sample(req, condition, prompt=req.text)
         if condition == "figstep":
