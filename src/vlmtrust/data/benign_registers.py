@@ -21,13 +21,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 from vlmtrust.core.errors import InputError
+from vlmtrust.data.requests import resource_jsonl
 
 REGISTERS: Final[tuple[str, ...]] = (
     "standard",
@@ -61,31 +60,20 @@ class RegisterText:
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[RegisterText, ...]:
-    name = "safety/benign_registers.jsonl"
-    path = resources.files("vlmtrust.resources").joinpath(*name.split("/"))
-    out: list[RegisterText] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            item = RegisterText(
-                id=str(row["id"]),
-                register=str(row["register"]),
-                kind=str(row["kind"]),
-                text=str(row["text"]),
-                prompt=str(row.get("prompt", "")),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(
-                f"resource {name} line {lineno} is malformed ({e}); reinstall vlmtrust"
-            ) from None
+    name = "benign_registers.jsonl"
+
+    def build(row: dict[str, Any]) -> RegisterText:
+        given = {f: str(row[f]) for f in ("id", "register", "kind", "text")}
+        return RegisterText(**given, prompt=str(row.get("prompt", "")))
+
+    rows = resource_jsonl(name, build)
+    for lineno, item in rows:
         if item.register not in REGISTERS or item.kind not in ("request", "answer"):
             raise InputError(
-                f"resource {name} line {lineno} has a bad register or kind; reinstall vlmtrust"
+                f"resource safety/{name} line {lineno} has a bad register or kind; "
+                "reinstall vlmtrust"
             )
-        out.append(item)
-    return tuple(out)
+    return tuple(item for _, item in rows)
 
 
 def benign_register_texts(

@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from vlmtrust.core.errors import InputError
+
+_T = TypeVar("_T")
 
 HAZARD_TOPICS: tuple[str, ...] = (
     "illegal_activity",
@@ -74,26 +76,40 @@ class SafetyRequest:
     image_prompt: str = ""
 
 
-def _load(name: str, harmful: bool) -> tuple[SafetyRequest, ...]:
+def resource_jsonl(name: str, build: Callable[[dict[str, Any]], _T]) -> list[tuple[int, _T]]:
+    """``(line number, build(row))`` for each row of the shipped JSONL ``resources/safety/name``.
+
+    Raises:
+        InputError: a line is not JSON or ``build`` fails on it (the shipped file is damaged).
+    """
     path = resources.files("vlmtrust.resources").joinpath("safety", name)
-    out: list[SafetyRequest] = []
-    seen: set[str] = set()
+    out: list[tuple[int, _T]] = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            req = SafetyRequest(
-                id=str(row["id"]),
-                topic=str(row["topic"]),
-                text=str(row["text"]),
-                statement=str(row["statement"]),
-                harmful=bool(row["harmful"]),
-            )
+            out.append((lineno, build(json.loads(line))))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(
                 f"resource safety/{name} line {lineno} is malformed ({e}); reinstall vlmtrust"
             ) from None
+    return out
+
+
+def _load(name: str, harmful: bool) -> tuple[SafetyRequest, ...]:
+    out: list[SafetyRequest] = []
+    seen: set[str] = set()
+    rows = resource_jsonl(
+        name,
+        lambda row: SafetyRequest(
+            id=str(row["id"]),
+            topic=str(row["topic"]),
+            text=str(row["text"]),
+            statement=str(row["statement"]),
+            harmful=bool(row["harmful"]),
+        ),
+    )
+    for lineno, req in rows:
         if req.harmful != harmful or req.topic not in HAZARD_TOPICS or req.id in seen:
             raise InputError(
                 f"resource safety/{name} line {lineno} has a bad topic, label or duplicate id; "

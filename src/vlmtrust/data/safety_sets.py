@@ -67,7 +67,14 @@ from typing import Any, Final
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.sample import Sample
-from vlmtrust.data.fairness_sets import MemberImageRef, _brief, _data_error, _member, _open_text
+from vlmtrust.data.fairness_sets import (
+    MemberImageRef,
+    _brief,
+    _data_error,
+    _member,
+    _open_text,
+    parse_layout_spec,
+)
 from vlmtrust.data.requests import SafetyRequest
 
 SAFETY_PREFIXES: Final[tuple[str, ...]] = ("mmsafetybench:", "jailbreakv:", "vlguard:", "rtvlm:")
@@ -161,20 +168,7 @@ def parse_safety_spec(text: str) -> Any:
     Raises:
         InputError: the path is missing or is not the benchmark's published layout.
     """
-    from vlmtrust.data.datasets import DataSpec
-
-    kind, _, rest = text.partition(":")
-    split: str | None = None
-    if "#" in rest and not Path(rest).expanduser().exists():
-        rest, split = rest.rsplit("#", 1)
-        split = split.strip() or None
-    if not rest.strip():
-        raise InputError(f"data {text}: no path after {kind}: — pass {kind}:PATH")
-    path = Path(rest).expanduser()
-    if not path.exists():
-        raise InputError(f"data {text}: {path} not found — check the path")
-    _LAYOUTS[kind](path, split, text)  # fail now, with one line, on a wrong layout
-    return DataSpec(kind=kind, path=path, split=split)  # type: ignore[arg-type]
+    return parse_layout_spec(text, _LAYOUTS)
 
 
 def iter_safety(spec: Any, limits: DataLimits | None = None) -> Iterator[Any]:

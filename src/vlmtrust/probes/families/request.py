@@ -449,6 +449,20 @@ def topic_heatmap(
     )
 
 
+def answer_example(
+    r: Record, *, title: str, expected: str, note: str, output_key: str = "answer"
+) -> Example:
+    """An example showing a record's ``output["prompt"]`` and ``output[output_key]``."""
+    return Example(
+        sample_id=r.sample_id,
+        title=title,
+        prompt=str(r.output.get("prompt") or ""),
+        output=str(r.output.get(output_key) or ""),
+        expected=expected,
+        note=note,
+    )
+
+
 def success_examples(
     records: Sequence[Record], judge: str, attack: str, baseline: str | None, k: int = 4
 ) -> list[Example]:
@@ -467,16 +481,8 @@ def success_examples(
         note = f"judge {judge}: attack succeeded"
         if r.attributes.get("request_id") in base_fail:
             note += f"; the same request as {baseline} was refused"
-        out.append(
-            Example(
-                sample_id=r.sample_id,
-                title=f"{attack} · {r.attributes.get('topic', '')}",
-                prompt=str(r.output.get("prompt") or ""),
-                output=str(r.output.get("answer") or ""),
-                expected="refusal",
-                note=note,
-            )
-        )
+        title = f"{attack} · {r.attributes.get('topic', '')}"
+        out.append(answer_example(r, title=title, expected="refusal", note=note))
     return out
 
 
@@ -608,7 +614,10 @@ class RequestProbe(Probe):
             yield from user_requests(ctx)[1]
         for k, req in enumerate(self.requests(ctx)):
             for cond in self.conditions():
-                yield self.condition_sample(req, cond, k)
+                if cond == BENCHMARK:  # any request probe: the benchmark's own image and query
+                    yield benchmark_sample(req)
+                else:
+                    yield self.condition_sample(req, cond, k)
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Generate answers and judge them with every configured judge."""

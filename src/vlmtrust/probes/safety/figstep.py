@@ -10,7 +10,7 @@ Metrics: :mod:`vlmtrust.probes.families.request`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from PIL import Image
 from pydantic import Field
@@ -19,16 +19,7 @@ from vlmtrust.attacks import typography as ty
 from vlmtrust.core.probe import probe
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
-from vlmtrust.probes.families.request import (
-    BENCHMARK,
-    RequestParams,
-    RequestProbe,
-    benchmark_sample,
-    request_sample,
-)
-
-if TYPE_CHECKING:
-    from vlmtrust.data.datasets import DataError
+from vlmtrust.probes.families.request import RequestParams, RequestProbe, request_sample
 
 Attack = Literal["text", "figstep", "figstep_pro", "dataset"]
 
@@ -68,11 +59,9 @@ class FigStep(RequestProbe):
         """The ``attacks`` parameter."""
         return self.params.attacks
 
-    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | DataError:
-        """The typed request (maybe with a blank image), FigStep, FigStep-Pro or ``dataset``."""
+    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample:
+        """The typed request (optionally with a blank image), FigStep or FigStep-Pro."""
         p, size = self.params, self.params.image_size
-        if condition == BENCHMARK:
-            return benchmark_sample(req)
         if condition == "text":
             ims = [Image.new("RGB", (size, size), "white")] if p.text_image else []
             labels, prompt = ["blank"], req.text

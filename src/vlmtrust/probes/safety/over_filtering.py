@@ -40,12 +40,14 @@ from pydantic import Field, field_validator
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.benign_registers import REGISTERS, RegisterText, benign_register_texts
 from vlmtrust.judges.base import check_judge_name, judges_for, positive_label
 from vlmtrust.probes.families.group import GroupProbe
+from vlmtrust.probes.families.request import answer_example
+from vlmtrust.probes.safety._rates import rate_bars
 
 Flags = list[bool | None]
 """Per text: flagged, not flagged, or ``None`` (the screen does not look at this kind)."""
@@ -187,9 +189,10 @@ class OverFilteringParams(Params):
 class OverFiltering(GroupProbe):
     """False-positive rate of every guard and judge on benign texts, per register."""
 
-    pillar = Pillar.SAFETY
-    requires = Capability.NONE
     Params = OverFilteringParams
+    params: OverFilteringParams
+    requires = Capability.NONE
+    pillar = Pillar.SAFETY
     batch_size = 128
     description = (
         "Over-filtering: benign requests and answers in six registers (dialect, non-native, "
@@ -201,8 +204,6 @@ class OverFiltering(GroupProbe):
     metric_name = "false_positive_rate"
     higher_is_better = False
     per_group: ClassVar[bool] = True
-
-    params: OverFilteringParams
 
     def _texts(self) -> list[RegisterText]:
         return benign_register_texts(self.params.registers)
@@ -289,25 +290,16 @@ class OverFiltering(GroupProbe):
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """False-positive rate per register (bar), one series per guard and judge."""
         regs = [r for r in REGISTERS if any(x.attributes.get("register") == r for x in records)]
-        series = []
-        for name in self.names():
-            ys: list[float | None] = []
-            for reg in regs:
-                vals = [
-                    float(v)
-                    for x in records
-                    if x.attributes.get("register") == reg
-                    and (v := x.scores.get(f"flagged/{name}")) is not None
-                ]
-                ys.append(float(np.mean(vals)) if vals else None)
-            series.append(Series(name=name, x=regs, y=ys))
         return [
-            Plot(
-                kind="bar",
+            rate_bars(
+                records,
+                names=self.names(),
+                score="flagged/{}",
+                attribute="register",
+                xs=regs,
                 title="False positives on benign texts per register",
                 x_label="register",
                 y_label="false-positive rate",
-                series=series,
             )
         ]
 
@@ -319,15 +311,13 @@ class OverFiltering(GroupProbe):
             for r in records
             if r.scores.get(f"flagged/{name}") == 1.0 and r.attributes.get("register") != "standard"
         ]
-        return [
-            Example(
-                sample_id=r.sample_id,
-                title=f"false positive · {r.attributes.get('register')} {r.attributes.get('kind')}",
-                prompt=str(r.output.get("prompt") or ""),
-                output=str(r.output.get("text") or ""),
-                expected="not flagged (benign)",
-                note="flagged by "
-                + ", ".join(n for n in self.names() if r.scores.get(f"flagged/{n}") == 1.0),
+        out = []
+        for r in hits[:4]:
+            flagged = [n for n in self.names() if r.scores.get(f"flagged/{n}") == 1.0]
+            title = f"false positive · {r.attributes.get('register')} {r.attributes.get('kind')}"
+            note = "flagged by " + ", ".join(flagged)
+            expected = "not flagged (benign)"
+            out.append(
+                answer_example(r, title=title, expected=expected, note=note, output_key="text")
             )
-            for r in hits[:4]
-        ]
+        return out

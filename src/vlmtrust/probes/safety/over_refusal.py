@@ -16,7 +16,7 @@ image with the request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -32,17 +32,12 @@ from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
 from vlmtrust.judges.base import judge_task, judges_for
 from vlmtrust.probes.families.request import (
-    BENCHMARK,
     RequestParams,
     RequestProbe,
-    benchmark_sample,
     request_sample,
     select_requests,
 )
 from vlmtrust.probes.safety.query_relevant import key_phrase
-
-if TYPE_CHECKING:
-    from vlmtrust.data.datasets import DataError
 
 Condition = Literal["text", "figstep", "typography", "dataset"]
 
@@ -115,11 +110,9 @@ class OverRefusal(RequestProbe):
             reqs += select_requests(p, ctx, harmful=True, n=p.n_harmful)
         return reqs
 
-    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | DataError:
-        """The typed request, FigStep or MM-SafetyBench typography, or the benchmark's image."""
+    def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample:
+        """The typed request, FigStep typography or MM-SafetyBench typography."""
         p = self.params
-        if condition == BENCHMARK:
-            return benchmark_sample(req)
         if condition == "text":
             return request_sample(req, condition, prompt=req.text)
         if condition == "figstep":

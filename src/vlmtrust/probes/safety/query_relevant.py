@@ -29,13 +29,7 @@ from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
-from vlmtrust.probes.families.request import (
-    BENCHMARK,
-    RequestParams,
-    RequestProbe,
-    benchmark_sample,
-    request_sample,
-)
+from vlmtrust.probes.families.request import RequestParams, RequestProbe, request_sample
 
 if TYPE_CHECKING:
     from vlmtrust.data.datasets import DataError
@@ -147,8 +141,6 @@ class QueryRelevant(RequestProbe):
     def condition_sample(self, req: SafetyRequest, condition: str, k: int) -> Sample | DataError:
         """The typed request, or the key phrase as typography (unreadable images: errors)."""
         p = self.params
-        if condition == BENCHMARK:
-            return benchmark_sample(req)
         if condition == "text":
             return request_sample(req, condition, prompt=req.text)
         phrase = key_phrase(req)
