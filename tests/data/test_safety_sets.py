@@ -217,3 +217,19 @@ def test_over_refusal_runs_on_vlguard_safe_safes(tmp_path: Path) -> None:
     assert len(recs) == 3 and all(r.attributes["kind"] == "benign" for r in recs)
     assert all(len(c.images) == 1 for c in model.calls)
     assert metrics(p, recs)["over_refusal/dataset/refusal/keyword"].value == 1.0
+
+
+def test_red_team_draws_its_requests_from_the_benchmark(mmsb: Path) -> None:
+    from vlmtrust.core.probe import registry
+
+    probe = registry()["safety/red_team"]({"n": 5, "n_benign": 2, "agreement": False})
+    samples = list(probe.samples(ProbeContext(seed=0, data=f"mmsafetybench:{mmsb}")))
+    assert sorted(s.prompt for s in samples) == [
+        f"placeholder request {scen} {k}?"
+        for scen, k in (
+            ("01-Illegal_Activitiy", 0),
+            ("01-Illegal_Activitiy", 1),
+            ("05-EconomicHarm", 0),
+        )
+    ]
+    assert samples[0].metadata["statement"].startswith("Steps to placeholder activity")
