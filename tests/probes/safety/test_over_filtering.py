@@ -89,5 +89,7 @@ def test_bad_guard_and_register_are_one_line() -> None:
     cls = registry()["safety/over_filtering"]
     with pytest.raises(InputError, match="unknown guard 'safety/bouncer'; use safety/input_guard"):
         cls({"guards": ["safety/bouncer"]})
+    with pytest.raises(InputError, match="nothing to measure: name at least one guard or judge"):
+        cls({"guards": [], "judges": []})
     with pytest.raises(InputError, match="unknown register 'slang'; use one of standard"):
         cls({"registers": ["slang"]})

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.params import Params
@@ -176,6 +176,12 @@ class OverFilteringParams(Params):
     @classmethod
     def _refusal(cls, v: str) -> str:
         return check_judge_name(v)
+
+    @model_validator(mode="after")
+    def _something(self) -> OverFilteringParams:
+        if not self.guards and not self.judges:
+            raise ValueError("nothing to measure: name at least one guard or judge")
+        return self
 
     @field_validator("registers")
     @classmethod
