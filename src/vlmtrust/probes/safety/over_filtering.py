@@ -186,8 +186,7 @@ class OverFilteringParams(Params):
     @field_validator("registers")
     @classmethod
     def _registers(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            benign_register_texts(v)  # InputError naming the register and the known ones
+        benign_register_texts(v)  # InputError naming an unknown register and the known ones
         return v
 
 
