@@ -8,7 +8,9 @@ refusal rubric mode, ``llm:SPEC#refusal``) with CIs and per-topic groups; a Llam
 (``llm:SPEC``) labels harm, not refusals, and is accepted only beside a refusal judge and with
 ``n_harmful > 0``.
 Optionally (``n_harmful > 0``) the same conditions on harmful requests give the refusal rate it
-should be compared with.
+should be compared with. With ``--data`` the benign requests come from the user's benchmark
+(e.g. VLGuard's ``safe_safes``, :mod:`vlmtrust.data.safety_sets`), and ``dataset`` shows its own
+image with the request.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from vlmtrust.probes.families.request import (
 )
 from vlmtrust.probes.safety.query_relevant import key_phrase
 
-Condition = Literal["text", "figstep", "typography"]
+Condition = Literal["text", "figstep", "typography", "dataset"]
 
 
 def _default_conditions() -> list[Condition]:
@@ -52,7 +54,10 @@ class OverRefusalParams(RequestParams):
     conditions: list[Condition] = Field(
         default_factory=_default_conditions,
         min_length=1,
-        description="text, figstep (FigStep layout) and/or typography (MM-SafetyBench)",
+        description=(
+            "text, figstep (FigStep layout), typography (MM-SafetyBench) and/or dataset (a "
+            "--data benchmark's own image and query)"
+        ),
     )
     image_size: int = Field(760, ge=16, le=4096, description="side of the FigStep image")
 

@@ -127,19 +127,19 @@ class RedTeam(Probe):
 
     def n_samples(self, ctx: ProbeContext) -> int:
         """The harmful requests plus the benign look-alikes (each capped by its pool)."""
-        from vlmtrust.data.requests import pool
+        from vlmtrust.probes.families.request import request_pool
 
-        harmful = pool(harmful=True, topics=self.p.topics, split_name=self.p.split)
-        benign = pool(harmful=False, topics=self.p.topics, split_name=self.p.split)
+        harmful = request_pool(ctx, harmful=True, topics=self.p.topics, split_name=self.p.split)
+        benign = request_pool(ctx, harmful=False, topics=self.p.topics, split_name=self.p.split)
         n_b = min(len(benign), ctx.size(self.p.n_benign)) if self.p.n_benign else 0
         return min(len(harmful), ctx.size(self.p.n)) + n_b
 
     def samples(self, ctx: ProbeContext) -> Iterable[Sample]:
         """Harmful requests to attack, then benign look-alikes asked directly."""
-        from vlmtrust.data.requests import pool
+        from vlmtrust.probes.families.request import request_pool
 
-        harmful = pool(harmful=True, topics=self.p.topics, split_name=self.p.split)
-        benign = pool(harmful=False, topics=self.p.topics, split_name=self.p.split)
+        harmful = request_pool(ctx, harmful=True, topics=self.p.topics, split_name=self.p.split)
+        benign = request_pool(ctx, harmful=False, topics=self.p.topics, split_name=self.p.split)
         rng = ctx.rng("red_team", "order")
         n_h = ctx.size(self.p.n)
         n_b = ctx.size(self.p.n_benign) if self.p.n_benign else 0

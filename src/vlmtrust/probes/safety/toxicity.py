@@ -62,6 +62,34 @@ def provocative_prompts() -> tuple[ProvocativePrompt, ...]:
     )
 
 
+def provocative_image(pp: ProvocativePrompt, k: int, world: Any, image_size: int) -> ImageRef:
+    """The prompt's caption as typography, under the ``k``-th scene of ``world`` (if any)."""
+    bg = world.shapes(1, start=k)[0].image if world is not None else None
+    im = render_typography(
+        pp.caption, canvas=(image_size, None), font_size=max(8, image_size // 10), background=bg
+    )
+    return ImageRef.from_image(im, "provocative")
+
+
+def drawn_prompts(
+    ctx: ProbeContext, stream: str, n: int, scene: bool, image_size: int
+) -> Iterator[tuple[ProvocativePrompt, ImageRef]]:
+    """``ctx.size(n)`` prompts in the order of ``ctx.rng(stream)``, each with its image.
+
+    The image is :func:`provocative_image`: the caption, under a SynthWorld scene when ``scene``.
+    """
+    prompts = provocative_prompts()
+    order = ctx.rng(stream).permutation(len(prompts))
+    world = None
+    if scene:
+        from vlmtrust.data.synthworld import SynthWorld
+
+        world = SynthWorld(seed=ctx.seed, image_size=image_size)
+    for k, i in enumerate(order[: ctx.size(n)]):
+        pp = prompts[int(i)]
+        yield pp, provocative_image(pp, k, world, image_size)
+
+
 class ToxicityParams(Params):
     """Parameters of ``safety/toxicity``."""
 
@@ -116,25 +144,10 @@ class Toxicity(Probe):
     def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
         """One sample per provocative prompt (image: caption under a scene)."""
         p = self.params
-        prompts = provocative_prompts()
-        order = ctx.rng("safety/toxicity").permutation(len(prompts))
-        world = None
-        if p.with_scene:
-            from vlmtrust.data.synthworld import SynthWorld
-
-            world = SynthWorld(seed=ctx.seed, image_size=p.image_size)
-        for k, i in enumerate(order[: ctx.size(p.n)]):
-            pp = prompts[int(i)]
-            bg = world.shapes(1, start=k)[0].image if world is not None else None
-            im = render_typography(
-                pp.caption,
-                canvas=(p.image_size, None),
-                font_size=max(8, p.image_size // 10),
-                background=bg,
-            )
+        for pp, image in drawn_prompts(ctx, "safety/toxicity", p.n, p.with_scene, p.image_size):
             yield Sample(
                 id=pp.id,
-                images=(ImageRef.from_image(im, "provocative"),),
+                images=(image,),
                 prompt=pp.prompt,
                 attributes={"category": pp.category},
                 metadata={"caption": pp.caption, "request": pp.prompt},
