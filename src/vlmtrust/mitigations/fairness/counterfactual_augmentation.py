@@ -107,12 +107,49 @@ class CounterfactualAugmentationParams(Params):
         le=100_000,
         description="probe sets whose images training leaves out (at least n_eval)",
     )
+    scale_jitter: int = Field(
+        8,
+        ge=0,
+        le=32,
+        description="render each training set at 64 ± up to this many px, resized to 64",
+    )
 
 
-def _fair_world(seed: int) -> Any:
+IMAGE_SIZE = 64
+"""Side of the training images (SynthWorld's default; probe images are compared at it)."""
+
+
+def _fair_world(seed: int, size: int = IMAGE_SIZE) -> Any:
     from vlmtrust.data.synthworld import SynthWorld
 
-    return SynthWorld(seed=seed + TRAIN_SEED_OFFSET)
+    return SynthWorld(seed=seed + TRAIN_SEED_OFFSET, image_size=size)
+
+
+def _jittered_sets(p: CounterfactualAugmentationParams, seed: int) -> list[tuple[Any, ...]]:
+    """The training sets, each rendered at its own size (64 ± ``scale_jitter``), resized to 64.
+
+    Every member of a set shares the size, so a set stays a counterfactual set; the scenes
+    (occupation, cues, figure jitter) are the unjittered stream's.
+    """
+    import dataclasses
+
+    if p.scale_jitter == 0:
+        return _fair_world(seed).counterfactual_people(p.n_sets, cue_prob=p.cue_prob)
+    j = p.scale_jitter
+    sizes = np.random.default_rng(seed + 23).integers(IMAGE_SIZE - j, IMAGE_SIZE + j + 1, p.n_sets)
+    worlds: dict[int, Any] = {}
+    out = []
+    for i, size in enumerate(int(x) for x in sizes):
+        world = worlds.setdefault(size, _fair_world(seed, size))
+        members = world.counterfactual_people(1, start=i, cue_prob=p.cue_prob)[0]
+        if size != IMAGE_SIZE:
+            square = (IMAGE_SIZE, IMAGE_SIZE)
+            members = tuple(
+                dataclasses.replace(m, image=m.image.resize(square, Image.Resampling.BICUBIC))
+                for m in members
+            )
+        out.append(members)
+    return out
 
 
 def _has_cue(attrs: dict[str, Any]) -> bool:
@@ -128,15 +165,20 @@ def image_digest(image: Image.Image) -> str:
     return h.hexdigest()
 
 
-HELD_OUT_PROBES: dict[str, tuple[tuple[str, str, int], ...]] = {
+HELD_OUT_PROBES: dict[str, tuple[tuple[str, str, int, dict[str, Any]], ...]] = {
     "generative": (
-        ("fairness/counterfactual", "n_sets", 1),
-        ("fairness/generation_bias", "n", 2),
-        ("capability/vqa", "n", 4),
+        ("fairness/counterfactual", "n_sets", 1, {}),
+        ("fairness/generation_bias", "n", 2, {}),
+        ("fairness/generation_bias", "n", 2, {"cue_prob": 1.0}),
+        ("capability/vqa", "n", 4, {}),
     ),
-    "dual": (("fairness/counterfactual", "n_sets", 1), ("fairness/retrieval_skew", "n", 25)),
+    "dual": (
+        ("fairness/counterfactual", "n_sets", 1, {}),
+        ("fairness/retrieval_skew", "n", 25, {}),
+    ),
 }
-"""Per model kind, the probes of the held-out measurement: ``(probe, size parameter, × n)``."""
+"""Per model kind, the probe samples of the held-out measurement: ``(probe, size parameter,
+× n, other parameters)`` (people with cues: the occupation answers a debiaser must keep)."""
 
 
 def held_out_digests(seed: int, n: int, kind: str = "generative") -> frozenset[str]:
@@ -153,8 +195,8 @@ def held_out_digests(seed: int, n: int, kind: str = "generative") -> frozenset[s
     if n <= 0:
         return frozenset()
     ctx = ProbeContext(seed=seed)
-    for name, size, times in HELD_OUT_PROBES[kind]:
-        for s in registry()[name]({size: times * n}).samples(ctx):
+    for name, size, times, extra in HELD_OUT_PROBES[kind]:
+        for s in registry()[name]({size: times * n, **extra}).samples(ctx):
             if isinstance(s, Sample):
                 out.update(image_digest(im) for im in s.pil_images())
     return frozenset(out)
@@ -168,7 +210,7 @@ def training_sets(
     Returns the kept sets and how many were dropped (a set with any member whose digest is in
     ``skip``, :func:`held_out_digests` at ``max(p.held_out, p.n_eval)`` sets).
     """
-    sets = _fair_world(seed).counterfactual_people(p.n_sets, cue_prob=p.cue_prob)
+    sets = _jittered_sets(p, seed)
     kept = [s for s in sets if not any(image_digest(m.image) in skip for m in s)]
     if not kept:
         raise InputError(

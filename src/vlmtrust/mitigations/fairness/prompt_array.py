@@ -7,9 +7,15 @@ vectors, not vocabulary words). The image tower is unchanged.
 
 Training, on the train part of the labelled fitting gallery (:func:`_trained.split_fit`):
 
-* an adversary (a small MLP) predicts the protected attribute from an image's similarities to
-  the neutral training ``queries`` embedded with the prompt (the similarities standardised by
-  their mean and spread under the base model), and is updated to do that well;
+* an adversary predicts the protected attribute from an image's similarities to the neutral
+  training ``queries`` embedded with the prompt (the similarities standardised by their mean
+  and spread under the base model), and is updated to do that well. By default
+  (``adversary="per_query"``) it is one small MLP per query, each seeing only its query's
+  similarity: the group is to be unreadable from any one query's scores, which is what a
+  retrieval ranking per query (MaxSkew) shows. ``"joint"`` is one MLP over all the
+  similarities together, the full-vector form; a prompt shared by every text cannot make
+  that vector blind to the group on reference:clip (its validation leakage does not fall
+  while zero-shot accuracy does);
 * the prompt is updated to minimise ``zero-shot CE + adv_weight · CE(adversary, uniform) +
   keep_weight · (1 − cos(prompted text, original text))``: the zero-shot term classifies each
   image's ``concept`` (occupation) among the concept prompts, the adversary term drives its
@@ -20,7 +26,9 @@ Training, on the train part of the labelled fitting gallery (:func:`_trained.spl
 
 After each epoch the prompt is a checkpoint; the checkpoint kept is chosen on the validation
 part only (:func:`_trained.select_checkpoint`): the lowest linear leakage of the attribute
-from the similarities among checkpoints within ``max_drop`` of the base zero-shot accuracy.
+from the similarities (per query: the mean over queries of the leakage from that query's
+similarity alone; joint: from all of them) among checkpoints within ``max_drop`` of the base
+zero-shot accuracy.
 Needs a CLIP-style transformers dual encoder (``hf:`` CLIP or ``reference:clip``); the prompt
 is stored in ``wrapper.json``.
 """
@@ -28,7 +36,7 @@ is stored in ``wrapper.json``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,6 +75,9 @@ class PromptArrayParams(Params):
         32, ge=0, le=4096, description="random vocabulary prompts per step in the keep term"
     )
     adv_hidden: int = Field(32, ge=0, le=4096, description="adversary hidden width (0: linear)")
+    adversary: Literal["per_query", "joint"] = Field(
+        "per_query", description="one adversary per query's similarity, or one over all"
+    )
     val_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share held out for selection")
     max_drop: float = Field(
         0.02, ge=0.0, le=1.0, description="validation accuracy a checkpoint may lose"
@@ -104,6 +115,30 @@ def _words(tokenizer: Any) -> list[str]:
         if word.isalpha() and len(word) > 2:
             out.add(word)
     return sorted(out)
+
+
+def per_query_adversary(n_queries: int, hidden: int, n_groups: int) -> Any:
+    """``n_queries`` independent MLPs, the ``q``-th reading only column ``q`` of its input.
+
+    Maps ``(b, n_queries)`` similarities to ``(b, n_queries, n_groups)`` logits (torch;
+    grouped 1×1 convolutions, so one call runs every query's MLP; ``hidden=0``: linear).
+    """
+    import torch
+
+    conv = torch.nn.Conv1d
+    q, g = n_queries, n_groups
+    layers: list[Any] = [torch.nn.Unflatten(1, (q, 1))]
+    if hidden:
+        layers += [conv(q, q * hidden, 1, groups=q), torch.nn.ReLU()]
+    layers += [conv(q * hidden if hidden else q, q * g, 1, groups=q), torch.nn.Unflatten(1, (q, g))]
+    return torch.nn.Sequential(*layers, torch.nn.Flatten(2))
+
+
+def query_leakage(sims: NDArray[np.float64], groups: NDArray[Any], seed: int) -> float:
+    """Mean over the columns (queries) of the linear leakage of ``groups`` from that column."""
+    return float(
+        np.mean([_trained.linear_leakage(sims[:, [j]], groups, seed) for j in range(sims.shape[1])])
+    )
 
 
 def prefixed_text_features(dual: Any, texts: Sequence[str], prefix: Any) -> Any:
@@ -230,7 +265,20 @@ class PromptArray(_dual.FittedWrapper):
         width = int(tm.embeddings.token_embedding.weight.shape[1])
         std = float(tm.embeddings.token_embedding.weight.detach().std())
         prefix = torch.nn.Parameter(torch.randn(p.n_tokens, width) * std)
-        adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
+        per_query = p.adversary == "per_query"
+        if per_query:
+            adv = per_query_adversary(len(queries), p.adv_hidden, len(groups))
+        else:
+            adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
+        leakage = query_leakage if per_query else _trained.linear_leakage
+
+        def adv_logits(z: Any) -> Any:  # (rows, groups): one row per image (and query)
+            out = adv(z)
+            return out.reshape(-1, len(groups))
+
+        def adv_target(idx: Any) -> Any:
+            return g[idx].repeat_interleave(len(queries)) if per_query else g[idx]
+
         opt_p = torch.optim.Adam([prefix], lr=p.lr)
         opt_a = torch.optim.Adam(adv.parameters(), lr=p.adv_lr)
         scale = float(model.logit_scale)
@@ -252,9 +300,9 @@ class PromptArray(_dual.FittedWrapper):
                     tq = prefixed_text_features(model, queries, prefix)
                     tc = prefixed_text_features(model, prompts, prefix)
                     z = (x[idx] @ tq.T - mu) / sd
-                    adv_loss = ce(adv(z.detach()), g[idx])
+                    adv_loss = ce(adv_logits(z.detach()), adv_target(idx))
                     _train.optimizer_step(opt_a, adv_loss, adv_losses, step, None)
-                    confusion = -torch.log_softmax(adv(z), dim=1).mean(dim=1).mean()
+                    confusion = -torch.log_softmax(adv_logits(z), dim=1).mean(dim=1).mean()
                     keep = (1 - (tq * base_q).sum(-1)).mean() + (1 - (tc * base_c).sum(-1)).mean()
                     if p.anchors and vocab:
                         words = rng.choice(len(vocab), size=min(p.anchors, len(vocab)))
@@ -275,14 +323,14 @@ class PromptArray(_dual.FittedWrapper):
             for q in frozen:
                 q.requires_grad_(True)
         base_acc = _trained.zero_shot_accuracy(val.x, base_c.double().numpy(), val.concepts, names)
-        base_leak = _trained.linear_leakage(val.x @ base_q.double().numpy().T, val.groups, ctx.seed)
+        base_leak = leakage(val.x @ base_q.double().numpy().T, val.groups, ctx.seed)
 
         def score(pre: NDArray[np.float64], v: _trained.ValidationSplit) -> tuple[float, float]:
             with torch.no_grad():
                 t = torch.tensor(pre, dtype=torch.float32)
                 tq = prefixed_text_features(model, queries, t).double().numpy()
                 tc = prefixed_text_features(model, prompts, t).double().numpy()
-            leak = _trained.linear_leakage(v.x @ tq.T, v.groups, seed=ctx.seed)
+            leak = leakage(v.x @ tq.T, v.groups, ctx.seed)
             return leak, _trained.zero_shot_accuracy(v.x, tc, v.concepts, names)
 
         sel = _trained.select_checkpoint(
