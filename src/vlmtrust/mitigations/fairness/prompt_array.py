@@ -8,8 +8,9 @@ vectors, not vocabulary words). The image tower is unchanged.
 Training, on the train part of the labelled fitting gallery (:func:`_trained.split_fit`):
 
 * an adversary predicts the protected attribute from an image's similarities to the neutral
-  training ``queries`` embedded with the prompt (the similarities standardised by their mean
-  and spread under the base model), and is updated to do that well. By default
+  training ``queries`` embedded with the prompt (each query's similarities standardised over
+  the batch, so what it reads is where an image ranks, not a shift or scale the prompt can
+  move without changing any ranking), and is updated to do that well. By default
   (``adversary="per_query"``) it is one small MLP per query, each seeing only its query's
   similarity: the group is to be unreadable from any one query's scores, which is what a
   retrieval ranking per query (MaxSkew) shows. ``"joint"`` is one MLP over all the
@@ -75,8 +76,8 @@ class PromptArrayParams(Params):
         32, ge=0, le=4096, description="random vocabulary prompts per step in the keep term"
     )
     adv_hidden: int = Field(32, ge=0, le=4096, description="adversary hidden width (0: linear)")
-    adversary: Literal["per_query", "joint"] = Field(
-        "per_query", description="one adversary per query's similarity, or one over all"
+    adversary: Literal["fisher", "joint"] = Field(
+        "fisher", description="per-query closed-form adversary, or one MLP over all queries"
     )
     val_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share held out for selection")
     max_drop: float = Field(
@@ -117,21 +118,29 @@ def _words(tokenizer: Any) -> list[str]:
     return sorted(out)
 
 
-def per_query_adversary(n_queries: int, hidden: int, n_groups: int) -> Any:
-    """``n_queries`` independent MLPs, the ``q``-th reading only column ``q`` of its input.
+def separability(z: Any, groups: Any, n_groups: int) -> Any:
+    """Mean over columns of the share of ``z``'s variance between the groups (η², torch).
 
-    Maps ``(b, n_queries)`` similarities to ``(b, n_queries, n_groups)`` logits (torch;
-    grouped 1×1 convolutions, so one call runs every query's MLP; ``hidden=0``: linear).
+    ``z`` ``(b, q)`` has standardised columns (:func:`_standardise`). Per column, the
+    between-group variance ``Σ_g share_g · mean_g²`` is what the best single-threshold reader
+    of that column uses: 0 when the column's values do not depend on the group.
     """
     import torch
 
-    conv = torch.nn.Conv1d
-    q, g = n_queries, n_groups
-    layers: list[Any] = [torch.nn.Unflatten(1, (q, 1))]
-    if hidden:
-        layers += [conv(q, q * hidden, 1, groups=q), torch.nn.ReLU()]
-    layers += [conv(q * hidden if hidden else q, q * g, 1, groups=q), torch.nn.Unflatten(1, (q, g))]
-    return torch.nn.Sequential(*layers, torch.nn.Flatten(2))
+    onehot = torch.nn.functional.one_hot(groups, n_groups).to(z.dtype)
+    share = onehot.mean(0)
+    means = onehot.T @ z / onehot.sum(0).clamp_min(1.0)[:, None]
+    return (share[:, None] * means.square()).sum(0).mean()
+
+
+def _standardise(s: Any) -> Any:
+    """Each column minus its batch mean, over its batch standard deviation (torch).
+
+    A shift or a scale of one query's similarities leaves its ranking as it was, so the
+    adversary must not see them: against fixed statistics the prompt fools it by moving a
+    query's similarities across the adversary's threshold, rankings (and MaxSkew) unchanged.
+    """
+    return (s - s.mean(0)) / s.std(0).clamp_min(1e-6)
 
 
 def query_leakage(sims: NDArray[np.float64], groups: NDArray[Any], seed: int) -> float:
@@ -260,24 +269,12 @@ class PromptArray(_dual.FittedWrapper):
         c = torch.tensor([names.index(v) for v in train.concepts])
         base_q = torch.tensor(model.embed_texts(queries), dtype=torch.float32)
         base_c = torch.tensor(model.embed_texts(prompts), dtype=torch.float32)
-        s0 = x @ base_q.T
-        mu, sd = s0.mean(0), s0.std(0).clamp_min(1e-6)
         width = int(tm.embeddings.token_embedding.weight.shape[1])
         std = float(tm.embeddings.token_embedding.weight.detach().std())
         prefix = torch.nn.Parameter(torch.randn(p.n_tokens, width) * std)
-        per_query = p.adversary == "per_query"
-        if per_query:
-            adv = per_query_adversary(len(queries), p.adv_hidden, len(groups))
-        else:
-            adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
-        leakage = query_leakage if per_query else _trained.linear_leakage
-
-        def adv_logits(z: Any) -> Any:  # (rows, groups): one row per image (and query)
-            out = adv(z)
-            return out.reshape(-1, len(groups))
-
-        def adv_target(idx: Any) -> Any:
-            return g[idx].repeat_interleave(len(queries)) if per_query else g[idx]
+        fisher = p.adversary == "fisher"
+        adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
+        leakage = query_leakage if fisher else _trained.linear_leakage
 
         opt_p = torch.optim.Adam([prefix], lr=p.lr)
         opt_a = torch.optim.Adam(adv.parameters(), lr=p.adv_lr)
@@ -299,10 +296,13 @@ class PromptArray(_dual.FittedWrapper):
                     )
                     tq = prefixed_text_features(model, queries, prefix)
                     tc = prefixed_text_features(model, prompts, prefix)
-                    z = (x[idx] @ tq.T - mu) / sd
-                    adv_loss = ce(adv_logits(z.detach()), adv_target(idx))
-                    _train.optimizer_step(opt_a, adv_loss, adv_losses, step, None)
-                    confusion = -torch.log_softmax(adv_logits(z), dim=1).mean(dim=1).mean()
+                    z = _standardise(x[idx] @ tq.T)
+                    if fisher:  # the best per-query reader, refitted on every batch
+                        confusion = separability(z, g[idx], len(groups))
+                    else:
+                        adv_loss = ce(adv(z.detach()), g[idx])
+                        _train.optimizer_step(opt_a, adv_loss, adv_losses, step, None)
+                        confusion = -torch.log_softmax(adv(z), dim=1).mean(dim=1).mean()
                     keep = (1 - (tq * base_q).sum(-1)).mean() + (1 - (tc * base_c).sum(-1)).mean()
                     if p.anchors and vocab:
                         words = rng.choice(len(vocab), size=min(p.anchors, len(vocab)))
