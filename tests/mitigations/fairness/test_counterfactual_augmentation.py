@@ -40,14 +40,18 @@ def _probe_images(name: str, params: dict[str, Any], seed: int) -> set[str]:
 
 def test_training_images_are_disjoint_from_the_probes_samples() -> None:
     """Cue-less scenes have few pixel variants: another seed alone redraws the probes' images."""
-    p = CounterfactualAugmentationParams(n_sets=96, n_retain=24)
-    ex, dropped = generative_examples(load_model("mock:generative"), p, seed=0)
-    train = _digests(e.image for e in ex)
     shown = _probe_images("fairness/counterfactual", {"n_sets": 24}, 0)
     shown |= _probe_images("fairness/generation_bias", {"n": 48}, 0)
+    shown |= _probe_images("fairness/generation_bias", {"n": 48, "cue_prob": 1.0}, 0)
     shown |= _probe_images("capability/vqa", {"n": 96}, 0)
-    assert dropped > 0 and len(ex) > 150 and not train & shown
-    assert {e.kind for e in ex} == {"counterfactual", "retain"}
+    mock = load_model("mock:generative")
+    for jitter, n_retain in ((0, 24), (8, 0)):
+        p = CounterfactualAugmentationParams(n_sets=96, n_retain=n_retain, scale_jitter=jitter)
+        ex, dropped = generative_examples(mock, p, seed=0)
+        assert not _digests(e.image for e in ex) & shown
+        assert len(ex) >= 2 * (96 - dropped) and {e.image.size for e in ex} == {(64, 64)}
+        if jitter == 0:  # the unjittered sets redraw probe images: they are left out
+            assert dropped > 0 and {e.kind for e in ex} == {"counterfactual", "retain"}
     dual, _ = training_sets(p, 0, held_out_digests(0, 40, "dual"))
     assert not _digests(m.image for s in dual for m in s) & _probe_images(
         "fairness/counterfactual", {"n_sets": 40}, 0

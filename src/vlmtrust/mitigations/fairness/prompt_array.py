@@ -70,7 +70,7 @@ class PromptArrayParams(Params):
     batch_size: int = Field(64, ge=2, le=4096, description="images per step")
     lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the prompt")
     adv_lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the adversary")
-    adv_weight: float = Field(3.0, ge=0.0, le=1e4, description="weight of the adversary term")
+    adv_weight: float = Field(20.0, ge=0.0, le=1e4, description="weight of the adversary term")
     keep_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the keep term")
     anchors: int = Field(
         32, ge=0, le=4096, description="random vocabulary prompts per step in the keep term"
@@ -298,7 +298,16 @@ class PromptArray(_dual.FittedWrapper):
                     tc = prefixed_text_features(model, prompts, prefix)
                     z = _standardise(x[idx] @ tq.T)
                     if fisher:  # the best per-query reader, refitted on every batch
-                        confusion = separability(z, g[idx], len(groups))
+                        read = [z]
+                        if p.anchors and vocab:  # and random words in the training templates
+                            words = rng.choice(len(vocab), size=min(p.anchors, len(vocab)))
+                            extra = [
+                                TRAIN_TEMPLATES[int(k) % len(TRAIN_TEMPLATES)].format(vocab[int(i)])
+                                for k, i in enumerate(words)
+                            ]
+                            ts = prefixed_text_features(model, extra, prefix)
+                            read.append(_standardise(x[idx] @ ts.T))
+                        confusion = separability(torch.cat(read, 1), g[idx], len(groups))
                     else:
                         adv_loss = ce(adv(z.detach()), g[idx])
                         _train.optimizer_step(opt_a, adv_loss, adv_losses, step, None)
