@@ -102,16 +102,10 @@ class CounterfactualAugmentationParams(Params):
     evaluate: bool = Field(True, description="measure before/after on held-out sets")
     n_eval: int = Field(24, ge=2, le=100_000, description="held-out sets / questions per probe")
     held_out: int = Field(
-        24,
-        ge=0,
-        le=100_000,
-        description="probe sets whose images training leaves out (at least n_eval)",
+        24, ge=0, le=100_000, description="probe sets whose images training leaves out (≥ n_eval)"
     )
     scale_jitter: int = Field(
-        8,
-        ge=0,
-        le=32,
-        description="render each training set at 64 ± up to this many px, resized to 64",
+        8, ge=0, le=32, description="render each training set at 64 ± up to this many px, resized"
     )
 
 

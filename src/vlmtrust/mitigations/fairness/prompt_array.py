@@ -7,27 +7,27 @@ vectors, not vocabulary words). The image tower is unchanged.
 
 Training, on the train part of the labelled fitting gallery (:func:`_trained.split_fit`):
 
-* an adversary predicts the protected attribute from an image's similarities to the neutral
-  training ``queries`` embedded with the prompt (each query's similarities standardised over
-  the batch, so what it reads is where an image ranks, not a shift or scale the prompt can
-  move without changing any ranking), and is updated to do that well. By default
-  (``adversary="per_query"``) it is one small MLP per query, each seeing only its query's
-  similarity: the group is to be unreadable from any one query's scores, which is what a
-  retrieval ranking per query (MaxSkew) shows. ``"joint"`` is one MLP over all the
-  similarities together, the full-vector form; a prompt shared by every text cannot make
-  that vector blind to the group on reference:clip (its validation leakage does not fall
-  while zero-shot accuracy does);
-* the prompt is updated to minimise ``zero-shot CE + adv_weight · CE(adversary, uniform) +
+* an adversary reads the protected attribute from an image's similarities to the neutral
+  training ``queries`` embedded with the prompt, each query's similarities standardised over
+  the batch (what it reads is where an image ranks, not a shift or scale of a query's scores,
+  which the prompt could move without changing any ranking). By default
+  (``adversary="fisher"``) it is the best single-threshold reader of each query on its own,
+  refitted in closed form on every batch: its score is the share of each query's variance that
+  lies between the groups (:func:`separability`), averaged over the queries and over
+  ``anchors`` random vocabulary words in the training templates (drawn anew each step), so
+  the group is to be unreadable from any one query's ranking, which is what MaxSkew measures.
+  ``"joint"`` is Berg et al.'s form: a small MLP over all the similarities together, trained
+  by gradient steps alongside the prompt, whose output the prompt drives to uniform;
+* the prompt is updated to minimise ``zero-shot CE + adv_weight · adversary term +
   keep_weight · (1 − cos(prompted text, original text))``: the zero-shot term classifies each
-  image's ``concept`` (occupation) among the concept prompts, the adversary term drives its
-  output to uniform (no attribute left in the similarities), the keep term holds the
+  image's ``concept`` (occupation) among the concept prompts, the keep term holds the
   prompted training texts and ``anchors`` prompts ``"a photo of a WORD"`` of random
-  vocabulary words (drawn anew each step) near their original embeddings, so prompts the
-  training never saw keep working.
+  vocabulary words near their original embeddings, so prompts the training never saw keep
+  working.
 
 After each epoch the prompt is a checkpoint; the checkpoint kept is chosen on the validation
 part only (:func:`_trained.select_checkpoint`): the lowest linear leakage of the attribute
-from the similarities (per query: the mean over queries of the leakage from that query's
+from the similarities (fisher: the mean over queries of the leakage from that query's
 similarity alone; joint: from all of them) among checkpoints within ``max_drop`` of the base
 zero-shot accuracy.
 Needs a CLIP-style transformers dual encoder (``hf:`` CLIP or ``reference:clip``); the prompt
