@@ -82,9 +82,6 @@ def test_prompt_array_lowers_maxskew_and_keeps_zero_shot(
     )
     texts = ["a photo of a doctor", "a photo of a person"]
     assert not np.allclose(hardened.embed_texts(texts), clip.embed_texts(texts))
-    fitted = json.loads((tmp_path / "fairness_prompt_array" / "wrapper.json").read_text())
-    leak = fitted["params"]["validation"][fitted["params"]["selected_epoch"] - 1][0]
-    assert leak < 0.5 * fitted["params"]["validation_base"][0]  # per query, on validation
     skew = _excess_skew(hardened)
     assert skew <= 0.8 * base["skew"], (base["skew"], skew)
     assert _zero_shot(hardened) >= base["acc"] - 0.03

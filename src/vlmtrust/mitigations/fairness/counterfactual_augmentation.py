@@ -128,7 +128,10 @@ def _jittered_sets(p: CounterfactualAugmentationParams, seed: int) -> list[tuple
     import dataclasses
 
     if p.scale_jitter == 0:
-        return _fair_world(seed).counterfactual_people(p.n_sets, cue_prob=p.cue_prob)
+        sets: list[tuple[Any, ...]] = _fair_world(seed).counterfactual_people(
+            p.n_sets, cue_prob=p.cue_prob
+        )
+        return sets
     j = p.scale_jitter
     sizes = np.random.default_rng(seed + 23).integers(IMAGE_SIZE - j, IMAGE_SIZE + j + 1, p.n_sets)
     worlds: dict[int, Any] = {}

@@ -8,16 +8,19 @@ vectors, not vocabulary words). The image tower is unchanged.
 Training, on the train part of the labelled fitting gallery (:func:`_trained.split_fit`):
 
 * an adversary reads the protected attribute from an image's similarities to the neutral
-  training ``queries`` embedded with the prompt, each query's similarities standardised over
-  the batch (what it reads is where an image ranks, not a shift or scale of a query's scores,
-  which the prompt could move without changing any ranking). By default
-  (``adversary="fisher"``) it is the best single-threshold reader of each query on its own,
+  training ``queries`` embedded with the prompt. By default (``adversary="joint"``, Berg et
+  al.'s form) it is a small MLP over all the similarities together (standardised by their
+  mean and spread under the base model), trained by gradient steps alongside the prompt,
+  whose output the prompt drives to uniform. With ``adversary="fisher"`` each query's
+  similarities are standardised over the batch (what it reads is where an image ranks, not a
+  shift or scale of a query's scores, which the prompt could move without changing any
+  ranking) and the adversary is the best single-threshold reader of each query on its own,
   refitted in closed form on every batch: its score is the share of each query's variance that
   lies between the groups (:func:`separability`), averaged over the queries and over
   ``anchors`` random vocabulary words in the training templates (drawn anew each step), so
   the group is to be unreadable from any one query's ranking, which is what MaxSkew measures.
-  ``"joint"`` is Berg et al.'s form: a small MLP over all the similarities together, trained
-  by gradient steps alongside the prompt, whose output the prompt drives to uniform;
+  Measured on reference:clip neither form lowers MaxSkew@50 reliably over 5 seeds
+  (``docs/results/fairness-mitigations.md``);
 * the prompt is updated to minimise ``zero-shot CE + adv_weight · adversary term +
   keep_weight · (1 − cos(prompted text, original text))``: the zero-shot term classifies each
   image's ``concept`` (occupation) among the concept prompts, the keep term holds the
@@ -70,14 +73,16 @@ class PromptArrayParams(Params):
     batch_size: int = Field(64, ge=2, le=4096, description="images per step")
     lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the prompt")
     adv_lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the adversary")
-    adv_weight: float = Field(20.0, ge=0.0, le=1e4, description="weight of the adversary term")
+    adv_weight: float = Field(
+        3.0, ge=0.0, le=1e4, description="weight of the adversary term (fisher: try 20)"
+    )
     keep_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the keep term")
     anchors: int = Field(
         32, ge=0, le=4096, description="random vocabulary prompts per step in the keep term"
     )
     adv_hidden: int = Field(32, ge=0, le=4096, description="adversary hidden width (0: linear)")
-    adversary: Literal["fisher", "joint"] = Field(
-        "fisher", description="per-query closed-form adversary, or one MLP over all queries"
+    adversary: Literal["joint", "fisher"] = Field(
+        "joint", description="one MLP over all queries, or a closed-form one per query"
     )
     val_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share held out for selection")
     max_drop: float = Field(
@@ -273,6 +278,8 @@ class PromptArray(_dual.FittedWrapper):
         std = float(tm.embeddings.token_embedding.weight.detach().std())
         prefix = torch.nn.Parameter(torch.randn(p.n_tokens, width) * std)
         fisher = p.adversary == "fisher"
+        s0 = x @ base_q.T  # joint: standardised by the base model's statistics
+        mu, sd = s0.mean(0), s0.std(0).clamp_min(1e-6)
         adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
         leakage = query_leakage if fisher else _trained.linear_leakage
 
@@ -296,7 +303,8 @@ class PromptArray(_dual.FittedWrapper):
                     )
                     tq = prefixed_text_features(model, queries, prefix)
                     tc = prefixed_text_features(model, prompts, prefix)
-                    z = _standardise(x[idx] @ tq.T)
+                    s = x[idx] @ tq.T
+                    z = _standardise(s) if fisher else (s - mu) / sd
                     if fisher:  # the best per-query reader, refitted on every batch
                         read = [z]
                         if p.anchors and vocab:  # and random words in the training templates
