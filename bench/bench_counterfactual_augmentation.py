@@ -4,9 +4,12 @@ Fine-tunes reference:vlm with the mitigation's defaults (training sets from
 ``seed + TRAIN_SEED_OFFSET``) and measures on the probes' held-out world (``seed + 1,000,000``):
 ``fairness/counterfactual`` (flip rate over its 5 prompts, and the job question alone — the
 occupation-by-group gap), ``fairness/generation_bias`` (Cramér's V of job answer × group) and
-``capability/vqa``, for the base model, the fine-tuned one, ``fairness/self_debias`` alone and
-``fairness/self_debias`` stacked on the fine-tuned model. CIs are the probes' 95% bootstrap
-intervals. Prints one JSON object. Not part of the tests.
+``capability/vqa``, and the share of held-out people with both occupation cues whose job
+answer names their occupation (``job_accuracy_with_cues``: a debiaser must keep those), for
+the base model, the fine-tuned one, ``fairness/self_debias`` alone and ``fairness/self_debias``
+stacked on the fine-tuned model. The training leaves out every set that shares an image with
+these measurements (``held_out`` = ``--n-sets``). CIs are the probes' 95% bootstrap intervals.
+Prints one JSON object. Not part of the tests.
 
 Usage: ``python bench/bench_counterfactual_augmentation.py [--seed 0] [--n-sets 24]``.
 """

@@ -10,8 +10,10 @@ occupation cue has few pixel variants (SynthWorld renders 96 at 64 px over both 
 another seed alone draws many of the very images the probes show; every training set with a
 member whose pixels equal an image the held-out measurement uses (:func:`held_out_digests`:
 the probes' first ``max(held_out, n_eval)`` sets, as the probes draw them) is left out, and
-the count is in ``training_set["held_out_dropped"]``. The measurement below is on held-out
-images.
+the count is in ``training_set["held_out_dropped"]``. Each training set is rendered at its own
+size, 64 ± ``scale_jitter`` px, and resized to 64 (:func:`_jittered_sets`), so the cue-less
+scenes the model learns from are more than the few pixel variants the probes leave over.
+The measurement below is on held-out images.
 
 * **Dual encoders** (``kind="dual"``, e.g. reference:clip): contrastive fine-tuning in which the
   set's one caption is the positive of *every* member image (image → text cross-entropy per
