@@ -161,13 +161,9 @@ class SelfDebias(WrapperMitigation):
     pillar = Pillar.FAIRNESS
     requires = Capability.GENERATE
     Params = SelfDebiasParams
+    wrapper = SelfDebiasedModel
     description = (
         "Self-debiasing (Gallegos et al. 2024): an instruction to judge people only by what the "
         "image shows and to answer 'unclear' otherwise; optionally explain-then-answer or "
         "re-prompting with the model's own first answer."
     )
-
-    def wrap(self, model: Any) -> SelfDebiasedModel:
-        """Put the self-debiasing scheme around ``model``."""
-        assert isinstance(self.params, SelfDebiasParams)
-        return SelfDebiasedModel(model, self.params)

@@ -34,11 +34,9 @@ training sets, and zero-shot shape accuracy before and after (the utility cost).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +45,7 @@ from pydantic import Field
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations._train import save_tuned
 from vlmtrust.mitigations.privacy.dp_finetune import (
     MEMBER_START,
     NON_MEMBER_START,
@@ -325,13 +324,4 @@ class AdversarialRegularization(Mitigation):
         p = self.params
         assert isinstance(p, AdvRegParams)
         tuned, summary = run_adversarial_regularization(model, ctx, p)
-        out = Path(ctx.out_dir)
-        tuned.save_pretrained(out)
-        summary["base"] = model.spec
-        cfg_path = out / "config.json"
-        config = json.loads(cfg_path.read_text())
-        config["vlmtrust_privacy"] = summary["privacy"]
-        cfg_path.write_text(json.dumps(config, indent=2) + "\n")
-        record = {"mitigation": self.name, "params": p.model_dump(mode="json"), **summary}
-        (out / "hardening.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        return save_tuned(tuned, model.spec, ctx, self.name, p, summary)

@@ -36,13 +36,11 @@ extra (``opacus``).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,7 +50,7 @@ from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import train_started, train_step
+from vlmtrust.mitigations._train import save_tuned, train_started, train_step
 
 if TYPE_CHECKING:
     import torch
@@ -453,16 +451,7 @@ class DPFinetune(Mitigation):
             tuned, summary = run_dp_lora(model, ctx, p)
         else:
             tuned, summary = run_dp_finetune(model, ctx, p)
-        out = Path(ctx.out_dir)
-        tuned.save_pretrained(out)
-        summary["base"] = model.spec
-        cfg_path = out / "config.json"
-        config = json.loads(cfg_path.read_text())
-        config["vlmtrust_privacy"] = summary["privacy"]
-        cfg_path.write_text(json.dumps(config, indent=2) + "\n")
-        record = {"mitigation": self.name, "params": p.model_dump(mode="json"), **summary}
-        (out / "hardening.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        return save_tuned(tuned, model.spec, ctx, self.name, p, summary)
 
 
 # --------------------------------------------------------------------------- generative: LoRA

@@ -181,13 +181,9 @@ class PiiGuard(WrapperMitigation):
     pillar = Pillar.PRIVACY
     requires = Capability.GENERATE
     Params = PiiGuardParams
+    wrapper = PiiGuardedModel
     description = (
         "PII guard: rapidocr reads the image text, Presidio patterns plus name/address/ID rules "
         "find PII in it and the OCR boxes are blacked out before the model sees the image; "
         "Presidio's anonymizer replaces PII in the answers."
     )
-
-    def wrap(self, model: Any) -> PiiGuardedModel:
-        """Put the guard around ``model``."""
-        assert isinstance(self.params, PiiGuardParams)
-        return PiiGuardedModel(model, self.params)

@@ -45,6 +45,7 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.pii import PII_KINDS, normalise
+from vlmtrust.mitigations._train import CLEANED_MANIFEST, data_manifest, write_cleaned
 from vlmtrust.mitigations.privacy._pii_text import (
     PiiBox,
     PiiSpan,
@@ -53,7 +54,7 @@ from vlmtrust.mitigations.privacy._pii_text import (
     pii_boxes,
 )
 
-MANIFEST_NAME = "manifest.jsonl"
+MANIFEST_NAME = CLEANED_MANIFEST
 REPORT_NAME = "pseudonymize_report.json"
 TEXT_KEYS = ("caption", "text", "prompt", "question", "answer", "target")
 """Manifest keys whose string values are pseudonymised (top level and inside ``metadata``)."""
@@ -261,12 +262,7 @@ class Pseudonymize(Mitigation):
 
         p = self.params
         assert isinstance(p, PseudonymizeParams)
-        if ctx.data is None:
-            raise InputError(
-                "privacy/pseudonymize needs --data MANIFEST.jsonl (the image–text manifest "
-                "whose PII to replace)"
-            )
-        src = Path(ctx.data)
+        src = data_manifest(self.name, ctx, "whose PII to replace")
         if not src.is_file():
             raise InputError(f"privacy/pseudonymize: --data {src} is not a file; give a .jsonl")
         _need("presidio_anonymizer", "privacy")
@@ -341,14 +337,8 @@ class Pseudonymize(Mitigation):
             "entities": _counts(Counter(work.surrogates.distinct())),
             "errors": errors[:20],
         }
-        (out / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        (out / "hardening.json").write_text(
-            json.dumps({"mitigation": self.name, "params": p.model_dump(), **report}, indent=2)
-            + "\n"
-        )
-        summary = {k: report[k] for k in ("records", "images_changed", "text", "images")}
-        summary["entities"] = report["entities"]
-        return HardenedArtifact(spec=str(out / MANIFEST_NAME), out_dir=out, summary=summary)
+        keys = ("records", "images_changed", "text", "images", "entities")
+        return write_cleaned(out, self.name, p, report, REPORT_NAME, keys)
 
     @staticmethod
     def _texts(obj: dict[str, Any], work: _Pseudonymizer) -> None:

@@ -10,11 +10,11 @@ Measured effect: docs/results/robustness.md#tecoa
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations._train import save_tuned
 from vlmtrust.mitigations.robustness._advtrain import AdvTrainParams
 
 
@@ -41,12 +41,4 @@ class TeCoA(Mitigation):
 
         assert isinstance(self.params, TeCoAParams)
         hardened, summary = harden_dual(model, ctx, self.params, "tecoa")
-        out = ctx.out_dir
-        hardened.save_pretrained(out)
-        summary["base"] = model.spec
-        (out / "hardening.json").write_text(
-            json.dumps(
-                {"mitigation": self.name, "params": self.params.model_dump(), **summary}, indent=2
-            )
-        )
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        return save_tuned(hardened, model.spec, ctx, self.name, self.params, summary)

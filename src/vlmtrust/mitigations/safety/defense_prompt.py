@@ -153,12 +153,8 @@ class DefensePrompt(WrapperMitigation):
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = DefensePromptParams
+    wrapper = DefendedModel
     description = (
         "Defense prompt: an AdaShield-S static shield (appended to the query) or a self-reminder "
         "system prompt, or custom text."
     )
-
-    def wrap(self, model: Any) -> DefendedModel:
-        """Add the defense prompt around ``model``."""
-        assert isinstance(self.params, DefensePromptParams)
-        return DefendedModel(model, self.params)

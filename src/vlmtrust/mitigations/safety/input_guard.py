@@ -217,12 +217,8 @@ class InputGuard(WrapperMitigation):
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = InputGuardParams
+    wrapper = InputGuardedModel
     description = (
         "Input guard: rapidocr reads the image text; a MiniLM harm classifier scores it with "
         "the prompt; harmful requests get a fixed refusal before the model sees them."
     )
-
-    def wrap(self, model: Any) -> InputGuardedModel:
-        """Put the guard in front of ``model``."""
-        assert isinstance(self.params, InputGuardParams)
-        return InputGuardedModel(model, self.params)

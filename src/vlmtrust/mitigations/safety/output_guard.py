@@ -145,13 +145,9 @@ class OutputGuard(WrapperMitigation):
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = OutputGuardParams
+    wrapper = OutputGuardedModel
     description = (
         "Output guard: toxicity/harm judges and the MiniLM harm classifier review each answer "
         "(with the OCR'd image text as context); unsafe or harmful-compliant answers are "
         "replaced with a refusal."
     )
-
-    def wrap(self, model: Any) -> OutputGuardedModel:
-        """Put the guard behind ``model``."""
-        assert isinstance(self.params, OutputGuardParams)
-        return OutputGuardedModel(model, self.params)

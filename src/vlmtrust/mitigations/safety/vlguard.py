@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
@@ -333,6 +333,53 @@ def finetune(
     }
 
 
+def finetune_copy(
+    model: Any,
+    examples: Sequence[SafetyExample],
+    ctx: MitigationContext,
+    name: str,
+    params: BaseModel,
+    extra: dict[str, Any] | None = None,
+    *,
+    measure: tuple[dict[str, Any], Callable[[Any], dict[str, Any]]] | None = None,
+    **train: Any,
+) -> HardenedArtifact:
+    """:func:`finetune` a copy of ``model``'s weights on ``examples``; save it to ``ctx.out_dir``.
+
+    The caller's ``model`` keeps its weights. ``train`` are :func:`finetune`'s keyword
+    arguments (its seed is ``ctx.seed``). ``measure``, if given, is ``(before, f)``: ``f`` is
+    called on the fine-tuned model before it is saved, and the summary records ``before`` and
+    ``f``'s result as ``after``. The summary — mitigation ``name``, base spec, ``params``,
+    ``extra``, the training-set size per kind, the training log (and before/after) — is
+    written to ``ctx.out_dir/<short name>.json`` and returned in the artifact.
+    """
+    from vlmtrust.mitigations._train import write_record
+    from vlmtrust.models.hf_common import save_model_dir
+
+    original = model.model
+    model.model = copy.deepcopy(original)
+    try:
+        info = finetune(model, examples, seed=ctx.seed, **train)
+        after = measure[1](model) if measure is not None else None
+        save_model_dir(model.model, ctx.out_dir, model.processor)
+    finally:
+        model.model = original
+    counts: dict[str, int] = {}
+    for ex in examples:
+        counts[ex.kind] = counts.get(ex.kind, 0) + 1
+    summary = {
+        "mitigation": name,
+        "base": model.spec,
+        "params": params.model_dump(mode="json"),
+        **(extra or {}),
+        "training_set": counts,
+        "training": info,
+    }
+    if measure is not None:
+        summary.update(before=measure[0], after=after)
+    return write_record(ctx.out_dir, f"{name.rsplit('/', 1)[-1]}.json", summary)
+
+
 # --------------------------------------------------------------------------- measurement
 
 
@@ -393,8 +440,6 @@ class VLGuard(Mitigation):
         """Build the set, fine-tune a copy of ``model``'s weights, save to ``ctx.out_dir``."""
         import torch
 
-        from vlmtrust.models.hf_common import save_model_dir
-
         _need_hf(model)
         torch.set_num_threads(min(2, torch.get_num_threads()))
         p = self.p
@@ -409,56 +454,30 @@ class VLGuard(Mitigation):
                     "n_eval": min(p.n_eval, 12),
                 }
             )
-        before = (
-            measure(
-                model, n=p.n_eval, seed=ctx.seed, image_size=p.image_size, judge=p.refusal_judge
-            )
-            if p.evaluate
-            else {}
-        )
-        examples, refusal = build_safety_set(model, p, ctx.seed)
-        original = model.model
-        model.model = copy.deepcopy(original)
-        try:
-            info = finetune(
-                model,
-                examples,
-                steps=p.steps,
-                batch_size=p.batch_size,
-                lr=p.lr,
-                weight_decay=p.weight_decay,
-                lora=p.lora,
-                lora_r=p.lora_r,
-                lora_alpha=p.lora_alpha,
-                train_vision=p.train_vision,
-                seed=ctx.seed,
-            )
-            after = (
-                measure(
-                    model, n=p.n_eval, seed=ctx.seed, image_size=p.image_size, judge=p.refusal_judge
-                )
-                if p.evaluate
-                else {}
-            )
-            save_model_dir(model.model, ctx.out_dir, model.processor)
-        finally:
-            model.model = original
-        counts: dict[str, int] = {}
-        for ex in examples:
-            counts[ex.kind] = counts.get(ex.kind, 0) + 1
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "params": p.model_dump(mode="json"),
-            "refusal": refusal,
-            "training_set": counts,
-            "training": info,
-            "before": before,
-            "after": after,
-        }
-        import json
 
-        (ctx.out_dir / "vlguard.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return HardenedArtifact(
-            spec=f"hardened:{ctx.out_dir}", out_dir=ctx.out_dir, summary=summary
+        def held_out(m: Any) -> dict[str, float]:
+            if not p.evaluate:
+                return {}
+            return measure(
+                m, n=p.n_eval, seed=ctx.seed, image_size=p.image_size, judge=p.refusal_judge
+            )
+
+        before = held_out(model)
+        examples, refusal = build_safety_set(model, p, ctx.seed)
+        return finetune_copy(
+            model,
+            examples,
+            ctx,
+            self.name,
+            p,
+            {"refusal": refusal},
+            measure=(before, held_out),
+            steps=p.steps,
+            batch_size=p.batch_size,
+            lr=p.lr,
+            weight_decay=p.weight_decay,
+            lora=p.lora,
+            lora_r=p.lora_r,
+            lora_alpha=p.lora_alpha,
+            train_vision=p.train_vision,
         )
