@@ -81,6 +81,68 @@ def optimizer_step(
     train_step(step, losses[-1])
 
 
+def need_dual(model: Any, name: str, verb: str = "hardens") -> None:
+    """Refuse a model that is not a dual encoder (``name verb dual encoders; …``).
+
+    Raises:
+        InputError: ``model.kind`` is not ``dual``.
+    """
+    from vlmtrust.core.errors import InputError
+
+    if getattr(model, "kind", None) != "dual":
+        raise InputError(
+            f"{name} {verb} dual encoders; model {model.spec} is "
+            f"{getattr(model, 'kind', 'unknown')}"
+        )
+
+
+def run_size(p: Any, ctx: MitigationContext) -> tuple[int, int, int]:
+    """``(seed, steps, n_train)`` of a dual-encoder fine-tuning run with parameters ``p``.
+
+    The seed is ``p.seed``, or the run's seed when that is ``None``; ``--quick`` takes a tenth
+    of ``p.steps`` (at least one) and at most 256 of ``p.n_train`` training pairs.
+    """
+    seed = ctx.seed if p.seed is None else p.seed
+    if ctx.quick:
+        return seed, max(1, p.steps // 10), min(p.n_train, 256)
+    return seed, p.steps, p.n_train
+
+
+class LossReport(Protocol):
+    """What a fine-tuning loop reports: its steps, per-step losses and seconds."""
+
+    steps: int
+    losses: list[float]
+    seconds: float
+
+
+def save_finetuned(
+    model: Any,
+    ctx: MitigationContext,
+    name: str,
+    report: LossReport,
+    params: BaseModel,
+    **extra: Any,
+) -> HardenedArtifact:
+    """Write the fine-tuned ``model`` (``save_pretrained``) to ``ctx.out_dir``; its artifact.
+
+    The summary holds the mitigation, base spec, steps, ``extra`` (e.g. how many examples of
+    each kind were trained on), first/last loss, seconds and the parameters.
+    """
+    out = model.save_pretrained(ctx.out_dir)
+    summary = {
+        "mitigation": name,
+        "base": model.spec,
+        "steps": report.steps,
+        **extra,
+        "first_loss": report.losses[0],
+        "last_loss": report.losses[-1],
+        "seconds": round(report.seconds, 2),
+        "params": params.model_dump(mode="json"),
+    }
+    return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+
+
 def write_record(
     out: Path,
     file: str,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -97,9 +97,8 @@ def _join(a: str | None, b: str) -> str:
 class SelfDebiasedModel(GuardedModel):
     """A generative model whose requests go through a self-debiasing prompt scheme."""
 
-    def __init__(self, base: Any, params: SelfDebiasParams) -> None:
-        super().__init__(base, name="fairness/self_debias", params=params.model_dump(mode="json"))
-        self.params = params
+    guard = "fairness/self_debias"
+    params: SelfDebiasParams
 
     def _final(self, r: GenerateRequest, prompt: str) -> GenerateRequest:
         return replace(r, prompt=f"{prompt}\n\n{REMINDER}", system=_join(r.system, INSTRUCTION))

@@ -235,30 +235,12 @@ def ocr_lines(image: Image.Image, *, max_side: int = 512) -> tuple[OcrLine, ...]
     The image is downscaled so its longer side is at most ``max_side`` for reading; the boxes
     are scaled back. Results are cached by image content.
     """
-    from vlmtrust.mitigations.safety.input_guard import _engine
+    from vlmtrust.mitigations.safety.input_guard import engine_boxes, lru_lookup, ocr_input
 
-    key = f"{max_side}|{image_digest(image)}"
-    with _OCR_LOCK:
-        if key in _OCR_CACHE:
-            _OCR_CACHE.move_to_end(key)
-            return _OCR_CACHE[key]
-        im = image.convert("RGB")
-        scale = min(1.0, max_side / max(im.size))
-        if scale < 1.0:
-            im = im.resize(
-                (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
-                Image.Resampling.LANCZOS,
-            )
-        bgr = np.ascontiguousarray(np.asarray(im)[:, :, ::-1])
-        version, engine = _engine(max_side)
-        if version == "v3":
-            res = engine(bgr)
-            pairs = list(zip([] if res.boxes is None else res.boxes, res.txts or (), strict=False))
-        else:
-            result, _ = engine(bgr, use_cls=False)
-            pairs = [(r[0], r[1]) for r in result or []]
+    def read() -> tuple[OcrLine, ...]:
+        bgr, scale = ocr_input(image, max_side)
         lines = []
-        for box, text in pairs:
+        for box, text in engine_boxes(max_side, bgr):
             pts = np.asarray(box, dtype=np.float64) / scale
             if str(text).strip():
                 lines.append(
@@ -271,11 +253,10 @@ def ocr_lines(image: Image.Image, *, max_side: int = 512) -> tuple[OcrLine, ...]
                     )
                 )
         lines.sort(key=lambda b: (round(b.top / 12.0), b.left))
-        out = tuple(lines)
-        _OCR_CACHE[key] = out
-        if len(_OCR_CACHE) > _OCR_CACHE_SIZE:
-            _OCR_CACHE.popitem(last=False)
-        return out
+        return tuple(lines)
+
+    key = f"{max_side}|{image_digest(image)}"
+    return lru_lookup(_OCR_CACHE, _OCR_LOCK, key, _OCR_CACHE_SIZE, read)
 
 
 @dataclass(frozen=True)

@@ -393,20 +393,9 @@ def run_dp_finetune(
     gain_auc = _auc(g_in, g_out)
     bound = empirical_epsilon(g_in, g_out, delta=p.delta)
     after_acc = shape_accuracy(tuned, p.n_eval, ctx.seed)
-    private = math.isfinite(p.epsilon)
-    privacy = {
-        "dp": private,
-        "epsilon": log.epsilon if private else None,
-        "target_epsilon": p.epsilon if private else None,
-        "delta": p.delta if private else None,
-        "accountant": "rdp" if private else None,
-        "noise_multiplier": log.noise_multiplier,
-        "max_grad_norm": p.max_grad_norm if private else None,
-        "sample_rate": log.sample_rate,
-        "steps": steps,
-        "clipping": "per pair (loss against a public contrast bank)" if private else "none",
-        "unit": "one image–caption pair (add/remove)",
-    }
+    privacy = _privacy_record(
+        p, log, steps, "per pair (loss against a public contrast bank)", "one image–caption pair"
+    )
     summary: dict[str, Any] = {
         "privacy": privacy,
         "membership_auc_before": before_auc,
@@ -428,6 +417,31 @@ def run_dp_finetune(
         "final_loss": log.losses[-1] if log.losses else None,
     }
     return tuned, summary
+
+
+def _privacy_record(
+    p: DPFinetuneParams, log: Any, steps: int, clipping: str, unit: str
+) -> dict[str, Any]:
+    """The ``privacy`` record of a DP fine-tuning run (stored in the model's ``config.json``).
+
+    ``log`` is the run's log (``epsilon``, ``noise_multiplier``, ``sample_rate``); without DP
+    (``epsilon=inf``) the accounting fields are ``None`` and ``clipping`` is ``"none"``.
+    ``unit`` is what one record is (added or removed).
+    """
+    private = math.isfinite(p.epsilon)
+    return {
+        "dp": private,
+        "epsilon": log.epsilon if private else None,
+        "target_epsilon": p.epsilon if private else None,
+        "delta": p.delta if private else None,
+        "accountant": "rdp" if private else None,
+        "noise_multiplier": log.noise_multiplier,
+        "max_grad_norm": p.max_grad_norm if private else None,
+        "sample_rate": log.sample_rate,
+        "steps": steps,
+        "clipping": clipping if private else "none",
+        "unit": f"{unit} (add/remove)",
+    }
 
 
 @mitigation("privacy/dp_finetune")
@@ -617,21 +631,14 @@ def run_dp_lora(
     tuned = clone(model, "dp-lora")
     prompts = [GEN_PROMPT] * len(caps)
     log = dp_lora_finetune(tuned, tuned.to_pixels(images), prompts, caps, cfg)
-    private = math.isfinite(p.epsilon)
-    privacy = {
-        "dp": private,
-        "epsilon": log.epsilon if private else None,
-        "target_epsilon": p.epsilon if private else None,
-        "delta": p.delta if private else None,
-        "accountant": "rdp" if private else None,
-        "noise_multiplier": log.noise_multiplier,
-        "max_grad_norm": p.max_grad_norm if private else None,
-        "sample_rate": log.sample_rate,
-        "steps": steps,
-        "clipping": "per example (LoRA adapters, merged after training)" if private else "none",
-        "unit": "one image–prompt–answer example (add/remove)",
-        "lora": {"rank": 4, "targets": list(LORA_TARGETS)},
-    }
+    privacy = _privacy_record(
+        p,
+        log,
+        steps,
+        "per example (LoRA adapters, merged after training)",
+        "one image–prompt–answer example",
+    )
+    privacy["lora"] = {"rank": 4, "targets": list(LORA_TARGETS)}
     summary: dict[str, Any] = {
         "privacy": privacy,
         "n_members": len(caps),

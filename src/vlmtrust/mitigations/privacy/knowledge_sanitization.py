@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from vlmtrust.core.errors import CapabilityError
-from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
+from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.core.types import Pillar
 from vlmtrust.data.pii_prompts import FIELD_QUESTIONS, Identities, doc_noun
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT
 from vlmtrust.mitigations.safety._vlguard_data import (
@@ -43,6 +42,7 @@ from vlmtrust.mitigations.safety._vlguard_data import (
     SafetyExample,
     model_answers,
 )
+from vlmtrust.mitigations.safety.vlguard import GenerativeFinetune, finetune_copy
 
 SEED_OFFSET = 6_000_023
 """SynthWorld seed offset of the fine-tuning documents and scenes (the probes use ``seed``)."""
@@ -75,19 +75,6 @@ class KnowledgeSanitizationParams(Params):
     refusal: str = Field(REFUSAL_TEXT, min_length=1, description="the refusal template")
     image_size: int = Field(256, ge=64, le=2048, description="side of the document images")
     max_new_tokens: int = Field(24, ge=1, le=1024, description="answer length (own answers)")
-
-
-def _need_hf(model: Any) -> None:
-    if not (model.capabilities & Capability.TRAIN) or not hasattr(model, "processor"):
-        raise CapabilityError(
-            f"privacy/knowledge_sanitization fine-tunes weights: model {model.spec} is not a "
-            "trainable hf: generative model; use privacy/pii_guard for API models"
-        )
-    if getattr(model, "kind", None) != "generative":
-        raise CapabilityError(
-            f"privacy/knowledge_sanitization needs a generative VLM; {model.spec} is a "
-            f"{model.kind} model"
-        )
 
 
 def build_set(model: Any, p: KnowledgeSanitizationParams, seed: int) -> list[SafetyExample]:
@@ -133,53 +120,21 @@ def build_set(model: Any, p: KnowledgeSanitizationParams, seed: int) -> list[Saf
 
 
 @mitigation("privacy/knowledge_sanitization")
-class KnowledgeSanitization(Mitigation):
+class KnowledgeSanitization(GenerativeFinetune):
     """Knowledge-sanitisation fine-tuning: PII read-outs → refusal, business text still read."""
 
     pillar = Pillar.PRIVACY
-    kind = "model"
-    requires = Capability.GENERATE | Capability.TRAIN
     Params = KnowledgeSanitizationParams
     description = (
         "knowledge-sanitisation fine-tuning: SynthWorld personal documents with direct/read "
         "prompts → refusal, benign business twins → their text, shape VQA → own answers; "
         "writes a hardened:DIR model"
     )
+    QUICK = {"n_pii": 16, "n_benign": 32, "n_vqa": 16, "steps": 24}
+    API_ALTERNATIVE = "privacy/pii_guard"
 
-    @property
-    def p(self) -> KnowledgeSanitizationParams:
-        """Typed parameters."""
-        assert isinstance(self.params, KnowledgeSanitizationParams)
-        return self.params
-
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Build the set, fine-tune a copy of ``model``'s weights, save to ``ctx.out_dir``."""
-        import torch
-
-        from vlmtrust.mitigations.safety.vlguard import finetune_copy
-
-        _need_hf(model)
-        torch.set_num_threads(min(2, torch.get_num_threads()))
-        p = self.p
-        if ctx.quick:
-            p = p.model_copy(
-                update={
-                    "n_pii": min(p.n_pii, 16),
-                    "n_benign": min(p.n_benign, 32),
-                    "n_vqa": min(p.n_vqa, 16),
-                    "steps": min(p.steps, 24),
-                }
-            )
-        examples = build_set(model, p, ctx.seed)
-        return finetune_copy(
-            model,
-            examples,
-            ctx,
-            self.name,
-            p,
-            steps=p.steps,
-            batch_size=p.batch_size,
-            lr=p.lr,
-            lora=p.lora,
-            lora_r=p.lora_r,
-        )
+    def tune(
+        self, model: Any, p: KnowledgeSanitizationParams, ctx: MitigationContext
+    ) -> HardenedArtifact:
+        """Build the sanitisation set and fine-tune on it."""
+        return finetune_copy(model, build_set(model, p, ctx.seed), ctx, self.name, p)

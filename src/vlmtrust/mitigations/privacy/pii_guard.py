@@ -86,10 +86,12 @@ def _check_installed() -> None:
 class PiiGuardedModel(GuardedModel):
     """A generative model behind the PII guard (see the module docstring)."""
 
+    guard = "privacy/pii_guard"
+    params: PiiGuardParams
+
     def __init__(self, base: Any, params: PiiGuardParams) -> None:
-        super().__init__(base, name="privacy/pii_guard", params=params.model_dump(mode="json"))
+        super().__init__(base, params)
         _check_installed()
-        self.params = params
         self.finder = PiiTextFinder(params.kinds, params.threshold)
         self.redacted_boxes = 0
         """How many image regions the guard blacked out so far."""

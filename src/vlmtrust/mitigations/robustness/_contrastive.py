@@ -16,10 +16,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext
 from vlmtrust.core.model import require
 from vlmtrust.core.types import Capability
 from vlmtrust.mitigations._train import optimizer_step
@@ -110,30 +108,3 @@ def contrastive_finetune(
     # the weights changed: a new fingerprint keeps embedding caches from serving stale vectors
     model.fingerprint = f"{model.fingerprint}+{name.rsplit('/', 1)[-1]}:s{seed}n{steps}"
     return report
-
-
-def save_finetuned(
-    model: Any,
-    ctx: MitigationContext,
-    name: str,
-    report: ContrastiveReport,
-    params: BaseModel,
-    **extra: Any,
-) -> HardenedArtifact:
-    """Write the fine-tuned ``model`` (safetensors) to ``ctx.out_dir``; its artifact and summary.
-
-    The summary holds the mitigation, base spec, steps, first/last loss, seconds, the
-    parameters and ``extra`` (e.g. how many examples of each kind were trained on).
-    """
-    out = model.save_pretrained(ctx.out_dir)
-    summary = {
-        "mitigation": name,
-        "base": model.spec,
-        "steps": report.steps,
-        **extra,
-        "first_loss": report.losses[0],
-        "last_loss": report.losses[-1],
-        "seconds": round(report.seconds, 2),
-        "params": params.model_dump(mode="json"),
-    }
-    return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)

@@ -31,7 +31,13 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.model import require
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import optimizer_step, train_started
+from vlmtrust.mitigations._train import (
+    need_dual,
+    optimizer_step,
+    run_size,
+    save_finetuned,
+    train_started,
+)
 
 
 class MixGenParams(Params):
@@ -248,15 +254,9 @@ class MixGen(Mitigation):
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Fine-tune ``model`` and write it (safetensors) to ``ctx.out_dir``."""
-        if getattr(model, "kind", None) != "dual":
-            raise InputError(
-                f"robustness/mixgen hardens dual encoders; model {model.spec} is "
-                f"{getattr(model, 'kind', 'unknown')}"
-            )
+        need_dual(model, self.name)
         p = self.params
-        seed = ctx.seed if p.seed is None else p.seed
-        steps = max(1, p.steps // 10) if ctx.quick else p.steps
-        n_train = min(p.n_train, 256) if ctx.quick else p.n_train
+        seed, steps, n_train = run_size(p, ctx)
         pairs = training_pairs(seed, n_train, ctx.data, ctx.data_limits)
         report = finetune(
             model,
@@ -270,15 +270,4 @@ class MixGen(Mitigation):
             mix_fraction=p.mix_fraction,
             seed=seed,
         )
-        out = model.save_pretrained(ctx.out_dir)
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "steps": report.steps,
-            "mixgen": report.mixgen,
-            "first_loss": report.losses[0],
-            "last_loss": report.losses[-1],
-            "seconds": round(report.seconds, 2),
-            "params": p.model_dump(mode="json"),
-        }
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        return save_finetuned(model, ctx, self.name, report, p, mixgen=report.mixgen)

@@ -74,14 +74,11 @@ class OutputGuardParams(Params):
 class OutputGuardedModel(GuardedModel):
     """A generative model whose answers pass through judges before they are returned."""
 
+    guard = "safety/output_guard"
+    params: OutputGuardParams
+
     def __init__(self, base: Any, params: OutputGuardParams) -> None:
-        super().__init__(
-            base,
-            name="safety/output_guard",
-            params=params.model_dump(mode="json"),
-            refusal=params.refusal,
-        )
-        self.params = params
+        super().__init__(base, params)
         self._judges: list[Any] | None = None
         self._refusal_judge: Any = None
 
