@@ -12,16 +12,18 @@ its output returns through :func:`write_record`.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel
 
-from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext
+from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext
+from vlmtrust.core.types import Capability
 
 
 class TrainProgress(Protocol):
@@ -141,6 +143,25 @@ def save_finetuned(
         "params": params.model_dump(mode="json"),
     }
     return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+
+
+class TunedCopy(Mitigation):
+    """A model mitigation that fine-tunes a copy of a model (:meth:`tune`) and saves it.
+
+    :meth:`apply` writes the copy with :func:`save_tuned`; the model it was given is unchanged.
+    """
+
+    kind: ClassVar[Literal["model", "wrapper", "data"]] = "model"
+    requires: ClassVar[Capability] = Capability.GRADIENT | Capability.TRAIN
+
+    @abc.abstractmethod
+    def tune(self, model: Any, ctx: MitigationContext) -> tuple[Any, dict[str, Any]]:
+        """The fine-tuned copy of ``model`` and the summary of the run."""
+
+    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
+        """Fine-tune a copy of ``model`` and write it to ``ctx.out_dir``."""
+        tuned, summary = self.tune(model, ctx)
+        return save_tuned(tuned, model.spec, ctx, self.name, self.params, summary)
 
 
 def write_record(

@@ -32,12 +32,31 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from vlmtrust.core.sample import image_digest
+from vlmtrust.judges.pii import PII_KINDS
+
+PiiKind = Literal["name", "email", "phone", "address", "id_number", "dob"]
+
+
+def all_kinds() -> list[PiiKind]:
+    """Every PII type, in :data:`~vlmtrust.judges.pii.PII_KINDS` order."""
+    return list(PII_KINDS)  # type: ignore[arg-type]
+
+
+def kinds_field(verb: str) -> Any:
+    """The ``kinds`` parameter of a PII mitigation: the PII types it acts on (default: all)."""
+    return Field(
+        default_factory=all_kinds,
+        min_length=1,
+        description=f"PII types to {verb}: name, email, phone, address, id_number, dob",
+    )
+
 
 ENTITY_KIND: dict[str, str] = {
     "PERSON": "name",

@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
+from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import save_tuned
+from vlmtrust.core.types import Pillar
+from vlmtrust.mitigations._train import TunedCopy
 from vlmtrust.mitigations.privacy.dp_finetune import (
     MEMBER_START,
     NON_MEMBER_START,
@@ -307,21 +307,18 @@ def run_adversarial_regularization(
 
 
 @mitigation(NAME)
-class AdversarialRegularization(Mitigation):
+class AdversarialRegularization(TunedCopy):
     """Nasr et al. 2018 min-max membership-privacy fine-tuning; λ=0 is the plain control."""
 
     pillar = Pillar.PRIVACY
-    kind = "model"
-    requires = Capability.GRADIENT | Capability.TRAIN
     Params = AdvRegParams
     description = (
         "Adversarial regularisation (Nasr et al. 2018): fine-tune a dual encoder while an "
         "inference model learns to spot its members; the model's loss adds λ·the attack's gain."
     )
 
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Fine-tune a copy of ``model`` and write it to ``ctx.out_dir``."""
-        p = self.params
-        assert isinstance(p, AdvRegParams)
-        tuned, summary = run_adversarial_regularization(model, ctx, p)
-        return save_tuned(tuned, model.spec, ctx, self.name, p, summary)
+    params: AdvRegParams
+
+    def tune(self, model: Any, ctx: MitigationContext) -> tuple[Any, dict[str, Any]]:
+        """The min-max fine-tuning run."""
+        return run_adversarial_regularization(model, ctx, self.params)

@@ -47,10 +47,10 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
+from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import save_tuned, train_started, train_step
+from vlmtrust.mitigations._train import TunedCopy, train_started, train_step
 
 if TYPE_CHECKING:
     import torch
@@ -166,6 +166,15 @@ def _trainable(module: Any) -> list[Any]:
     return params
 
 
+def _start(params: Sequence[Any], cfg: DPConfig, n: int) -> tuple[DPLog, Any]:
+    """A DP run's log (trainable size, Poisson sample rate over ``n`` records) and its AdamW."""
+    import torch
+
+    log = DPLog(trainable=sum(p.numel() for p in params))
+    log.sample_rate = min(1.0, cfg.batch_size / n)
+    return log, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+
+
 def dp_finetune(
     model: Any,
     pixels: torch.Tensor,
@@ -189,11 +198,8 @@ def dp_finetune(
     torch.manual_seed(cfg.seed)
     module = model.model
     params = _trainable(module)
-    log = DPLog(trainable=sum(p.numel() for p in params))
-    q = min(1.0, cfg.batch_size / n)
-    log.sample_rate = q
-    private = math.isfinite(cfg.epsilon)
-    opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    log, opt = _start(params, cfg, n)
+    q, private = log.sample_rate, math.isfinite(cfg.epsilon)
     gsm = None
     accountant = None
     if private:
@@ -445,27 +451,23 @@ def _privacy_record(
 
 
 @mitigation("privacy/dp_finetune")
-class DPFinetune(Mitigation):
+class DPFinetune(TunedCopy):
     """DP-SGD (Opacus) fine-tuning of a dual encoder or a generative model's LoRA adapters."""
 
     pillar = Pillar.PRIVACY
-    kind = "model"
-    requires = Capability.GRADIENT | Capability.TRAIN
     Params = DPFinetuneParams
     description = (
         "DP-SGD fine-tuning (Opacus, RDP accountant) of a dual encoder on image–caption pairs, "
         "per-pair clipping against a public contrast bank; records (ε, δ) in the model's config."
     )
 
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Fine-tune a copy of ``model`` and write it to ``ctx.out_dir``."""
-        p = self.params
-        assert isinstance(p, DPFinetuneParams)
+    params: DPFinetuneParams
+
+    def tune(self, model: Any, ctx: MitigationContext) -> tuple[Any, dict[str, Any]]:
+        """LoRA DP-SGD for a generative model, full DP-SGD of a dual encoder otherwise."""
         if getattr(model, "kind", None) == "generative":
-            tuned, summary = run_dp_lora(model, ctx, p)
-        else:
-            tuned, summary = run_dp_finetune(model, ctx, p)
-        return save_tuned(tuned, model.spec, ctx, self.name, p, summary)
+            return run_dp_lora(model, ctx, self.params)
+        return run_dp_finetune(model, ctx, self.params)
 
 
 # --------------------------------------------------------------------------- generative: LoRA
@@ -524,11 +526,8 @@ def dp_lora_finetune(
     params = [p for n_, p in wrapped.named_parameters() if "lora_" in n_]
     for p in params:
         p.requires_grad_(True)
-    log = DPLog(trainable=sum(p.numel() for p in params))
-    q = min(1.0, cfg.batch_size / n)
-    log.sample_rate = q
-    private = math.isfinite(cfg.epsilon)
-    opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    log, opt = _start(params, cfg, n)
+    q, private = log.sample_rate, math.isfinite(cfg.epsilon)
     accountant = None
     if private:
         _opacus()

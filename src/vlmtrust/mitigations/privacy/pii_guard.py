@@ -40,27 +40,22 @@ from vlmtrust.core.mitigation import WrapperMitigation, mitigation
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.judges.pii import PII_KINDS
-from vlmtrust.mitigations.privacy._pii_text import PiiTextFinder, ocr_lines, pii_boxes
+from vlmtrust.mitigations.privacy._pii_text import (
+    PiiKind,
+    PiiTextFinder,
+    kinds_field,
+    ocr_lines,
+    pii_boxes,
+)
 from vlmtrust.mitigations.safety._guarded import GuardedModel
 
-PiiKind = Literal["name", "email", "phone", "address", "id_number", "dob"]
-
 FILLS: dict[str, tuple[int, int, int]] = {"black": (0, 0, 0), "white": (255, 255, 255)}
-
-
-def _all_kinds() -> list[PiiKind]:
-    return list(PII_KINDS)  # type: ignore[arg-type]
 
 
 class PiiGuardParams(Params):
     """Parameters of ``privacy/pii_guard``."""
 
-    kinds: list[PiiKind] = Field(
-        default_factory=_all_kinds,
-        min_length=1,
-        description="PII types to redact: name, email, phone, address, id_number, dob",
-    )
+    kinds: list[PiiKind] = kinds_field("redact")
     images: bool = Field(True, description="black out PII text found in images (OCR boxes)")
     prompt: bool = Field(True, description="anonymise PII in the typed prompt")
     answers: bool = Field(True, description="anonymise PII in the model's answers")

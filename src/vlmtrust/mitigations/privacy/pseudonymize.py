@@ -48,8 +48,10 @@ from vlmtrust.judges.pii import PII_KINDS, normalise
 from vlmtrust.mitigations._train import CLEANED_MANIFEST, data_manifest, write_cleaned
 from vlmtrust.mitigations.privacy._pii_text import (
     PiiBox,
+    PiiKind,
     PiiSpan,
     PiiTextFinder,
+    kinds_field,
     ocr_lines,
     pii_boxes,
 )
@@ -61,21 +63,11 @@ TEXT_KEYS = ("caption", "text", "prompt", "question", "answer", "target")
 IMAGE_KEYS = ("image", "file_name", "path", "image_path")
 """Manifest keys read as a line's image path, first present wins (then ``images[0]``)."""
 
-PiiKind = Literal["name", "email", "phone", "address", "id_number", "dob"]
-
-
-def _all_kinds() -> list[PiiKind]:
-    return list(PII_KINDS)  # type: ignore[arg-type]
-
 
 class PseudonymizeParams(Params):
     """Parameters of ``privacy/pseudonymize``."""
 
-    kinds: list[PiiKind] = Field(
-        default_factory=_all_kinds,
-        min_length=1,
-        description="PII types to replace: name, email, phone, address, id_number, dob",
-    )
+    kinds: list[PiiKind] = kinds_field("replace")
     images: Literal["replace", "blur", "black", "keep"] = Field(
         "replace", description="what happens to PII text in images (keep: images untouched)"
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import copy
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -408,9 +409,7 @@ def finetune_copy(
         save_model_dir(model.model, ctx.out_dir, model.processor)
     finally:
         model.model = original
-    counts: dict[str, int] = {}
-    for ex in examples:
-        counts[ex.kind] = counts.get(ex.kind, 0) + 1
+    counts = dict(Counter(ex.kind for ex in examples))
     summary = {
         "mitigation": name,
         "base": model.spec,
