@@ -320,3 +320,10 @@ def pii_boxes(
             )
             out.append(PiiBox(span.kind, text[a:b], box))
     return out
+
+
+def image_pii_boxes(
+    image: Image.Image, finder: PiiTextFinder, *, max_side: int, pad: int
+) -> list[PiiBox]:
+    """:func:`pii_boxes` of the OCR lines of ``image`` (read at ``max_side``)."""
+    return pii_boxes(ocr_lines(image, max_side=max_side), finder, pad=pad, size=image.size)

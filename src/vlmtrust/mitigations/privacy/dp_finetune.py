@@ -175,6 +175,16 @@ def _start(params: Sequence[Any], cfg: DPConfig, n: int) -> tuple[DPLog, Any]:
     return log, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
 
 
+def _finish(log: DPLog, accountant: Any, cfg: DPConfig, t0: float) -> DPLog:
+    """``log`` with the run's seconds since ``t0`` and the ε the accountant (if any) spent."""
+    log.seconds = time.perf_counter() - t0
+    if accountant is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
+            log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
+    return log
+
+
 def dp_finetune(
     model: Any,
     pixels: torch.Tensor,
@@ -272,12 +282,7 @@ def dp_finetune(
             if hasattr(p, "grad_sample"):
                 p.grad_sample = None
         module.eval()
-    log.seconds = time.perf_counter() - t0
-    if accountant is not None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
-            log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
-    return log
+    return _finish(log, accountant, cfg, t0)
 
 
 def _canaries(start: int, n: int) -> tuple[list[Image.Image], list[str]]:
@@ -588,12 +593,7 @@ def dp_lora_finetune(
     _merge_lora(wrapped)
     for p in base.parameters():
         p.requires_grad_(True)
-    log.seconds = time.perf_counter() - t0
-    if accountant is not None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
-            log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
-    return log
+    return _finish(log, accountant, cfg, t0)
 
 
 def _merge_lora(module: Any) -> None:

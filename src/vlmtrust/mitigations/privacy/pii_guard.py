@@ -43,9 +43,8 @@ from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.privacy._pii_text import (
     PiiKind,
     PiiTextFinder,
+    image_pii_boxes,
     kinds_field,
-    ocr_lines,
-    pii_boxes,
 )
 from vlmtrust.mitigations.safety._guarded import GuardedModel
 
@@ -96,9 +95,7 @@ class PiiGuardedModel(GuardedModel):
     def redact_image(self, image: Image.Image) -> Image.Image:
         """A copy of ``image`` with its PII text regions filled (the image itself if none)."""
         p = self.params
-        boxes = pii_boxes(
-            ocr_lines(image, max_side=p.ocr_max_side), self.finder, pad=p.pad, size=image.size
-        )
+        boxes = image_pii_boxes(image, self.finder, max_side=p.ocr_max_side, pad=p.pad)
         if not boxes:
             return image
         out = image.convert("RGB")

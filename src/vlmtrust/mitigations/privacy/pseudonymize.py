@@ -51,9 +51,8 @@ from vlmtrust.mitigations.privacy._pii_text import (
     PiiKind,
     PiiSpan,
     PiiTextFinder,
+    image_pii_boxes,
     kinds_field,
-    ocr_lines,
-    pii_boxes,
 )
 
 MANIFEST_NAME = CLEANED_MANIFEST
@@ -175,9 +174,7 @@ class _Pseudonymizer:
     def image(self, image: Image.Image) -> Image.Image | None:
         """The image with its PII replaced, or None when it shows none."""
         p = self.p
-        boxes = pii_boxes(
-            ocr_lines(image, max_side=p.ocr_max_side), self.finder, pad=p.pad, size=image.size
-        )
+        boxes = image_pii_boxes(image, self.finder, max_side=p.ocr_max_side, pad=p.pad)
         if not boxes:
             return None
         out = image.convert("RGB")
