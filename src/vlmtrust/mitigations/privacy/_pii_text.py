@@ -16,12 +16,32 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from vlmtrust.core.sample import image_digest
+from vlmtrust.judges.pii import PII_KINDS
 from vlmtrust.judges.pii_text import ENTITY_KIND, PiiSpan, PiiTextFinder
+
+PiiKind = Literal["name", "email", "phone", "address", "id_number", "dob"]
+
+
+def all_kinds() -> list[PiiKind]:
+    """Every PII type, in :data:`~vlmtrust.judges.pii.PII_KINDS` order."""
+    return list(PII_KINDS)  # type: ignore[arg-type]
+
+
+def kinds_field(verb: str) -> Any:
+    """The ``kinds`` parameter of a PII mitigation: the PII types it acts on (default: all)."""
+    return Field(
+        default_factory=all_kinds,
+        min_length=1,
+        description=f"PII types to {verb}: name, email, phone, address, id_number, dob",
+    )
+
 
 __all__ = ["ENTITY_KIND", "OcrLine", "PiiBox", "PiiSpan", "PiiTextFinder", "ocr_lines", "pii_boxes"]
 
@@ -51,30 +71,12 @@ def ocr_lines(image: Image.Image, *, max_side: int = 512) -> tuple[OcrLine, ...]
     The image is downscaled so its longer side is at most ``max_side`` for reading; the boxes
     are scaled back. Results are cached by image content.
     """
-    from vlmtrust.mitigations.safety.input_guard import _engine
+    from vlmtrust.mitigations.safety.input_guard import engine_boxes, lru_lookup, ocr_input
 
-    key = f"{max_side}|{image_digest(image)}"
-    with _OCR_LOCK:
-        if key in _OCR_CACHE:
-            _OCR_CACHE.move_to_end(key)
-            return _OCR_CACHE[key]
-        im = image.convert("RGB")
-        scale = min(1.0, max_side / max(im.size))
-        if scale < 1.0:
-            im = im.resize(
-                (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
-                Image.Resampling.LANCZOS,
-            )
-        bgr = np.ascontiguousarray(np.asarray(im)[:, :, ::-1])
-        version, engine = _engine(max_side)
-        if version == "v3":
-            res = engine(bgr)
-            pairs = list(zip([] if res.boxes is None else res.boxes, res.txts or (), strict=False))
-        else:
-            result, _ = engine(bgr, use_cls=False)
-            pairs = [(r[0], r[1]) for r in result or []]
+    def read() -> tuple[OcrLine, ...]:
+        bgr, scale = ocr_input(image, max_side)
         lines = []
-        for box, text in pairs:
+        for box, text in engine_boxes(max_side, bgr):
             pts = np.asarray(box, dtype=np.float64) / scale
             if str(text).strip():
                 lines.append(
@@ -87,11 +89,10 @@ def ocr_lines(image: Image.Image, *, max_side: int = 512) -> tuple[OcrLine, ...]
                     )
                 )
         lines.sort(key=lambda b: (round(b.top / 12.0), b.left))
-        out = tuple(lines)
-        _OCR_CACHE[key] = out
-        if len(_OCR_CACHE) > _OCR_CACHE_SIZE:
-            _OCR_CACHE.popitem(last=False)
-        return out
+        return tuple(lines)
+
+    key = f"{max_side}|{image_digest(image)}"
+    return lru_lookup(_OCR_CACHE, _OCR_LOCK, key, _OCR_CACHE_SIZE, read)
 
 
 @dataclass(frozen=True)
@@ -136,3 +137,10 @@ def pii_boxes(
             )
             out.append(PiiBox(span.kind, text[a:b], box))
     return out
+
+
+def image_pii_boxes(
+    image: Image.Image, finder: PiiTextFinder, *, max_side: int, pad: int
+) -> list[PiiBox]:
+    """:func:`pii_boxes` of the OCR lines of ``image`` (read at ``max_side``)."""
+    return pii_boxes(ocr_lines(image, max_side=max_side), finder, pad=pad, size=image.size)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.types import Capability
@@ -60,16 +62,20 @@ class GuardedModel:
 
     Args:
         base: the wrapped generative model.
-        name: the guard's name (``safety/input_guard``), used in ``finish_reason``.
-        params: the guard's parameters (hashed into the fingerprint).
-        refusal: the text returned for blocked requests or answers.
+        params: the guard's parameters (hashed into the fingerprint), kept as ``params``; their
+            ``refusal`` field, if any, is the text returned for blocked requests or answers
+            (default :data:`REFUSAL_TEXT`).
+
+    The subclass names the guard in :attr:`guard` (``safety/input_guard``), which
+    ``finish_reason`` repeats.
     """
 
     keeps_gradient = False
+    guard: ClassVar[str] = "guard"
+    """The guard's (mitigation's) name."""
 
-    def __init__(
-        self, base: Any, *, name: str, params: dict[str, Any], refusal: str = REFUSAL_TEXT
-    ) -> None:
+    def __init__(self, base: Any, params: BaseModel) -> None:
+        name = self.guard
         if getattr(base, "kind", None) != "generative":
             from vlmtrust.core.errors import CapabilityError
 
@@ -78,15 +84,17 @@ class GuardedModel:
                 f"{getattr(base, 'kind', 'unknown')} model — use a generative VLM spec"
             )
         self.base = base
+        self.params = params
         self.guard_name = name
-        self.refusal = refusal
+        self.refusal: str = getattr(params, "refusal", REFUSAL_TEXT)
         self.spec: str = str(base.spec)
         self.kind = base.kind
         caps: Capability = base.capabilities & ~Capability.TRAIN
         if not self.keeps_gradient:
             caps &= ~Capability.GRADIENT
         self.capabilities: Capability = caps
-        self.fingerprint: str = f"{base.fingerprint}+{name}:{params_digest(params)}"
+        digest = params_digest(params.model_dump(mode="json"))
+        self.fingerprint: str = f"{base.fingerprint}+{name}:{digest}"
         self.blocked = 0
         """How many requests or answers the guard replaced so far (for reports and tests)."""
 
