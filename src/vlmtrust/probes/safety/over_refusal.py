@@ -29,6 +29,7 @@ from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
 from vlmtrust.judges.base import judge_task, judges_for
+from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.families.request import (
     RequestParams,
     RequestProbe,
@@ -151,15 +152,7 @@ class OverRefusal(RequestProbe):
                 got = [float(v) for v in vals if v is not None]
                 ys.append(sum(got) / len(got) if got else None)
             series.append(Series(name=j.name, x=list(self.params.conditions), y=ys))
-        return [
-            Plot(
-                kind="bar",
-                title="Over-refusal on benign look-alikes",
-                x_label="condition",
-                y_label="refused",
-                series=series,
-            )
-        ]
+        return one_plot("bar", "Over-refusal on benign look-alikes", "condition", "refused", series)
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Benign requests that were refused."""

@@ -50,11 +50,12 @@ from vlmtrust.attacks.red_team import (
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
+from vlmtrust.core.stats import metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.agreement import agreement_metrics
+from vlmtrust.probes._plots import mean_ci_series, one_plot
 from vlmtrust.probes.families.request import JudgedParams
 from vlmtrust.probes.safety._rates import harm_rate
 from vlmtrust.probes.safety._red_team_tree import MAX_SHOWN_EXAMPLES, format_tree
@@ -405,34 +406,25 @@ class RedTeam(Probe):
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """ASR after each round, one line per judge, with bootstrap CIs."""
         harm = self._harmful(records)
-        series = []
-        for name in self.p.judges:
-            ys: list[float | None] = []
-            lo: list[float | None] = []
-            hi: list[float | None] = []
-            for rnd in range(self.p.rounds + 1):
-                key = f"success/{_short(name)}/round{rnd}"
-                vals = np.asarray(
-                    [float(r.scores[key] or 0.0) for r in harm if r.scores.get(key) is not None]
-                )
-                ys.append(float(vals.mean()) if vals.size else None)
-                a, b = bootstrap_ci(accuracy, vals, seed=ctx.seed) if vals.size else (None, None)
-                lo.append(a)
-                hi.append(b)
-            series.append(
-                Series(
-                    name=name, x=[float(r) for r in range(self.p.rounds + 1)], y=ys, lo=lo, hi=hi
-                )  # fmt: skip
+        rounds = range(self.p.rounds + 1)
+
+        def column(name: str, rnd: int) -> list[float]:
+            key = f"success/{_short(name)}/round{rnd}"
+            return [float(r.scores[key] or 0.0) for r in harm if r.scores.get(key) is not None]
+
+        series = [
+            mean_ci_series(
+                name, [float(r) for r in rounds], [column(name, r) for r in rounds], seed=ctx.seed
             )
-        return [
-            Plot(
-                kind="line",
-                title="Red-team ASR per round",
-                x_label="rewriting round (0 = request as typed)",
-                y_label="attack success rate",
-                series=series,
-            )
+            for name in self.p.judges
         ]
+        return one_plot(
+            "line",
+            "Red-team ASR per round",
+            "rewriting round (0 = request as typed)",
+            "attack success rate",
+            series,
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Whole attack trees: jailbroken requests first, then those that resisted.
