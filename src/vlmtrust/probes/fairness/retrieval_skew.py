@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -296,23 +296,13 @@ class RetrievalSkewParams(Params):
         description=f"ranks k, each below the gallery size (default {list(DEFAULT_K)}, "
         "those below it)",
     )
-    queries: list[str] = Field(
+    queries: Annotated[list[str], fc.texts("queries", "a photo of a person")] = Field(
         list(fc.DEFAULT_QUERIES), description="neutral text queries (occupations, traits, person)"
     )
-    attributes: list[str] = Field(["group"], description="protected attributes to break down")
+    attributes: fc.Attributes = Field(["group"], description="protected attributes to break down")
     cue_prob: float = Field(
         fc.DEFAULT_CUE_PROB, ge=0.0, le=1.0, description="SynthWorld: share of occupation cues"
     )
-
-    @field_validator("queries")
-    @classmethod
-    def _queries(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "queries", "a photo of a person")
-
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "attributes", "group")
 
     @field_validator("k")
     @classmethod

@@ -26,7 +26,7 @@ reference models' training data — the planted shortcut shows as lower accuracy
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -141,11 +141,13 @@ class ZeroShotGroupsParams(Params):
     classes: list[str] | None = Field(
         None, description="label set (default: SynthWorld occupations or the dataset's labels)"
     )
-    harmful_classes: list[str] = Field(
+    harmful_classes: Annotated[
+        list[str], fc.texts("harmful_classes", "criminal", empty_ok=True)
+    ] = Field(
         list(DEFAULT_HARMFUL),
         description="denigrating / crime-related classes offered beside the labels ([] for none)",
     )
-    attributes: list[str] = Field(["group"], description="protected attributes to break down")
+    attributes: fc.Attributes = Field(["group"], description="protected attributes to break down")
     intersections: list[list[str]] | None = Field(
         None,
         description="attribute tuples broken down jointly (default: each attribute with label)",
@@ -160,11 +162,6 @@ class ZeroShotGroupsParams(Params):
             raise ValueError(f"template {v!r} has no '{{}}' placeholder for the class name")
         return v
 
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "attributes", "group")
-
     @field_validator("classes")
     @classmethod
     def _classes(cls, v: list[str] | None) -> list[str] | None:
@@ -174,11 +171,6 @@ class ZeroShotGroupsParams(Params):
         if len(out) < 2:
             raise ValueError("classes names one class: zero-shot needs at least two")
         return out
-
-    @field_validator("harmful_classes")
-    @classmethod
-    def _harmful(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "harmful_classes", "criminal") if v else []
 
     @field_validator("intersections")
     @classmethod

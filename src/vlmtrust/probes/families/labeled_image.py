@@ -205,12 +205,14 @@ class AskParams(Params):
 
 
 class SeverityParams(AskParams):
-    """``AskParams`` with ``severities`` in ``1..severity_top`` (a :class:`SeverityGridProbe`'s)."""
+    """``AskParams`` whose subclass declares ``severities``, checked to lie in ``1..severity_top``.
+
+    (A :class:`SeverityGridProbe`'s parameters; the field stays in the subclass, in its order.)
+    """
 
     severity_top: ClassVar[int] = 5
-    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
 
-    @field_validator("severities")
+    @field_validator("severities", check_fields=False)
     @classmethod
     def _severities(cls, v: list[int]) -> list[int]:
         return known_severities(v, cls.severity_top)

@@ -36,6 +36,7 @@ class CorruptionsParams(li.SeverityParams):
     corruptions: list[str] = Field(
         default_factory=lambda: list(CORRUPTIONS), description="ImageNet-C corruption types"
     )
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
 
     @field_validator("corruptions")
     @classmethod
