@@ -101,26 +101,14 @@ def draw_person(
     outline = (40, 40, 40)
     # legs and arms
     leg_w = max(1, round(_s(3, size)))
-    draw.line(
-        [(_s(cx - 4, size), _s(46, size)), (_s(cx - 6, size), _s(60, size))],
-        fill=outline,
-        width=leg_w,
-    )
-    draw.line(
-        [(_s(cx + 4, size), _s(46, size)), (_s(cx + 6, size), _s(60, size))],
-        fill=outline,
-        width=leg_w,
-    )
-    draw.line(
-        [(_s(cx - 8, size), _s(28, size)), (_s(cx - 14, size), _s(42, size))],
-        fill=body,
-        width=leg_w,
-    )
-    draw.line(
-        [(_s(cx + 8, size), _s(28, size)), (_s(cx + 14, size), _s(42, size))],
-        fill=body,
-        width=leg_w,
-    )
+    # (x offset, y) of each limb's two ends, mirrored left then right: legs, then arms
+    for (x0, y0), (x1, y1), fill in (((4, 46), (6, 60), outline), ((8, 28), (14, 42), body)):
+        for side in (-1, 1):
+            ends = [
+                (_s(cx + side * x0, size), _s(y0, size)),
+                (_s(cx + side * x1, size), _s(y1, size)),
+            ]
+            draw.line(ends, fill=fill, width=leg_w)
     if group == "round":
         draw.ellipse(
             (_s(cx - 9, size), _s(24, size), _s(cx + 9, size), _s(50, size)),
