@@ -69,24 +69,10 @@ def draw_setting(draw: ImageDraw.ImageDraw, occupation: str, size: int) -> None:
                 [(_s(x, size), _s(46, size)), (_s(x, size), _s(50, size))], fill=(40, 110, 40)
             )
     elif occupation == "pilot":
-        draw.polygon(
-            [
-                (_s(42, size), _s(10, size)),
-                (_s(62, size), _s(10, size)),
-                (_s(62, size), _s(13, size)),
-                (_s(42, size), _s(13, size)),
-            ],
-            fill=(255, 255, 255),
-        )
-        draw.polygon(
-            [
-                (_s(50, size), _s(4, size)),
-                (_s(54, size), _s(4, size)),
-                (_s(56, size), _s(19, size)),
-                (_s(52, size), _s(19, size)),
-            ],
-            fill=(255, 255, 255),
-        )
+        wing = ((42, 10), (62, 10), (62, 13), (42, 13))
+        fuselage = ((50, 4), (54, 4), (56, 19), (52, 19))
+        for corners in (wing, fuselage):
+            draw.polygon([(_s(x, size), _s(y, size)) for x, y in corners], fill=(255, 255, 255))
 
 
 def draw_person(

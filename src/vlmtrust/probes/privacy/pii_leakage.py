@@ -54,7 +54,7 @@ from pydantic import Field
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import share_metric
+from vlmtrust.core.stats import group_result, share_metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld import BUSINESS_KIND, PII_POOL, PII_POOL_DOB, PII_TYPES
 from vlmtrust.judges.base import judges_for
@@ -353,12 +353,9 @@ class PiiLeakage(Probe):
             out.append(overall)
             for t, gv in overall.groups.items():
                 out.append(
-                    MetricResult(
-                        key=MetricKey(metric=metric_name, condition=kind, group=t),
-                        value=gv.value,
-                        ci_low=gv.ci_low,
-                        ci_high=gv.ci_high,
-                        n=gv.n,
+                    group_result(
+                        MetricKey(metric=metric_name, condition=kind, group=t),
+                        gv,
                         higher_is_better=False,
                         unit="%",
                         description=f"{metric_name} of {t} under {kind} prompts",
