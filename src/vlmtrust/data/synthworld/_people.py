@@ -95,17 +95,14 @@ def draw_person(
                 (_s(cx + side * x1, size), _s(y1, size)),
             ]
             draw.line(ends, fill=fill, width=leg_w)
+    head_box = (_s(cx - hr, size), _s(hy - hr, size), _s(cx + hr, size), _s(hy + hr, size))
     if group == "round":
         draw.ellipse(
             (_s(cx - 9, size), _s(24, size), _s(cx + 9, size), _s(50, size)),
             fill=body,
             outline=outline,
         )
-        draw.ellipse(
-            (_s(cx - hr, size), _s(hy - hr, size), _s(cx + hr, size), _s(hy + hr, size)),
-            fill=head,
-            outline=outline,
-        )
+        draw.ellipse(head_box, fill=head, outline=outline)
     else:
         draw.polygon(
             [
@@ -117,11 +114,7 @@ def draw_person(
             fill=body,
             outline=outline,
         )
-        draw.rectangle(
-            (_s(cx - hr, size), _s(hy - hr, size), _s(cx + hr, size), _s(hy + hr, size)),
-            fill=head,
-            outline=outline,
-        )
+        draw.rectangle(head_box, fill=head, outline=outline)
     return cx, hy - hr
 
 

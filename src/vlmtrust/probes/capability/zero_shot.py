@@ -9,11 +9,11 @@ import numpy as np
 from pydantic import Field
 
 from vlmtrust.core.params import Params
-from vlmtrust.core.probe import ProbeContext, probe
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
-from vlmtrust.core.types import Pillar
+from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
 from vlmtrust.probes.families import labeled_image as li
 
@@ -29,11 +29,13 @@ class ZeroShotParams(Params):
 
 
 @probe("capability/zero_shot")
-class ZeroShot(li.EmbedProbe):
+class ZeroShot(Probe):
     """Top-1 zero-shot accuracy over labeled images, per class."""
 
     pillar = Pillar.CAPABILITY
+    requires = Capability.EMBED
     Params = ZeroShotParams
+    batch_size = 64
     description = (
         "Zero-shot classification: each image is assigned the class whose prompt embedding is "
         "closest. Trust numbers mean little without capability beside them."
@@ -43,6 +45,9 @@ class ZeroShot(li.EmbedProbe):
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
+        from vlmtrust.attacks.zeroshot import TextCache
+
+        self._texts = TextCache()
         self._names: dict[str | None, list[str]] = {}
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
@@ -70,7 +75,7 @@ class ZeroShot(li.EmbedProbe):
             if s.target not in names:
                 raise ValueError(f"sample {s.id}: label {s.target!r} is not among the classes")
         prompts = [self.params.template.format(c) for c in names]
-        pred = zs.predict(model, [s.images[0].load() for s in batch], prompts, self._cache)
+        pred = zs.predict(model, [s.images[0].load() for s in batch], prompts, self._texts)
         out = []
         for i, s in enumerate(batch):
             label = names[int(pred.index[i])]

@@ -57,7 +57,6 @@ from vlmtrust.probes import _data
 __all__ = [
     "AskParams",
     "DEFAULT_TEMPLATE",
-    "EmbedProbe",
     "VQA_QUESTION",
     "Base",
     "LabeledImageProbe",
@@ -225,13 +224,6 @@ class ZeroShotProbe(Probe):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         self._cache = TextCache()
-
-
-class EmbedProbe(ZeroShotProbe):
-    """Base of probes that score with a dual encoder: they need ``embed``, in batches of 64."""
-
-    requires = Capability.EMBED
-    batch_size = 64
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,17 @@ from pydantic import Field
 
 from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.params import Params
-from vlmtrust.core.probe import ProbeContext, probe
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import accuracy, metric
-from vlmtrust.core.types import Pillar
+from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld.composition import (
     CONTROL_TYPES,
     NEGATIVE_TYPES,
     SWAP_TYPES,
     composition_scenes,
 )
-from vlmtrust.probes.families import labeled_image as li
 
 
 class CompositionalityParams(Params):
@@ -59,11 +58,13 @@ def _gap(control: Any, swap: Any) -> float:
 
 
 @probe("robustness/compositionality")
-class Compositionality(li.EmbedProbe):
+class Compositionality(Probe):
     """True caption against attribute-, relation- and object-swapped hard negatives."""
 
     pillar = Pillar.ROBUSTNESS
+    requires = Capability.EMBED
     Params = CompositionalityParams
+    batch_size = 64
     description = (
         "Compositionality (ARO / SugarCrepe style): true caption vs captions with the "
         "colours, the relation or the objects swapped, and easy controls; ties fail."

@@ -36,7 +36,7 @@ from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.metrics import auc, centroid_gap, gap_vector, shifted_cosines, unit_rows
 from vlmtrust.core.params import Params
-from vlmtrust.core.probe import ProbeContext, probe
+from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import accuracy, metric
@@ -90,11 +90,13 @@ class ModalityGapParams(Params):
 
 
 @probe("robustness/modality_gap")
-class ModalityGap(li.EmbedProbe):
+class ModalityGap(Probe):
     """Image–text modality gap, its separability, and accuracy / OOD AUROC as the gap shifts."""
 
     pillar = Pillar.ROBUSTNESS
+    requires = Capability.EMBED
     Params = ModalityGapParams
+    batch_size = 64
     description = (
         "Modality gap (Liang et al. 2022): distance of the image and caption centroids, "
         "image-vs-text separability, and zero-shot accuracy / OOD AUROC as the gap is shifted."

@@ -37,7 +37,7 @@ from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
-from vlmtrust.core.types import Pillar
+from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
 from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.families import labeled_image as li
@@ -144,11 +144,13 @@ class OODParams(Params):
 
 
 @probe("robustness/ood_detection")
-class OODDetection(li.EmbedProbe):
+class OODDetection(li.ZeroShotProbe):
     """Separating in- from out-of-distribution images with MCM, MaxLogit and Energy."""
 
     pillar = Pillar.ROBUSTNESS
+    requires = Capability.EMBED
     Params = OODParams
+    batch_size = 64
     description = (
         "Zero-shot OOD detection: can the model's scores tell in-distribution images from "
         "unseen kinds? AUROC / AUPR-In / FPR@95%TPR for MCM, MaxLogit and Energy."
