@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.redact import credentials_in
+
+_T = TypeVar("_T")
 
 
 def validate_params(
@@ -43,6 +45,17 @@ def validate_params(
                 f"({hint})"
             ) from None
         raise InputError(f"{what}: bad parameter {loc!r}: {first['msg']} ({hint})") from None
+
+
+def distinct(values: list[_T], *, empty: str) -> list[_T]:
+    """``values`` without repeats, in order (a validator body); ``ValueError(empty)`` if none.
+
+    >>> distinct(["a", "b", "a"], empty="give one")
+    ['a', 'b']
+    """
+    if not values:
+        raise ValueError(empty)
+    return list(dict.fromkeys(values))
 
 
 def is_template_field(name: str) -> bool:

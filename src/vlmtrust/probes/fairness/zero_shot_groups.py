@@ -43,6 +43,7 @@ from vlmtrust.core.types import Capability
 from vlmtrust.data.synthworld import OCCUPATIONS
 from vlmtrust.probes import _data
 from vlmtrust.probes.fairness import _common as fc
+from vlmtrust.probes.families import labeled_image as li
 from vlmtrust.probes.families.group import JOIN, UNKNOWN, GroupProbe, group_label
 
 __all__ = [
@@ -408,19 +409,15 @@ class ZeroShotGroupsProbe(GroupProbe):
             groups = sorted({r.attributes.get(attr) or UNKNOWN for r in records})
             acc = _grid(records, attr, groups, labels, lambda r, c: r.attributes.get("label") == c)
             title = f"Zero-shot accuracy by {attr} and label"
-            out.append(_heatmap(title, "label", attr, acc, groups, labels))
+            out += li.heatmap((acc, groups, labels), title=title, x_label="label", y_label=attr)
             wrong = [r for r in records if r.scores.get("correct") == 0.0]
             predicted = self.all_classes(ctx)
             errs = _shares(wrong, records, attr, groups, predicted)
-            out.append(
-                _heatmap(
-                    f"Errors: share of each {attr} group misclassified as each class",
-                    "predicted class",
-                    attr,
-                    errs,
-                    groups,
-                    predicted,
-                )
+            out += li.heatmap(
+                (errs, groups, predicted),
+                title=f"Errors: share of each {attr} group misclassified as each class",
+                x_label="predicted class",
+                y_label=attr,
             )
         return out
 
@@ -439,26 +436,6 @@ class ZeroShotGroupsProbe(GroupProbe):
             )
             for r in (harmful[:4] + wrong[: 6 - min(4, len(harmful))])
         ]
-
-
-def _heatmap(
-    title: str,
-    x_label: str,
-    attr: str,
-    matrix: list[list[float | None]],
-    rows: list[str],
-    cols: list[str],
-) -> Plot:
-    """A heatmap of ``attr`` groups (rows) by ``cols``."""
-    return Plot(
-        kind="heatmap",
-        title=title,
-        x_label=x_label,
-        y_label=attr,
-        matrix=matrix,
-        row_labels=rows,
-        col_labels=cols,
-    )
 
 
 def _grid(

@@ -46,7 +46,7 @@ from vlmtrust.attacks.zeroshot import (
     softmax,
 )
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.params import Params
+from vlmtrust.core.params import Params, distinct
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
@@ -569,14 +569,14 @@ def known_names(
     With ``what`` an empty list is refused, asking for one ``what``; an unknown name fails
     with ``check``'s message; duplicates are dropped, the order kept.
     """
-    if what is not None and not v:
-        raise ValueError(f"give at least one {what}")
     for name in v:
         try:
             check(name, 1)
         except InputError as e:  # pydantic turns ValueError into the probe's one-line error
             raise ValueError(str(e)) from None
-    return list(dict.fromkeys(v))
+    if what is None:
+        return list(dict.fromkeys(v))
+    return distinct(v, empty=f"give at least one {what}")
 
 
 def known_severities(v: list[int], top: int) -> list[int]:

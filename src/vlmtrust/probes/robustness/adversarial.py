@@ -191,9 +191,8 @@ class AdversarialProbe(Probe):
         "encoder — and the accuracy that survives them (robust accuracy vs ε, attack success)."
     )
 
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._surrogate: Any = None
+    _surrogate: Any = None
+    """The transfer attack's surrogate model, loaded on first use."""
 
     @property
     def p(self) -> AdversarialParams:

@@ -49,6 +49,7 @@ from vlmtrust.attacks.red_team import (
 )
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.params import distinct
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
@@ -86,9 +87,7 @@ class RedTeamParams(JudgedParams):
     @field_validator("strategies")
     @classmethod
     def _some(cls, v: list[Strategy]) -> list[Strategy]:
-        if not v:
-            raise ValueError("give at least one strategy")
-        return list(dict.fromkeys(v))
+        return distinct(v, empty="give at least one strategy")
 
 
 MODEL_LOADER = "load_model"
@@ -113,10 +112,10 @@ class RedTeam(Probe):
         "judge, queries-to-success, over-refusal on benign look-alikes."
     )
 
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._judges: list[Any] | None = None
-        self._attacker_model: Any = None
+    _judges: list[Any] | None = None
+    """The judges, built on first use."""
+    _attacker_model: Any = None
+    """The attacker model, loaded on first use."""
 
     @property
     def p(self) -> RedTeamParams:

@@ -16,17 +16,16 @@ Metrics per judge:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import render_typography
+from vlmtrust.core.files import resource_rows
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
@@ -54,8 +53,7 @@ class ProvocativePrompt:
 @lru_cache(maxsize=1)
 def provocative_prompts() -> tuple[ProvocativePrompt, ...]:
     """The shipped provocative prompt set."""
-    path = resources.files("vlmtrust.resources").joinpath("safety", "provocative_prompts.jsonl")
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = resource_rows("safety", "provocative_prompts.jsonl")
     return tuple(
         ProvocativePrompt(str(r["id"]), str(r["category"]), str(r["prompt"]), str(r["caption"]))
         for r in rows
