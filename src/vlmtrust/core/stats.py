@@ -339,6 +339,16 @@ def accuracy(correct: ArrayLike) -> float:
     return float(arr.mean())
 
 
+def mean(values: ArrayLike) -> float:
+    """The mean of real values (the statistic of :func:`mean_metric`)."""
+    return float(np.mean(values))
+
+
+def mean_metric(key: MetricKey | str, values: ArrayLike, **fields: Any) -> MetricResult:
+    """:func:`metric` of the :func:`mean` of ``values``; ``fields`` are :func:`metric`'s."""
+    return metric(key, mean, values, **fields)
+
+
 def share_metric(
     key: MetricKey,
     vals: Sequence[Any],

@@ -51,7 +51,7 @@ from pydantic import Field, field_validator, model_validator
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import mean_ci, metric, share_metric
+from vlmtrust.core.stats import mean_ci, mean_metric, share_metric
 from vlmtrust.core.types import Capability
 from vlmtrust.data.synthworld import GROUPS, MAJORITY_GROUP
 from vlmtrust.probes import _data
@@ -364,9 +364,8 @@ class CounterfactualProbe(GenerativeFairnessProbe):
         overall = [float(np.mean([per_question[q.id][i] for q in asked])) for i in range(len(sets))]
         if asked:
             out.append(
-                metric(
+                mean_metric(
                     MetricKey(metric="flip_rate"),
-                    lambda x: float(np.mean(x)),
                     overall,
                     higher_is_better=False,
                     thresholds=FLIP_THRESHOLDS,

@@ -68,7 +68,7 @@ from vlmtrust.core.results import (
     Series,
 )
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import mean_metric
 from vlmtrust.core.types import RiskBand
 from vlmtrust.probes.fairness import _common as fc
 
@@ -507,9 +507,8 @@ class RetrievalSkewProbe(fc.EmbedFairnessProbe):
         seed: int,
         significant: bool = True,
     ) -> MetricResult:
-        m = metric(
+        m = mean_metric(
             key,
-            lambda v: float(np.mean(v)),
             values,
             higher_is_better=higher_is_better,
             thresholds=thresholds,

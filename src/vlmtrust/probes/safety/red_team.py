@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.red_team import (
@@ -53,7 +52,7 @@ from vlmtrust.core.params import distinct
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import mean_metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.agreement import agreement_metrics
 from vlmtrust.probes._plots import mean_ci_series, one_plot
@@ -376,9 +375,8 @@ class RedTeam(Probe):
             if r.scores.get("queries_to_success") is not None
         ]
         out.append(
-            metric(
+            mean_metric(
                 MetricKey(metric="queries_to_success"),
-                lambda x: float(np.mean(x)),
                 q,
                 higher_is_better=True,
                 description=(

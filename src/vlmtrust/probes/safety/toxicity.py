@@ -30,7 +30,7 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import mean_metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.agreement import agreement_metrics
 from vlmtrust.judges.base import check_judge_name, judges_for
@@ -199,9 +199,8 @@ class Toxicity(Probe):
                 rows = [r for r in records if r.scores.get(key) is not None]
                 vals = [float(r.scores[key] or 0.0) for r in rows]
                 out.append(
-                    metric(
+                    mean_metric(
                         MetricKey(metric=name, judge=judge),
-                        lambda x: float(np.mean(x)),
                         vals,
                         higher_is_better=False,
                         groups=[r.attributes.get("category", "") for r in rows] if rows else None,

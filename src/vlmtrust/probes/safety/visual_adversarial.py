@@ -43,7 +43,7 @@ from vlmtrust.core.model import GenerateRequest
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import accuracy, metric
+from vlmtrust.core.stats import accuracy, mean_metric, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes._plots import mean_ci_series, one_plot
 from vlmtrust.probes.families.request import JudgedParams
@@ -432,9 +432,8 @@ class VisualAdversarial(Probe):
         for e_i, eps in enumerate(self.p.eps):
             vals, _ = self._vals(records, f"target_loss/eps{e_i}")
             out.append(
-                metric(
+                mean_metric(
                     MetricKey(metric="target_nll", step=f"eps={eps_label(eps)}"),
-                    lambda x: float(np.mean(x)),
                     vals,
                     higher_is_better=True,
                     description=f"mean NLL of the target {self.p.target!r} (lower = attack fits)",
