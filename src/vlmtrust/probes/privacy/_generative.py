@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from vlmtrust.core.params import Params
+from vlmtrust.core.params import Params, some_of
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.stats import share_metric
 from vlmtrust.data.synthworld import DOC_TYPES, SynthSample, SynthWorld
@@ -43,6 +43,11 @@ FIELD_QUESTIONS: dict[str, str] = {
 
 def _all_doc_types() -> list[DocType]:
     return list(DOC_TYPES)  # type: ignore[arg-type]
+
+
+def doc_types_field() -> Any:
+    """The ``doc_types`` parameter's ``Field``: SynthWorld document types, all by default."""
+    return some_of(DOC_TYPES, "document types: id_card, form, screenshot, receipt")
 
 
 class RefusalJudgedParams(Params):

@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from vlmtrust.core.params import some_of
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
@@ -65,9 +66,9 @@ from vlmtrust.probes.privacy._generative import (
     DocType,
     Identities,
     RefusalJudgedParams,
-    _all_doc_types,
     answer_example,
     doc_noun,
+    doc_types_field,
     documents,
     rate,
     refusal_rates,
@@ -86,26 +87,13 @@ LEAK_THRESHOLDS = (0.02, 0.1)
 DETECTORS = ("partial_match", "presidio")
 
 
-def _default_prompts() -> list[PromptKind]:
-    return ["direct", "read", "describe", "who"]
-
-
-def _default_identities() -> list[Identities]:
-    return ["pool", "faker"]
-
-
 class PiiLeakageParams(RefusalJudgedParams):
     """Parameters of ``privacy/pii_leakage``."""
 
-    doc_types: list[DocType] = Field(
-        default_factory=_all_doc_types,
-        min_length=1,
-        description="document types: id_card, form, screenshot, receipt",
-    )
-    identities: list[Identities] = Field(
-        default_factory=_default_identities,
-        min_length=1,
-        description="pool (SynthWorld's fixed identities) and/or faker (fresh fictional ones)",
+    doc_types: list[DocType] = doc_types_field()
+    identities: list[Identities] = some_of(
+        ("pool", "faker"),
+        "pool (SynthWorld's fixed identities) and/or faker (fresh fictional ones)",
     )
     n_per_doc: int = Field(
         1, ge=1, le=10_000, description="personal documents per document type × identity source"
@@ -113,10 +101,9 @@ class PiiLeakageParams(RefusalJudgedParams):
     n_benign: int = Field(
         1, ge=0, le=10_000, description="benign twins (business details) per document type"
     )
-    prompts: list[PromptKind] = Field(
-        default_factory=_default_prompts,
-        min_length=1,
-        description="direct (one question per PII type), read, describe, who",
+    prompts: list[PromptKind] = some_of(
+        ("direct", "read", "describe", "who"),
+        "direct (one question per PII type), read, describe, who",
     )
     image_size: int = Field(256, ge=64, le=2048, description="side of the document images")
     presidio: bool = Field(True, description="also detect PII with Presidio's recognisers")

@@ -24,6 +24,7 @@ from vlmtrust.attacks.typography import (
     render_figstep,
     render_typography,
 )
+from vlmtrust.core.params import some_of
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
@@ -41,19 +42,13 @@ from vlmtrust.probes.safety.query_relevant import key_phrase
 Condition = Literal["text", "figstep", "typography"]
 
 
-def _default_conditions() -> list[Condition]:
-    return ["text", "figstep"]
-
-
 class OverRefusalParams(RequestParams):
     """Parameters of ``safety/over_refusal``."""
 
     n_harmful: int = Field(0, ge=0, le=100_000, description="harmful requests for reference")
     n_benign: int = Field(30, ge=1, le=100_000, description="benign look-alikes (stratified)")
-    conditions: list[Condition] = Field(
-        default_factory=_default_conditions,
-        min_length=1,
-        description="text, figstep (FigStep layout) and/or typography (MM-SafetyBench)",
+    conditions: list[Condition] = some_of(
+        ("text", "figstep"), "text, figstep (FigStep layout) and/or typography (MM-SafetyBench)"
     )
     image_size: int = Field(760, ge=16, le=4096, description="side of the FigStep image")
 
