@@ -341,7 +341,7 @@ def accuracy(correct: ArrayLike) -> float:
 
 def mean(values: ArrayLike) -> float:
     """The mean of real values (the statistic of :func:`mean_metric`)."""
-    return float(np.mean(values))
+    return float(np.mean(np.asanyarray(values)))
 
 
 def mean_metric(key: MetricKey | str, values: ArrayLike, **fields: Any) -> MetricResult:
