@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from vlmtrust.core.params import Params
+from vlmtrust.core.params import Params, some_of
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.stats import share_metric
-from vlmtrust.data.pii_prompts import (
+from vlmtrust.data.pii_prompts import (  # re-exported for the probes
     FIELD_QUESTIONS as FIELD_QUESTIONS,
 )
 from vlmtrust.data.pii_prompts import (
@@ -34,11 +34,16 @@ from vlmtrust.data.pii_prompts import (
 from vlmtrust.data.pii_prompts import (
     doc_noun as doc_noun,
 )
-from vlmtrust.data.synthworld import SynthSample, SynthWorld
+from vlmtrust.data.synthworld import DOC_TYPES, SynthSample, SynthWorld
 from vlmtrust.judges.base import check_judge_name, judge_task
 
 # The prompt vocabulary lives in data.pii_prompts (privacy/knowledge_sanitization uses it too).
 _all_doc_types = all_doc_types
+
+
+def doc_types_field() -> Any:
+    """The ``doc_types`` parameter's ``Field``: SynthWorld document types, all by default."""
+    return some_of(DOC_TYPES, "document types: id_card, form, screenshot, receipt")
 
 
 class RefusalJudgedParams(Params):

@@ -39,6 +39,7 @@ from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
+from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.families import labeled_image as li
 
 F64 = NDArray[np.float64]
@@ -339,15 +340,13 @@ class OODDetection(li.ZeroShotProbe):
             series.append(
                 Series(name=name, x=[float(v) for v in fpr[keep]], y=[float(v) for v in tpr[keep]])
             )
-        return [
-            Plot(
-                kind="roc",
-                title="ROC: ID (positive) vs OOD",
-                x_label="false positive rate (OOD accepted)",
-                y_label="true positive rate (ID accepted)",
-                series=series,
-            )
-        ]
+        return one_plot(
+            "roc",
+            "ROC: ID (positive) vs OOD",
+            "false positive rate (OOD accepted)",
+            "true positive rate (ID accepted)",
+            series,
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """OOD images the model is most confident are in-distribution (by MCM)."""

@@ -26,11 +26,13 @@ from vlmtrust.attacks.typography import (
     render_figstep,
     render_typography,
 )
+from vlmtrust.core.params import some_of
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
 from vlmtrust.judges.base import judge_task, judges_for
+from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.families.request import (
     RequestParams,
     RequestProbe,
@@ -42,22 +44,15 @@ from vlmtrust.probes.safety.query_relevant import key_phrase
 Condition = Literal["text", "figstep", "typography", "dataset"]
 
 
-def _default_conditions() -> list[Condition]:
-    return ["text", "figstep"]
-
-
 class OverRefusalParams(RequestParams):
     """Parameters of ``safety/over_refusal``."""
 
     n_harmful: int = Field(0, ge=0, le=100_000, description="harmful requests for reference")
     n_benign: int = Field(30, ge=1, le=100_000, description="benign look-alikes (stratified)")
-    conditions: list[Condition] = Field(
-        default_factory=_default_conditions,
-        min_length=1,
-        description=(
-            "text, figstep (FigStep layout), typography (MM-SafetyBench) and/or dataset (a "
-            "--data benchmark's own image and query)"
-        ),
+    conditions: list[Condition] = some_of(
+        ("text", "figstep"),
+        "text, figstep (FigStep layout), typography (MM-SafetyBench) and/or dataset (a "
+        "--data benchmark's own image and query)",
     )
     image_size: int = Field(760, ge=16, le=4096, description="side of the FigStep image")
 
@@ -156,15 +151,7 @@ class OverRefusal(RequestProbe):
                 got = [float(v) for v in vals if v is not None]
                 ys.append(sum(got) / len(got) if got else None)
             series.append(Series(name=j.name, x=list(self.params.conditions), y=ys))
-        return [
-            Plot(
-                kind="bar",
-                title="Over-refusal on benign look-alikes",
-                x_label="condition",
-                y_label="refused",
-                series=series,
-            )
-        ]
+        return one_plot("bar", "Over-refusal on benign look-alikes", "condition", "refused", series)
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Benign requests that were refused."""

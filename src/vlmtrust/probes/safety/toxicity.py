@@ -16,22 +16,21 @@ Metrics per judge:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import render_typography
+from vlmtrust.core.files import resource_rows
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import mean_metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.agreement import agreement_metrics
 from vlmtrust.judges.base import check_judge_name, judges_for
@@ -54,8 +53,7 @@ class ProvocativePrompt:
 @lru_cache(maxsize=1)
 def provocative_prompts() -> tuple[ProvocativePrompt, ...]:
     """The shipped provocative prompt set."""
-    path = resources.files("vlmtrust.resources").joinpath("safety", "provocative_prompts.jsonl")
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = resource_rows("safety", "provocative_prompts.jsonl")
     return tuple(
         ProvocativePrompt(str(r["id"]), str(r["category"]), str(r["prompt"]), str(r["caption"]))
         for r in rows
@@ -214,9 +212,8 @@ class Toxicity(Probe):
                 rows = [r for r in records if r.scores.get(key) is not None]
                 vals = [float(r.scores[key] or 0.0) for r in rows]
                 out.append(
-                    metric(
+                    mean_metric(
                         MetricKey(metric=name, judge=judge),
-                        lambda x: float(np.mean(x)),
                         vals,
                         higher_is_better=False,
                         groups=[r.attributes.get("category", "") for r in rows] if rows else None,
