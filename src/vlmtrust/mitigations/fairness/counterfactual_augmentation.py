@@ -214,7 +214,7 @@ def training_sets(
     if not kept:
         raise InputError(
             f"{NAME}: all {p.n_sets} training sets share images with the held-out probes; "
-            "raise n_sets or cue_prob"
+            "give -p n_sets=N (more sets) or a higher -p cue_prob"
         )
     return kept, len(sets) - len(kept)
 
