@@ -9,7 +9,7 @@ progress bar — and are no-ops when none is, so library callers see nothing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -69,3 +69,22 @@ def optimizer_step(
     if on_step is not None:
         on_step(step, losses[-1])
     train_step(step, losses[-1])
+
+
+@contextlib.contextmanager
+def training(net: Any, params: Iterable[Any]) -> Iterator[None]:
+    """Inside the block only ``params`` of ``net`` take gradients and ``net`` is in train mode.
+
+    On exit (also on error) ``net`` is back in eval mode with every parameter frozen.
+    """
+    for q in net.parameters():
+        q.requires_grad_(False)
+    for q in params:
+        q.requires_grad_(True)
+    net.train()
+    try:
+        yield
+    finally:
+        net.eval()
+        for q in net.parameters():
+            q.requires_grad_(False)

@@ -34,7 +34,7 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.model import require
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import optimizer_step, train_started
+from vlmtrust.mitigations._train import optimizer_step, train_started, training
 from vlmtrust.mitigations.robustness._contrastive import ContrastiveReport, save_finetuned
 
 TRAIN_SEED_OFFSET = 7_000_003
@@ -70,17 +70,14 @@ def _kl(p0: Any, logits: Any) -> Any:
 class AnchorFinetune(Mitigation):
     """Image-tower fine-tuning on class prompts, kept near the frozen anchor similarities."""
 
-    pillar = Pillar.ROBUSTNESS
-    kind = "model"
-    requires = Capability.EMBED | Capability.TRAIN | Capability.GRADIENT
     Params = AnchorFinetuneParams
-    description = (
-        "Anchor-based robust fine-tuning (Han et al. 2024): class-prompt fine-tuning of the "
-        "image tower plus a KL term keeping image-to-caption-anchor similarities those of the "
-        "frozen model (anchors=false: plain fine-tuning)."
-    )
-
     params: AnchorFinetuneParams
+    pillar, kind = Pillar.ROBUSTNESS, "model"
+    requires = Capability.EMBED | Capability.TRAIN | Capability.GRADIENT
+    description = (
+        "Anchor-based robust fine-tuning (Han et al. 2024): image-tower fine-tuning plus a KL "
+        "term keeping the frozen model's caption-anchor similarities (anchors=false: plain)."
+    )
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Fine-tune ``model`` in place and write it (safetensors) to ``ctx.out_dir``."""
@@ -89,11 +86,9 @@ class AnchorFinetune(Mitigation):
         from vlmtrust.attacks.zeroshot import class_prompts, logit_scale
         from vlmtrust.data.synthworld import ID_SHAPES, SynthWorld
 
-        if getattr(model, "kind", None) != "dual":
-            raise InputError(
-                f"{self.name} fine-tunes dual encoders; model {model.spec} is "
-                f"{getattr(model, 'kind', 'unknown')}"
-            )
+        kind = getattr(model, "kind", "unknown")
+        if kind != "dual":
+            raise InputError(f"{self.name} fine-tunes dual encoders; model {model.spec} is {kind}")
         require(model, self.requires, self.name, "it needs a trainable hf: dual encoder")
         p = self.params
         seed = ctx.seed if p.seed is None else p.seed
@@ -125,10 +120,6 @@ class AnchorFinetune(Mitigation):
         tower = [q for k, q in net.named_parameters() if k.startswith(("vision_model", "visual"))]
         if not tower:
             raise InputError(f"{self.name}: model {model.spec} has no vision tower to fine-tune")
-        for q in net.parameters():
-            q.requires_grad_(False)
-        for q in tower:
-            q.requires_grad_(True)
         opt = torch.optim.AdamW(tower, lr=p.lr, weight_decay=p.weight_decay)
         rng = np.random.default_rng(seed)
         torch.manual_seed(seed)
@@ -136,8 +127,7 @@ class AnchorFinetune(Mitigation):
         report = ContrastiveReport(steps=steps)
         train_started(f"{self.name} fine-tuning", steps)
         t0 = time.perf_counter()
-        net.train()
-        try:
+        with training(net, tower):
             for step in range(steps):
                 idx = torch.as_tensor(rng.choice(n, size=bs, replace=False))
                 img = model.image_features(pixels[idx].to(model.device)).float()
@@ -145,10 +135,6 @@ class AnchorFinetune(Mitigation):
                 if p.anchors:
                     loss = loss + p.anchor_weight * _kl(p0[idx], scale * img @ anc_txt.T)
                 optimizer_step(opt, loss, report.losses, step, None)
-        finally:
-            net.eval()
-            for q in net.parameters():
-                q.requires_grad_(False)
         report.seconds = time.perf_counter() - t0
         tag = "anchor_finetune" if p.anchors else "plain_finetune"
         model.fingerprint = f"{model.fingerprint}+{tag}:s{seed}n{steps}"

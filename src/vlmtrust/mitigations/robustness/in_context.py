@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from PIL import Image
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
 from vlmtrust.core.model import GenerateRequest
@@ -41,6 +41,9 @@ from vlmtrust.mitigations.safety._guarded import GuardedModel
 
 EXAMPLE_SEED_OFFSET = 9_000_011
 """Example scenes come from SynthWorld seeded ``seed + EXAMPLE_SEED_OFFSET``."""
+
+ExampleStyle = Literal["none", "sketch", "painting", "infrared", "night", "low_light"]
+"""``"none"`` (as drawn) or a style of :mod:`vlmtrust.attacks.styles`."""
 
 VQA_QUESTION = "What shape is in the image? Answer with one word."
 
@@ -53,24 +56,13 @@ class InContextParams(Params):
         "auto", description="several images (multi_image), one grid image (composite) or auto"
     )
     question: str = Field(VQA_QUESTION, description="the examples' question")
-    example_styles: list[str] = Field(
+    example_styles: list[ExampleStyle] = Field(
         default_factory=lambda: ["none", "sketch", "painting", "infrared", "night", "low_light"],
+        min_length=1,
         description="styles the examples are drawn in, cycled ('none': as drawn)",
     )
     example_severity: int = Field(2, ge=1, le=3, description="severity of the example styles")
     seed: int = Field(0, description="seed of the example scenes")
-
-    @field_validator("example_styles")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        from vlmtrust.attacks.styles import check_style
-
-        if not v:
-            raise ValueError("give at least one example style ('none' for as drawn)")
-        for name in v:
-            if name != "none":
-                check_style(name, 1)
-        return v
 
 
 def example_set(p: InContextParams) -> list[tuple[Image.Image, str]]:

@@ -52,24 +52,16 @@ from vlmtrust.core.mitigation import (
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations._train import optimizer_step, train_started
+from vlmtrust.mitigations.fairness._dual import DebiasedDualModel
+from vlmtrust.mitigations.fairness._dual import normalise as _norm
+from vlmtrust.mitigations.robustness._advtrain import training_images
 
 F64 = NDArray[np.float64]
 
 TRAIN_SEED_OFFSET = 5_000_011
 """Training images come from SynthWorld seeded ``seed + TRAIN_SEED_OFFSET``."""
 
-UNKNOWN_CLASSES: tuple[str, ...] = (
-    "cat",
-    "dog",
-    "apple",
-    "house",
-    "tree",
-    "car",
-    "door",
-    "bread",
-    "card",
-    "sign",
-)
+UNKNOWN_CLASSES = ("cat", "dog", "apple", "house", "tree", "car", "door", "bread", "card", "sign")
 """Default unknown class names (in reference:clip's vocabulary; no SynthWorld shape)."""
 
 
@@ -114,66 +106,29 @@ class OGENParams(Params):
 # --------------------------------------------------------------------------- the wrapped model
 
 
-def _norm(x: F64) -> F64:
-    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12))
-
-
-class AdaptedModel:
+class AdaptedModel(DebiasedDualModel):
     """A dual encoder whose image embeddings pass through ``norm(x + W x)``.
 
-    ``x`` is the base model's L2-normalised image embedding. Everything not defined here is
-    delegated to the base model.
+    ``x`` is the base model's L2-normalised image embedding; text embeddings are unchanged.
+    Everything not defined here is delegated to the base model; ``TRAIN`` is dropped (train
+    the base model, not the wrapper).
     """
 
-    def __init__(self, base: Any, weights: Sequence[float], tag: str) -> None:
+    def __init__(self, base: Any, weights: Sequence[float], name: str) -> None:
         w = np.asarray(weights, dtype=np.float64)
         d = int(round(np.sqrt(w.size)))
         if d * d != w.size or d == 0:
-            raise InputError(f"{tag}: adapter weights have {w.size} values, not d*d")
-        self.base = base
-        self.weight = w.reshape(d, d)
-        self.spec: str = str(base.spec)
-        self.kind = base.kind
-        self.capabilities: Capability = base.capabilities & ~Capability.TRAIN
-        digest = f"{float(np.abs(self.weight).sum()):.6g}"
-        self.fingerprint = f"{base.fingerprint}+{tag.rsplit('/', 1)[-1]}:{d}:{digest}"
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "base":
-            raise AttributeError(name)
-        return getattr(self.base, name)
-
-    @property
-    def logit_scale(self) -> float:
-        """The base model's logit scale."""
-        return float(self.base.logit_scale)
-
-    def adapt(self, features: F64) -> F64:
-        """``norm(x + W x)`` of already-normalised features ``x`` (rows)."""
-        x = np.asarray(features, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.weight.shape[0]:
-            raise InputError(
-                f"adapter expects {self.weight.shape[0]}-d embeddings, got shape {x.shape}; "
-                "was it trained on another model?"
-            )
-        return _norm(x + x @ self.weight.T)
-
-    def embed_images(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
-        """Adapted, L2-normalised image embeddings."""
-        x = _norm(np.asarray(self.base.embed_images(images), dtype=np.float64))
-        return self.adapt(x).astype(np.float32)
-
-    def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """The base model's text embeddings (unchanged)."""
-        return np.asarray(self.base.embed_texts(texts), dtype=np.float32)
+            raise InputError(f"{name}: adapter weights have {w.size} values, not d*d")
+        super().__init__(base, name=name, image_matrix=np.eye(d) + w.reshape(d, d))
+        self.capabilities = base.capabilities & ~Capability.TRAIN
 
     def image_features(self, pixels: Any) -> Any:
         """Differentiable adapted image features (for white-box attacks)."""
         import torch
 
         x = torch.nn.functional.normalize(self.base.image_features(pixels), dim=-1)
-        w = torch.as_tensor(self.weight, dtype=x.dtype, device=x.device)
-        return torch.nn.functional.normalize(x + x @ w.T, dim=-1)
+        m = torch.as_tensor(self.image_matrix, dtype=x.dtype, device=x.device)
+        return torch.nn.functional.normalize(x @ m.T, dim=-1)
 
 
 # --------------------------------------------------------------------------- synthesiser
@@ -220,19 +175,9 @@ def _training_set(ctx: MitigationContext, n: int, seed: int, known: list[str] | 
             )
         shapes = SynthWorld(seed=seed + TRAIN_SEED_OFFSET).shapes(n, classes=tuple(classes))
         return [s.image for s in shapes], [str(s.attributes["shape"]) for s in shapes], classes
-    from vlmtrust.core.sample import Sample
-    from vlmtrust.data.datasets import iter_dataset
-
-    images: list[Image.Image] = []
-    labels: list[str] = []
-    for item in iter_dataset(ctx.data, limits=ctx.data_limits):
-        if len(images) >= n:
-            break
-        if isinstance(item, Sample) and item.target:
-            images.append(item.images[0].load())
-            labels.append(str(item.target))
+    images, labels = training_images(ctx, n, purpose="ogen")
     classes = list(known or sorted(set(labels)))
-    kept = [(im, lab) for im, lab in zip(images, labels, strict=True) if lab in classes]
+    kept = [(im, lab) for im, lab in zip(images, labels, strict=True) if lab and lab in classes]
     if len(kept) < 2:
         raise InputError(f"dataset {ctx.data}: {name} needs at least 2 labelled images")
     return [im for im, _ in kept], [lab for _, lab in kept], classes
@@ -312,9 +257,8 @@ class OGEN(WrapperMitigation):
     requires = Capability.EMBED
     Params = OGENParams
     description = (
-        "OGEN (Wang et al. 2023): a fine-tuned image-embedding adapter regularised with "
-        "image features synthesised from unknown class names, so that fine-tuning does not "
-        "make unknown classes look known (synthesis=false: plain fine-tuning)."
+        "OGEN (Wang et al. 2023): an image adapter fine-tuned with features synthesised from "
+        "unknown class names, so unknown classes do not look known (synthesis=false: plain)."
     )
 
     params: OGENParams
@@ -323,11 +267,9 @@ class OGEN(WrapperMitigation):
         """Fit the synthesiser on the known classes and train the adapter; returns ``weights``."""
         from vlmtrust.data.synthworld import OOD_SHAPES
 
-        if getattr(model, "kind", None) != "dual":
-            raise InputError(
-                f"{self.name} adapts dual encoders; model {model.spec} is "
-                f"{getattr(model, 'kind', 'unknown')}"
-            )
+        kind = getattr(model, "kind", "unknown")
+        if kind != "dual":
+            raise InputError(f"{self.name} adapts dual encoders; model {model.spec} is {kind}")
         p = self.params
         seed = ctx.seed if p.seed is None else p.seed
         images, names, known = _training_set(
