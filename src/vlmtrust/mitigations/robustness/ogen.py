@@ -253,15 +253,13 @@ def train_adapter(
 class OGEN(WrapperMitigation):
     """Image adapter fine-tuned on known classes, regularised by synthesised unknown features."""
 
-    pillar = Pillar.ROBUSTNESS
-    requires = Capability.EMBED
     Params = OGENParams
+    params: OGENParams
+    pillar, requires = Pillar.ROBUSTNESS, Capability.EMBED
     description = (
         "OGEN (Wang et al. 2023): an image adapter fine-tuned with features synthesised from "
         "unknown class names, so unknown classes do not look known (synthesis=false: plain)."
     )
-
-    params: OGENParams
 
     def prepare(self, model: Any, ctx: MitigationContext) -> dict[str, Any]:
         """Fit the synthesiser on the known classes and train the adapter; returns ``weights``."""
