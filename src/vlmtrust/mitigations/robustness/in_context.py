@@ -130,16 +130,13 @@ class InContextModel(GuardedModel):
 class InContext(WrapperMitigation):
     """k solved SynthWorld examples (styled) put before every image question."""
 
-    pillar = Pillar.ROBUSTNESS
-    requires = Capability.GENERATE
     Params = InContextParams
-    description = (
-        "In-context learning for generalisation: k solved example images (SynthWorld, in "
-        "shifted styles) with their answers before each question; several images where the "
-        "model takes them, else one composite grid."
-    )
-
     params: InContextParams
+    pillar, requires = Pillar.ROBUSTNESS, Capability.GENERATE
+    description = (
+        "In-context learning for generalisation: k solved example images (SynthWorld, shifted "
+        "styles) before each question; several images where the model takes them, else a grid."
+    )
 
     def wrap(self, model: Any) -> InContextModel:
         """Put the examples around ``model`` (a generative VLM)."""
