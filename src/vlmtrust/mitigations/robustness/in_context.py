@@ -130,13 +130,13 @@ class InContextModel(GuardedModel):
 class InContext(WrapperMitigation):
     """k solved SynthWorld examples (styled) put before every image question."""
 
-    Params = InContextParams
-    params: InContextParams
-    pillar, requires = Pillar.ROBUSTNESS, Capability.GENERATE
     description = (
         "In-context learning for generalisation: k solved example images (SynthWorld, shifted "
         "styles) before each question; several images where the model takes them, else a grid."
     )
+    pillar, requires = Pillar.ROBUSTNESS, Capability.GENERATE
+    Params = InContextParams
+    params: InContextParams
 
     def wrap(self, model: Any) -> InContextModel:
         """Put the examples around ``model`` (a generative VLM)."""
