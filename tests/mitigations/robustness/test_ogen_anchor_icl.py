@@ -44,7 +44,8 @@ def test_ogen_keeps_held_out_shapes_apart_where_plain_finetuning_does_not(
         auc[label] = value(run(model, "robustness/ood_detection", OOD), "auroc/mcm")
         zs[label] = value(run(model, "capability/zero_shot", {"n": 60}), "accuracy")
     print("MCM AUROC", auc, "zero-shot", zs)
-    # measured (seed 0): base 0.677, plain fine-tuning 0.637, OGEN 0.740; zero-shot 97% / 97%
+    # measured (seed 0, 80 + 80 images): base 0.651, plain fine-tuning 0.598, OGEN 0.692;
+    # zero-shot 93% (plain) / 97% (OGEN)
     assert auc["plain"] < auc["base"]
     assert auc["ogen"] >= auc["base"] + 0.03 and auc["ogen"] >= auc["plain"] + 0.05
     assert zs["ogen"] >= 0.9
@@ -84,7 +85,7 @@ def test_anchor_finetune_keeps_calibration_under_shift_where_plain_finetuning_lo
             run(load_model(art.spec), "robustness/calibration", CAL), "ece/corrupted"
         )
     print("ECE under corruption", ece)
-    # measured (seed 0): base 0.139, plain 0.162, anchors 0.085
+    # measured (seed 0, 40 scenes x 5 corruptions): base 0.155, plain 0.181, anchors 0.135
     assert ece["plain"] > ece["base"]
     assert ece["anchors"] < ece["base"] and ece["anchors"] < ece["plain"] - 0.03
 
