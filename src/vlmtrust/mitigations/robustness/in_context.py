@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from PIL import Image
 from pydantic import Field
@@ -57,7 +57,7 @@ class InContextParams(Params):
     )
     question: str = Field(VQA_QUESTION, description="the examples' question")
     example_styles: list[ExampleStyle] = Field(
-        default_factory=lambda: ["none", "sketch", "painting", "infrared", "night", "low_light"],
+        default_factory=lambda: list(get_args(ExampleStyle)),
         min_length=1,
         description="styles the examples are drawn in, cycled ('none': as drawn)",
     )
