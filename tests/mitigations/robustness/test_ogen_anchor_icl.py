@@ -78,14 +78,14 @@ def test_anchor_finetune_keeps_calibration_under_shift_where_plain_finetuning_lo
     ece = {"base": value(run(ref_clip, "robustness/calibration", CAL), "ece/corrupted")}
     for label, anchors in (("plain", False), ("anchors", True)):
         art = get_mitigation("robustness/anchor_finetune")(
-            {"anchors": anchors, "n_train": 200}
+            {"anchors": anchors, "steps": 15, "n_train": 160}
         ).apply(load_model("reference:clip"), MitigationContext(out_dir=tmp_path / label))
         assert art.summary["anchors"] > 100 and (tmp_path / label / "config.json").exists()
         ece[label] = value(
             run(load_model(art.spec), "robustness/calibration", CAL), "ece/corrupted"
         )
     print("ECE under corruption", ece)
-    # measured (seed 0, 40 scenes x 5 corruptions): base 0.155, plain 0.181, anchors 0.135
+    # measured (seed 0, 15 steps; 40 scenes x 5 corruptions): base 0.155, plain 0.200, anchors 0.099
     assert ece["plain"] > ece["base"]
     assert ece["anchors"] < ece["base"] and ece["anchors"] < ece["plain"] - 0.03
 
