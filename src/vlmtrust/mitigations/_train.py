@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -255,3 +255,22 @@ def write_cleaned(
         summary={k: report[k] for k in keys},
         spec=str(out / CLEANED_MANIFEST),
     )
+
+
+@contextlib.contextmanager
+def training(net: Any, params: Iterable[Any]) -> Iterator[None]:
+    """Inside the block only ``params`` of ``net`` take gradients and ``net`` is in train mode.
+
+    On exit (also on error) ``net`` is back in eval mode with every parameter frozen.
+    """
+    for q in net.parameters():
+        q.requires_grad_(False)
+    for q in params:
+        q.requires_grad_(True)
+    net.train()
+    try:
+        yield
+    finally:
+        net.eval()
+        for q in net.parameters():
+            q.requires_grad_(False)

@@ -1,0 +1,145 @@
+"""``robustness/in_context`` — few-shot examples in the prompt of a generative VLM (wrapper).
+
+In-context learning for generalisation: every request carries ``k`` solved examples (image,
+question, answer) before the real question. The examples are SynthWorld shape scenes from a
+stream disjoint from the probes' (``seed + 9,000,011``), each re-rendered in one of
+``example_styles`` (``attacks.styles``; ``"none"`` keeps the scene as drawn) at
+``example_severity``, answered with the shape's name, so the model sees that a sketch or a
+night scene of a star is still a star. The examples are fixed for a wrapper (same ``seed``,
+same examples).
+
+Layouts:
+
+* ``multi_image``: the ``k`` example images, then the request's own images, all in the
+  request (the backend puts every image part into the user turn); the text numbers the
+  images: ``Image 1: Q: … A: star`` …, then ``Image k+1: <the question>``.
+* ``composite``: one image — a grid of the ``k`` examples and the request's image (last
+  tile, bottom right), each tile at the request image's size; the text names the tiles.
+* ``auto`` (default): ``multi_image`` when the model declares ``max_images`` of at least
+  ``k + 1``, else ``composite``. No built-in backend declares ``max_images`` yet, so ``auto``
+  composes; pass ``layout=multi_image`` for a model known to take several images.
+
+Requests without images pass unchanged. The wrapper drops ``GRADIENT`` and ``TRAIN`` (white-box
+attacks and fine-tuning go to the base model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Literal, get_args
+
+from PIL import Image
+from pydantic import Field
+
+from vlmtrust.core.mitigation import WrapperMitigation, mitigation
+from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.params import Params
+from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations.safety._guarded import GuardedModel
+
+EXAMPLE_SEED_OFFSET = 9_000_011
+"""Example scenes come from SynthWorld seeded ``seed + EXAMPLE_SEED_OFFSET``."""
+
+ExampleStyle = Literal["none", "sketch", "painting", "infrared", "night", "low_light"]
+"""``"none"`` (as drawn) or a style of :mod:`vlmtrust.attacks.styles`."""
+
+VQA_QUESTION = "What shape is in the image? Answer with one word."
+
+
+class InContextParams(Params):
+    """Parameters of ``robustness/in_context``."""
+
+    k: int = Field(3, ge=1, le=8, description="few-shot examples per request")
+    layout: Literal["auto", "multi_image", "composite"] = Field(
+        "auto", description="several images (multi_image), one grid image (composite) or auto"
+    )
+    question: str = Field(VQA_QUESTION, description="the examples' question")
+    example_styles: list[ExampleStyle] = Field(
+        default_factory=lambda: list(get_args(ExampleStyle)),
+        min_length=1,
+        description="styles the examples are drawn in, cycled ('none': as drawn)",
+    )
+    example_severity: int = Field(2, ge=1, le=3, description="severity of the example styles")
+    seed: int = Field(0, description="seed of the example scenes")
+
+
+def example_set(p: InContextParams) -> list[tuple[Image.Image, str]]:
+    """The ``k`` solved examples ``(image, answer)`` of a wrapper, in order."""
+    from vlmtrust.attacks.styles import stylize
+    from vlmtrust.data.synthworld import SynthWorld
+
+    scenes = SynthWorld(seed=p.seed + EXAMPLE_SEED_OFFSET).shapes(p.k)
+    out = []
+    for i, s in enumerate(scenes):
+        style = p.example_styles[i % len(p.example_styles)]
+        image = s.image if style == "none" else stylize(s.image, style, p.example_severity, seed=i)
+        out.append((image, str(s.attributes["shape"])))
+    return out
+
+
+def composite(images: Sequence[Image.Image], tile: tuple[int, int]) -> Image.Image:
+    """A grid of ``images`` read left to right, top to bottom, each resized to ``tile``."""
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    grid = Image.new("RGB", (cols * tile[0], rows * tile[1]), "white")
+    for i, im in enumerate(images):
+        grid.paste(im.convert("RGB").resize(tile), ((i % cols) * tile[0], (i // cols) * tile[1]))
+    return grid
+
+
+class InContextModel(GuardedModel):
+    """A generative model whose image requests carry ``k`` solved examples."""
+
+    guard = "robustness/in_context"
+    params: InContextParams
+
+    def __init__(self, base: Any, params: InContextParams) -> None:
+        super().__init__(base, params)
+        self.examples = example_set(params)
+        multi = int(getattr(base, "max_images", 1) or 1) >= params.k + 1
+        self.layout = (
+            params.layout if params.layout != "auto" else ("multi_image" if multi else "composite")
+        )
+
+    def shots(self, request: GenerateRequest) -> GenerateRequest:
+        """``request`` with the examples added (unchanged without images)."""
+        if not request.images:
+            return request
+        q = self.params.question
+        k = len(self.examples)
+        if self.layout == "multi_image":
+            lines = [f"Image {i + 1}: Q: {q} A: {a}" for i, (_, a) in enumerate(self.examples)]
+            lines.append(f"Image {k + 1}: {request.prompt}")
+            images = (*(im for im, _ in self.examples), *request.images)
+            return replace(request, prompt="\n".join(lines), images=images)
+        tiles = [im for im, _ in self.examples] + [request.images[0]]
+        grid = composite(tiles, request.images[0].size)
+        lines = [
+            f"The image is a grid of {k + 1} pictures, left to right, top to bottom.",
+            *(f"Picture {i + 1}: Q: {q} A: {a}" for i, (_, a) in enumerate(self.examples)),
+            f"Picture {k + 1} (the last): {request.prompt}",
+        ]
+        return replace(request, prompt="\n".join(lines), images=(grid, *request.images[1:]))
+
+    def prepare(self, requests: Sequence[GenerateRequest]) -> list[GenerateRequest]:
+        """Add the examples to each image request."""
+        return [self.shots(r) for r in requests]
+
+
+@mitigation("robustness/in_context")
+class InContext(WrapperMitigation):
+    """k solved SynthWorld examples (styled) put before every image question."""
+
+    description = (
+        "In-context learning for generalisation: k solved example images (SynthWorld, shifted "
+        "styles) before each question; several images where the model takes them, else a grid."
+    )
+    pillar, requires = Pillar.ROBUSTNESS, Capability.GENERATE
+    Params = InContextParams
+    params: InContextParams
+
+    def wrap(self, model: Any) -> InContextModel:
+        """Put the examples around ``model`` (a generative VLM)."""
+        return InContextModel(model, self.params)
