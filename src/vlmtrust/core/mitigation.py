@@ -93,6 +93,9 @@ class WrapperMitigation(Mitigation):
     """
 
     kind: ClassVar[Literal["model", "wrapper", "data"]] = "wrapper"
+    source_dir: Path | None = None
+    """The folder of ``wrapper.json`` when ``hardened:DIR`` loads the wrapper (files a wrapper
+    saved beside it, e.g. trained weights, are read from there); None otherwise."""
 
     @abc.abstractmethod
     def wrap(self, model: Any) -> Any:

@@ -31,7 +31,8 @@ from vlmtrust.core.mitigation import MitigationContext, WrapperMitigation, mitig
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT, GuardedModel
+from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT
+from vlmtrust.mitigations.safety._local import LocalInputModel
 
 Form = Literal["figstep", "typography"]
 HELPFUL_FALLBACK = "Sure. Here is a short answer to your request."
@@ -120,7 +121,7 @@ def example_content(shot: Shot, with_image: bool) -> tuple[list[dict[str, Any]],
     return [*parts, {"type": "text", "text": text}], text
 
 
-class ICLModel(GuardedModel):
+class ICLModel(LocalInputModel):
     """A generative model whose conversations open with refused and answered image examples."""
 
     def __init__(self, base: Any, params: VisualICLParams) -> None:
@@ -163,40 +164,15 @@ class ICLModel(GuardedModel):
         prompt = "\n".join(lines) + f"\n\nUser: {r.prompt}"
         return replace(r, prompt=prompt, images=(*images, *r.images))
 
-    def _local(self, reqs: list[GenerateRequest]) -> list[Generation]:
-        """Generate with the examples as real turns, batched by the base model's own steps."""
-        base = self.base
-        try:
-            rendered = [self.chat(r) for r in reqs]
-            images = [base._rgb(ims) for _, ims in rendered]  # noqa: SLF001 - same package family
-            with base._lock:  # noqa: SLF001
-                enc = base._encode([t for t, _ in rendered], [i for ims in images for i in ims])  # noqa: SLF001
-                return list(base._decode_new(reqs, enc))  # noqa: SLF001
-        except Exception as e:  # noqa: BLE001 - one bad request must not sink the batch
-            if len(reqs) > 1:
-                return [g for r in reqs for g in self._local([r])]
-            return [Generation("", error=f"safety/visual_icl: {e}")]
+    def encode(self, reqs: Sequence[GenerateRequest]) -> dict[str, Any]:
+        """Processor inputs of a batch, each request after the example turns."""
+        rendered = [self.chat(r) for r in reqs]
+        images = [im for _, ims in rendered for im in self.base._rgb(ims)]  # noqa: SLF001
+        return dict(self.base._encode([t for t, _ in rendered], images))  # noqa: SLF001
 
-    async def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
-        """Answer each request after the example exchanges; one result per request, in order."""
-        import asyncio
-
-        reqs = list(requests)
-        if not (hasattr(self.base, "processor") and hasattr(self.base, "_decode_new")):
-            return list(await self.base.generate([self.transcript(r) for r in reqs]))
-        out: list[Generation] = [Generation("", error="not run")] * len(reqs)
-        groups: dict[tuple[int, bool, int], list[int]] = {}
-        for i, r in enumerate(reqs):
-            groups.setdefault((len(r.images), r.deterministic, r.seed), []).append(i)
-        size = int(getattr(self.base, "batch_size", 8))
-        for (_, greedy, _), idx in sorted(groups.items()):
-            step = size if greedy else 1
-            for k in range(0, len(idx), step):
-                chunk = idx[k : k + step]
-                gens = await asyncio.to_thread(self._local, [reqs[i] for i in chunk])
-                for i, g in zip(chunk, gens, strict=True):
-                    out[i] = g
-        return out
+    async def remote(self, reqs: list[GenerateRequest]) -> list[Generation]:
+        """Other backends: the examples as a transcript before each prompt."""
+        return list(await self.base.generate([self.transcript(r) for r in reqs]))
 
 
 @mitigation("safety/visual_icl")
