@@ -124,7 +124,8 @@ def sample(
     texts = [model.render(q, 0 if im is None else 1) for im, q in items]
     images = [im.convert("RGB") for im, _ in items if im is not None]
     enc = model._encode(texts, images)  # noqa: SLF001
-    cfg = transformers.GenerationConfig(
+    gen_config: Any = transformers.GenerationConfig
+    cfg = gen_config(
         do_sample=True,
         temperature=p.temperature,
         top_k=0,
