@@ -33,6 +33,7 @@ from vlmtrust.core.mitigation import WrapperMitigation, mitigation
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations.safety._fields import JudgeName, refusal_judge_field
 from vlmtrust.mitigations.safety._guarded import GuardedModel
 
 DESCRIBE_PROMPT = "What is written in the image? Describe the text and the objects it shows."
@@ -54,8 +55,8 @@ class CoTSafetyParams(Params):
         JUDGE_PROMPT, min_length=1, description="step 2 prompt ({description}, {request})"
     )
     reasoning_tokens: int = Field(48, ge=1, le=4096, description="length of steps 1 and 2")
-    refusal_judge: str = Field(
-        "refusal/keyword", description="judge that reads step 2's verdict (refusal = unsafe)"
+    refusal_judge: JudgeName = refusal_judge_field(
+        "judge that reads step 2's verdict (refusal = unsafe)"
     )
     only_with_images: bool = Field(
         False, description="reason only about requests that carry images (text passes through)"
@@ -72,13 +73,6 @@ class CoTSafetyParams(Params):
                 "write other braces as {{ and }}"
             ) from None
         return v
-
-    @field_validator("refusal_judge")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from vlmtrust.judges.base import check_judge_name
-
-        return check_judge_name(v)
 
 
 class CoTSafetyModel(GuardedModel):
@@ -152,6 +146,8 @@ class CoTSafetyModel(GuardedModel):
 class CoTSafety(WrapperMitigation):
     """Chain-of-thought safety reasoning (describe the image, judge the request), then answer."""
 
+    params: CoTSafetyParams
+
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = CoTSafetyParams
@@ -163,5 +159,4 @@ class CoTSafety(WrapperMitigation):
 
     def wrap(self, model: Any) -> CoTSafetyModel:
         """Put the describe–judge–answer steps around ``model``."""
-        assert isinstance(self.params, CoTSafetyParams)
         return CoTSafetyModel(model, self.params)

@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations._train import train_started, train_step
+from vlmtrust.mitigations.safety._fields import JudgeName, refusal_judge_field
 from vlmtrust.mitigations.safety._vlguard_data import SafetyExample
 
 
@@ -59,16 +60,9 @@ class RLDetoxParams(Params):
     n_vqa: int = Field(32, ge=0, le=100_000, description="SynthWorld image questions")
     image_size: int = Field(760, ge=32, le=2048, description="FigStep canvas side")
     train_vision: bool = Field(False, description="also update the vision tower")
-    refusal_judge: str = Field("refusal/keyword", description="the reward's judge")
+    refusal_judge: JudgeName = refusal_judge_field("the reward's judge")
     evaluate: bool = Field(True, description="measure before/after on held-out data")
     n_eval: int = Field(60, ge=2, le=100_000, description="held-out items per measurement")
-
-    @field_validator("refusal_judge")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from vlmtrust.judges.base import check_judge_name
-
-        return check_judge_name(v)
 
 
 def rl_prompts(p: RLDetoxParams, seed: int) -> list[tuple[Image.Image | None, str, bool]]:
@@ -242,6 +236,8 @@ def reinforce(
 class RLDetox(Mitigation):
     """Reinforce-Detoxify-style RL: refusal-judge reward on harmful and benign prompts, KL-held."""
 
+    params: RLDetoxParams
+
     pillar = Pillar.SAFETY
     kind = "model"
     requires = Capability.GENERATE | Capability.TRAIN
@@ -253,19 +249,13 @@ class RLDetox(Mitigation):
         "a hardened:DIR model."
     )
 
-    @property
-    def p(self) -> RLDetoxParams:
-        """Typed parameters."""
-        assert isinstance(self.params, RLDetoxParams)
-        return self.params
-
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Train a copy of ``model``'s weights with REINFORCE, save it to ``ctx.out_dir``."""
         from vlmtrust.mitigations.safety.vlguard import _need_hf, measure
         from vlmtrust.models.hf_common import save_model_dir
 
         _need_hf(model)
-        p = self.p
+        p = self.params
         if ctx.quick:
             caps = {"steps": 30, "n_image": 16, "n_text": 8, "n_vqa": 8, "n_eval": 12}
             p = p.model_copy(update={k: min(getattr(p, k), v) for k, v in caps.items()})

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import (
@@ -39,6 +39,7 @@ from vlmtrust.core.model import GenerateRequest
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations._train import train_started, train_step
+from vlmtrust.mitigations.safety._fields import JudgeName, refusal_judge_field
 from vlmtrust.mitigations.safety._local import LocalInputModel, is_local
 from vlmtrust.mitigations.safety._vlguard_data import SafetyExample
 
@@ -62,17 +63,10 @@ class SoftPromptParams(Params):
     image_size: int = Field(760, ge=32, le=2048, description="typography canvas side")
     refusal: str = Field("auto", min_length=1, description="refusal text, or 'auto'")
     max_new_tokens: int = Field(24, ge=1, le=1024, description="answer length (own answers)")
-    refusal_judge: str = Field("refusal/keyword", description="judge of the model's refusals")
+    refusal_judge: JudgeName = refusal_judge_field("judge of the model's refusals")
     evaluate: bool = Field(True, description="measure before/after on held-out data")
     n_eval: int = Field(40, ge=2, le=100_000, description="held-out items per measurement")
     weights: str = Field(WEIGHTS_FILE, min_length=1, description="soft prompt file in DIR")
-
-    @field_validator("refusal_judge")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from vlmtrust.judges.base import check_judge_name
-
-        return check_judge_name(v)
 
 
 def check_disjoint(request_ids: Sequence[str]) -> None:
@@ -311,6 +305,8 @@ def train_soft_prompt(
 class SoftPrompt(WrapperMitigation):
     """A learned safety prompt (soft prompt embeddings, model frozen), dual-aligned."""
 
+    params: SoftPromptParams
+
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE | Capability.TRAIN
     Params = SoftPromptParams
@@ -320,18 +316,12 @@ class SoftPrompt(WrapperMitigation):
         "(train splits); saved as safetensors beside wrapper.json."
     )
 
-    @property
-    def p(self) -> SoftPromptParams:
-        """Typed parameters."""
-        assert isinstance(self.params, SoftPromptParams)
-        return self.params
-
     def wrap(self, model: Any) -> SoftPromptModel:
         """Put the saved soft prompt before every prompt of ``model``."""
         folder = self.source_dir or Path(".")
         hidden = int(_embedding(model).weight.shape[1]) if is_local(model) else 0
-        soft = load_soft(folder / self.p.weights, hidden) if hidden else None
-        return SoftPromptModel(model, self.p, soft)
+        soft = load_soft(folder / self.params.weights, hidden) if hidden else None
+        return SoftPromptModel(model, self.params, soft)
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Train the prompt, save it and ``wrapper.json`` to ``ctx.out_dir``; measure the effect."""
@@ -340,7 +330,7 @@ class SoftPrompt(WrapperMitigation):
         from vlmtrust.mitigations.safety.vlguard import _need_hf, measure
 
         _need_hf(model)
-        p = self.p
+        p = self.params
         if ctx.quick:
             p = p.model_copy(update={k: min(getattr(p, k), v) for k, v in QUICK.items()})
             self.params = p

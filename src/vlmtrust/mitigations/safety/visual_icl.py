@@ -179,6 +179,8 @@ class ICLModel(LocalInputModel):
 class VisualICL(WrapperMitigation):
     """Visual in-context examples: a refused harmful image and an answered benign one."""
 
+    params: VisualICLParams
+
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = VisualICLParams
@@ -187,12 +189,6 @@ class VisualICL(WrapperMitigation):
         "look-alike (train split, FigStep or MM-SafetyBench form) put before the user's turn; "
         "multi-image where the model declares it."
     )
-
-    @property
-    def p(self) -> VisualICLParams:
-        """Typed parameters."""
-        assert isinstance(self.params, VisualICLParams)
-        return self.params
 
     def prepare(self, model: Any, ctx: MitigationContext) -> dict[str, Any]:
         """Pick the example requests and take the model's own answers to them."""
@@ -203,7 +199,7 @@ class VisualICL(WrapperMitigation):
             model_refusal,
         )
 
-        p = self.p
+        p = self.params
         h_ids, b_ids = p.harmful_ids, p.benign_ids
         if not h_ids:
             h_ids, b_ids = example_requests(ctx.seed, p.pairs)
@@ -224,4 +220,4 @@ class VisualICL(WrapperMitigation):
 
     def wrap(self, model: Any) -> ICLModel:
         """Put the example exchanges before every request to ``model``."""
-        return ICLModel(model, self.p)
+        return ICLModel(model, self.params)
