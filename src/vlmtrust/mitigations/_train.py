@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from vlmtrust.core.mitigation import HardenedArtifact
 
 
 class TrainProgress(Protocol):
@@ -69,3 +72,20 @@ def optimizer_step(
     if on_step is not None:
         on_step(step, losses[-1])
     train_step(step, losses[-1])
+
+
+def model_dir_artifact(
+    out_dir: Any, summary_file: str, summary: dict[str, Any]
+) -> HardenedArtifact:
+    """The :class:`~vlmtrust.core.mitigation.HardenedArtifact` of a model saved in ``out_dir``.
+
+    ``summary`` is also written there as ``summary_file`` (indented JSON).
+    """
+    import json
+    from pathlib import Path
+
+    from vlmtrust.core.mitigation import HardenedArtifact
+
+    out = Path(out_dir)
+    (out / summary_file).write_text(json.dumps(summary, indent=2) + "\n")
+    return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)

@@ -28,7 +28,6 @@ what moves the policy here; hence this loop on torch.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,31 +37,26 @@ from PIL import Image
 from pydantic import Field
 
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
-from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import train_started, train_step
-from vlmtrust.mitigations.safety._fields import JudgeName, refusal_judge_field
+from vlmtrust.mitigations._train import model_dir_artifact, train_started, train_step
+from vlmtrust.mitigations.safety._fields import HeldOutParams, LoopParams
 from vlmtrust.mitigations.safety._vlguard_data import SafetyExample
 
 
-class RLDetoxParams(Params):
-    """Parameters of ``safety/rl_detox``."""
+class RLDetoxParams(LoopParams, HeldOutParams):
+    """Parameters of ``safety/rl_detox`` (loop: steps, batch_size, lr; held-out measurement)."""
 
-    steps: int = Field(100, ge=1, le=1_000_000, description="policy-gradient steps")
-    batch_size: int = Field(16, ge=2, le=4096, description="prompts sampled per step")
-    lr: float = Field(1e-4, gt=0.0, le=1.0, description="AdamW learning rate")
+    # the policy gradient
     beta: float = Field(0.05, ge=0.0, le=100.0, description="KL penalty to the reference policy")
     temperature: float = Field(1.0, gt=0.0, le=10.0, description="sampling temperature")
     max_new_tokens: int = Field(12, ge=1, le=512, description="completion length")
     baseline_momentum: float = Field(0.9, ge=0.0, lt=1.0, description="reward baseline EMA")
+    train_vision: bool = Field(False, description="also update the vision tower")
+    # the rollout prompts
     n_image: int = Field(48, ge=0, le=100_000, description="FigStep images, each kind")
     n_text: int = Field(16, ge=0, le=100_000, description="typed requests, each kind")
     n_vqa: int = Field(32, ge=0, le=100_000, description="SynthWorld image questions")
     image_size: int = Field(760, ge=32, le=2048, description="FigStep canvas side")
-    train_vision: bool = Field(False, description="also update the vision tower")
-    refusal_judge: JudgeName = refusal_judge_field("the reward's judge")
-    evaluate: bool = Field(True, description="measure before/after on held-out data")
-    n_eval: int = Field(60, ge=2, le=100_000, description="held-out items per measurement")
 
 
 def rl_prompts(p: RLDetoxParams, seed: int) -> list[tuple[Image.Image | None, str, bool]]:
@@ -270,16 +264,16 @@ class RLDetox(Mitigation):
             save_model_dir(model.model, ctx.out_dir, model.processor)
         finally:
             model.model = original
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "params": p.model_dump(mode="json"),
-            "prompts": len(prompts),
-            "training": info,
-            "before": before,
-            "after": after,
-        }
-        (ctx.out_dir / "rl_detox.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return HardenedArtifact(
-            spec=f"hardened:{ctx.out_dir}", out_dir=ctx.out_dir, summary=summary
+        return model_dir_artifact(
+            ctx.out_dir,
+            "rl_detox.json",
+            {
+                "mitigation": self.name,
+                "base": model.spec,
+                "params": p.model_dump(mode="json"),
+                "prompts": len(prompts),
+                "training": info,
+                "before": before,
+                "after": after,
+            },
         )

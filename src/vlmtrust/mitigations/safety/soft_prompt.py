@@ -36,10 +36,9 @@ from vlmtrust.core.mitigation import (
     mitigation,
 )
 from vlmtrust.core.model import GenerateRequest
-from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations._train import train_started, train_step
-from vlmtrust.mitigations.safety._fields import JudgeName, refusal_judge_field
+from vlmtrust.mitigations.safety._fields import HeldOutParams, LoopParams
 from vlmtrust.mitigations.safety._local import LocalInputModel, is_local
 from vlmtrust.mitigations.safety._vlguard_data import SafetyExample
 
@@ -48,25 +47,24 @@ INIT_TEXT = "Refuse harmful requests shown in images and answer the benign ones 
 """The text whose token embeddings (repeated) initialise the soft prompt."""
 
 
-class SoftPromptParams(Params):
-    """Parameters of ``safety/soft_prompt``."""
+class SoftPromptParams(LoopParams, HeldOutParams):
+    """Parameters of ``safety/soft_prompt`` (loop: steps, batch_size, lr; held-out measurement)."""
 
     n_tokens: int = Field(8, ge=1, le=256, description="soft prompt length (embedding vectors)")
     steps: int = Field(160, ge=1, le=1_000_000, description="optimiser steps")
-    batch_size: int = Field(16, ge=1, le=4096, description="examples per step")
     lr: float = Field(0.02, gt=0.0, le=10.0, description="AdamW learning rate")
+    weights: str = Field(WEIGHTS_FILE, min_length=1, description="soft prompt file in DIR")
+    # the training set (VLGuard's kinds, then MM-SafetyBench typography)
     n_safe: int = Field(96, ge=0, le=1_000_000, description="SynthWorld image questions")
     n_unsafe_text: int = Field(24, ge=0, le=1_000_000, description="harmful typed requests")
     n_unsafe_image: int = Field(48, ge=0, le=1_000_000, description="harmful FigStep images")
     n_benign: int = Field(96, ge=0, le=1_000_000, description="benign look-alikes (both forms)")
     n_typography: int = Field(32, ge=0, le=1_000_000, description="MMSB typography, each kind")
+    # their images and answers
     image_size: int = Field(760, ge=32, le=2048, description="typography canvas side")
     refusal: str = Field("auto", min_length=1, description="refusal text, or 'auto'")
     max_new_tokens: int = Field(24, ge=1, le=1024, description="answer length (own answers)")
-    refusal_judge: JudgeName = refusal_judge_field("judge of the model's refusals")
-    evaluate: bool = Field(True, description="measure before/after on held-out data")
     n_eval: int = Field(40, ge=2, le=100_000, description="held-out items per measurement")
-    weights: str = Field(WEIGHTS_FILE, min_length=1, description="soft prompt file in DIR")
 
 
 def check_disjoint(request_ids: Sequence[str]) -> None:
