@@ -230,11 +230,17 @@ class SoftPromptModel(LocalInputModel):
 
 def load_soft(path: Path, hidden: int) -> Any:
     """The soft prompt tensor saved at ``path`` (checked against the model's width)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise InputError(f"safety/soft_prompt: {path} is missing; re-run `vlmtrust harden`")
-    soft = load_file(str(path))["soft_prompt"]
+    try:
+        soft = load_file(str(path))["soft_prompt"]
+    except (OSError, KeyError, SafetensorError) as e:
+        raise InputError(
+            f"safety/soft_prompt: {path} is not a soft prompt file ({e}); re-run `vlmtrust harden`"
+        ) from None
     if soft.ndim != 2 or int(soft.shape[1]) != hidden:
         raise InputError(
             f"safety/soft_prompt: {path} holds a {tuple(soft.shape)} prompt, the model's "
