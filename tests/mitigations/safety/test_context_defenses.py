@@ -210,6 +210,7 @@ def test_soft_prompt_on_reference_vlm(
     assert art.summary["training_set"]["unsafe_typography"] == SOFT_QUICK["n_typography"]
     assert load_file(str(tmp_path / "sp" / WEIGHTS_FILE))["soft_prompt"].shape == (8, 160)
     hardened: Any = load_model(art.spec, device="cpu")
+    assert hardened.fingerprint.startswith(f"{ref_vlm.fingerprint}+safety/soft_prompt:")
     after = safety_numbers(hardened)
     print({k: (before[k], after[k]) for k in before})
     for j in JUDGES:

@@ -20,6 +20,7 @@ Measured effect: docs/results/safety.md#soft_prompt.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -211,6 +212,8 @@ class SoftPromptModel(LocalInputModel):
         super().__init__(base, name="safety/soft_prompt", params=params.model_dump(mode="json"))
         self.params = params
         self.hook = SoftPromptHook(_embedding(base), soft.to(base.device))
+        digest = hashlib.blake2b(soft.float().cpu().numpy().tobytes(), digest_size=6).hexdigest()
+        self.fingerprint += f":{digest}"  # two trained prompts never share a cache entry
 
     def encode(self, reqs: Sequence[GenerateRequest]) -> dict[str, Any]:
         """The base model's inputs with the soft prompt's placeholder positions inserted."""
