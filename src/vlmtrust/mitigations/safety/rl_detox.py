@@ -14,15 +14,10 @@ Prompts (train splits and fresh SynthWorld scenes only: the probes' test splits 
 benign look-alikes as FigStep images and typed, and shape/colour questions about scenes.
 ``apply`` measures held-out FigStep ASR, typed refusal, over-refusal and VQA before and after
 (:func:`vlmtrust.mitigations.safety.vlguard.measure`, the numbers VLGuard reports) and writes the
-policy with ``save_pretrained``; it loads as ``hardened:DIR``.
+policy with ``save_pretrained``; it loads as ``hardened:DIR``. Measured effect, against
+VLGuard: docs/results/safety.md#rl_detox and #context_defenses.
 
-Why not TRL: ``pip install --dry-run trl`` (1.16) changes no pinned package, and its
-``RLOOTrainer`` runs on reference:vlm, but its advantage is leave-one-out within each prompt's
-group of samples: on the planted FigStep flaw every sample for a harmful image is the
-compliance template (observed on reference:vlm at temperature 1 and 2: ``frac_reward_zero_std``
-1, loss 0, grad_norm 0), so it never updates. A baseline shared across harmful and benign
-prompts gives those samples a negative advantage and the benign ones a positive one, which is
-what moves the policy here; hence this loop on torch.
+TRL is not used; the reason is in the comment above :func:`reinforce`.
 """
 
 from __future__ import annotations
@@ -144,6 +139,14 @@ def sequence_logprobs(module: Any, enc: dict[str, Any]) -> Any:
     return (picked * (gold != -100)).sum(dim=1)
 
 
+# Why not TRL (observed, not assumed): ``pip install --dry-run trl`` (1.16) changes no pinned
+# package, and its
+# ``RLOOTrainer`` runs on reference:vlm, but its advantage is leave-one-out within each prompt's
+# group of samples: on the planted FigStep flaw every sample for a harmful image is the
+# compliance template (observed on reference:vlm at temperature 1 and 2: ``frac_reward_zero_std``
+# 1, loss 0, grad_norm 0), so it never updates. A baseline shared across harmful and benign
+# prompts gives those samples a negative advantage and the benign ones a positive one, which is
+# what moves the policy here; hence this loop on torch.
 def reinforce(
     model: Any,
     reference: Any,
