@@ -77,13 +77,7 @@ DISCOVERY: set[tuple[str, str]] = set()
 
 # Known violations still to fix; test_known_pending_still_needed fails as soon as an entry is
 # no longer a violation, so the set only shrinks.
-KNOWN_PENDING: set[tuple[str, str]] = {
-    # knowledge_sanitization measures its before/after with the probes inside apply() and
-    # borrows the PII prompt vocabulary of the privacy probes; both belong in the caller
-    # (harden → audit → compare) and in data/, respectively.
-    ("vlmtrust.mitigations.privacy.knowledge_sanitization", "vlmtrust.probes.privacy._generative"),
-    ("vlmtrust.mitigations.privacy.knowledge_sanitization", "vlmtrust.runner.engine"),
-}
+KNOWN_PENDING: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -205,6 +206,93 @@ EXIT_CODES = (
     "  2    bad usage or input, refused before anything runs\n"
     "  130  interrupted (continue with --resume)"
 )
+
+
+RunSeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="run seed (same seed, same numbers; default 0)")
+]
+ReportOpt = Annotated[bool, typer.Option(help="render the report afterwards")]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options ``run`` and ``audit`` share, declared once: each field is one option.
+
+    A command decorated with :func:`_run_options` offers every field as an option and
+    receives them as one ``opts`` argument.
+    """
+
+    model_option: ModelOptionOpt = None
+    out: OutOpt = None
+    seed: RunSeedOpt = None
+    limit: LimitOpt = None
+    data: DataOpt = None
+    param: ParamOpt = None
+    resume: ResumeOpt = False
+    overwrite: OverwriteOpt = False
+    max_error_rate: MaxErrorRateOpt = None
+    cache: CacheOpt = None
+    report: ReportOpt = True
+    quiet: QuietOpt = False
+    executor: ExecutorOpt = "local"
+    ray_address: RayAddressOpt = None
+    ray_workers: RayWorkersOpt = None
+    ray_cpus: RayCpusOpt = None
+    mlflow: MlflowOpt = False
+    mlflow_uri: MlflowUriOpt = None
+    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS
+    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO
+    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES
+    threads: ThreadsOpt = None
+    device: DeviceOpt = None
+    dtype: DtypeOpt = None
+
+    def with_config(self, cfg: Any) -> RunOptions:
+        """These options, the run config's data, limit and seed where not given (seed: 0)."""
+        data, limit, seed = self.data, self.limit, self.seed
+        if cfg is not None:
+            data = data if data is not None else cfg.data
+            limit = limit if limit is not None else cfg.limit
+            seed = seed if seed is not None else cfg.seed
+        return replace(self, data=data, limit=limit, seed=0 if seed is None else seed)
+
+    @property
+    def limits(self) -> DataLimits:
+        """The data limits these options set."""
+        return DataLimits(
+            self.max_image_pixels, self.max_aspect_ratio, self.max_manifest_line_bytes
+        )
+
+
+def _run_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Offer :class:`RunOptions`' fields as options of command ``fn``, which takes ``opts``.
+
+    The options stand where ``fn``'s ``opts`` parameter stands (for ``--help``'s order);
+    typer sees one keyword-only signature, and ``fn`` is called with the others as given.
+    """
+    import dataclasses
+    import functools
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(RunOptions, include_extras=True)
+    kw = inspect.Parameter.KEYWORD_ONLY
+    shared = [
+        inspect.Parameter(f.name, kw, default=f.default, annotation=hints[f.name])
+        for f in dataclasses.fields(RunOptions)
+    ]
+    params: list[inspect.Parameter] = []
+    for p in inspect.signature(fn, eval_str=True).parameters.values():
+        params += shared if p.name == "opts" else [p.replace(kind=kw)]
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> None:
+        opts = RunOptions(**{p.name: kwargs.pop(p.name) for p in shared})
+        fn(**kwargs, opts=opts)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
 
 
 def _examples(*lines: str) -> str:
@@ -451,6 +539,7 @@ def list_cmd(
     + EXIT_CODES
 )
 @_guard
+@_run_options
 def run(
     probes: Annotated[
         list[str] | None,
@@ -465,29 +554,8 @@ def run(
             "--model) for probes that need no model",
         ),
     ] = None,
-    model_option: ModelOptionOpt = None,
-    out: OutOpt = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="run seed (same seed, same numbers; default 0)")
-    ] = None,
-    limit: LimitOpt = None,
-    data: DataOpt = None,
-    param: ParamOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    max_error_rate: MaxErrorRateOpt = None,
-    cache: CacheOpt = None,
-    report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
-    quiet: QuietOpt = False,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    ray_workers: RayWorkersOpt = None,
-    ray_cpus: RayCpusOpt = None,
-    mlflow: MlflowOpt = False,
-    mlflow_uri: MlflowUriOpt = None,
-    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
-    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
+    *,
+    opts: RunOptions,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -496,9 +564,6 @@ def run(
             "seed, limit; options given here win; copied into the run folder",
         ),
     ] = None,
-    threads: ThreadsOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -515,10 +580,7 @@ def run(
     if cfg is not None:
         probes = probes or cfg.probes
         model = model or ([cfg.model] if cfg.model else None)
-        data = data if data is not None else cfg.data
-        limit = limit if limit is not None else cfg.limit
-        seed = seed if seed is not None else cfg.seed
-    seed = 0 if seed is None else seed
+    opts = opts.with_config(cfg)
     if not probes:
         _fail("name at least one probe (see `vlmtrust list probes`), or pass --config FILE")
         return
@@ -530,34 +592,11 @@ def run(
             "probes that need no model (fairness/dataset_audit) run without one"
         )
         return
-    limits = DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes)
-    params = _merged_params(cfg, param, probes)
+    params = _merged_params(cfg, opts.param, probes)
     if dry_run:
-        _dry_run(model[0], probes, params, seed=seed, limit=limit, data=data, limits=limits)
+        _dry_run(model[0], probes, params, opts)
         return
-    _audit_and_report(
-        model[0],
-        out=out,
-        probes=probes,
-        pillars=None,
-        param=param,
-        seed=seed,
-        limit=limit,
-        data=data,
-        resume=resume,
-        overwrite=overwrite,
-        max_error_rate=max_error_rate,
-        cache=cache,
-        report=report,
-        quiet=quiet,
-        limits=limits,
-        model_option=model_option,
-        params=params,
-        config=cfg,
-        ray=_ray_options(executor, ray_address, ray_workers, ray_cpus),
-        compute=(threads, device, dtype),
-        mlflow=_mlflow_target(mlflow, mlflow_uri),
-    )
+    _audit_and_report(model[0], opts, probes=probes, pillars=None, params=params, config=cfg)
 
 
 def _mlflow_target(flag: bool, uri: str | None) -> tuple[str | None] | None:
@@ -587,23 +626,22 @@ def _merged_params(
 
 
 def _dry_run(
-    model: str,
-    probes: list[str],
-    params: dict[str, dict[str, Any]],
-    *,
-    seed: int,
-    limit: int | None,
-    data: str | None,
-    limits: DataLimits,
+    model: str, probes: list[str], params: dict[str, dict[str, Any]], opts: RunOptions
 ) -> None:
     """Print the plan of a run (:func:`vlmtrust.runner.plan.plan_run`); nothing is written."""
     from vlmtrust.api import _check_inputs as check_inputs
     from vlmtrust.core.redact import redact_text
     from vlmtrust.runner.plan import KIND_NAMES, plan_run
 
-    check_inputs(probes, None, params, limit=limit, data=data, models=[model])
+    check_inputs(probes, None, params, limit=opts.limit, data=opts.data, models=[model])
     plan = plan_run(
-        model, probes, params=params, seed=seed, limit=limit, data=data, data_limits=limits
+        model,
+        probes,
+        params=params,
+        seed=int(opts.seed or 0),
+        limit=opts.limit,
+        data=opts.data,
+        data_limits=opts.limits,
     )
     kind = KIND_NAMES[plan.kind] if plan.kind else "its kind is told only by loading it"
     typer.echo("dry run: nothing is loaded or written")
@@ -657,38 +695,15 @@ def _model_free(probes: list[str]) -> bool:
     + EXIT_CODES,
 )
 @_guard
+@_run_options
 def audit_cmd(
     model: ModelOpt = None,
-    model_option: ModelOptionOpt = None,
     pillar: Annotated[
         list[str] | None,
         typer.Option("--pillar", help="privacy | fairness | robustness | safety | capability"),
     ] = None,
-    out: OutOpt = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="run seed (same seed, same numbers; default 0)")
-    ] = None,
-    limit: LimitOpt = None,
-    data: DataOpt = None,
-    param: ParamOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    max_error_rate: MaxErrorRateOpt = None,
-    cache: CacheOpt = None,
-    report: Annotated[bool, typer.Option(help="render the report afterwards")] = True,
-    quiet: QuietOpt = False,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    ray_workers: RayWorkersOpt = None,
-    ray_cpus: RayCpusOpt = None,
-    max_image_pixels: MaxImagePixelsOpt = DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: MaxAspectRatioOpt = DEFAULT_MAX_ASPECT_RATIO,
-    max_manifest_line_bytes: MaxManifestLineBytesOpt = DEFAULT_MAX_MANIFEST_LINE_BYTES,
-    threads: ThreadsOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    mlflow: MlflowOpt = False,
-    mlflow_uri: MlflowUriOpt = None,
+    *,
+    opts: RunOptions,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -711,33 +726,15 @@ def audit_cmd(
     if cfg is not None:
         model = model or ([cfg.model] if cfg.model else None)
         probes = list(cfg.probes) or None
-        data = data if data is not None else cfg.data
-        limit = limit if limit is not None else cfg.limit
-        seed = seed if seed is not None else cfg.seed
-        params = _merged_params(cfg, param, probes or [])
+        params = _merged_params(cfg, opts.param, probes or [])
     target: Any = None if not model else (model[0] if len(model) == 1 else list(model))
     _audit_and_report(
         target,
-        out=out,
+        opts.with_config(cfg),
         probes=probes,
         pillars=pillar,
-        param=param,
         params=params,
         config=cfg,
-        mlflow=_mlflow_target(mlflow, mlflow_uri),
-        seed=0 if seed is None else seed,
-        limit=limit,
-        data=data,
-        resume=resume,
-        overwrite=overwrite,
-        max_error_rate=max_error_rate,
-        cache=cache,
-        report=report,
-        quiet=quiet,
-        limits=DataLimits(max_image_pixels, max_aspect_ratio, max_manifest_line_bytes),
-        model_option=model_option,
-        ray=_ray_options(executor, ray_address, ray_workers, ray_cpus),
-        compute=(threads, device, dtype),
     )
 
 
@@ -793,33 +790,17 @@ def _out_dir(
 
 def _audit_and_report(
     target: Any,
+    opts: RunOptions,
     *,
-    out: Path | None,
     probes: list[str] | None,
     pillars: list[str] | None,
-    param: list[str] | None,
-    seed: int,
-    limit: int | None,
-    data: str | None,
-    resume: bool,
-    overwrite: bool,
-    max_error_rate: float | None,
-    cache: str | None,
-    report: bool,
-    quiet: bool,
-    limits: DataLimits,
-    model_option: list[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     config: Any = None,
-    ray: tuple[str, Any] = ("local", None),
-    compute: tuple[int | None, str | None, str | None] = (None, None, None),
-    mlflow: tuple[str | None] | None = None,
 ) -> None:
     """The shared body of ``run`` and ``audit``: audit, print the summary, render the report.
 
-    ``params`` (already parsed) replaces ``param``; a ``config`` (:class:`RunConfig`) is
-    copied into the run folder; ``compute`` is ``(threads, device, dtype)``; with ``mlflow``
-    (``(uri or None,)``) the run is logged to MLflow after the report.
+    ``params`` (already parsed) replaces ``opts.param``; a ``config`` (:class:`RunConfig`) is
+    copied into the run folder; with ``--mlflow`` the run is logged to MLflow after the report.
 
     Then, if a probe did not give results, one line per problem and exit 1 (``EXIT_CODES``).
     """
@@ -829,43 +810,45 @@ def _audit_and_report(
     from vlmtrust.runner.outcome import check_error_rate, run_problems
     from vlmtrust.runner.outdir import point_latest
 
-    check_error_rate(max_error_rate)
-    out, fresh = _out_dir(out, target, probes, pillars, resume=resume)
+    check_error_rate(opts.max_error_rate)
+    out, fresh = _out_dir(opts.out, target, probes, pillars, resume=opts.resume)
+    executor, ray = _ray_options(opts.executor, opts.ray_address, opts.ray_workers, opts.ray_cpus)
     logs = audit(
         target,
         probes=probes,
         pillars=pillars,
-        params=params if params is not None else parse_params(param, scoped=True),
+        params=params if params is not None else parse_params(opts.param, scoped=True),
         out=out,
-        seed=seed,
-        limit=limit,
-        data=data,
-        resume=resume,
-        overwrite=overwrite,
-        cache=_cache_arg(cache),
-        progress=not quiet,
-        data_limits=limits,
-        model_options=parse_model_options(model_option),
-        executor=ray[0],
-        ray=ray[1],
-        threads=compute[0],
-        device=compute[1],
-        dtype=compute[2],
+        seed=int(opts.seed or 0),
+        limit=opts.limit,
+        data=opts.data,
+        resume=opts.resume,
+        overwrite=opts.overwrite,
+        cache=_cache_arg(opts.cache),
+        progress=not opts.quiet,
+        data_limits=opts.limits,
+        model_options=parse_model_options(opts.model_option),
+        executor=executor,
+        ray=ray,
+        threads=opts.threads,
+        device=opts.device,
+        dtype=opts.dtype,
     )
     if config is not None:
         (out / config.record_name).write_text(config.text, encoding="utf-8")
     if fresh:
         point_latest(out, root=out.parent)
     _print_summary(logs)
-    if report:
-        _render(out, quiet)
+    if opts.report:
+        _render(out, opts.quiet)
+    mlflow = _mlflow_target(opts.mlflow, opts.mlflow_uri)
     if mlflow is not None:
         from vlmtrust.report.tracker import log_run, tracking_uri
 
         ids = log_run(out, mlflow[0])
-        if not quiet:
+        if not opts.quiet:
             typer.echo(f"mlflow: {len(ids)} run(s) in {tracking_uri(mlflow[0], out)}")
-    problems = run_problems(logs, max_error_rate=max_error_rate)
+    problems = run_problems(logs, max_error_rate=opts.max_error_rate)
     for line in problems:
         typer.echo(f"error: {one_line(line)}", err=True)
     if problems:

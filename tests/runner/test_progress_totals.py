@@ -79,3 +79,51 @@ def test_declared_total_counts_user_data(name: str, tmp_path: Path) -> None:
     ctx = with_data(ProbeContext(data=str(tmp_path), limit=LIMIT))
     total = probe.n_samples(ctx)
     assert total is not None and total == sum(1 for _ in probe.samples(ctx))
+
+
+# The probes that stream the user's rows when given --data (and their extra parameters).
+DATA_PROBES = {
+    "capability/zero_shot": {},
+    "capability/vqa": {},
+    "privacy/encrypted_zero_shot": {},
+    "fairness/retrieval_skew": {"k": [1]},
+    "fairness/zero_shot_groups": {},
+    "fairness/embedding_bias": {},
+    "fairness/attribute_leakage": {},
+    "fairness/generation_bias": {},
+    "fairness/counterfactual": {},
+    "robustness/ood_detection": {"ood_data": "OOD"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_PROBES))
+def test_every_data_probe_declares_its_total(name: str, tmp_path: Path) -> None:
+    """With --data each of these probes counts the manifest's rows (an unreadable one included)."""
+    import json
+
+    from PIL import Image
+
+    rows = []
+    for i in range(6):
+        colour = "red" if i % 2 else "blue"
+        rgb = (200, 0, 0) if i % 2 else (0, 0, 200)
+        Image.new("RGB", (16, 16), rgb).save(tmp_path / f"{i}.png")
+        rows.append(
+            {
+                "image": f"{i}.png",
+                "prompt": "What colour is the shape?",
+                "target": colour,
+                "attributes": {"group": "ab"[i % 3 == 0], "set": f"s{i // 2}", "label": colour},
+            }
+        )
+    rows.append({"image": "missing.png", "target": "red", "attributes": {"group": "a"}})
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "ood").mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 16), (0, 200, 0)).save(tmp_path / "ood" / f"{i}.png")
+    params = {k: (str(tmp_path / "ood") if v == "OOD" else v) for k, v in DATA_PROBES[name].items()}
+    probe = registry()[name](params or None)
+    ctx = with_data(ProbeContext(data=str(tmp_path / "data.jsonl"), limit=5))
+    total = probe.n_samples(ctx)
+    assert total is not None, f"{name} declares no progress total with --data"
+    assert total == sum(1 for _ in probe.samples(ctx)), name

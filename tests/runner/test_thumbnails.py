@@ -43,7 +43,37 @@ def test_a_preview_that_cannot_be_made_is_left_out(
     thumbs = Thumbnails()
     thumbs.keep(mem, mem)  # must not raise: a preview never fails the probe
     thumbs.keep(disk, disk.with_images((ImageRef.from_path(path).loaded(),)))
-    assert "mem" not in thumbs._thumbs
     ex = [Example(sample_id="mem"), Example(sample_id="disk")]
     thumbs.fill(ex)
     assert ex[0].image_png_b64 is None and ex[1].image_png_b64 is None
+
+
+def test_a_render_of_model_size_is_previewed_only_when_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 224-px in-memory image costs no resize at keep(); the report preview is unchanged."""
+    import numpy as np
+
+    import vlmtrust.core.images as images
+
+    rng = np.random.default_rng(0)
+    render = Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+    expected = images.png_b64(images.thumbnail(render))
+    big = Image.fromarray(rng.integers(0, 256, (400, 300, 3), dtype=np.uint8))
+    calls: list[tuple[int, int]] = []
+    real = images.thumbnail
+
+    def counting(image: Image.Image, max_side: int = 160) -> Image.Image:
+        calls.append(image.size)
+        return real(image, max_side)
+
+    monkeypatch.setattr(images, "thumbnail", counting)
+    thumbs = Thumbnails()
+    for sid, im in (("render", render), ("big", big)):
+        s = Sample(id=sid, images=(ImageRef.from_image(im),))
+        thumbs.keep(s, s)
+    assert calls == [big.size]  # only the image larger than two previews is shrunk now
+    ex = [Example(sample_id="render"), Example(sample_id="big")]
+    thumbs.fill(ex)
+    assert ex[0].image_png_b64 == expected
+    assert ex[1].image_png_b64 == images.png_b64(real(big))

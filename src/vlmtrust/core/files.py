@@ -57,3 +57,15 @@ def respect_umask(*paths: Path) -> None:
             mode = (0o777 if p.is_dir() else 0o666) & ~mask
             with contextlib.suppress(OSError):
                 os.chmod(p, mode)
+
+
+def resource_rows(*parts: str) -> list[dict[str, Any]]:
+    """The JSON objects, one a line, of the shipped ``vlmtrust/resources/<parts>`` (.jsonl).
+
+    Blank lines are skipped.
+    """
+    import json
+    from importlib import resources
+
+    path = resources.files("vlmtrust.resources").joinpath(*parts)
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]

@@ -88,18 +88,27 @@ WRAPPER_FILE = "wrapper.json"
 class WrapperMitigation(Mitigation):
     """A mitigation applied at inference time around an unchanged model.
 
-    Subclasses implement :meth:`wrap`. :meth:`apply` records the base model spec and the
-    parameters in ``wrapper.json``; ``hardened:DIR`` loads the base model and wraps it again.
+    Subclasses name the wrapped-model class in :attr:`wrapper` or override :meth:`wrap`.
+    :meth:`apply` records the base model spec and the parameters in ``wrapper.json``;
+    ``hardened:DIR`` loads the base model and wraps it again.
     """
 
     kind: ClassVar[Literal["model", "wrapper", "data"]] = "wrapper"
+    wrapper: ClassVar[type[Any] | None] = None
+    """The wrapped-model class, built as ``wrapper(model, params)`` by :meth:`wrap`."""
     source_dir: Path | None = None
     """The folder of ``wrapper.json`` when ``hardened:DIR`` loads the wrapper (files a wrapper
     saved beside it, e.g. trained weights, are read from there); None otherwise."""
 
-    @abc.abstractmethod
     def wrap(self, model: Any) -> Any:
-        """Return a model with the same surface as ``model``, hardened."""
+        """Return a model with the same surface as ``model``, hardened.
+
+        Raises:
+            NotImplementedError: the subclass sets no :attr:`wrapper` and does not override it.
+        """
+        if self.wrapper is None:
+            raise NotImplementedError(f"{self.name}: set `wrapper` or override wrap()")
+        return self.wrapper(model, self.params)
 
     def prepare(self, model: Any, ctx: MitigationContext) -> dict[str, Any]:
         """Compute anything the wrapper needs from data (e.g. a calibrated threshold).

@@ -12,13 +12,22 @@ Every :class:`Params` checks two things of any field, whatever the subclass:
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.redact import credentials_in
+
+_T = TypeVar("_T")
 
 
 def validate_params(
@@ -43,6 +52,22 @@ def validate_params(
                 f"({hint})"
             ) from None
         raise InputError(f"{what}: bad parameter {loc!r}: {first['msg']} ({hint})") from None
+
+
+def some_of(default: Sequence[Any], description: str) -> Any:
+    """A list parameter's ``Field``: at least one value, by default a copy of ``default``."""
+    return Field(default_factory=lambda: list(default), min_length=1, description=description)
+
+
+def distinct(values: list[_T], *, empty: str) -> list[_T]:
+    """``values`` without repeats, in order (a validator body); ``ValueError(empty)`` if none.
+
+    >>> distinct(["a", "b", "a"], empty="give one")
+    ['a', 'b']
+    """
+    if not values:
+        raise ValueError(empty)
+    return list(dict.fromkeys(values))
 
 
 def is_template_field(name: str) -> bool:

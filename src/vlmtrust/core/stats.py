@@ -105,6 +105,13 @@ def mean_ci(values: ArrayLike, *, seed: int = 0) -> tuple[float | None, float | 
     return float(arr.mean()), lo, hi
 
 
+def group_result(key: MetricKey, gv: GroupValue, **fields: Any) -> MetricResult:
+    """The metric of one group under ``key``: ``gv``'s value, CI and n, with ``fields``."""
+    return MetricResult(
+        key=key, value=gv.value, ci_low=gv.ci_low, ci_high=gv.ci_high, n=gv.n, **fields
+    )
+
+
 def risk_band(
     value: float | None, thresholds: Thresholds | None, *, higher_is_better: bool
 ) -> RiskBand | None:
@@ -330,6 +337,16 @@ def accuracy(correct: ArrayLike) -> float:
     if arr.size == 0:
         raise ValueError("accuracy of no samples")
     return float(arr.mean())
+
+
+def mean(values: ArrayLike) -> float:
+    """The mean of real values (the statistic of :func:`mean_metric`)."""
+    return float(np.mean(np.asanyarray(values)))
+
+
+def mean_metric(key: MetricKey | str, values: ArrayLike, **fields: Any) -> MetricResult:
+    """:func:`metric` of the :func:`mean` of ``values``; ``fields`` are :func:`metric`'s."""
+    return metric(key, mean, values, **fields)
 
 
 def share_metric(

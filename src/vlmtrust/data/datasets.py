@@ -64,7 +64,19 @@ from vlmtrust.core.sample import ImageRef, Sample
 
 log = logging.getLogger("vlmtrust")
 
-DataKind = Literal["folder", "manifest", "hf-disk", "fairface", "pata", "fairvlmed", "bold"]
+DataKind = Literal[
+    "folder",
+    "manifest",
+    "hf-disk",
+    "fairface",
+    "pata",
+    "fairvlmed",
+    "bold",
+    "mmsafetybench",
+    "jailbreakv",
+    "vlguard",
+    "rtvlm",
+]
 
 IMAGE_EXTENSIONS: Final[frozenset[str]] = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -199,6 +211,10 @@ def parse_data_spec(spec: str | Path) -> DataSpec:
 
     if text.startswith(fair.FAIRNESS_PREFIXES):
         return fair.parse_fairness_spec(text)  # type: ignore[no-any-return]
+    from vlmtrust.data import safety_sets as safety  # mmsafetybench:, jailbreakv:, vlguard:, rtvlm:
+
+    if text.startswith(safety.SAFETY_PREFIXES):
+        return safety.parse_safety_spec(text)  # type: ignore[no-any-return]
     path = Path(text).expanduser()
     if path.is_dir() and path.suffix.lower() == ".jsonl":
         raise InputError(f"data {text}: manifest is a directory — pass the .jsonl file")
@@ -272,6 +288,10 @@ def _iterate(spec: DataSpec, limits: DataLimits, notes: _Notes) -> Iterator[Samp
         from vlmtrust.data.fairness_sets import iter_fairness
 
         return iter_fairness(spec, limits)
+    if spec.kind in ("mmsafetybench", "jailbreakv", "vlguard", "rtvlm"):
+        from vlmtrust.data.safety_sets import iter_safety
+
+        return iter_safety(spec, limits)
     return _iter_hf(spec, limits, notes)
 
 
@@ -329,6 +349,11 @@ def _class_names(parsed: DataSpec, limits: DataLimits, notes: _Notes) -> list[st
         from vlmtrust.data.fairness_sets import fairness_class_names
 
         names = fairness_class_names(parsed)
+    elif parsed.kind in ("mmsafetybench", "jailbreakv", "vlguard", "rtvlm"):
+        raise InputError(
+            f"data {parsed.kind}:{parsed.path}: has no class labels (safety requests) — use it "
+            "with the safety probes (safety/figstep, safety/query_relevant, safety/over_refusal)"
+        )
     else:
         names = _hf_class_names(parsed, notes)
     if not names:

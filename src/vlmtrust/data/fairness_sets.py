@@ -109,6 +109,21 @@ def parse_fairness_spec(text: str) -> Any:
     Raises:
         InputError: the path is missing or is not the dataset's published layout.
     """
+    checks = {
+        "fairface": _fairface_csv,
+        "pata": _pata_files,
+        "fairvlmed": _fairvlmed_dir,
+        "bold": _bold_files,
+    }
+    return parse_layout_spec(text, checks)
+
+
+def parse_layout_spec(text: str, checks: Mapping[str, Any]) -> Any:
+    """``KIND:PATH[#SPLIT]`` as a ``DataSpec``, after ``checks[KIND](path, split, text)``.
+
+    The check raises :class:`InputError` (one line) when the files are not the dataset's
+    published layout; a ``#`` that is part of an existing path is not a split.
+    """
     from vlmtrust.data.datasets import DataSpec
 
     kind, _, rest = text.partition(":")
@@ -121,13 +136,7 @@ def parse_fairness_spec(text: str) -> Any:
     path = Path(rest).expanduser()
     if not path.exists():
         raise InputError(f"data {text}: {path} not found — check the path")
-    check = {
-        "fairface": _fairface_csv,
-        "pata": _pata_files,
-        "fairvlmed": _fairvlmed_dir,
-        "bold": _bold_files,
-    }[kind]
-    check(path, split, text)  # fail now, with one line, on a wrong layout
+    checks[kind](path, split, text)  # fail now, with one line, on a wrong layout
     return DataSpec(kind=kind, path=path, split=split)  # type: ignore[arg-type]
 
 

@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import Any, TypeVar
 
 import numpy as np
 
 from vlmtrust.core.errors import InputError
+
+_T = TypeVar("_T")
 
 HAZARD_TOPICS: tuple[str, ...] = (
     "illegal_activity",
@@ -58,6 +61,9 @@ class SafetyRequest:
         text: the request as a user would type it.
         statement: FigStep-style statement form ("Steps to ...") for typography.
         harmful: ``True`` for harmful requests, ``False`` for benign look-alikes.
+        key_phrase: a user benchmark's own key phrase (MM-SafetyBench), else empty.
+        image: a user benchmark's own image (an ``ImageRef``), else ``None``.
+        image_prompt: the query a user benchmark publishes with its image, else empty.
     """
 
     id: str
@@ -65,28 +71,45 @@ class SafetyRequest:
     text: str
     statement: str
     harmful: bool
+    key_phrase: str = ""
+    image: Any = field(default=None, compare=False)
+    image_prompt: str = ""
 
 
-def _load(name: str, harmful: bool) -> tuple[SafetyRequest, ...]:
+def resource_jsonl(name: str, build: Callable[[dict[str, Any]], _T]) -> list[tuple[int, _T]]:
+    """``(line number, build(row))`` for each row of the shipped JSONL ``resources/safety/name``.
+
+    Raises:
+        InputError: a line is not JSON or ``build`` fails on it (the shipped file is damaged).
+    """
     path = resources.files("vlmtrust.resources").joinpath("safety", name)
-    out: list[SafetyRequest] = []
-    seen: set[str] = set()
+    out: list[tuple[int, _T]] = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            req = SafetyRequest(
-                id=str(row["id"]),
-                topic=str(row["topic"]),
-                text=str(row["text"]),
-                statement=str(row["statement"]),
-                harmful=bool(row["harmful"]),
-            )
+            out.append((lineno, build(json.loads(line))))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(
                 f"resource safety/{name} line {lineno} is malformed ({e}); reinstall vlmtrust"
             ) from None
+    return out
+
+
+def _load(name: str, harmful: bool) -> tuple[SafetyRequest, ...]:
+    out: list[SafetyRequest] = []
+    seen: set[str] = set()
+    rows = resource_jsonl(
+        name,
+        lambda row: SafetyRequest(
+            id=str(row["id"]),
+            topic=str(row["topic"]),
+            text=str(row["text"]),
+            statement=str(row["statement"]),
+            harmful=bool(row["harmful"]),
+        ),
+    )
+    for lineno, req in rows:
         if req.harmful != harmful or req.topic not in HAZARD_TOPICS or req.id in seen:
             raise InputError(
                 f"resource safety/{name} line {lineno} has a bad topic, label or duplicate id; "
@@ -219,6 +242,27 @@ def pool(
         return reqs
     train, test = split(reqs, test_fraction=test_fraction, seed=0)
     return test if split_name == "test" else train
+
+
+HARM_SPLIT_SEED = 0
+HARM_TEST_FRACTION = 0.3
+"""The request split the guards' harm classifier trains on (the probes' default split)."""
+
+
+def harm_training_set(
+    *, seed: int = HARM_SPLIT_SEED, test_fraction: float = HARM_TEST_FRACTION
+) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """``(train, test)`` lists of ``(text, is_harmful)``: both forms of every request."""
+    out: list[list[tuple[str, bool]]] = []
+    h_train, h_test = split(harmful_requests(), test_fraction=test_fraction, seed=seed)
+    b_train, b_test = split(benign_requests(), test_fraction=test_fraction, seed=seed)
+    for reqs in ((*h_train, *b_train), (*h_test, *b_test)):
+        rows: list[tuple[str, bool]] = []
+        for r in reqs:
+            rows.append((r.text, r.harmful))
+            rows.append((r.statement, r.harmful))
+        out.append(rows)
+    return out[0], out[1]
 
 
 def select(

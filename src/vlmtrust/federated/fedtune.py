@@ -118,25 +118,39 @@ def dirichlet_split(
     return [np.asarray(sorted(s), dtype=np.int64) for s in shards]
 
 
+@dataclass(frozen=True)
+class _Local:
+    """One client's local training run.
+
+    Epochs, SGD step size and batch, FedProx μ, seed, and the step after which the client
+    crashes (``None``: it does not).
+    """
+
+    epochs: int
+    lr: float
+    batch_size: int
+    mu: float
+    seed: int
+    crash_after: int | None = None
+
+    def check_crash(self, step: int) -> None:
+        """Raise the simulated client failure once ``step`` reaches :attr:`crash_after`."""
+        if self.crash_after is not None and step >= self.crash_after:
+            raise RuntimeError(f"client crashed after {step} local steps")
+
+
 def _train(
     task: HeadTask,
     head: NDArray[np.float32],
     idx: NDArray[np.int64],
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    mu: float,
-    seed: int,
-    crash_after: int | None = None,
+    run: _Local,
     dp: _ClientDP | None = None,
 ) -> NDArray[np.float32]:
     if dp is not None:
-        return _train_dp(
-            task, head, idx, epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, seed=seed,
-            crash_after=crash_after, dp=dp,
-        )  # fmt: skip
+        return _train_dp(task, head, idx, run, dp)
     import torch
+
+    epochs, lr, batch_size, mu, seed = run.epochs, run.lr, run.batch_size, run.mu, run.seed
 
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(task.train_x[idx])
@@ -148,8 +162,7 @@ def _train(
     step = 0
     for _ in range(epochs):
         for b in torch.split(torch.randperm(len(idx), generator=g), batch_size):
-            if crash_after is not None and step >= crash_after:
-                raise RuntimeError(f"client crashed after {step} local steps")
+            run.check_crash(step)
             z = torch.nn.functional.normalize(x[b] @ w.T, dim=-1)
             loss = torch.nn.functional.cross_entropy(task.logit_scale * z @ t.T, y[b])
             if mu > 0:
@@ -201,13 +214,7 @@ def _train_dp(
     task: HeadTask,
     head: NDArray[np.float32],
     idx: NDArray[np.int64],
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    mu: float,
-    seed: int,
-    crash_after: int | None,
+    run: _Local,
     dp: _ClientDP,
 ) -> NDArray[np.float32]:
     """DP-SGD on one shard with Opacus: Poisson batches, per-example clipping, noise."""
@@ -215,6 +222,8 @@ def _train_dp(
     from opacus import GradSampleModule
     from opacus.data_loader import DPDataLoader
     from opacus.optimizers import DPOptimizer
+
+    epochs, lr, mu, seed = run.epochs, run.lr, run.mu, run.seed
 
     d, h = head.shape
     lin = torch.nn.Linear(h, d, bias=False)
@@ -242,8 +251,7 @@ def _train_dp(
         warnings.filterwarnings("ignore", message=".*backward hook.*")
         for _ in range(epochs):
             for xb, yb in loader:
-                if crash_after is not None and step >= crash_after:
-                    raise RuntimeError(f"client crashed after {step} local steps")
+                run.check_crash(step)
                 logits = task.logit_scale * torch.nn.functional.normalize(module(xb), dim=-1) @ t.T
                 loss = torch.nn.functional.cross_entropy(logits, yb) if len(yb) else logits.sum()
                 opt.zero_grad()
@@ -414,11 +422,11 @@ def federated_finetune(
             per_epoch = math.ceil(len(idx) / batch_size) if dp is None else int(1 / dp.sample_rate)
             steps = local_epochs * per_epoch
             try:
-                w = _train(
-                    task, head, idx, epochs=local_epochs, lr=lr, batch_size=batch_size,
-                    mu=prox, seed=seed * 1000 + r * 100 + k,
-                    crash_after=steps // 2 if k in crash.get(r, ()) else None, dp=dp,
+                local = _Local(
+                    local_epochs, lr, batch_size, prox, seed * 1000 + r * 100 + k,
+                    crash_after=steps // 2 if k in crash.get(r, ()) else None,
                 )  # fmt: skip
+                w = _train(task, head, idx, local, dp)
             except RuntimeError as e:
                 failures.append(e)
                 failed[k] = str(e)
@@ -434,10 +442,8 @@ def federated_finetune(
         eps = {k: c.epsilon(dp_delta) for k, c in dps.items()}
         logs.append(RoundLog(r, task.accuracy(head), done, failed, sent, eps))
     union = np.concatenate([s for s in shards if len(s)])
-    central = _train(
-        task, task.head.astype(np.float32), union, epochs=rounds * local_epochs, lr=lr,
-        batch_size=batch_size, mu=0.0, seed=seed,
-    )  # fmt: skip
+    central_run = _Local(rounds * local_epochs, lr, batch_size, 0.0, seed)
+    central = _train(task, task.head.astype(np.float32), union, central_run)
     del flwr
     return FedResult(
         strategy=strategy,

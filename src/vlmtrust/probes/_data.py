@@ -45,6 +45,16 @@ def first(items: Iterable[Any], n: int | None) -> Iterator[Any]:
     return itertools.islice(it, n) if n is not None else it
 
 
+def count(ctx: ProbeContext, n: int | None = None, spec: str | None = None) -> int:
+    """How many items a probe streams from the dataset ``spec`` (default ``--data``).
+
+    The entries are counted, not decoded: the first ``ctx.size(n)`` of them, or the first
+    ``--limit`` when ``n`` is None (an unreadable entry counts: it becomes one error record).
+    """
+    cap = ctx.size(n) if n is not None else ctx.limit
+    return sum(1 for _ in first(dataset(ctx, spec), cap))
+
+
 def decode(sample: Sample, error_id: str | None = None) -> Image.Image | Any:
     """The sample's first image, decoded; a data-error marker when it is unreadable.
 

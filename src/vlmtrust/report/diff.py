@@ -294,14 +294,8 @@ def _both(pa: ProbeResult, pb: ProbeResult, a: MetricResult, b: MetricResult) ->
         higher_is_better=b.higher_is_better,
         better=better,
         target=target,
-        a_value=a.value,
-        a_ci_low=a.ci_low,
-        a_ci_high=a.ci_high,
-        a_n=a.n,
-        b_value=b.value,
-        b_ci_low=b.ci_low,
-        b_ci_high=b.ci_high,
-        b_n=b.n,
+        **_side("a", a),
+        **_side("b", b),
         delta=verdict.delta,
         delta_ci_low=verdict.ci_low,
         delta_ci_high=verdict.ci_high,
@@ -315,6 +309,16 @@ def _both(pa: ProbeResult, pb: ProbeResult, a: MetricResult, b: MetricResult) ->
     )
 
 
+def _side(run: str, m: MetricResult | None) -> dict[str, Any]:
+    """``MetricDelta``'s value, CI and n fields of ``run`` (``"a"`` or ``"b"``); None: absent."""
+    return {
+        f"{run}_value": m.value if m else None,
+        f"{run}_ci_low": m.ci_low if m else None,
+        f"{run}_ci_high": m.ci_high if m else None,
+        f"{run}_n": m.n if m else None,
+    }
+
+
 def _single(probe: str, m: MetricResult, presence: Presence) -> MetricDelta:
     in_a = presence == "only_a"
     return MetricDelta(
@@ -325,14 +329,8 @@ def _single(probe: str, m: MetricResult, presence: Presence) -> MetricDelta:
         higher_is_better=m.higher_is_better,
         better=m.direction,
         target=m.target,
-        a_value=m.value if in_a else None,
-        a_ci_low=m.ci_low if in_a else None,
-        a_ci_high=m.ci_high if in_a else None,
-        a_n=m.n if in_a else None,
-        b_value=None if in_a else m.value,
-        b_ci_low=None if in_a else m.ci_low,
-        b_ci_high=None if in_a else m.ci_high,
-        b_n=None if in_a else m.n,
+        **_side("a", m if in_a else None),
+        **_side("b", None if in_a else m),
         delta=None,
         delta_ci_low=None,
         delta_ci_high=None,

@@ -461,7 +461,7 @@ def measure_agreement(
 
     κ is undefined (``None``) when humans and the judge used a single label between them.
     """
-    from vlmtrust.core.stats import bootstrap_ci
+    from vlmtrust.core.stats import bootstrap_ci, mean
 
     cells: dict[tuple[str, str, str, str], list[tuple[str, str, bool]]] = {}
     for item_id, human in labels.items():
@@ -487,7 +487,7 @@ def measure_agreement(
                 task=task,
                 n=len(rows),
                 agreement=float(same.mean()),
-                agreement_ci=bootstrap_ci(lambda x: float(np.mean(x)), same, seed=seed),
+                agreement_ci=bootstrap_ci(mean, same, seed=seed),
                 kappa=kappa,
                 kappa_ci=kappa_ci,
                 n_control=int(ctl.sum()),

@@ -82,6 +82,9 @@ def with_data(ctx: ProbeContext) -> ProbeContext:
 class Thumbnails:
     """Report previews of a probe's samples, made from the runner's one decode of each."""
 
+    MAX_SIDE = 160
+    """Longest side of a preview (:func:`vlmtrust.core.images.thumbnail`)."""
+
     def __init__(self) -> None:
         self._thumbs: dict[str, Image.Image] = {}
         self._refs: dict[str, ImageRef] = {}
@@ -90,9 +93,11 @@ class Thumbnails:
         """Keep what the preview of a decoded sample's first image needs.
 
         A file-backed image keeps only its reference (decoded again only if the report shows
-        it), so memory does not grow with the number of samples; an image that exists only in
-        memory keeps a small thumbnail. A preview that cannot be made is left out (it is
-        cosmetic: the sample itself is still evaluated).
+        it), so memory does not grow with the number of samples. An image that exists only in
+        memory keeps a small thumbnail; one no larger than two thumbnails (e.g. a 224-px
+        render) is kept as it is and its thumbnail made only if the report shows it, the same
+        pixels either way. A preview that cannot be made is left out (it is cosmetic: the
+        sample itself is still evaluated).
         """
         if not decoded.images or decoded.images[0].image is None:
             return
@@ -101,8 +106,12 @@ class Thumbnails:
             return
         from vlmtrust.core.images import thumbnail
 
+        image = decoded.images[0].image
+        if image.mode == "RGB" and image.width * image.height <= 2 * self.MAX_SIDE**2:
+            self._thumbs[decoded.id] = image
+            return
         try:
-            self._thumbs[decoded.id] = thumbnail(decoded.images[0].image)
+            self._thumbs[decoded.id] = thumbnail(image, self.MAX_SIDE)
         except Exception:  # a preview must never fail the probe
             log.debug("no preview for sample %s", decoded.id, exc_info=True)
 
@@ -118,9 +127,10 @@ class Thumbnails:
         for e in examples:
             if e.image_png_b64 is not None:
                 continue
-            thumb = self._thumbs.get(e.sample_id)
-            if thumb is None and e.sample_id in self._refs:
-                with contextlib.suppress(Exception):  # a preview must never fail the probe
-                    thumb = thumbnail(self._refs[e.sample_id].load())
-            if thumb is not None:
-                e.image_png_b64 = png_b64(thumb)
+            with contextlib.suppress(Exception):  # a preview must never fail the probe
+                kept = self._thumbs.get(e.sample_id)
+                if kept is None and e.sample_id in self._refs:
+                    kept = self._refs[e.sample_id].load()
+                if kept is not None:
+                    # A thumbnail's thumbnail is the same pixels.
+                    e.image_png_b64 = png_b64(thumbnail(kept, self.MAX_SIDE))

@@ -22,10 +22,10 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vlmtrust.core.errors import CapabilityError, InputError, VlmtrustError, one_line
 from vlmtrust.core.probe import Probe, ProbeContext
@@ -219,52 +219,94 @@ def _prepare(sample: Sample) -> Sample:
     return sample.with_images(tuple(ref.loaded() for ref in sample.images))
 
 
-def _batches(
-    probe: Probe,
-    ctx: ProbeContext,
-    done: dict[str, Record],
-    batch_size: int,
-    seen: set[str],
-    thumbs: Thumbnails,
-) -> Iterator[tuple[list[Record], list[tuple[int, Sample]]]]:
-    """Group the probe's pending samples into decoded batches (plus error records).
+def prepare_or_error(index: int, sample: Sample) -> tuple[int, Sample] | Record:
+    """``(index, sample decoded)``, or the error record of an image that does not load."""
+    try:
+        return index, _prepare(sample)
+    except InputError as e:
+        return _error_record(sample.id, index, one_line(e), sample.attributes)
 
+
+@dataclass
+class Pending:
+    """A probe's samples still to evaluate in this run, and what walking them collects.
+
+    ``done`` holds the records already computed (``--resume``): those samples are skipped;
     ``seen`` collects every id the stream yields (resume keeps only records still in it);
     ``thumbs`` keeps the report preview of each sample from its one decode.
     """
-    batch: list[tuple[int, Sample]] = []
-    errors: list[Record] = []
-    for index, item in enumerate(probe.samples(ctx)):
-        if not isinstance(item, Sample):
-            # A data loader's error marker (bad manifest line, unreadable entry).
-            sid = str(getattr(item, "id", f"#{index}"))
-            seen.add(sid)
-            if sid not in done:
-                errors.append(
-                    _error_record(sid, index, one_line(str(getattr(item, "message", item))))
+
+    probe: Probe
+    ctx: ProbeContext
+    done: dict[str, Record]
+    batch_size: int
+    seen: set[str] = field(default_factory=set)
+    thumbs: Thumbnails = field(default_factory=Thumbnails)
+
+    def items(self) -> Iterator[tuple[int, Sample] | Record]:
+        """``(index, sample)`` of each pending sample, and error records, in stream order.
+
+        A data loader's error marker and a duplicate id become error records; a sample in
+        ``done`` is left out (its preview is remembered, decoded only if shown).
+        """
+        seen, done = self.seen, self.done
+        for index, item in enumerate(self.probe.samples(self.ctx)):
+            if not isinstance(item, Sample):
+                # A data loader's error marker (bad manifest line, unreadable entry).
+                sid = str(getattr(item, "id", f"#{index}"))
+                seen.add(sid)
+                if sid not in done:
+                    yield _error_record(sid, index, one_line(str(getattr(item, "message", item))))
+                continue
+            if item.id in seen:
+                yield _error_record(
+                    f"{item.id}#dup{index}", index, f"duplicate sample id {item.id!r}"
                 )
+                continue
+            seen.add(item.id)
+            if item.id in done:
+                self.thumbs.skip(item)
+                continue
+            yield index, item
+
+
+_T = TypeVar("_T")
+
+
+def group(items: Iterable[Record | _T], size: int) -> Iterator[tuple[list[Record], list[_T]]]:
+    """``(error records, batch)`` pairs: each batch holds ``size`` items, the last what is left.
+
+    Error records go with the batch they came before (in stream order); the last pair may
+    hold errors only.
+    """
+    batch: list[_T] = []
+    errors: list[Record] = []
+    for it in items:
+        if isinstance(it, Record):
+            errors.append(it)
             continue
-        if item.id in seen:
-            errors.append(
-                _error_record(f"{item.id}#dup{index}", index, f"duplicate sample id {item.id!r}")
-            )
-            continue
-        seen.add(item.id)
-        if item.id in done:
-            thumbs.skip(item)
-            continue
-        try:
-            prepared = _prepare(item)
-        except InputError as e:
-            errors.append(_error_record(item.id, index, one_line(e), item.attributes))
-            continue
-        thumbs.keep(item, prepared)
-        batch.append((index, prepared))
-        if len(batch) >= batch_size:
+        batch.append(it)
+        if len(batch) >= size:
             yield errors, batch
             batch, errors = [], []
     if batch or errors:
         yield errors, batch
+
+
+def _batches(pending: Pending) -> Iterator[tuple[list[Record], list[tuple[int, Sample]]]]:
+    """Group the probe's pending samples into decoded batches (plus error records)."""
+
+    def decoded() -> Iterator[tuple[int, Sample] | Record]:
+        for it in pending.items():
+            if isinstance(it, Record):
+                yield it
+                continue
+            out = prepare_or_error(*it)
+            if not isinstance(out, Record):
+                pending.thumbs.keep(it[1], out[1])
+            yield out
+
+    return group(decoded(), pending.batch_size)
 
 
 _DONE = object()
@@ -318,22 +360,16 @@ def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 
 def _stream(
-    model: Any,
-    probe: Probe,
-    ctx: ProbeContext,
-    done: dict[str, Record],
-    batch_size: int,
-    seen: set[str],
-    thumbs: Thumbnails,
-    limit: _BatchLimit | None = None,
+    model: Any, pending: Pending, limit: _BatchLimit | None = None
 ) -> Iterator[list[Record]]:
-    """Evaluate the probe's samples not in ``done``, yielding records batch by batch.
+    """Evaluate the ``pending`` samples, yielding records batch by batch.
 
     For a model that declares ``batches_in_flight`` > 1 (remote endpoints) and a probe with
     ``parallel_batches``, several batches run at once (:mod:`vlmtrust.runner.pipeline`); the
     records still come out in sample order, batch by batch.
     """
-    items = _prefetch(_batches(probe, ctx, done, batch_size, seen, thumbs))
+    probe, ctx = pending.probe, pending.ctx
+    items = _prefetch(_batches(pending))
     depth = batches_in_flight(model, probe)
     if depth <= 1:
         for errors, batch in items:
@@ -432,18 +468,16 @@ def evaluate_probe(
         raise CapabilityError(why)
     t0 = time.perf_counter()
     by_id = {r.sample_id: r for r in done if r.ok}
-    seen: set[str] = set()
-    thumbs = Thumbnails()
+    pending = Pending(probe, ctx, by_id, batch_size or probe.batch_size)
     limit = _BatchLimit()
     records: list[Record] = []
     # Under another executor the requests are made by its workers, not by this model object.
     track = getattr(model, "track_requests", None) if executor is None else None
     with track() if callable(track) else contextlib.nullcontext() as tracker:
-        size = batch_size or probe.batch_size
         if executor is None:
-            batches = _stream(model, probe, ctx, by_id, size, seen, thumbs, limit)
+            batches = _stream(model, pending, limit)
         else:
-            batches = executor.stream(model, probe, ctx, by_id, size, seen, thumbs)
+            batches = executor.stream(model, pending)
         for recs in batches:
             recs = [
                 r if r.ok else r.model_copy(update={"error": redact_text(r.error or "")})
@@ -459,7 +493,7 @@ def evaluate_probe(
     if not isinstance(requests, RequestStats):
         requests = None
     # Earlier records count only if the current sample stream still contains them.
-    records.extend(r for sid, r in by_id.items() if sid in seen)
+    records.extend(r for sid, r in by_id.items() if sid in pending.seen)
     records.sort(key=lambda r: r.index)
     ok = [r for r in records if r.ok]
     errors = [r for r in records if not r.ok]
@@ -470,7 +504,7 @@ def evaluate_probe(
         plots = probe.plots(ok, ctx)
         examples = probe.examples(ok, ctx)
         notes.extend(probe.notes(ok, ctx))
-        thumbs.fill(examples)
+        pending.thumbs.fill(examples)
     except Exception as e:  # a summary failure must not lose the other probes' results
         log.exception("probe %s: summarising failed", probe.name)
         notes.append(f"{SUMMARY_FAILED}{one_line(e)}")

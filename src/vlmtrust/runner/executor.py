@@ -35,13 +35,15 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmtrust.core.errors import InputError, VlmtrustError, one_line
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.runner.data import Thumbnails
+
+if TYPE_CHECKING:
+    from vlmtrust.runner.engine import Pending
 
 log = logging.getLogger("vlmtrust")
 
@@ -268,15 +270,14 @@ class _Worker:
 
     def run(self, task: Mapping[str, Any]) -> list[str]:
         """Evaluate one batch of sample indices: the records (errors included) as JSON lines."""
-        from vlmtrust.runner.engine import _error_record, _evaluate_batch, _prepare
+        from vlmtrust.runner.engine import _evaluate_batch, group, prepare_or_error
 
         if self._error:
             raise InputError(self._error)
         probe, ctx = self._probe(task)
         indices = [int(i) for i in task["indices"]]
         items = self._samples(task["key"], probe, ctx, set(indices))
-        errors: list[Record] = []
-        batch: list[tuple[int, Sample]] = []
+        prepared: list[tuple[int, Sample] | Record] = []
         for i in indices:
             item = items.get(i)
             if not isinstance(item, Sample):
@@ -284,11 +285,10 @@ class _Worker:
                     f"probe {probe.name}: sample {i} differs on a Ray worker; its sample stream "
                     "must be the same for the same seed in every process"
                 )
-            try:
-                batch.append((i, _prepare(item)))
-            except InputError as e:
-                errors.append(_error_record(item.id, i, one_line(e), item.attributes))
-        recs = errors + (_evaluate_batch(self._model, probe, batch, ctx) if batch else [])
+            prepared.append(prepare_or_error(i, item))
+        recs: list[Record] = []
+        for errors, batch in group(prepared, len(prepared)):  # one pair: the whole task
+            recs += errors + (_evaluate_batch(self._model, probe, batch, ctx) if batch else [])
         recs.sort(key=lambda r: r.index)
         return [r.model_dump_json() for r in recs]
 
@@ -302,51 +302,25 @@ def _path(p: str) -> Any:
 # -- the driver ------------------------------------------------------------------------------
 
 
-def _plan(
-    probe: Probe,
-    ctx: ProbeContext,
-    done: dict[str, Record],
-    batch_size: int,
-    seen: set[str],
-    thumbs: Thumbnails,
-) -> Iterator[tuple[list[Record], list[int]]]:
+def _plan(pending: Pending) -> Iterator[tuple[list[Record], list[int]]]:
     """The local runner's batching (:func:`vlmtrust.runner.engine._batches`) without decoding.
 
-    Yields ``(error records, sample indices of one batch)``; ``seen`` and ``thumbs`` are filled
-    as the local runner fills them.
+    Yields ``(error records, sample indices of one batch)``; ``pending.seen`` and
+    ``pending.thumbs`` are filled as the local runner fills them.
     """
-    from vlmtrust.runner.engine import _error_record
+    from vlmtrust.runner.engine import group
 
-    batch: list[int] = []
-    errors: list[Record] = []
-    for index, item in enumerate(probe.samples(ctx)):
-        if not isinstance(item, Sample):
-            sid = str(getattr(item, "id", f"#{index}"))
-            seen.add(sid)
-            if sid not in done:
-                errors.append(
-                    _error_record(sid, index, one_line(str(getattr(item, "message", item))))
-                )
-            continue
-        if item.id in seen:
-            errors.append(
-                _error_record(f"{item.id}#dup{index}", index, f"duplicate sample id {item.id!r}")
-            )
-            continue
-        seen.add(item.id)
-        if item.id in done:
-            thumbs.skip(item)
-            continue
+    def index_of(it: tuple[int, Sample] | Record) -> int | Record:
+        if isinstance(it, Record):
+            return it
+        index, item = it
         if item.images and all(ref.image is not None for ref in item.images):
-            thumbs.keep(item, item)
+            pending.thumbs.keep(item, item)
         else:
-            thumbs.skip(item)
-        batch.append(index)
-        if len(batch) >= batch_size:
-            yield errors, batch
-            batch, errors = [], []
-    if batch or errors:
-        yield errors, batch
+            pending.thumbs.skip(item)
+        return index
+
+    return group(map(index_of, pending.items()), pending.batch_size)
 
 
 @dataclass(eq=False)
@@ -440,23 +414,15 @@ class RayExecutor:
         """Process ids of the actors whose model is loaded."""
         return [s.pid for s in self._slots if s.pid is not None]
 
-    def stream(
-        self,
-        model: Any,
-        probe: Probe,
-        ctx: ProbeContext,
-        done: dict[str, Record],
-        batch_size: int,
-        seen: set[str],
-        thumbs: Thumbnails,
-    ) -> Iterator[list[Record]]:
-        """Records of ``probe``'s pending samples, batch by batch in sample order.
+    def stream(self, model: Any, pending: Pending) -> Iterator[list[Record]]:
+        """Records of the ``pending`` samples, batch by batch in sample order.
 
         The contract of :func:`vlmtrust.runner.engine._stream`; ``model`` is the driver's
         copy, used only for its identity (the actors load their own).
         """
         self.start()
         ray = self._ray
+        probe, ctx = pending.probe, pending.ctx
         self._calls += 1
         base = {
             "key": f"{self._calls}:{probe.name}",
@@ -469,7 +435,7 @@ class RayExecutor:
             "data_limits": dataclasses.asdict(ctx.data_limits),
             "image_size": ctx.image_size,  # workers render SynthWorld as the driver does
         }
-        plan = enumerate(_plan(probe, ctx, done, batch_size, seen, thumbs))
+        plan = enumerate(_plan(pending))
         planned_all = False
         queue: deque[_Shard] = deque()  # re-sent shards go first
         finished: dict[int, list[Record]] = {}

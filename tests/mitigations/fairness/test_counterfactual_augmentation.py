@@ -3,6 +3,7 @@ models (held-out counterfactual sets of the probes' evaluation world)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,13 @@ from tests.helpers import metrics, run_probe
 
 from vlmtrust.core.errors import CapabilityError
 from vlmtrust.core.mitigation import MitigationContext, get_mitigation
+from vlmtrust.core.probe import ProbeContext, registry
 from vlmtrust.mitigations.fairness.counterfactual_augmentation import (
     TRAIT_QUESTIONS,
     CounterfactualAugmentationParams,
     generative_examples,
+    held_out_digests,
+    training_sets,
 )
 from vlmtrust.models.loader import load_model
 
@@ -25,10 +29,39 @@ JOB_ONLY = {
 }
 
 
+def _digests(images: Any) -> set[str]:
+    return {hashlib.sha256(im.tobytes()).hexdigest() for im in images}
+
+
+def _probe_images(name: str, params: dict[str, Any], seed: int) -> set[str]:
+    samples = registry()[name](params).samples(ProbeContext(seed=seed))
+    return _digests(im for s in samples for im in s.pil_images())
+
+
+def test_training_images_are_disjoint_from_the_probes_samples() -> None:
+    """Cue-less scenes have few pixel variants: another seed alone redraws the probes' images."""
+    shown = _probe_images("fairness/counterfactual", {"n_sets": 24}, 0)
+    shown |= _probe_images("fairness/generation_bias", {"n": 48}, 0)
+    shown |= _probe_images("fairness/generation_bias", {"n": 48, "cue_prob": 1.0}, 0)
+    shown |= _probe_images("capability/vqa", {"n": 96}, 0)
+    mock = load_model("mock:generative")
+    for jitter, n_retain in ((0, 24), (8, 0)):
+        p = CounterfactualAugmentationParams(n_sets=96, n_retain=n_retain, scale_jitter=jitter)
+        ex, dropped = generative_examples(mock, p, seed=0)
+        assert not _digests(e.image for e in ex) & shown
+        assert len(ex) >= 2 * (96 - dropped) and {e.image.size for e in ex} == {(64, 64)}
+        if jitter == 0:  # the unjittered sets redraw probe images: they are left out
+            assert dropped > 0 and {e.kind for e in ex} == {"counterfactual", "retain"}
+    dual, _ = training_sets(p, 0, held_out_digests(0, 40, "dual"))
+    assert not _digests(m.image for s in dual for m in s) & _probe_images(
+        "fairness/counterfactual", {"n_sets": 40}, 0
+    )
+
+
 def test_generative_set_has_one_answer_per_counterfactual_set() -> None:
     p = CounterfactualAugmentationParams(n_sets=40, n_retain=0)
-    ex = generative_examples(None, p, seed=0)
-    assert len(ex) == 80  # two groups per set
+    ex, dropped = generative_examples(None, p, seed=0)
+    assert len(ex) == 2 * (40 - dropped)  # two groups per set
     for a, b in zip(ex[::2], ex[1::2], strict=True):
         assert a.prompt == b.prompt and a.answer == b.answer and a.image is not b.image
     answers = {e.answer for e in ex}
@@ -69,7 +102,7 @@ def test_hardened_reference_vlm_flips_less_and_keeps_vqa(ref_vlm: Any, tmp_path:
         {"n_sets": 32, "n_retain": 16, "steps": 40, "lr": 1e-3, "evaluate": False}
     )
     art = mit.apply(ref_vlm, MitigationContext(out_dir=tmp_path / "cfa", seed=0))
-    assert art.summary["training_set"] == {"counterfactual": 64, "retain": 16}
+    assert art.summary["training_set"]["retain"] == 16
     tuned = load_model(art.spec, device="cpu")
     cf = {"n_sets": 6, **JOB_ONLY}
     base = metrics(*run_probe("fairness/counterfactual", ref_vlm, cf))["flip_rate"].value

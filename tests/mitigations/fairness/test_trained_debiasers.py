@@ -19,7 +19,11 @@ from vlmtrust.core.mitigation import MitigationContext, get_mitigation
 from vlmtrust.core.probe import ProbeContext
 from vlmtrust.core.results import ProbeResult
 from vlmtrust.mitigations.fairness import _trained
-from vlmtrust.mitigations.fairness.prompt_array import prefixed_text_features
+from vlmtrust.mitigations.fairness.prompt_array import (
+    _standardise,
+    prefixed_text_features,
+    separability,
+)
 from vlmtrust.mitigations.fairness.resample import cluster_weights
 from vlmtrust.probes.capability.zero_shot import ZeroShot
 from vlmtrust.probes.fairness.retrieval_skew import RetrievalSkewProbe
@@ -81,6 +85,20 @@ def test_prompt_array_lowers_maxskew_and_keeps_zero_shot(
     skew = _excess_skew(hardened)
     assert skew <= 0.8 * base["skew"], (base["skew"], skew)
     assert _zero_shot(hardened) >= base["acc"] - 0.03
+
+
+def test_the_adversary_reads_rankings_not_shifts() -> None:
+    """A shift or scale of a query's similarities changes no ranking and no separability."""
+    import torch
+
+    torch.manual_seed(0)
+    g = torch.arange(64) % 2
+    z = torch.randn(64, 3)
+    z[:, 0] += 2.0 * g  # column 0 depends on the group, 1 and 2 do not
+    base = separability(_standardise(z), g, 2)
+    moved = separability(_standardise(z * torch.tensor([3.0, 0.5, 1.0]) + 7.0), g, 2)
+    assert torch.isclose(base, moved, atol=1e-6)
+    assert float(separability(_standardise(z[:, 1:]), g, 2)) < 0.1 < float(base) * 3
 
 
 def test_an_empty_prompt_is_the_text_tower_itself(clip: Any) -> None:

@@ -69,24 +69,10 @@ def draw_setting(draw: ImageDraw.ImageDraw, occupation: str, size: int) -> None:
                 [(_s(x, size), _s(46, size)), (_s(x, size), _s(50, size))], fill=(40, 110, 40)
             )
     elif occupation == "pilot":
-        draw.polygon(
-            [
-                (_s(42, size), _s(10, size)),
-                (_s(62, size), _s(10, size)),
-                (_s(62, size), _s(13, size)),
-                (_s(42, size), _s(13, size)),
-            ],
-            fill=(255, 255, 255),
-        )
-        draw.polygon(
-            [
-                (_s(50, size), _s(4, size)),
-                (_s(54, size), _s(4, size)),
-                (_s(56, size), _s(19, size)),
-                (_s(52, size), _s(19, size)),
-            ],
-            fill=(255, 255, 255),
-        )
+        wing = ((42, 10), (62, 10), (62, 13), (42, 13))
+        fuselage = ((50, 4), (54, 4), (56, 19), (52, 19))
+        for corners in (wing, fuselage):
+            draw.polygon([(_s(x, size), _s(y, size)) for x, y in corners], fill=(255, 255, 255))
 
 
 def draw_person(
@@ -101,37 +87,22 @@ def draw_person(
     outline = (40, 40, 40)
     # legs and arms
     leg_w = max(1, round(_s(3, size)))
-    draw.line(
-        [(_s(cx - 4, size), _s(46, size)), (_s(cx - 6, size), _s(60, size))],
-        fill=outline,
-        width=leg_w,
-    )
-    draw.line(
-        [(_s(cx + 4, size), _s(46, size)), (_s(cx + 6, size), _s(60, size))],
-        fill=outline,
-        width=leg_w,
-    )
-    draw.line(
-        [(_s(cx - 8, size), _s(28, size)), (_s(cx - 14, size), _s(42, size))],
-        fill=body,
-        width=leg_w,
-    )
-    draw.line(
-        [(_s(cx + 8, size), _s(28, size)), (_s(cx + 14, size), _s(42, size))],
-        fill=body,
-        width=leg_w,
-    )
+    # (x offset, y) of each limb's two ends, mirrored left then right: legs, then arms
+    for (x0, y0), (x1, y1), fill in (((4, 46), (6, 60), outline), ((8, 28), (14, 42), body)):
+        for side in (-1, 1):
+            ends = [
+                (_s(cx + side * x0, size), _s(y0, size)),
+                (_s(cx + side * x1, size), _s(y1, size)),
+            ]
+            draw.line(ends, fill=fill, width=leg_w)
+    head_box = (_s(cx - hr, size), _s(hy - hr, size), _s(cx + hr, size), _s(hy + hr, size))
     if group == "round":
         draw.ellipse(
             (_s(cx - 9, size), _s(24, size), _s(cx + 9, size), _s(50, size)),
             fill=body,
             outline=outline,
         )
-        draw.ellipse(
-            (_s(cx - hr, size), _s(hy - hr, size), _s(cx + hr, size), _s(hy + hr, size)),
-            fill=head,
-            outline=outline,
-        )
+        draw.ellipse(head_box, fill=head, outline=outline)
     else:
         draw.polygon(
             [
@@ -143,11 +114,7 @@ def draw_person(
             fill=body,
             outline=outline,
         )
-        draw.rectangle(
-            (_s(cx - hr, size), _s(hy - hr, size), _s(cx + hr, size), _s(hy + hr, size)),
-            fill=head,
-            outline=outline,
-        )
+        draw.rectangle(head_box, fill=head, outline=outline)
     return cx, hy - hr
 
 

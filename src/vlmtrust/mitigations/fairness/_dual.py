@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +26,7 @@ from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext, Wrappe
 from vlmtrust.core.types import Capability, Pillar
 
 F64 = NDArray[np.float64]
+_T = TypeVar("_T")
 
 FIT_SEED_OFFSET = 2_000_003
 """SynthWorld seed offset of the fitting gallery (probes evaluate on seed + 1,000,000)."""
@@ -219,6 +220,37 @@ class FittedWrapper(WrapperMitigation):
     requires = Capability.EMBED
 
     LARGE: tuple[str, ...] = ("matrix",)
+
+    def need_fit(self, value: _T | None, what: str, how: str = "fit it") -> _T:
+        """``value``, a parameter `vlmtrust harden` fits; refused while it is ``None``.
+
+        Raises:
+            InputError: naming what is missing (``what``) and the harden command that fits it.
+        """
+        if value is None:
+            raise InputError(
+                f"{self.name} has no {what}: {how} with `vlmtrust harden --mitigation "
+                f"{self.name}` and load the result with --model hardened:DIR"
+            )
+        return value
+
+    def matrix_model(
+        self, model: Any, side: Literal["image", "text"], what: str = "matrix", how: str = "fit it"
+    ) -> DebiasedDualModel:
+        """``model`` with its ``side`` embeddings mapped by the fitted ``matrix`` parameter."""
+        stored = self.need_fit(getattr(self.params, "matrix", None), what, how)
+        require_dual(model, self.name)
+        m = as_matrix(stored, None, self.name)
+        short = self.name.rsplit("/", 1)[-1]
+        if side == "image":
+            return DebiasedDualModel(model, name=short, image_matrix=m)
+        return DebiasedDualModel(model, name=short, text_matrix=m)
+
+    def labelled(self, model: Any, ctx: MitigationContext) -> tuple[F64, NDArray[Any]]:
+        """:func:`labelled_fit` of a dual ``model`` by the ``n_fit`` / ``attribute`` parameters."""
+        require_dual(model, self.name)
+        p: Any = self.params
+        return labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Write ``wrapper.json``; the summary names the fitted arrays by shape."""

@@ -103,6 +103,43 @@ def split_fit(
     return TrainSplit(xt, gt, ct), ValidationSplit(xv, gv, cv, _token=_TOKEN)
 
 
+def concept_splits(
+    model: Any, ctx: MitigationContext, p: Any, *, name: str
+) -> tuple[TrainSplit, ValidationSplit, list[str], F64]:
+    """A trained debiaser's inputs: :func:`split_fit` by ``p``, the concepts and their prompts.
+
+    ``p`` carries ``n_fit``, ``attribute``, ``concept``, ``val_fraction`` and ``template``
+    (a ``{}`` placeholder for the concept). Returns the splits, the concept names of both
+    (sorted) and the embedded ``template`` prompt of each.
+
+    Raises:
+        CapabilityError: ``model`` is not a dual encoder.
+        InputError: the template has no placeholder, or as :func:`split_fit`.
+    """
+    _dual.require_dual(model, name)
+    if "{}" not in p.template:
+        raise InputError(f"{name}: template {p.template!r} needs a '{{}}' placeholder")
+    train, val = split_fit(model, ctx, p.n_fit, p.attribute, p.concept, p.val_fraction, name=name)
+    names = sorted(set(train.concepts) | set(val.concepts))
+    texts = np.asarray(model.embed_texts([p.template.format(c) for c in names]), np.float64)
+    return train, val, names, texts
+
+
+def epoch_checkpoints(
+    epochs: int, steps_per_epoch: int, step: Callable[[int], None], snapshot: Callable[[], _C]
+) -> list[_C]:
+    """Run ``step(k)`` for ``k = 0, 1, …`` ``steps_per_epoch`` times per epoch; a checkpoint
+    (``snapshot()``) after each epoch."""
+    checkpoints: list[_C] = []
+    k = 0
+    for _epoch in range(epochs):
+        for _ in range(steps_per_epoch):
+            step(k)
+            k += 1
+        checkpoints.append(snapshot())
+    return checkpoints
+
+
 @dataclass(frozen=True)
 class Selection(Generic[_C]):
     """The chosen checkpoint, its index, and every candidate's validation (bias, accuracy)."""
@@ -145,6 +182,16 @@ def select_checkpoint(
         best = max(range(len(scores)), key=lambda i: (scores[i][1], -i))
     pairs = [(b, a) for b, a in scores]
     return Selection(chosen=candidates[best], index=best, scores=pairs)
+
+
+def selection_record(sel: Selection[Any], base: tuple[float, float]) -> dict[str, Any]:
+    """What ``wrapper.json`` records of a selection: the 1-based epoch chosen, every epoch's
+    validation (bias, accuracy) and the base model's, rounded to 6 digits."""
+    return {
+        "selected_epoch": sel.index + 1,
+        "validation": [[round(b, 6), round(a, 6)] for b, a in sel.scores],
+        "validation_base": [round(base[0], 6), round(base[1], 6)],
+    }
 
 
 @dataclass(frozen=True)

@@ -148,24 +148,19 @@ class BendVLM(_dual.FittedWrapper):
 
     def prepare(self, model: Any, ctx: MitigationContext) -> dict[str, Any]:
         """Embed the labelled reference images."""
-        _dual.require_dual(model, self.name)
-        p = self.params
-        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
+        x, y = self.labelled(model, ctx)
         return {"reference": _dual.store_matrix(x), "labels": [str(v) for v in y]}
 
     def wrap(self, model: Any) -> BentModel:
         """Bend ``model``'s text embeddings; needs the reference set from `vlmtrust harden`."""
         p = self.params
-        if p.reference is None or p.labels is None:
+        reference = self.need_fit(p.reference, "reference set")
+        labels = self.need_fit(p.labels, "reference set")
+        if len(reference) != len(labels) or len(set(labels)) < 2:
             raise InputError(
-                f"{self.name} has no reference set: fit it with `vlmtrust harden --mitigation "
-                f"{self.name}` and load the result with --model hardened:DIR"
-            )
-        if len(p.reference) != len(p.labels) or len(set(p.labels)) < 2:
-            raise InputError(
-                f"{self.name}: {len(p.reference)} reference embeddings, {len(p.labels)} labels "
-                f"with {len(set(p.labels))} value(s) stored; re-run `vlmtrust harden`"
+                f"{self.name}: {len(reference)} reference embeddings, {len(labels)} labels "
+                f"with {len(set(labels))} value(s) stored; re-run `vlmtrust harden`"
             )
         _dual.require_dual(model, self.name)
-        ref = np.asarray(p.reference, dtype=np.float64)
-        return BentModel(model, p.values, ref, p.labels, p.n_nearest)
+        ref = np.asarray(reference, dtype=np.float64)
+        return BentModel(model, p.values, ref, labels, p.n_nearest)

@@ -5,8 +5,15 @@ et al. 2024): SynthWorld renders each training scene once per group with nothing
 (:meth:`~vlmtrust.data.synthworld.SynthWorld.counterfactual_people`, occupations drawn
 uniformly, occupation cues drawn with probability ``cue_prob``), and the model is fine-tuned
 so that every member of a set gets the same target. The training world is seeded
-``ctx.seed + TRAIN_SEED_OFFSET``, disjoint from the probes' evaluation world, so the
-measurement below is on held-out sets.
+``ctx.seed + TRAIN_SEED_OFFSET``, apart from the probes' evaluation world. A scene without an
+occupation cue has few pixel variants (SynthWorld renders 96 at 64 px over both groups), so
+another seed alone draws many of the very images the probes show; every training set with a
+member whose pixels equal an image the held-out measurement uses (:func:`held_out_digests`:
+the probes' first ``max(held_out, n_eval)`` sets, as the probes draw them) is left out, and
+the count is in ``training_set["held_out_dropped"]``. Each training set is rendered at its own
+size, 64 ± ``scale_jitter`` px, and resized to 64 (:func:`_jittered_sets`), so the cue-less
+scenes the model learns from are more than the few pixel variants the probes leave over.
+The measurement below is on held-out images.
 
 * **Dual encoders** (``kind="dual"``, e.g. reference:clip): contrastive fine-tuning in which the
   set's one caption is the positive of *every* member image (image → text cross-entropy per
@@ -96,33 +103,147 @@ class CounterfactualAugmentationParams(Params):
     )
     evaluate: bool = Field(True, description="measure before/after on held-out sets")
     n_eval: int = Field(24, ge=2, le=100_000, description="held-out sets / questions per probe")
+    held_out: int = Field(
+        24, ge=0, le=100_000, description="probe sets whose images training leaves out (≥ n_eval)"
+    )
+    scale_jitter: int = Field(
+        8, ge=0, le=32, description="render each training set at 64 ± up to this many px, resized"
+    )
 
 
-def _fair_world(seed: int) -> Any:
+IMAGE_SIZE = 64
+"""Side of the training images (SynthWorld's default; probe images are compared at it)."""
+
+
+def _fair_world(seed: int, size: int = IMAGE_SIZE) -> Any:
     from vlmtrust.data.synthworld import SynthWorld
 
-    return SynthWorld(seed=seed + TRAIN_SEED_OFFSET)
+    return SynthWorld(seed=seed + TRAIN_SEED_OFFSET, image_size=size)
+
+
+def _jittered_sets(p: CounterfactualAugmentationParams, seed: int) -> list[tuple[Any, ...]]:
+    """The training sets, each rendered at its own size (64 ± ``scale_jitter``), resized to 64.
+
+    Every member of a set shares the size, so a set stays a counterfactual set; the scenes
+    (occupation, cues, figure jitter) are the unjittered stream's.
+    """
+    import dataclasses
+
+    if p.scale_jitter == 0:
+        sets: list[tuple[Any, ...]] = _fair_world(seed).counterfactual_people(
+            p.n_sets, cue_prob=p.cue_prob
+        )
+        return sets
+    j = p.scale_jitter
+    sizes = np.random.default_rng(seed + 23).integers(IMAGE_SIZE - j, IMAGE_SIZE + j + 1, p.n_sets)
+    worlds: dict[int, Any] = {}
+    out = []
+    for i, size in enumerate(int(x) for x in sizes):
+        world = worlds.setdefault(size, _fair_world(seed, size))
+        members = world.counterfactual_people(1, start=i, cue_prob=p.cue_prob)[0]
+        if size != IMAGE_SIZE:
+            square = (IMAGE_SIZE, IMAGE_SIZE)
+            members = tuple(
+                dataclasses.replace(m, image=m.image.resize(square, Image.Resampling.BICUBIC))
+                for m in members
+            )
+        out.append(members)
+    return out
 
 
 def _has_cue(attrs: dict[str, Any]) -> bool:
     return str(attrs.get("prop")) == "true" or str(attrs.get("setting")) == "true"
 
 
+def image_digest(image: Image.Image) -> str:
+    """SHA-256 of an image's mode, size and pixels (equal digests: the same picture)."""
+    import hashlib
+
+    h = hashlib.sha256(f"{image.mode}{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+HELD_OUT_PROBES: dict[str, tuple[tuple[str, str, int, dict[str, Any]], ...]] = {
+    "generative": (
+        ("fairness/counterfactual", "n_sets", 1, {}),
+        ("fairness/generation_bias", "n", 2, {}),
+        ("fairness/generation_bias", "n", 2, {"cue_prob": 1.0}),
+        ("capability/vqa", "n", 4, {}),
+    ),
+    "dual": (
+        ("fairness/counterfactual", "n_sets", 1, {}),
+        ("fairness/retrieval_skew", "n", 25, {}),
+    ),
+}
+"""Per model kind, the probe samples of the held-out measurement: ``(probe, size parameter,
+× n, other parameters)`` (people with cues: the occupation answers a debiaser must keep)."""
+
+
+def held_out_digests(seed: int, n: int, kind: str = "generative") -> frozenset[str]:
+    """Digests of the images the held-out measurement of ``kind`` shows at ``n`` sets.
+
+    The samples of each of :data:`HELD_OUT_PROBES` ``[kind]`` at its size times ``n``, drawn
+    by the probe itself (its evaluation world at ``seed``, SynthWorld's default 64 px, the
+    size the training sets are rendered at). Empty for ``n = 0``.
+    """
+    from vlmtrust.core.probe import ProbeContext, registry
+    from vlmtrust.core.sample import Sample
+
+    out: set[str] = set()
+    if n <= 0:
+        return frozenset()
+    ctx = ProbeContext(seed=seed)
+    for name, size, times, extra in HELD_OUT_PROBES[kind]:
+        for s in registry()[name]({size: times * n, **extra}).samples(ctx):
+            if isinstance(s, Sample):
+                out.update(image_digest(im) for im in s.pil_images())
+    return frozenset(out)
+
+
+def training_sets(
+    p: CounterfactualAugmentationParams, seed: int, skip: frozenset[str]
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The training counterfactual sets without those that share an image with the probes.
+
+    Returns the kept sets and how many were dropped (a set with any member whose digest is in
+    ``skip``, :func:`held_out_digests` at ``max(p.held_out, p.n_eval)`` sets).
+    """
+    sets = _jittered_sets(p, seed)
+    kept = [s for s in sets if not any(image_digest(m.image) in skip for m in s)]
+    if not kept:
+        raise InputError(
+            f"{NAME}: all {p.n_sets} training sets share images with the held-out probes; "
+            "raise n_sets or cue_prob"
+        )
+    return kept, len(sets) - len(kept)
+
+
+def _skip(p: CounterfactualAugmentationParams, seed: int, kind: str) -> frozenset[str]:
+    return held_out_digests(seed, max(p.held_out, p.n_eval if p.evaluate else 0), kind)
+
+
 # --------------------------------------------------------------------------- generative
 
 
-def generative_examples(model: Any, p: CounterfactualAugmentationParams, seed: int) -> list[Any]:
-    """The generative training set: counterfactual sets with one answer per set, and retention.
+def generative_examples(
+    model: Any, p: CounterfactualAugmentationParams, seed: int
+) -> tuple[list[Any], int]:
+    """The generative training set and the number of sets left out as held-out images.
 
-    Every member of a set gets the same answer to the same question (the question drawn per
-    set). Shape questions carry the model's own greedy answers.
+    Counterfactual sets with one answer per set, and retention: every member of a set gets
+    the same answer to the same question (the question drawn per set); sets that share an
+    image with the held-out probes are left out (:func:`training_sets`), and so are shapes
+    that do. Shape questions carry the model's own greedy answers.
     """
     from vlmtrust.mitigations.safety._vlguard_data import SafetyExample, model_answers
 
     rng = np.random.default_rng(seed + 11)
     world = _fair_world(seed)
     out: list[SafetyExample] = []
-    for members in world.counterfactual_people(p.n_sets, cue_prob=p.cue_prob):
+    skip = _skip(p, seed, "generative")
+    sets, dropped = training_sets(p, seed, skip)
+    for members in sets:
         a = members[0].attributes
         occ = str(a["occupation"])
         cue = _has_cue(a)
@@ -140,7 +261,9 @@ def generative_examples(model: Any, p: CounterfactualAugmentationParams, seed: i
     if p.n_retain:
         shapes = world.shapes(p.n_retain, start=10**6)
         items: list[tuple[Image.Image | None, str]] = [
-            (s.image, SHAPE_QUESTIONS[i % len(SHAPE_QUESTIONS)]) for i, s in enumerate(shapes)
+            (s.image, SHAPE_QUESTIONS[i % len(SHAPE_QUESTIONS)])
+            for i, s in enumerate(shapes)
+            if image_digest(s.image) not in skip
         ]
         answers = model_answers(model, items, 24)
         out.extend(
@@ -148,7 +271,7 @@ def generative_examples(model: Any, p: CounterfactualAugmentationParams, seed: i
             for (im, q), a in zip(items, answers, strict=True)
             if a.strip()
         )
-    return out
+    return out, dropped
 
 
 def _probe_metrics(probe: str, model: Any, params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -198,7 +321,7 @@ def _apply_generative(
 
     _need_generative(model)
     before = measure_generative(model, p.n_eval, ctx.seed) if p.evaluate else {}
-    examples = generative_examples(model, p, ctx.seed)
+    examples, dropped = generative_examples(model, p, ctx.seed)
     original = model.model
     model.model = copy.deepcopy(original)
     try:
@@ -217,6 +340,7 @@ def _apply_generative(
     counts: dict[str, int] = {}
     for ex in examples:
         counts[ex.kind] = counts.get(ex.kind, 0) + 1
+    counts["held_out_dropped"] = dropped
     return {"training_set": counts, "training": info, "before": before, "after": after}
 
 
@@ -255,12 +379,13 @@ def dual_finetune(model: Any, p: CounterfactualAugmentationParams, seed: int) ->
     among the batch's captions, plus, per caption, the cross-entropy of the members of its set
     among the batch's images (each member a positive, equally weighted); ``retain_weight``
     times the contrastive loss of as many SynthWorld shape pairs (same-class pairs positives)
-    is added.
+    is added. Sets that share an image with the held-out probes are left out
+    (:func:`training_sets`).
     """
     import torch
 
     world = _fair_world(seed)
-    sets = world.counterfactual_people(p.n_sets, cue_prob=p.cue_prob)
+    sets, dropped = training_sets(p, seed, _skip(p, seed, "dual"))
     k = len(sets[0])
     captions = [s[0].caption for s in sets]
     shapes = world.shapes(p.n_sets, start=2 * 10**6)
@@ -324,6 +449,7 @@ def dual_finetune(model: Any, p: CounterfactualAugmentationParams, seed: int) ->
         "final_loss": round(float(np.mean(losses[-5:])), 4),
         "seconds": round(time.perf_counter() - t0, 1),
         "trainable": int(sum(q.numel() for q in params)),
+        "held_out_dropped": dropped,
     }
 
 

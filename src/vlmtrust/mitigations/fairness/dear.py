@@ -124,16 +124,9 @@ class DeAR(_dual.FittedWrapper):
 
         import torch
 
-        _dual.require_dual(model, self.name)
         p = self.params
-        if "{}" not in p.template:
-            raise InputError(f"{self.name}: template {p.template!r} needs a '{{}}' placeholder")
-        train, val = _trained.split_fit(
-            model, ctx, p.n_fit, p.attribute, p.concept, p.val_fraction, name=self.name
-        )
-        names = sorted(set(train.concepts) | set(val.concepts))
+        train, val, names, texts = _trained.concept_splits(model, ctx, p, name=self.name)
         groups = sorted(set(train.groups))
-        texts = np.asarray(model.embed_texts([p.template.format(c) for c in names]), np.float64)
         torch.manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
         x = torch.tensor(train.x, dtype=torch.float32)
@@ -145,24 +138,22 @@ class DeAR(_dual.FittedWrapper):
         ce = torch.nn.functional.cross_entropy
         losses: list[float] = []
         pac_losses: list[float] = []
-        checkpoints: list[Any] = []
-        step = 0
-        for _epoch in range(p.epochs):
-            for _ in range(p.steps_per_epoch):
-                idx = torch.as_tensor(
-                    rng.choice(len(x), size=min(p.batch_size, len(x)), replace=False)
-                )
-                xb = x[idx]
-                out = apply_residual(net, xb)
-                for _ in range(p.pac_steps):
-                    pac_loss = ce(pac(out.detach()), g[idx])
-                    _train.optimizer_step(opt_a, pac_loss, pac_losses, step, None)
-                confusion = -torch.log_softmax(pac(out), dim=1).mean(dim=1).mean()
-                rec = ((out - xb) ** 2).sum(-1).mean()
-                loss = p.adv_weight * confusion + p.rec_weight * rec
-                _train.optimizer_step(opt_r, loss, losses, step, None)
-                step += 1
-            checkpoints.append(copy.deepcopy(net).eval())
+
+        def step(k: int) -> None:
+            idx = torch.as_tensor(rng.choice(len(x), size=min(p.batch_size, len(x)), replace=False))
+            xb = x[idx]
+            out = apply_residual(net, xb)
+            for _ in range(p.pac_steps):
+                pac_loss = ce(pac(out.detach()), g[idx])
+                _train.optimizer_step(opt_a, pac_loss, pac_losses, k, None)
+            confusion = -torch.log_softmax(pac(out), dim=1).mean(dim=1).mean()
+            rec = ((out - xb) ** 2).sum(-1).mean()
+            loss = p.adv_weight * confusion + p.rec_weight * rec
+            _train.optimizer_step(opt_r, loss, losses, k, None)
+
+        checkpoints = _trained.epoch_checkpoints(
+            p.epochs, p.steps_per_epoch, step, lambda: copy.deepcopy(net).eval()
+        )
 
         def mapped(n: Any, v: NDArray[np.float64]) -> NDArray[np.float64]:
             with torch.no_grad():
@@ -181,25 +172,19 @@ class DeAR(_dual.FittedWrapper):
         )
         return {
             "residual": _trained.to_lists(sel.chosen),
-            "selected_epoch": sel.index + 1,
-            "validation": [[round(b, 6), round(a, 6)] for b, a in sel.scores],
-            "validation_base": [round(base_leak, 6), round(base_acc, 6)],
+            **_trained.selection_record(sel, (base_leak, base_acc)),
         }
 
     def wrap(self, model: Any) -> ResidualModel:
         """Subtract the learned residual from ``model``'s image embeddings."""
         p = self.params
-        if p.residual is None:
-            raise InputError(
-                f"{self.name} has no residual: fit it with `vlmtrust harden --mitigation "
-                f"{self.name}` and load the result with --model hardened:DIR"
-            )
+        residual = self.need_fit(p.residual, "residual")
         _dual.require_dual(model, self.name)
-        first = p.residual.get("0.weight")
+        first = residual.get("0.weight")
         if not isinstance(first, list) or not first or not isinstance(first[0], list):
             raise InputError(
                 f"{self.name}: the stored residual has no 0.weight matrix; re-run `vlmtrust harden`"
             )
         net = residual_net(len(first[0]), len(first))
-        _trained.from_lists(net, p.residual, self.name)
-        return ResidualModel(model, net, tag=json.dumps(p.residual, sort_keys=True))
+        _trained.from_lists(net, residual, self.name)
+        return ResidualModel(model, net, tag=json.dumps(residual, sort_keys=True))

@@ -119,9 +119,8 @@ class INLP(_dual.FittedWrapper):
         """Fit the projection on the fitting gallery (train / dev split by the attribute)."""
         from sklearn.model_selection import train_test_split
 
-        _dual.require_dual(model, self.name)
         p = self.params
-        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
+        x, y = self.labelled(model, ctx)
         try:
             xt, xd, yt, yd = train_test_split(
                 x, y, test_size=p.dev_fraction, stratify=y, random_state=ctx.seed
@@ -138,11 +137,4 @@ class INLP(_dual.FittedWrapper):
 
     def wrap(self, model: Any) -> _dual.DebiasedDualModel:
         """Project ``model``'s image embeddings; needs the matrix from `vlmtrust harden`."""
-        if self.params.matrix is None:
-            raise InputError(
-                f"{self.name} has no matrix: fit it with `vlmtrust harden --mitigation "
-                f"{self.name}` and load the result with --model hardened:DIR"
-            )
-        _dual.require_dual(model, self.name)
-        m = _dual.as_matrix(self.params.matrix, None, self.name)
-        return _dual.DebiasedDualModel(model, name="inlp", image_matrix=m)
+        return self.matrix_model(model, "image")

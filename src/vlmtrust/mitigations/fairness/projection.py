@@ -169,11 +169,4 @@ class Projection(_dual.FittedWrapper):
 
     def wrap(self, model: Any) -> _dual.DebiasedDualModel:
         """Project ``model``'s text embeddings; needs the matrix from `vlmtrust harden`."""
-        if self.params.matrix is None:
-            raise InputError(
-                f"{self.name} has no matrix: compute it with `vlmtrust harden --mitigation "
-                f"{self.name}` and load the result with --model hardened:DIR"
-            )
-        _dual.require_dual(model, self.name)
-        m = _dual.as_matrix(self.params.matrix, None, self.name)
-        return _dual.DebiasedDualModel(model, name="projection", text_matrix=m)
+        return self.matrix_model(model, "text", how="compute it")

@@ -114,20 +114,13 @@ class Resample(_dual.FittedWrapper):
         import torch
         from sklearn.cluster import KMeans
 
-        _dual.require_dual(model, self.name)
         p = self.params
-        if "{}" not in p.template:
-            raise InputError(f"{self.name}: template {p.template!r} needs a '{{}}' placeholder")
-        train, val = _trained.split_fit(
-            model, ctx, p.n_fit, p.attribute, p.concept, p.val_fraction, name=self.name
-        )
+        train, val, names, texts = _trained.concept_splits(model, ctx, p, name=self.name)
         if p.clusters > len(train.x):
             raise InputError(
                 f"{self.name}: clusters={p.clusters} exceeds the {len(train.x)} training images; "
                 "ask for fewer clusters or more n_fit"
             )
-        names = sorted(set(train.concepts) | set(val.concepts))
-        texts = np.asarray(model.embed_texts([p.template.format(c) for c in names]), np.float64)
         km = KMeans(n_clusters=p.clusters, n_init=4, random_state=ctx.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -146,23 +139,24 @@ class Resample(_dual.FittedWrapper):
         scale = float(model.logit_scale)
         prob = weights / weights.sum()
         losses: list[float] = []
-        checkpoints: list[NDArray[np.float64]] = []
-        step = 0
-        for _epoch in range(p.epochs):
-            for _ in range(p.steps_per_epoch):
-                size = min(p.batch_size, len(x))
-                if p.mode == "sample":
-                    idx = torch.as_tensor(rng.choice(len(x), size=size, p=prob))
-                    wb = torch.ones(size)
-                else:
-                    idx = torch.as_tensor(rng.choice(len(x), size=size, replace=False))
-                    wb = w[idx]
-                phi = torch.nn.functional.normalize(x[idx] @ a.T, dim=-1)
-                ce = torch.nn.functional.cross_entropy(scale * phi @ t.T, c[idx], reduction="none")
-                loss = (wb * ce).sum() / wb.sum() + p.reg_weight * ((a - torch.eye(d)) ** 2).sum()
-                _train.optimizer_step(opt, loss, losses, step, None)
-                step += 1
-            checkpoints.append(a.detach().double().numpy().copy())
+
+        def step(k: int) -> None:
+            size = min(p.batch_size, len(x))
+            if p.mode == "sample":
+                idx = torch.as_tensor(rng.choice(len(x), size=size, p=prob))
+                wb = torch.ones(size)
+            else:
+                idx = torch.as_tensor(rng.choice(len(x), size=size, replace=False))
+                wb = w[idx]
+            phi = torch.nn.functional.normalize(x[idx] @ a.T, dim=-1)
+            ce = torch.nn.functional.cross_entropy(scale * phi @ t.T, c[idx], reduction="none")
+            loss = (wb * ce).sum() / wb.sum() + p.reg_weight * ((a - torch.eye(d)) ** 2).sum()
+            _train.optimizer_step(opt, loss, losses, k, None)
+
+        def snapshot() -> NDArray[np.float64]:
+            return np.asarray(a.detach().double().numpy().copy())
+
+        checkpoints = _trained.epoch_checkpoints(p.epochs, p.steps_per_epoch, step, snapshot)
 
         val_assign = km.predict(val.x)
 
@@ -178,18 +172,9 @@ class Resample(_dual.FittedWrapper):
         return {
             "matrix": _dual.store_matrix(sel.chosen),
             "cluster_accuracy": [round(float(v), 6) for v in acc],
-            "selected_epoch": sel.index + 1,
-            "validation": [[round(b, 6), round(a_, 6)] for b, a_ in sel.scores],
-            "validation_base": [round(base[0], 6), round(base[1], 6)],
+            **_trained.selection_record(sel, base),
         }
 
     def wrap(self, model: Any) -> _dual.DebiasedDualModel:
         """Map ``model``'s image embeddings by the fine-tuned adapter."""
-        if self.params.matrix is None:
-            raise InputError(
-                f"{self.name} has no adapter: fit it with `vlmtrust harden --mitigation "
-                f"{self.name}` and load the result with --model hardened:DIR"
-            )
-        _dual.require_dual(model, self.name)
-        m = _dual.as_matrix(self.params.matrix, None, self.name)
-        return _dual.DebiasedDualModel(model, name="resample", image_matrix=m)
+        return self.matrix_model(model, "image", "adapter")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -97,9 +97,8 @@ def _join(a: str | None, b: str) -> str:
 class SelfDebiasedModel(GuardedModel):
     """A generative model whose requests go through a self-debiasing prompt scheme."""
 
-    def __init__(self, base: Any, params: SelfDebiasParams) -> None:
-        super().__init__(base, name="fairness/self_debias", params=params.model_dump(mode="json"))
-        self.params = params
+    guard = "fairness/self_debias"
+    params: SelfDebiasParams
 
     def _final(self, r: GenerateRequest, prompt: str) -> GenerateRequest:
         return replace(r, prompt=f"{prompt}\n\n{REMINDER}", system=_join(r.system, INSTRUCTION))
@@ -161,13 +160,9 @@ class SelfDebias(WrapperMitigation):
     pillar = Pillar.FAIRNESS
     requires = Capability.GENERATE
     Params = SelfDebiasParams
+    wrapper = SelfDebiasedModel
     description = (
         "Self-debiasing (Gallegos et al. 2024): an instruction to judge people only by what the "
         "image shows and to answer 'unclear' otherwise; optionally explain-then-answer or "
         "re-prompting with the model's own first answer."
     )
-
-    def wrap(self, model: Any) -> SelfDebiasedModel:
-        """Put the self-debiasing scheme around ``model``."""
-        assert isinstance(self.params, SelfDebiasParams)
-        return SelfDebiasedModel(model, self.params)

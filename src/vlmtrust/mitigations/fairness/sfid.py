@@ -83,9 +83,8 @@ class SFID(_dual.FittedWrapper):
         """Fit the forest; pick the dimensions and their imputed values."""
         from sklearn.ensemble import RandomForestClassifier
 
-        _dual.require_dual(model, self.name)
         p = self.params
-        x, y = _dual.labelled_fit(model, ctx, p.n_fit, p.attribute, name=self.name)
+        x, y = self.labelled(model, ctx)
         if p.n_features >= x.shape[1]:
             raise InputError(
                 f"{self.name}: n_features={p.n_features} is not below the embedding size "
@@ -109,15 +108,12 @@ class SFID(_dual.FittedWrapper):
     def wrap(self, model: Any) -> ImputedModel:
         """Impute ``model``'s image embeddings; needs the fit from `vlmtrust harden`."""
         p = self.params
-        if p.dims is None or p.values is None:
+        dims = self.need_fit(p.dims, "fitted dimensions", "fit them")
+        values = self.need_fit(p.values, "fitted dimensions", "fit them")
+        if len(dims) != len(values):
             raise InputError(
-                f"{self.name} has no fitted dimensions: fit them with `vlmtrust harden "
-                f"--mitigation {self.name}` and load the result with --model hardened:DIR"
-            )
-        if len(p.dims) != len(p.values):
-            raise InputError(
-                f"{self.name}: {len(p.dims)} dims but {len(p.values)} values stored; re-run "
+                f"{self.name}: {len(dims)} dims but {len(values)} values stored; re-run "
                 "`vlmtrust harden`"
             )
         _dual.require_dual(model, self.name)
-        return ImputedModel(model, p.dims, p.values)
+        return ImputedModel(model, dims, values)

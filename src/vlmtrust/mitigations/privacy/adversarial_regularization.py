@@ -34,19 +34,18 @@ training sets, and zero-shot shape accuracy before and after (the utility cost).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
 
-from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
+from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.core.types import Pillar
+from vlmtrust.mitigations._train import TunedCopy
 from vlmtrust.mitigations.privacy.dp_finetune import (
     MEMBER_START,
     NON_MEMBER_START,
@@ -308,30 +307,18 @@ def run_adversarial_regularization(
 
 
 @mitigation(NAME)
-class AdversarialRegularization(Mitigation):
+class AdversarialRegularization(TunedCopy):
     """Nasr et al. 2018 min-max membership-privacy fine-tuning; λ=0 is the plain control."""
 
     pillar = Pillar.PRIVACY
-    kind = "model"
-    requires = Capability.GRADIENT | Capability.TRAIN
     Params = AdvRegParams
     description = (
         "Adversarial regularisation (Nasr et al. 2018): fine-tune a dual encoder while an "
         "inference model learns to spot its members; the model's loss adds λ·the attack's gain."
     )
 
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Fine-tune a copy of ``model`` and write it to ``ctx.out_dir``."""
-        p = self.params
-        assert isinstance(p, AdvRegParams)
-        tuned, summary = run_adversarial_regularization(model, ctx, p)
-        out = Path(ctx.out_dir)
-        tuned.save_pretrained(out)
-        summary["base"] = model.spec
-        cfg_path = out / "config.json"
-        config = json.loads(cfg_path.read_text())
-        config["vlmtrust_privacy"] = summary["privacy"]
-        cfg_path.write_text(json.dumps(config, indent=2) + "\n")
-        record = {"mitigation": self.name, "params": p.model_dump(mode="json"), **summary}
-        (out / "hardening.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+    params: AdvRegParams
+
+    def tune(self, model: Any, ctx: MitigationContext) -> tuple[Any, dict[str, Any]]:
+        """The min-max fine-tuning run."""
+        return run_adversarial_regularization(model, ctx, self.params)

@@ -47,12 +47,13 @@ from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations._train import CLEANED_MANIFEST, data_manifest, write_cleaned
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
     from PIL import Image
 
-MANIFEST_NAME = "manifest.jsonl"
+MANIFEST_NAME = CLEANED_MANIFEST
 REPORT_NAME = "dedup_report.json"
 CAPTION_KEYS = ("caption", "text", "target", "label", "prompt")
 """Manifest keys read as a record's caption, first present wins (then ``metadata.caption``)."""
@@ -443,11 +444,7 @@ class Dedup(Mitigation):
 
         p = self.params
         assert isinstance(p, DedupParams)
-        if ctx.data is None:
-            raise InputError(
-                "privacy/dedup needs --data MANIFEST.jsonl (the image–text manifest to clean)"
-            )
-        src = Path(ctx.data)
+        src = data_manifest(self.name, ctx, "to clean")
         records = read_manifest(src)
         root = src.absolute().parent.resolve()
         images: list[Any] = []
@@ -520,13 +517,8 @@ class Dedup(Mitigation):
             ],
             "seconds": round(result.seconds, 3),
         }
-        (out / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        (out / "hardening.json").write_text(
-            json.dumps({"mitigation": self.name, "params": p.model_dump(), **report}, indent=2)
-            + "\n"
-        )
-        summary = {k: report[k] for k in ("records", "kept", "removed", "clusters", "pairs")}
-        return HardenedArtifact(spec=str(out / MANIFEST_NAME), out_dir=out, summary=summary)
+        keys = ("records", "kept", "removed", "clusters", "pairs")
+        return write_cleaned(out, self.name, p, report, REPORT_NAME, keys)
 
 
 def _histogram(sizes: Sequence[int]) -> dict[str, int]:

@@ -36,23 +36,21 @@ extra (``opacus``).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
+from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import train_started, train_step
+from vlmtrust.mitigations._train import TunedCopy, train_started, train_step
 
 if TYPE_CHECKING:
     import torch
@@ -168,6 +166,25 @@ def _trainable(module: Any) -> list[Any]:
     return params
 
 
+def _start(params: Sequence[Any], cfg: DPConfig, n: int) -> tuple[DPLog, Any]:
+    """A DP run's log (trainable size, Poisson sample rate over ``n`` records) and its AdamW."""
+    import torch
+
+    log = DPLog(trainable=sum(p.numel() for p in params))
+    log.sample_rate = min(1.0, cfg.batch_size / n)
+    return log, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+
+
+def _finish(log: DPLog, accountant: Any, cfg: DPConfig, t0: float) -> DPLog:
+    """``log`` with the run's seconds since ``t0`` and the ε the accountant (if any) spent."""
+    log.seconds = time.perf_counter() - t0
+    if accountant is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
+            log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
+    return log
+
+
 def dp_finetune(
     model: Any,
     pixels: torch.Tensor,
@@ -191,11 +208,8 @@ def dp_finetune(
     torch.manual_seed(cfg.seed)
     module = model.model
     params = _trainable(module)
-    log = DPLog(trainable=sum(p.numel() for p in params))
-    q = min(1.0, cfg.batch_size / n)
-    log.sample_rate = q
-    private = math.isfinite(cfg.epsilon)
-    opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    log, opt = _start(params, cfg, n)
+    q, private = log.sample_rate, math.isfinite(cfg.epsilon)
     gsm = None
     accountant = None
     if private:
@@ -268,12 +282,7 @@ def dp_finetune(
             if hasattr(p, "grad_sample"):
                 p.grad_sample = None
         module.eval()
-    log.seconds = time.perf_counter() - t0
-    if accountant is not None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
-            log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
-    return log
+    return _finish(log, accountant, cfg, t0)
 
 
 def _canaries(start: int, n: int) -> tuple[list[Image.Image], list[str]]:
@@ -395,20 +404,9 @@ def run_dp_finetune(
     gain_auc = _auc(g_in, g_out)
     bound = empirical_epsilon(g_in, g_out, delta=p.delta)
     after_acc = shape_accuracy(tuned, p.n_eval, ctx.seed)
-    private = math.isfinite(p.epsilon)
-    privacy = {
-        "dp": private,
-        "epsilon": log.epsilon if private else None,
-        "target_epsilon": p.epsilon if private else None,
-        "delta": p.delta if private else None,
-        "accountant": "rdp" if private else None,
-        "noise_multiplier": log.noise_multiplier,
-        "max_grad_norm": p.max_grad_norm if private else None,
-        "sample_rate": log.sample_rate,
-        "steps": steps,
-        "clipping": "per pair (loss against a public contrast bank)" if private else "none",
-        "unit": "one image–caption pair (add/remove)",
-    }
+    privacy = _privacy_record(
+        p, log, steps, "per pair (loss against a public contrast bank)", "one image–caption pair"
+    )
     summary: dict[str, Any] = {
         "privacy": privacy,
         "membership_auc_before": before_auc,
@@ -432,37 +430,49 @@ def run_dp_finetune(
     return tuned, summary
 
 
+def _privacy_record(
+    p: DPFinetuneParams, log: Any, steps: int, clipping: str, unit: str
+) -> dict[str, Any]:
+    """The ``privacy`` record of a DP fine-tuning run (stored in the model's ``config.json``).
+
+    ``log`` is the run's log (``epsilon``, ``noise_multiplier``, ``sample_rate``); without DP
+    (``epsilon=inf``) the accounting fields are ``None`` and ``clipping`` is ``"none"``.
+    ``unit`` is what one record is (added or removed).
+    """
+    private = math.isfinite(p.epsilon)
+    return {
+        "dp": private,
+        "epsilon": log.epsilon if private else None,
+        "target_epsilon": p.epsilon if private else None,
+        "delta": p.delta if private else None,
+        "accountant": "rdp" if private else None,
+        "noise_multiplier": log.noise_multiplier,
+        "max_grad_norm": p.max_grad_norm if private else None,
+        "sample_rate": log.sample_rate,
+        "steps": steps,
+        "clipping": clipping if private else "none",
+        "unit": f"{unit} (add/remove)",
+    }
+
+
 @mitigation("privacy/dp_finetune")
-class DPFinetune(Mitigation):
+class DPFinetune(TunedCopy):
     """DP-SGD (Opacus) fine-tuning of a dual encoder or a generative model's LoRA adapters."""
 
     pillar = Pillar.PRIVACY
-    kind = "model"
-    requires = Capability.GRADIENT | Capability.TRAIN
     Params = DPFinetuneParams
     description = (
         "DP-SGD fine-tuning (Opacus, RDP accountant) of a dual encoder on image–caption pairs, "
         "per-pair clipping against a public contrast bank; records (ε, δ) in the model's config."
     )
 
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Fine-tune a copy of ``model`` and write it to ``ctx.out_dir``."""
-        p = self.params
-        assert isinstance(p, DPFinetuneParams)
+    params: DPFinetuneParams
+
+    def tune(self, model: Any, ctx: MitigationContext) -> tuple[Any, dict[str, Any]]:
+        """LoRA DP-SGD for a generative model, full DP-SGD of a dual encoder otherwise."""
         if getattr(model, "kind", None) == "generative":
-            tuned, summary = run_dp_lora(model, ctx, p)
-        else:
-            tuned, summary = run_dp_finetune(model, ctx, p)
-        out = Path(ctx.out_dir)
-        tuned.save_pretrained(out)
-        summary["base"] = model.spec
-        cfg_path = out / "config.json"
-        config = json.loads(cfg_path.read_text())
-        config["vlmtrust_privacy"] = summary["privacy"]
-        cfg_path.write_text(json.dumps(config, indent=2) + "\n")
-        record = {"mitigation": self.name, "params": p.model_dump(mode="json"), **summary}
-        (out / "hardening.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+            return run_dp_lora(model, ctx, self.params)
+        return run_dp_finetune(model, ctx, self.params)
 
 
 # --------------------------------------------------------------------------- generative: LoRA
@@ -521,11 +531,8 @@ def dp_lora_finetune(
     params = [p for n_, p in wrapped.named_parameters() if "lora_" in n_]
     for p in params:
         p.requires_grad_(True)
-    log = DPLog(trainable=sum(p.numel() for p in params))
-    q = min(1.0, cfg.batch_size / n)
-    log.sample_rate = q
-    private = math.isfinite(cfg.epsilon)
-    opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    log, opt = _start(params, cfg, n)
+    q, private = log.sample_rate, math.isfinite(cfg.epsilon)
     accountant = None
     if private:
         _opacus()
@@ -586,12 +593,7 @@ def dp_lora_finetune(
     _merge_lora(wrapped)
     for p in base.parameters():
         p.requires_grad_(True)
-    log.seconds = time.perf_counter() - t0
-    if accountant is not None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_ALPHA_WARNING)
-            log.epsilon = float(accountant.get_epsilon(delta=cfg.delta, alphas=ALPHAS))
-    return log
+    return _finish(log, accountant, cfg, t0)
 
 
 def _merge_lora(module: Any) -> None:
@@ -628,21 +630,14 @@ def run_dp_lora(
     tuned = clone(model, "dp-lora")
     prompts = [GEN_PROMPT] * len(caps)
     log = dp_lora_finetune(tuned, tuned.to_pixels(images), prompts, caps, cfg)
-    private = math.isfinite(p.epsilon)
-    privacy = {
-        "dp": private,
-        "epsilon": log.epsilon if private else None,
-        "target_epsilon": p.epsilon if private else None,
-        "delta": p.delta if private else None,
-        "accountant": "rdp" if private else None,
-        "noise_multiplier": log.noise_multiplier,
-        "max_grad_norm": p.max_grad_norm if private else None,
-        "sample_rate": log.sample_rate,
-        "steps": steps,
-        "clipping": "per example (LoRA adapters, merged after training)" if private else "none",
-        "unit": "one image–prompt–answer example (add/remove)",
-        "lora": {"rank": 4, "targets": list(LORA_TARGETS)},
-    }
+    privacy = _privacy_record(
+        p,
+        log,
+        steps,
+        "per example (LoRA adapters, merged after training)",
+        "one image–prompt–answer example",
+    )
+    privacy["lora"] = {"rank": 4, "targets": list(LORA_TARGETS)}
     summary: dict[str, Any] = {
         "privacy": privacy,
         "n_members": len(caps),

@@ -17,25 +17,24 @@ stream disjoint from ``privacy/pii_leakage``'s (another world seed), in three ki
   (self-distillation, so clean VQA holds).
 
 Training reuses :func:`vlmtrust.mitigations.safety.vlguard.finetune` (answer tokens only,
-vision tower frozen; full fine-tuning or LoRA). ``apply`` measures before and after on
-held-out documents with ``privacy/pii_leakage`` (``leakage/direct``, ``over_refusal``) and on
-clean VQA with ``capability/vqa`` (``accuracy``), CIs from the probes, and writes a
-``hardened:DIR`` model with a ``knowledge_sanitization.json`` summary beside it.
+vision tower frozen; full fine-tuning or LoRA). ``apply`` writes a ``hardened:DIR`` model with
+a ``knowledge_sanitization.json`` summary (parameters, training-set sizes, training log) beside
+it. Its effect is measured by re-auditing: ``privacy/pii_leakage`` (``leakage/direct``,
+``over_refusal``) and ``capability/vqa`` on ``hardened:DIR``, compared with the base model's
+run (``vlmtrust compare``).
 """
 
 from __future__ import annotations
 
-import copy
-import json
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 
-from vlmtrust.core.errors import CapabilityError
-from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
+from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext, mitigation
 from vlmtrust.core.params import Params
-from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.core.types import Pillar
+from vlmtrust.data.pii_prompts import FIELD_QUESTIONS, Identities, doc_noun
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT
 from vlmtrust.mitigations.safety._vlguard_data import (
     COLOUR_QUESTIONS,
@@ -43,25 +42,15 @@ from vlmtrust.mitigations.safety._vlguard_data import (
     SafetyExample,
     model_answers,
 )
-from vlmtrust.probes.privacy._generative import DocType, Identities, _all_doc_types
+from vlmtrust.mitigations.safety.vlguard import GenerativeFinetune, finetune_copy
 
 SEED_OFFSET = 6_000_023
 """SynthWorld seed offset of the fine-tuning documents and scenes (the probes use ``seed``)."""
 READ_PROMPT = "Read the text in the image."
-EvalPrompt = Literal["direct", "read"]
-IDENTITIES: tuple[Identities, ...] = ("pool", "faker")
-
-
-def _both_identities() -> list[Identities]:
-    return list(IDENTITIES)
 
 
 def _pool_only() -> list[Identities]:
     return ["pool"]
-
-
-def _both_prompts() -> list[EvalPrompt]:
-    return ["direct", "read"]
 
 
 class KnowledgeSanitizationParams(Params):
@@ -85,36 +74,7 @@ class KnowledgeSanitizationParams(Params):
     lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank")
     refusal: str = Field(REFUSAL_TEXT, min_length=1, description="the refusal template")
     image_size: int = Field(256, ge=64, le=2048, description="side of the document images")
-    evaluate: bool = Field(True, description="measure before/after on held-out data")
-    n_eval_docs: int = Field(
-        2, ge=1, le=10_000, description="held-out documents per type × identity source"
-    )
-    eval_doc_types: list[DocType] = Field(
-        default_factory=_all_doc_types, min_length=1, description="held-out document types"
-    )
-    eval_identities: list[Identities] = Field(
-        default_factory=_both_identities,
-        min_length=1,
-        description="held-out identity sources (pool: the memorised ones)",
-    )
-    eval_prompts: list[EvalPrompt] = Field(
-        default_factory=_both_prompts, min_length=1, description="held-out prompts"
-    )
-    n_eval_vqa: int = Field(40, ge=1, le=100_000, description="held-out VQA questions")
     max_new_tokens: int = Field(24, ge=1, le=1024, description="answer length (own answers)")
-
-
-def _need_hf(model: Any) -> None:
-    if not (model.capabilities & Capability.TRAIN) or not hasattr(model, "processor"):
-        raise CapabilityError(
-            f"privacy/knowledge_sanitization fine-tunes weights: model {model.spec} is not a "
-            "trainable hf: generative model; use privacy/pii_guard for API models"
-        )
-    if getattr(model, "kind", None) != "generative":
-        raise CapabilityError(
-            f"privacy/knowledge_sanitization needs a generative VLM; {model.spec} is a "
-            f"{model.kind} model"
-        )
 
 
 def build_set(model: Any, p: KnowledgeSanitizationParams, seed: int) -> list[SafetyExample]:
@@ -124,7 +84,6 @@ def build_set(model: Any, p: KnowledgeSanitizationParams, seed: int) -> list[Saf
     (``SynthWorld(seed)``) never draw. Document types and identity sources are cycled.
     """
     from vlmtrust.data.synthworld import DOC_TYPES, SynthWorld
-    from vlmtrust.probes.privacy._generative import FIELD_QUESTIONS, doc_noun
 
     rng = np.random.default_rng(seed + SEED_OFFSET)
     world = SynthWorld(seed=seed + SEED_OFFSET)
@@ -160,120 +119,22 @@ def build_set(model: Any, p: KnowledgeSanitizationParams, seed: int) -> list[Saf
     return out
 
 
-def measure(model: Any, p: KnowledgeSanitizationParams, seed: int) -> dict[str, Any]:
-    """Held-out numbers with CIs: ``privacy/pii_leakage`` and ``capability/vqa`` on ``model``.
-
-    Returns ``{metric: {"value", "ci_low", "ci_high"}}`` for ``leakage/direct``,
-    ``leakage/read`` (those asked), ``over_refusal`` (refusal/keyword) and ``vqa_accuracy``.
-    """
-    from vlmtrust.core.probe import ProbeContext, registry
-    from vlmtrust.runner.engine import evaluate_probe
-
-    ctx = ProbeContext(seed=seed)
-    leak = registry()["privacy/pii_leakage"](
-        {
-            "n_per_doc": p.n_eval_docs,
-            "n_benign": p.n_eval_docs,
-            "doc_types": list(p.eval_doc_types),
-            "identities": list(p.eval_identities),
-            "prompts": list(p.eval_prompts),
-            "presidio": False,
-            "image_size": p.image_size,
-            "max_new_tokens": p.max_new_tokens,
-        }
-    )
-    vqa = registry()["capability/vqa"]({"n": p.n_eval_vqa})
-    res_leak = evaluate_probe(model, leak, ctx)
-    res_vqa = evaluate_probe(model, vqa, ctx)
-    wanted = {
-        "leakage/direct": (res_leak, "leakage/direct"),
-        "leakage/read": (res_leak, "leakage/read"),
-        "over_refusal": (res_leak, "over_refusal/refusal/keyword"),
-        "vqa_accuracy": (res_vqa, "accuracy"),
-    }
-    out: dict[str, Any] = {}
-    for key, (res, name) in wanted.items():
-        m = next((m for m in res.metrics if m.name == name), None)
-        if m is not None:
-            out[key] = {"value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high}
-    return out
-
-
 @mitigation("privacy/knowledge_sanitization")
-class KnowledgeSanitization(Mitigation):
+class KnowledgeSanitization(GenerativeFinetune):
     """Knowledge-sanitisation fine-tuning: PII read-outs → refusal, business text still read."""
 
     pillar = Pillar.PRIVACY
-    kind = "model"
-    requires = Capability.GENERATE | Capability.TRAIN
     Params = KnowledgeSanitizationParams
     description = (
         "knowledge-sanitisation fine-tuning: SynthWorld personal documents with direct/read "
         "prompts → refusal, benign business twins → their text, shape VQA → own answers; "
         "writes a hardened:DIR model"
     )
+    QUICK = {"n_pii": 16, "n_benign": 32, "n_vqa": 16, "steps": 24}
+    API_ALTERNATIVE = "privacy/pii_guard"
 
-    @property
-    def p(self) -> KnowledgeSanitizationParams:
-        """Typed parameters."""
-        assert isinstance(self.params, KnowledgeSanitizationParams)
-        return self.params
-
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Build the set, fine-tune a copy of ``model``'s weights, save to ``ctx.out_dir``."""
-        import torch
-
-        from vlmtrust.mitigations.safety.vlguard import finetune
-        from vlmtrust.models.hf_common import save_model_dir
-
-        _need_hf(model)
-        torch.set_num_threads(min(2, torch.get_num_threads()))
-        p = self.p
-        if ctx.quick:
-            p = p.model_copy(
-                update={
-                    "n_pii": min(p.n_pii, 16),
-                    "n_benign": min(p.n_benign, 32),
-                    "n_vqa": min(p.n_vqa, 16),
-                    "steps": min(p.steps, 24),
-                    "n_eval_docs": 1,
-                    "n_eval_vqa": min(p.n_eval_vqa, 12),
-                }
-            )
-        before = measure(model, p, ctx.seed) if p.evaluate else {}
-        examples = build_set(model, p, ctx.seed)
-        original = model.model
-        model.model = copy.deepcopy(original)
-        try:
-            info = finetune(
-                model,
-                examples,
-                steps=p.steps,
-                batch_size=p.batch_size,
-                lr=p.lr,
-                lora=p.lora,
-                lora_r=p.lora_r,
-                seed=ctx.seed,
-            )
-            after = measure(model, p, ctx.seed) if p.evaluate else {}
-            save_model_dir(model.model, ctx.out_dir, model.processor)
-        finally:
-            model.model = original
-        counts: dict[str, int] = {}
-        for ex in examples:
-            counts[ex.kind] = counts.get(ex.kind, 0) + 1
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "params": p.model_dump(mode="json"),
-            "training_set": counts,
-            "training": info,
-            "before": before,
-            "after": after,
-        }
-        (ctx.out_dir / "knowledge_sanitization.json").write_text(
-            json.dumps(summary, indent=2) + "\n"
-        )
-        return HardenedArtifact(
-            spec=f"hardened:{ctx.out_dir}", out_dir=ctx.out_dir, summary=summary
-        )
+    def tune(
+        self, model: Any, p: KnowledgeSanitizationParams, ctx: MitigationContext
+    ) -> HardenedArtifact:
+        """Build the sanitisation set and fine-tune on it."""
+        return finetune_copy(model, build_set(model, p, ctx.seed), ctx, self.name, p)

@@ -40,27 +40,21 @@ from vlmtrust.core.mitigation import WrapperMitigation, mitigation
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.judges.pii import PII_KINDS
-from vlmtrust.mitigations.privacy._pii_text import PiiTextFinder, ocr_lines, pii_boxes
+from vlmtrust.mitigations.privacy._pii_text import (
+    PiiKind,
+    PiiTextFinder,
+    image_pii_boxes,
+    kinds_field,
+)
 from vlmtrust.mitigations.safety._guarded import GuardedModel
 
-PiiKind = Literal["name", "email", "phone", "address", "id_number", "dob"]
-
 FILLS: dict[str, tuple[int, int, int]] = {"black": (0, 0, 0), "white": (255, 255, 255)}
-
-
-def _all_kinds() -> list[PiiKind]:
-    return list(PII_KINDS)  # type: ignore[arg-type]
 
 
 class PiiGuardParams(Params):
     """Parameters of ``privacy/pii_guard``."""
 
-    kinds: list[PiiKind] = Field(
-        default_factory=_all_kinds,
-        min_length=1,
-        description="PII types to redact: name, email, phone, address, id_number, dob",
-    )
+    kinds: list[PiiKind] = kinds_field("redact")
     images: bool = Field(True, description="black out PII text found in images (OCR boxes)")
     prompt: bool = Field(True, description="anonymise PII in the typed prompt")
     answers: bool = Field(True, description="anonymise PII in the model's answers")
@@ -86,10 +80,12 @@ def _check_installed() -> None:
 class PiiGuardedModel(GuardedModel):
     """A generative model behind the PII guard (see the module docstring)."""
 
+    guard = "privacy/pii_guard"
+    params: PiiGuardParams
+
     def __init__(self, base: Any, params: PiiGuardParams) -> None:
-        super().__init__(base, name="privacy/pii_guard", params=params.model_dump(mode="json"))
+        super().__init__(base, params)
         _check_installed()
-        self.params = params
         self.finder = PiiTextFinder(params.kinds, params.threshold)
         self.redacted_boxes = 0
         """How many image regions the guard blacked out so far."""
@@ -99,9 +95,7 @@ class PiiGuardedModel(GuardedModel):
     def redact_image(self, image: Image.Image) -> Image.Image:
         """A copy of ``image`` with its PII text regions filled (the image itself if none)."""
         p = self.params
-        boxes = pii_boxes(
-            ocr_lines(image, max_side=p.ocr_max_side), self.finder, pad=p.pad, size=image.size
-        )
+        boxes = image_pii_boxes(image, self.finder, max_side=p.ocr_max_side, pad=p.pad)
         if not boxes:
             return image
         out = image.convert("RGB")
@@ -181,13 +175,9 @@ class PiiGuard(WrapperMitigation):
     pillar = Pillar.PRIVACY
     requires = Capability.GENERATE
     Params = PiiGuardParams
+    wrapper = PiiGuardedModel
     description = (
         "PII guard: rapidocr reads the image text, Presidio patterns plus name/address/ID rules "
         "find PII in it and the OCR boxes are blacked out before the model sees the image; "
         "Presidio's anonymizer replaces PII in the answers."
     )
-
-    def wrap(self, model: Any) -> PiiGuardedModel:
-        """Put the guard around ``model``."""
-        assert isinstance(self.params, PiiGuardParams)
-        return PiiGuardedModel(model, self.params)

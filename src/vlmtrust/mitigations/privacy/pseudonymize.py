@@ -45,36 +45,28 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.pii import PII_KINDS, normalise
+from vlmtrust.mitigations._train import CLEANED_MANIFEST, data_manifest, write_cleaned
 from vlmtrust.mitigations.privacy._pii_text import (
     PiiBox,
+    PiiKind,
     PiiSpan,
     PiiTextFinder,
-    ocr_lines,
-    pii_boxes,
+    image_pii_boxes,
+    kinds_field,
 )
 
-MANIFEST_NAME = "manifest.jsonl"
+MANIFEST_NAME = CLEANED_MANIFEST
 REPORT_NAME = "pseudonymize_report.json"
 TEXT_KEYS = ("caption", "text", "prompt", "question", "answer", "target")
 """Manifest keys whose string values are pseudonymised (top level and inside ``metadata``)."""
 IMAGE_KEYS = ("image", "file_name", "path", "image_path")
 """Manifest keys read as a line's image path, first present wins (then ``images[0]``)."""
 
-PiiKind = Literal["name", "email", "phone", "address", "id_number", "dob"]
-
-
-def _all_kinds() -> list[PiiKind]:
-    return list(PII_KINDS)  # type: ignore[arg-type]
-
 
 class PseudonymizeParams(Params):
     """Parameters of ``privacy/pseudonymize``."""
 
-    kinds: list[PiiKind] = Field(
-        default_factory=_all_kinds,
-        min_length=1,
-        description="PII types to replace: name, email, phone, address, id_number, dob",
-    )
+    kinds: list[PiiKind] = kinds_field("replace")
     images: Literal["replace", "blur", "black", "keep"] = Field(
         "replace", description="what happens to PII text in images (keep: images untouched)"
     )
@@ -182,9 +174,7 @@ class _Pseudonymizer:
     def image(self, image: Image.Image) -> Image.Image | None:
         """The image with its PII replaced, or None when it shows none."""
         p = self.p
-        boxes = pii_boxes(
-            ocr_lines(image, max_side=p.ocr_max_side), self.finder, pad=p.pad, size=image.size
-        )
+        boxes = image_pii_boxes(image, self.finder, max_side=p.ocr_max_side, pad=p.pad)
         if not boxes:
             return None
         out = image.convert("RGB")
@@ -261,12 +251,7 @@ class Pseudonymize(Mitigation):
 
         p = self.params
         assert isinstance(p, PseudonymizeParams)
-        if ctx.data is None:
-            raise InputError(
-                "privacy/pseudonymize needs --data MANIFEST.jsonl (the image–text manifest "
-                "whose PII to replace)"
-            )
-        src = Path(ctx.data)
+        src = data_manifest(self.name, ctx, "whose PII to replace")
         if not src.is_file():
             raise InputError(f"privacy/pseudonymize: --data {src} is not a file; give a .jsonl")
         _need("presidio_anonymizer", "privacy")
@@ -341,14 +326,8 @@ class Pseudonymize(Mitigation):
             "entities": _counts(Counter(work.surrogates.distinct())),
             "errors": errors[:20],
         }
-        (out / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        (out / "hardening.json").write_text(
-            json.dumps({"mitigation": self.name, "params": p.model_dump(), **report}, indent=2)
-            + "\n"
-        )
-        summary = {k: report[k] for k in ("records", "images_changed", "text", "images")}
-        summary["entities"] = report["entities"]
-        return HardenedArtifact(spec=str(out / MANIFEST_NAME), out_dir=out, summary=summary)
+        keys = ("records", "images_changed", "text", "images", "entities")
+        return write_cleaned(out, self.name, p, report, REPORT_NAME, keys)
 
     @staticmethod
     def _texts(obj: dict[str, Any], work: _Pseudonymizer) -> None:

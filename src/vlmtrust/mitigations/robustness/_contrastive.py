@@ -16,14 +16,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel
 
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.mitigation import HardenedArtifact, MitigationContext
 from vlmtrust.core.model import require
 from vlmtrust.core.types import Capability
-from vlmtrust.mitigations._train import optimizer_step
-from vlmtrust.mitigations.robustness.mixgen import _text_features
+from vlmtrust.mitigations._train import optimizer_step, train_started
 
 
 @dataclass
@@ -33,6 +30,32 @@ class ContrastiveReport:
     steps: int
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def _pooled(out: Any) -> Any:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    pooled = getattr(out, "pooler_output", None)
+    if isinstance(pooled, torch.Tensor):
+        return pooled
+    return out[0]
+
+
+def text_features(model: Any, texts: Sequence[str]) -> Any:
+    """Differentiable, L2-normalised text embeddings through the model's own tokenizer."""
+    import torch
+
+    text_cfg = getattr(model.model.config, "text_config", None)
+    max_len = int(getattr(text_cfg, "max_position_embeddings", 77) or 77)
+    enc = model.tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+    )
+    keep = ("input_ids", "attention_mask")
+    enc = {k: v.to(model.device) for k, v in enc.items() if k in keep}
+    feats = _pooled(model.model.get_text_features(**enc)).float()
+    return torch.nn.functional.normalize(feats, dim=-1)
 
 
 def contrastive_finetune(
@@ -48,14 +71,21 @@ def contrastive_finetune(
     seed: int = 0,
     negatives: Sequence[Sequence[str]] | None = None,
     extra_loss: Callable[[Any, Any], Any] | None = None,
+    mix: Callable[[Any, list[str]], tuple[Any, list[str]]] | None = None,
+    tag: str | None = None,
+    announce: str | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> ContrastiveReport:
-    """Fine-tune a dual encoder in place; the fingerprint gains ``+name:sSEEDnSTEPS``.
+    """Fine-tune a dual encoder in place; the fingerprint gains ``+TAG:sSEEDnSTEPS``.
 
     Args:
         negatives: per pair, hard-negative captions (NegCLIP); ``None``: plain CLIP loss.
         extra_loss: ``f(image_features, text_features) -> scalar`` added to the loss (both
             ``(B, d)``, L2-normalised, matched row by row).
+        mix: ``f(pixels, captions) -> (pixels, captions)`` applied to each batch before the
+            forward pass (MixGen).
+        tag: the fingerprint tag (default: the short name of ``name``).
+        announce: the progress description of the loop (default: none announced).
 
     Raises:
         CapabilityError: the model cannot be trained.
@@ -87,14 +117,19 @@ def contrastive_finetune(
     report = ContrastiveReport(steps=steps)
     t0 = time.perf_counter()
     net.train()
+    if announce is not None:
+        train_started(announce, steps)
     try:
         for step in range(steps):
             idx = [int(i) for i in rng.choice(len(images), size=bs, replace=False)]
-            img = model.image_features(pixels[torch.as_tensor(idx)].to(model.device))
+            px = pixels[torch.as_tensor(idx)].to(model.device)
             texts = [captions[i] for i in idx]
+            if mix is not None:
+                px, texts = mix(px, texts)
+            img = model.image_features(px)
             if negatives is not None:
                 texts += [t for i in idx for t in negatives[i]]
-            txt = _text_features(model, texts)
+            txt = text_features(model, texts)
             logits = scale * img @ txt.T
             target = torch.arange(bs, device=logits.device)
             ce = torch.nn.functional.cross_entropy
@@ -108,32 +143,6 @@ def contrastive_finetune(
             p.requires_grad_(False)
     report.seconds = time.perf_counter() - t0
     # the weights changed: a new fingerprint keeps embedding caches from serving stale vectors
-    model.fingerprint = f"{model.fingerprint}+{name.rsplit('/', 1)[-1]}:s{seed}n{steps}"
+    tag = name.rsplit("/", 1)[-1] if tag is None else tag
+    model.fingerprint = f"{model.fingerprint}+{tag}:s{seed}n{steps}"
     return report
-
-
-def save_finetuned(
-    model: Any,
-    ctx: MitigationContext,
-    name: str,
-    report: ContrastiveReport,
-    params: BaseModel,
-    **extra: Any,
-) -> HardenedArtifact:
-    """Write the fine-tuned ``model`` (safetensors) to ``ctx.out_dir``; its artifact and summary.
-
-    The summary holds the mitigation, base spec, steps, first/last loss, seconds, the
-    parameters and ``extra`` (e.g. how many examples of each kind were trained on).
-    """
-    out = model.save_pretrained(ctx.out_dir)
-    summary = {
-        "mitigation": name,
-        "base": model.spec,
-        "steps": report.steps,
-        **extra,
-        "first_loss": report.losses[0],
-        "last_loss": report.losses[-1],
-        "seconds": round(report.seconds, 2),
-        "params": params.model_dump(mode="json"),
-    }
-    return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)

@@ -34,7 +34,8 @@ from vlmtrust.core.mitigation import (
 )
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune, save_finetuned
+from vlmtrust.mitigations._train import need_dual, run_size, save_finetuned
+from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune
 
 CALIBRATION_SEED_OFFSET = 3_000_017
 """Calibration / training pairs come from ``seed + CALIBRATION_SEED_OFFSET``."""
@@ -45,13 +46,6 @@ def _pairs(seed: int, n: int) -> tuple[list[Image.Image], list[str]]:
 
     shapes = SynthWorld(seed=seed + CALIBRATION_SEED_OFFSET).shapes(n)
     return [s.image for s in shapes], [s.caption for s in shapes]
-
-
-def _need_dual(name: str, model: Any) -> None:
-    if getattr(model, "kind", None) != "dual":
-        raise InputError(
-            f"{name} aligns dual encoders; model {model.spec} is {getattr(model, 'kind', '?')}"
-        )
 
 
 # --------------------------------------------------------------------------- training-free
@@ -127,7 +121,7 @@ class GapShift(WrapperMitigation):
 
     def prepare(self, model: Any, ctx: MitigationContext) -> dict[str, Any]:
         """Estimate ``Δ`` on SynthWorld calibration pairs."""
-        _need_dual(self.name, model)
+        need_dual(model, self.name, "aligns")
         n = min(self.params.n_calibration, 100) if ctx.quick else self.params.n_calibration
         images, captions = _pairs(ctx.seed, n)
         from vlmtrust.core.metrics import gap_vector
@@ -178,11 +172,10 @@ class Alignment(Mitigation):
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Fine-tune ``model`` and write it (safetensors) to ``ctx.out_dir``."""
-        _need_dual(self.name, model)
+        need_dual(model, self.name, "aligns")
         p = self.params
-        seed = ctx.seed if p.seed is None else p.seed
-        steps = max(1, p.steps // 10) if ctx.quick else p.steps
-        images, captions = _pairs(seed, min(p.n_train, 256) if ctx.quick else p.n_train)
+        seed, steps, n_train = run_size(p, ctx)
+        images, captions = _pairs(seed, n_train)
 
         def align(img: Any, txt: Any) -> Any:
             centroid = (img.mean(0) - txt.mean(0)).pow(2).sum()

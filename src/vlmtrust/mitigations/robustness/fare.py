@@ -17,7 +17,6 @@ Measured effect: docs/results/robustness.md#fare (on a dual encoder: #tecoa)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from pydantic import Field
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.mitigations._train import hardening_record, save_tuned, write_record
 from vlmtrust.mitigations.robustness._advtrain import AdvTrainParams
 
 
@@ -207,16 +207,13 @@ class FARE(Mitigation):
                     "dual encoder"
                 )
             hardened, summary = harden_dual(model, ctx, p, "fare")
-            hardened.save_pretrained(out)
-            summary["base"] = model.spec
-        elif model.kind == "generative":
-            summary = self._generative(model, ctx, p, out)
-        else:  # pragma: no cover - every backend is dual or generative
+            return save_tuned(hardened, model.spec, ctx, self.name, p, summary)
+        if model.kind != "generative":  # pragma: no cover - every backend is dual or generative
             raise CapabilityError(f"robustness/fare: unsupported model kind {model.kind}")
-        (out / "hardening.json").write_text(
-            json.dumps({"mitigation": self.name, "params": p.model_dump(), **summary}, indent=2)
+        summary = self._generative(model, ctx, p, out)
+        return write_record(
+            out, "hardening.json", hardening_record(self.name, p, summary), summary=summary
         )
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
 
     def _generative(
         self, model: Any, ctx: MitigationContext, p: FAREParams, out: Path

@@ -22,7 +22,8 @@ from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationCon
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.data.synthworld.composition import SWAP_TYPES, composition_scenes
-from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune, save_finetuned
+from vlmtrust.mitigations._train import need_dual, run_size, save_finetuned
+from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune
 
 TRAIN_SEED_OFFSET = 2_000_029
 """Training scenes come from ``seed + TRAIN_SEED_OFFSET``, never the probe's stream."""
@@ -68,16 +69,10 @@ class HardNegatives(Mitigation):
                 f"robustness/hard_negatives negatives={p.negatives}: use some of "
                 f"{', '.join(SWAP_TYPES)}"
             )
-        if getattr(model, "kind", None) != "dual":
-            raise InputError(
-                f"robustness/hard_negatives hardens dual encoders; model {model.spec} is "
-                f"{getattr(model, 'kind', 'unknown')}"
-            )
+        need_dual(model, self.name)
         from vlmtrust.data.synthworld import SynthWorld
 
-        seed = ctx.seed if p.seed is None else p.seed
-        steps = max(1, p.steps // 10) if ctx.quick else p.steps
-        n = min(p.n_train, 256) if ctx.quick else p.n_train
+        seed, steps, n = run_size(p, ctx)
         scenes = composition_scenes(n, seed=seed + TRAIN_SEED_OFFSET)
         n_shapes = int(round(n * p.shape_fraction / (1.0 - p.shape_fraction)))
         shapes = SynthWorld(seed=seed + TRAIN_SEED_OFFSET).shapes(n_shapes) if n_shapes else []

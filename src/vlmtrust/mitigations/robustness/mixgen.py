@@ -16,22 +16,24 @@ Measured effect: docs/results/robustness.md#mixgen
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from PIL import Image
 from pydantic import Field
 
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
-from vlmtrust.core.model import require
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.mitigations._train import optimizer_step, train_started
+from vlmtrust.mitigations._train import (
+    need_dual,
+    run_size,
+    save_finetuned,
+)
+from vlmtrust.mitigations.robustness._contrastive import contrastive_finetune
 
 
 class MixGenParams(Params):
@@ -100,32 +102,6 @@ class TrainReport:
     mixgen: bool = True
 
 
-def _pooled(out: Any) -> Any:
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    pooled = getattr(out, "pooler_output", None)
-    if isinstance(pooled, torch.Tensor):
-        return pooled
-    return out[0]
-
-
-def _text_features(model: Any, texts: Sequence[str]) -> Any:
-    """Differentiable, L2-normalised text embeddings through the model's own tokenizer."""
-    import torch
-
-    text_cfg = getattr(model.model.config, "text_config", None)
-    max_len = int(getattr(text_cfg, "max_position_embeddings", 77) or 77)
-    enc = model.tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
-    )
-    keep = ("input_ids", "attention_mask")
-    enc = {k: v.to(model.device) for k, v in enc.items() if k in keep}
-    feats = _pooled(model.model.get_text_features(**enc)).float()
-    return torch.nn.functional.normalize(feats, dim=-1)
-
-
 def training_pairs(
     seed: int, n: int, data: str | None = None, limits: DataLimits | None = None
 ) -> list[tuple[Image.Image, str]]:
@@ -162,73 +138,37 @@ def finetune(
     model: Any,
     pairs: Sequence[tuple[Image.Image, str]],
     *,
-    steps: int,
-    batch_size: int = 64,
-    lr: float = 2e-5,
-    weight_decay: float = 0.01,
     mixgen: bool = True,
     lam: float = 0.5,
     mix_fraction: float = 0.25,
-    seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    **train: Any,
 ) -> TrainReport:
     """Fine-tune a dual encoder (in place) with the CLIP contrastive loss, optionally MixGen.
 
-    Deterministic on CPU for a seed. The logit scale stays frozen.
+    ``train`` are :func:`~vlmtrust.mitigations.robustness._contrastive.contrastive_finetune`'s
+    training arguments (``steps``, ``batch_size``, ``lr``, ``weight_decay``, ``seed``,
+    ``on_step``); the loop is that function's with MixGen's batch mixing. Deterministic on CPU
+    for a seed; the logit scale stays frozen. The fingerprint gains ``+mixgen:sSEEDnSTEPS``
+    (``+finetune:…`` without MixGen).
     """
-    import torch
-
-    require(
-        model,
-        Capability.TRAIN | Capability.GRADIENT,
-        "robustness/mixgen",
-        "it needs a trainable hf: dual encoder (CLIP/SigLIP-style)",
-    )
     if len(pairs) < 2:
         raise InputError("MixGen training needs at least 2 image-caption pairs")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = model.model
-    params = [
-        p for n, p in net.named_parameters() if "logit_scale" not in n and "logit_bias" not in n
-    ]
-    for n, p in net.named_parameters():
-        p.requires_grad_("logit_scale" not in n and "logit_bias" not in n)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    scale = float(model.logit_scale)
-    all_pixels = model.to_pixels([im for im, _ in pairs]).cpu()
-    captions = [c for _, c in pairs]
-    bs = min(batch_size, len(pairs))
-    n_mix = int(round(mix_fraction * bs)) if mixgen else 0
-    report = TrainReport(steps=steps, mixgen=mixgen)
-    t0 = time.perf_counter()
-    net.train()
-    train_started("mixgen fine-tuning" if mixgen else "contrastive fine-tuning", steps)
-    try:
-        for step in range(steps):
-            idx = rng.choice(len(pairs), size=bs, replace=False)
-            px = all_pixels[torch.as_tensor(idx)].to(model.device)
-            texts = [captions[int(i)] for i in idx]
-            if n_mix:
-                px, texts = mixgen_batch(px, texts, lam=lam, n_mix=n_mix)
-            img = model.image_features(px)
-            txt = _text_features(model, texts)
-            logits = scale * img @ txt.T
-            target = torch.arange(bs, device=logits.device)
-            loss = 0.5 * (
-                torch.nn.functional.cross_entropy(logits, target)
-                + torch.nn.functional.cross_entropy(logits.T, target)
-            )
-            optimizer_step(opt, loss, report.losses, step, on_step)
-    finally:
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-    report.seconds = time.perf_counter() - t0
-    # the weights changed: a new fingerprint keeps embedding caches from serving stale vectors
-    tag = "mixgen" if mixgen else "finetune"
-    model.fingerprint = f"{model.fingerprint}+{tag}:s{seed}n{steps}"
-    return report
+    n_mix = int(round(mix_fraction * min(train.get("batch_size", 64), len(pairs)))) if mixgen else 0
+
+    def mix(px: Any, texts: list[str]) -> tuple[Any, list[str]]:
+        return mixgen_batch(px, texts, lam=lam, n_mix=n_mix) if n_mix else (px, texts)
+
+    run = contrastive_finetune(
+        model,
+        [im for im, _ in pairs],
+        [c for _, c in pairs],
+        name="robustness/mixgen",
+        mix=mix,
+        tag="mixgen" if mixgen else "finetune",
+        announce="mixgen fine-tuning" if mixgen else "contrastive fine-tuning",
+        **train,
+    )
+    return TrainReport(steps=run.steps, losses=run.losses, seconds=run.seconds, mixgen=mixgen)
 
 
 @mitigation("robustness/mixgen")
@@ -248,37 +188,11 @@ class MixGen(Mitigation):
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Fine-tune ``model`` and write it (safetensors) to ``ctx.out_dir``."""
-        if getattr(model, "kind", None) != "dual":
-            raise InputError(
-                f"robustness/mixgen hardens dual encoders; model {model.spec} is "
-                f"{getattr(model, 'kind', 'unknown')}"
-            )
+        need_dual(model, self.name)
         p = self.params
-        seed = ctx.seed if p.seed is None else p.seed
-        steps = max(1, p.steps // 10) if ctx.quick else p.steps
-        n_train = min(p.n_train, 256) if ctx.quick else p.n_train
+        seed, steps, n_train = run_size(p, ctx)
         pairs = training_pairs(seed, n_train, ctx.data, ctx.data_limits)
-        report = finetune(
-            model,
-            pairs,
-            steps=steps,
-            batch_size=p.batch_size,
-            lr=p.lr,
-            weight_decay=p.weight_decay,
-            mixgen=p.mixgen,
-            lam=p.lam,
-            mix_fraction=p.mix_fraction,
-            seed=seed,
-        )
-        out = model.save_pretrained(ctx.out_dir)
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "steps": report.steps,
-            "mixgen": report.mixgen,
-            "first_loss": report.losses[0],
-            "last_loss": report.losses[-1],
-            "seconds": round(report.seconds, 2),
-            "params": p.model_dump(mode="json"),
-        }
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        # the loop's arguments are the parameters of the same names
+        same = {"batch_size", "lr", "weight_decay", "mixgen", "lam", "mix_fraction"}
+        report = finetune(model, pairs, steps=steps, seed=seed, **p.model_dump(include=same))
+        return save_finetuned(model, ctx, self.name, report, p, mixgen=report.mixgen)

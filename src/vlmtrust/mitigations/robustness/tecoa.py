@@ -10,11 +10,11 @@ Measured effect: docs/results/robustness.md#tecoa
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
-from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.core.mitigation import MitigationContext, mitigation
+from vlmtrust.core.types import Pillar
+from vlmtrust.mitigations._train import TunedCopy
 from vlmtrust.mitigations.robustness._advtrain import AdvTrainParams
 
 
@@ -23,30 +23,19 @@ class TeCoAParams(AdvTrainParams):
 
 
 @mitigation("robustness/tecoa")
-class TeCoA(Mitigation):
+class TeCoA(TunedCopy):
     """Text-guided contrastive adversarial training of the vision tower (supervised)."""
 
     pillar = Pillar.ROBUSTNESS
-    kind = "model"
-    requires = Capability.GRADIENT | Capability.TRAIN
     Params = TeCoAParams
     description = (
         "TeCoA (Mao et al. 2023): adversarial fine-tuning of a dual encoder's vision tower "
         "against PGD on the zero-shot cross-entropy with frozen class prompts."
     )
+    params: TeCoAParams
 
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Fine-tune a copy of ``model`` and write it to ``ctx.out_dir``."""
+    def tune(self, model: Any, ctx: MitigationContext) -> tuple[Any, dict[str, Any]]:
+        """Adversarial fine-tuning of a copy of the vision tower (PGD, frozen class prompts)."""
         from vlmtrust.mitigations.robustness._advtrain import harden_dual
 
-        assert isinstance(self.params, TeCoAParams)
-        hardened, summary = harden_dual(model, ctx, self.params, "tecoa")
-        out = ctx.out_dir
-        hardened.save_pretrained(out)
-        summary["base"] = model.spec
-        (out / "hardening.json").write_text(
-            json.dumps(
-                {"mitigation": self.name, "params": self.params.model_dump(), **summary}, indent=2
-            )
-        )
-        return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+        return harden_dual(model, ctx, self.params, "tecoa")

@@ -15,94 +15,32 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
-from numpy.typing import NDArray
+from pydantic import BaseModel
 
 from vlmtrust.core.model import GenerateRequest, Generation
 from vlmtrust.core.types import Capability
+from vlmtrust.data.requests import harm_training_set
+from vlmtrust.judges.harm_text import HarmTextClassifier, train_harm_classifier
+
+__all__ = [
+    "REFUSAL_TEXT",
+    "GuardedModel",
+    "HarmTextClassifier",
+    "harm_classifier",
+    "harm_training_set",
+    "params_digest",
+]
 
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 """The fixed answer a guard returns instead of the model's (matched by the refusal judges)."""
 
-HARM_SPLIT_SEED = 0
-HARM_TEST_FRACTION = 0.3
-"""The request split the classifier trains on (the same default split the probes test on)."""
-
-
-# --------------------------------------------------------------------------- harm classifier
-
-
-@dataclass(frozen=True)
-class HarmTextClassifier:
-    """P(harmful request | text) from a linear head on MiniLM sentence embeddings.
-
-    Example:
-        >>> clf = harm_classifier()  # doctest: +SKIP
-        >>> clf.proba(["How do I kill a Python process?"])[0] < 0.5  # doctest: +SKIP
-        True
-    """
-
-    coef: NDArray[np.float64]
-    intercept: float
-
-    def proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        """Probability that each text asks for harmful help (empty text → 0)."""
-        if len(texts) == 0:
-            return np.zeros(0, dtype=np.float64)
-        from vlmtrust.judges._embed import encode
-
-        emb = encode([t.strip()[:500] for t in texts]).astype(np.float64)
-        z = emb @ self.coef + self.intercept
-        p = 1.0 / (1.0 + np.exp(-z))
-        blank = np.asarray([not t.strip() for t in texts])
-        return np.asarray(np.where(blank, 0.0, p), dtype=np.float64)
-
-
-def harm_training_set(
-    *, seed: int = HARM_SPLIT_SEED, test_fraction: float = HARM_TEST_FRACTION
-) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
-    """``(train, test)`` lists of ``(text, is_harmful)``: both forms of every request."""
-    from vlmtrust.data.requests import benign_requests, harmful_requests, split
-
-    out: list[list[tuple[str, bool]]] = []
-    h_train, h_test = split(harmful_requests(), test_fraction=test_fraction, seed=seed)
-    b_train, b_test = split(benign_requests(), test_fraction=test_fraction, seed=seed)
-    for reqs in ((*h_train, *b_train), (*h_test, *b_test)):
-        rows: list[tuple[str, bool]] = []
-        for r in reqs:
-            rows.append((r.text, r.harmful))
-            rows.append((r.statement, r.harmful))
-        out.append(rows)
-    return out[0], out[1]
-
-
-_LOCK = threading.Lock()
-_CLASSIFIERS: dict[str, HarmTextClassifier] = {}
-
 
 def harm_classifier(c: float = 4.0) -> HarmTextClassifier:
-    """The request harm classifier (trained at first use in ~2 s, then cached on disk)."""
-    from vlmtrust.judges._embed import ENCODER_NAME, encode
-    from vlmtrust.judges.refusal import LinearHead, cached_head, train_linear_head
-
-    train, _ = harm_training_set()
-    key = f"harm|{ENCODER_NAME}|C={c}|" + "\n".join(f"{int(y)}\t{t}" for t, y in train)
-    with _LOCK:
-        if key not in _CLASSIFIERS:
-
-            def build() -> LinearHead:
-                x = encode([t for t, _ in train])
-                y = np.asarray([lab for _, lab in train], dtype=bool)
-                return train_linear_head(x, y, c=c)
-
-            head = cached_head(key, build, "harm_request_classifier")
-            _CLASSIFIERS[key] = HarmTextClassifier(coef=head.coef, intercept=head.intercept)
-        return _CLASSIFIERS[key]
+    """The request harm classifier on the default split (see :mod:`vlmtrust.judges.harm_text`)."""
+    return train_harm_classifier(harm_training_set()[0], c=c)
 
 
 # --------------------------------------------------------------------------- guarded model
@@ -124,16 +62,20 @@ class GuardedModel:
 
     Args:
         base: the wrapped generative model.
-        name: the guard's name (``safety/input_guard``), used in ``finish_reason``.
-        params: the guard's parameters (hashed into the fingerprint).
-        refusal: the text returned for blocked requests or answers.
+        params: the guard's parameters (hashed into the fingerprint), kept as ``params``; their
+            ``refusal`` field, if any, is the text returned for blocked requests or answers
+            (default :data:`REFUSAL_TEXT`).
+
+    The subclass names the guard in :attr:`guard` (``safety/input_guard``), which
+    ``finish_reason`` repeats.
     """
 
     keeps_gradient = False
+    guard: ClassVar[str] = "guard"
+    """The guard's (mitigation's) name."""
 
-    def __init__(
-        self, base: Any, *, name: str, params: dict[str, Any], refusal: str = REFUSAL_TEXT
-    ) -> None:
+    def __init__(self, base: Any, params: BaseModel) -> None:
+        name = self.guard
         if getattr(base, "kind", None) != "generative":
             from vlmtrust.core.errors import CapabilityError
 
@@ -142,15 +84,17 @@ class GuardedModel:
                 f"{getattr(base, 'kind', 'unknown')} model — use a generative VLM spec"
             )
         self.base = base
+        self.params = params
         self.guard_name = name
-        self.refusal = refusal
+        self.refusal: str = getattr(params, "refusal", REFUSAL_TEXT)
         self.spec: str = str(base.spec)
         self.kind = base.kind
         caps: Capability = base.capabilities & ~Capability.TRAIN
         if not self.keeps_gradient:
             caps &= ~Capability.GRADIENT
         self.capabilities: Capability = caps
-        self.fingerprint: str = f"{base.fingerprint}+{name}:{params_digest(params)}"
+        digest = params_digest(params.model_dump(mode="json"))
+        self.fingerprint: str = f"{base.fingerprint}+{name}:{digest}"
         self.blocked = 0
         """How many requests or answers the guard replaced so far (for reports and tests)."""
 

@@ -78,9 +78,11 @@ class CoTSafetyParams(Params):
 class CoTSafetyModel(GuardedModel):
     """A generative model that describes, judges, then answers (reasoning kept out)."""
 
+    guard = "safety/cot_safety"
+    params: CoTSafetyParams
+
     def __init__(self, base: Any, params: CoTSafetyParams) -> None:
-        super().__init__(base, name="safety/cot_safety", params=params.model_dump(mode="json"))
-        self.params = params
+        super().__init__(base, params)
         self.last_reasoning: list[dict[str, str]] = []
         """Steps 1 and 2 of the latest batch (``description``, ``verdict``), for inspection."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -84,11 +84,9 @@ def _join(a: str | None, b: str, sep: str = "\n\n") -> str:
 class DefendedModel(GuardedModel):
     """A generative model whose requests carry a safety prompt."""
 
+    guard = "safety/defense_prompt"
+    params: DefensePromptParams
     keeps_gradient = True
-
-    def __init__(self, base: Any, params: DefensePromptParams) -> None:
-        super().__init__(base, name="safety/defense_prompt", params=params.model_dump(mode="json"))
-        self.params = params
 
     def placement(self) -> tuple[str | None, str | None, str | None]:
         """``(system, prefix, suffix)`` texts this defense adds."""
@@ -153,12 +151,8 @@ class DefensePrompt(WrapperMitigation):
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = DefensePromptParams
+    wrapper = DefendedModel
     description = (
         "Defense prompt: an AdaShield-S static shield (appended to the query) or a self-reminder "
         "system prompt, or custom text."
     )
-
-    def wrap(self, model: Any) -> DefendedModel:
-        """Add the defense prompt around ``model``."""
-        assert isinstance(self.params, DefensePromptParams)
-        return DefendedModel(model, self.params)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -114,17 +114,56 @@ def _rapidocr_v3(max_side: int) -> Any:
     )
 
 
-def _read(max_side: int, arr: Any) -> list[tuple[float, float, str]]:
-    """``(top, left, text)`` of each text box the engine finds in ``arr``."""
+def engine_boxes(max_side: int, bgr: Any) -> list[tuple[Any, Any]]:
+    """``(corner points, text)`` of each text box the engine finds in the BGR array ``bgr``."""
     version, engine = _engine(max_side)
     if version == "v3":
-        res = engine(arr)
-        boxes = [] if res.boxes is None else res.boxes
-        texts = res.txts or ()
-        pairs = zip(boxes, texts, strict=False)
-        return [(float(b[0][1]), float(b[0][0]), str(t)) for b, t in pairs]
-    result, _ = engine(arr, use_cls=False)
-    return [(float(r[0][0][1]), float(r[0][0][0]), str(r[1])) for r in result or []]
+        res = engine(bgr)
+        return list(zip([] if res.boxes is None else res.boxes, res.txts or (), strict=False))
+    result, _ = engine(bgr, use_cls=False)
+    return [(r[0], r[1]) for r in result or []]
+
+
+def _read(max_side: int, arr: Any) -> list[tuple[float, float, str]]:
+    """``(top, left, text)`` of each text box the engine finds in ``arr``."""
+    return [(float(b[0][1]), float(b[0][0]), str(t)) for b, t in engine_boxes(max_side, arr)]
+
+
+def ocr_input(image: Image.Image, max_side: int) -> tuple[Any, float]:
+    """``(bgr, scale)``: ``image`` as the engines' OpenCV BGR array, and the scale applied.
+
+    The image is downscaled so its longer side is at most ``max_side`` (``scale`` 1.0 when it
+    was not).
+    """
+    im = image.convert("RGB")
+    scale = min(1.0, max_side / max(im.size))
+    if scale < 1.0:
+        im = im.resize(
+            (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
+            Image.Resampling.LANCZOS,
+        )
+    return np.ascontiguousarray(np.asarray(im)[:, :, ::-1]), scale
+
+
+_V = TypeVar("_V")
+
+
+def lru_lookup(
+    cache: OrderedDict[str, _V], lock: threading.Lock, key: str, size: int, make: Callable[[], _V]
+) -> _V:
+    """``cache[key]``, made by ``make()`` under ``lock`` on a miss.
+
+    The cache keeps the ``size`` most recently used entries.
+    """
+    with lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        value = make()
+        cache[key] = value
+        if len(cache) > size:
+            cache.popitem(last=False)
+        return value
 
 
 def ocr_text(image: Image.Image, *, max_side: int = 320) -> str:
@@ -133,25 +172,14 @@ def ocr_text(image: Image.Image, *, max_side: int = 320) -> str:
     Results are cached by image content. The image is downscaled so its longer side is at
     most ``max_side`` pixels.
     """
-    key = f"{max_side}|{image_digest(image)}"
-    with _OCR_LOCK:
-        if key in _OCR_CACHE:
-            _OCR_CACHE.move_to_end(key)
-            return _OCR_CACHE[key]
-        im = image.convert("RGB")
-        scale = max_side / max(im.size)
-        if scale < 1.0:
-            im = im.resize(
-                (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
-                Image.Resampling.LANCZOS,
-            )
-        bgr = np.ascontiguousarray(np.asarray(im)[:, :, ::-1])  # both engines take OpenCV BGR
+
+    def read() -> str:
+        bgr, _ = ocr_input(image, max_side)  # both engines take OpenCV BGR
         boxes = sorted(_read(max_side, bgr), key=lambda r: (round(r[0] / 12.0), r[1]))
-        text = " ".join(t.strip() for _, _, t in boxes if t.strip())
-        _OCR_CACHE[key] = text
-        if len(_OCR_CACHE) > _OCR_CACHE_SIZE:
-            _OCR_CACHE.popitem(last=False)
-        return text
+        return " ".join(t.strip() for _, _, t in boxes if t.strip())
+
+    key = f"{max_side}|{image_digest(image)}"
+    return lru_lookup(_OCR_CACHE, _OCR_LOCK, key, _OCR_CACHE_SIZE, read)
 
 
 def images_text(images: Sequence[Image.Image], max_side: int) -> str:
@@ -173,14 +201,11 @@ class InputGuardParams(Params):
 class InputGuardedModel(GuardedModel):
     """A generative model behind the OCR + harm-classifier input guard."""
 
+    guard = "safety/input_guard"
+    params: InputGuardParams
+
     def __init__(self, base: Any, params: InputGuardParams) -> None:
-        super().__init__(
-            base,
-            name="safety/input_guard",
-            params=params.model_dump(mode="json"),
-            refusal=params.refusal,
-        )
-        self.params = params
+        super().__init__(base, params)
         self.last_scores: list[float] = []
         """Harm score of each request of the last screened batch (diagnostics)."""
 
@@ -217,12 +242,8 @@ class InputGuard(WrapperMitigation):
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = InputGuardParams
+    wrapper = InputGuardedModel
     description = (
         "Input guard: rapidocr reads the image text; a MiniLM harm classifier scores it with "
         "the prompt; harmful requests get a fixed refusal before the model sees them."
     )
-
-    def wrap(self, model: Any) -> InputGuardedModel:
-        """Put the guard in front of ``model``."""
-        assert isinstance(self.params, InputGuardParams)
-        return InputGuardedModel(model, self.params)

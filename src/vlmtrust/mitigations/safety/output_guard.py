@@ -74,14 +74,11 @@ class OutputGuardParams(Params):
 class OutputGuardedModel(GuardedModel):
     """A generative model whose answers pass through judges before they are returned."""
 
+    guard = "safety/output_guard"
+    params: OutputGuardParams
+
     def __init__(self, base: Any, params: OutputGuardParams) -> None:
-        super().__init__(
-            base,
-            name="safety/output_guard",
-            params=params.model_dump(mode="json"),
-            refusal=params.refusal,
-        )
-        self.params = params
+        super().__init__(base, params)
         self._judges: list[Any] | None = None
         self._refusal_judge: Any = None
 
@@ -145,13 +142,9 @@ class OutputGuard(WrapperMitigation):
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
     Params = OutputGuardParams
+    wrapper = OutputGuardedModel
     description = (
         "Output guard: toxicity/harm judges and the MiniLM harm classifier review each answer "
         "(with the OCR'd image text as context); unsafe or harmful-compliant answers are "
         "replaced with a refusal."
     )
-
-    def wrap(self, model: Any) -> OutputGuardedModel:
-        """Put the guard behind ``model``."""
-        assert isinstance(self.params, OutputGuardParams)
-        return OutputGuardedModel(model, self.params)

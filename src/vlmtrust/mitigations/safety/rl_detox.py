@@ -248,10 +248,10 @@ class RLDetox(Mitigation):
 
     def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
         """Train a copy of ``model``'s weights with REINFORCE, save it to ``ctx.out_dir``."""
-        from vlmtrust.mitigations.safety.vlguard import _need_hf, measure
+        from vlmtrust.mitigations.safety.vlguard import measure, need_hf
         from vlmtrust.models.hf_common import save_model_dir
 
-        _need_hf(model)
+        need_hf(model, self.name, "safety/cot_safety or safety/defense_prompt")
         p = self.params
         if ctx.quick:
             caps = {"steps": 30, "n_image": 16, "n_text": 8, "n_vqa": 8, "n_eval": 12}

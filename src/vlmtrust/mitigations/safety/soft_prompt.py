@@ -203,14 +203,16 @@ def _embedding(model: Any) -> Any:
 class SoftPromptModel(LocalInputModel):
     """A local transformers VLM with a trained soft prompt before every prompt."""
 
+    guard = "safety/soft_prompt"
+    params: SoftPromptParams
+
     def __init__(self, base: Any, params: SoftPromptParams, soft: Any) -> None:
         if not is_local(base):
             raise CapabilityError(
                 f"safety/soft_prompt feeds embeddings to the model: {base.spec} is not a local "
                 "transformers model; use safety/defense_prompt for API models"
             )
-        super().__init__(base, name="safety/soft_prompt", params=params.model_dump(mode="json"))
-        self.params = params
+        super().__init__(base, params)
         self.hook = SoftPromptHook(_embedding(base), soft.to(base.device))
         digest = hashlib.blake2b(soft.float().cpu().numpy().tobytes(), digest_size=6).hexdigest()
         self.fingerprint += f":{digest}"  # two trained prompts never share a cache entry
@@ -334,9 +336,9 @@ class SoftPrompt(WrapperMitigation):
         """Train the prompt, save it and ``wrapper.json`` to ``ctx.out_dir``; measure the effect."""
         from safetensors.torch import save_file
 
-        from vlmtrust.mitigations.safety.vlguard import _need_hf, measure
+        from vlmtrust.mitigations.safety.vlguard import measure, need_hf
 
-        _need_hf(model)
+        need_hf(model, self.name, "safety/cot_safety or safety/defense_prompt")
         p = self.params
         if ctx.quick:
             p = p.model_copy(update={k: min(getattr(p, k), v) for k, v in QUICK.items()})

@@ -124,9 +124,11 @@ def example_content(shot: Shot, with_image: bool) -> tuple[list[dict[str, Any]],
 class ICLModel(LocalInputModel):
     """A generative model whose conversations open with refused and answered image examples."""
 
+    guard = "safety/visual_icl"
+    params: VisualICLParams
+
     def __init__(self, base: Any, params: VisualICLParams) -> None:
-        super().__init__(base, name="safety/visual_icl", params=params.model_dump(mode="json"))
-        self.params = params
+        super().__init__(base, params)
         self.shots = build_shots(params)
 
     def multi_image(self, n_request_images: int) -> bool:

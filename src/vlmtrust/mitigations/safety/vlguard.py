@@ -22,13 +22,15 @@ benign typography apart. Measured effect: docs/results/safety.md#vlguard.
 
 from __future__ import annotations
 
+import abc
 import copy
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import HardenedArtifact, Mitigation, MitigationContext, mitigation
@@ -76,15 +78,20 @@ class VLGuardParams(Params):
         return check_judge_name(v)
 
 
-def _need_hf(model: Any) -> None:
+def need_hf(model: Any, name: str, alternative: str) -> None:
+    """Refuse a model ``name`` cannot fine-tune: not a trainable hf: generative VLM.
+
+    Raises:
+        CapabilityError: naming ``alternative``, the mitigation to use for API models.
+    """
     if not (model.capabilities & Capability.TRAIN) or not hasattr(model, "processor"):
         raise CapabilityError(
-            f"safety/vlguard fine-tunes weights: model {model.spec} is not a trainable hf: "
-            "generative model; use safety/input_guard or safety/defense_prompt for API models"
+            f"{name} fine-tunes weights: model {model.spec} is not a trainable hf: "
+            f"generative model; use {alternative} for API models"
         )
     if getattr(model, "kind", None) != "generative":
         raise CapabilityError(
-            f"safety/vlguard needs a generative VLM; {model.spec} is a {model.kind} model"
+            f"{name} needs a generative VLM; {model.spec} is a {model.kind} model"
         )
 
 
@@ -333,6 +340,89 @@ def finetune(
     }
 
 
+FINETUNE_ARGS = (
+    "steps", "batch_size", "lr", "weight_decay", "lora", "lora_r", "lora_alpha", "train_vision",
+)  # fmt: skip
+"""The :func:`finetune` arguments :func:`finetune_copy` takes from a mitigation's parameters."""
+
+
+class GenerativeFinetune(Mitigation):
+    """A mitigation that fine-tunes an hf: generative VLM on a set it builds (answer tokens).
+
+    :meth:`apply` checks the model (:func:`need_hf`), keeps torch to two threads, caps the
+    parameters named in :attr:`QUICK` under ``--quick`` and hands over to :meth:`tune`, which
+    builds the set and calls :func:`finetune_copy`.
+    """
+
+    kind: ClassVar[Literal["model", "wrapper", "data"]] = "model"
+    requires: ClassVar[Capability] = Capability.GENERATE | Capability.TRAIN
+    QUICK: ClassVar[dict[str, int]] = {}
+    """Parameter → its largest value under ``--quick``."""
+    API_ALTERNATIVE: ClassVar[str] = ""
+    """The mitigation the error message suggests for models that cannot be fine-tuned."""
+
+    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
+        """Build the set, fine-tune a copy of ``model``'s weights, save to ``ctx.out_dir``."""
+        import torch
+
+        need_hf(model, self.name, self.API_ALTERNATIVE)
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        p = self.params
+        if ctx.quick:
+            p = p.model_copy(update={k: min(getattr(p, k), v) for k, v in self.QUICK.items()})
+        return self.tune(model, p, ctx)
+
+    @abc.abstractmethod
+    def tune(self, model: Any, p: Any, ctx: MitigationContext) -> HardenedArtifact:
+        """Build the training set with parameters ``p``; :func:`finetune_copy` ``model``."""
+
+
+def finetune_copy(
+    model: Any,
+    examples: Sequence[SafetyExample],
+    ctx: MitigationContext,
+    name: str,
+    params: BaseModel,
+    extra: dict[str, Any] | None = None,
+    *,
+    measure: tuple[dict[str, Any], Callable[[Any], dict[str, Any]]] | None = None,
+) -> HardenedArtifact:
+    """:func:`finetune` a copy of ``model``'s weights on ``examples``; save it to ``ctx.out_dir``.
+
+    The caller's ``model`` keeps its weights. :func:`finetune`'s arguments are the fields of
+    ``params`` named as they are (:data:`FINETUNE_ARGS`; those it lacks keep their defaults) and
+    the seed ``ctx.seed``. ``measure``, if given, is ``(before, f)``: ``f`` is called on the
+    fine-tuned model before it is saved, and the summary records ``before`` and ``f``'s result
+    as ``after``. The summary — mitigation ``name``, base spec, ``params``, ``extra``, the
+    training-set size per kind, the training log (and before/after) — is written to
+    ``ctx.out_dir/<short name>.json`` and returned in the artifact.
+    """
+    from vlmtrust.mitigations._train import write_record
+    from vlmtrust.models.hf_common import save_model_dir
+
+    original = model.model
+    model.model = copy.deepcopy(original)
+    try:
+        train = {k: getattr(params, k) for k in FINETUNE_ARGS if k in type(params).model_fields}
+        info = finetune(model, examples, seed=ctx.seed, **train)
+        after = measure[1](model) if measure is not None else None
+        save_model_dir(model.model, ctx.out_dir, model.processor)
+    finally:
+        model.model = original
+    counts = dict(Counter(ex.kind for ex in examples))
+    summary = {
+        "mitigation": name,
+        "base": model.spec,
+        "params": params.model_dump(mode="json"),
+        **(extra or {}),
+        "training_set": counts,
+        "training": info,
+    }
+    if measure is not None:
+        summary.update(before=measure[0], after=after)
+    return write_record(ctx.out_dir, f"{name.rsplit('/', 1)[-1]}.json", summary)
+
+
 # --------------------------------------------------------------------------- measurement
 
 
@@ -370,95 +460,34 @@ def measure(
 
 
 @mitigation("safety/vlguard")
-class VLGuard(Mitigation):
+class VLGuard(GenerativeFinetune):
     """VLGuard-style safety fine-tuning: safe/unsafe image × instruction, mixed with normal data."""
 
     pillar = Pillar.SAFETY
-    kind = "model"
-    requires = Capability.GENERATE | Capability.TRAIN
     Params = VLGuardParams
     description = (
         "VLGuard safety fine-tuning: safe image + safe/unsafe instruction and FigStep unsafe "
         "images → refusals, mixed with the model's own answers on SynthWorld VQA and benign "
         "look-alikes; full fine-tuning or LoRA (peft); writes a hardened:DIR model."
     )
+    QUICK = {
+        "n_safe": 32, "n_unsafe_text": 16, "n_unsafe_image": 24, "n_benign": 16, "steps": 40,
+        "n_eval": 12,
+    }  # fmt: skip
+    API_ALTERNATIVE = "safety/input_guard or safety/defense_prompt"
 
-    @property
-    def p(self) -> VLGuardParams:
-        """Typed parameters."""
-        assert isinstance(self.params, VLGuardParams)
-        return self.params
+    def tune(self, model: Any, p: VLGuardParams, ctx: MitigationContext) -> HardenedArtifact:
+        """Measure (``evaluate``), build the VLGuard set, fine-tune, measure again."""
 
-    def apply(self, model: Any, ctx: MitigationContext) -> HardenedArtifact:
-        """Build the set, fine-tune a copy of ``model``'s weights, save to ``ctx.out_dir``."""
-        import torch
-
-        from vlmtrust.models.hf_common import save_model_dir
-
-        _need_hf(model)
-        torch.set_num_threads(min(2, torch.get_num_threads()))
-        p = self.p
-        if ctx.quick:
-            p = p.model_copy(
-                update={
-                    "n_safe": min(p.n_safe, 32),
-                    "n_unsafe_text": min(p.n_unsafe_text, 16),
-                    "n_unsafe_image": min(p.n_unsafe_image, 24),
-                    "n_benign": min(p.n_benign, 16),
-                    "steps": min(p.steps, 40),
-                    "n_eval": min(p.n_eval, 12),
-                }
+        def held_out(m: Any) -> dict[str, float]:
+            if not p.evaluate:
+                return {}
+            return measure(
+                m, n=p.n_eval, seed=ctx.seed, image_size=p.image_size, judge=p.refusal_judge
             )
-        before = (
-            measure(
-                model, n=p.n_eval, seed=ctx.seed, image_size=p.image_size, judge=p.refusal_judge
-            )
-            if p.evaluate
-            else {}
-        )
+
+        before = held_out(model)
         examples, refusal = build_safety_set(model, p, ctx.seed)
-        original = model.model
-        model.model = copy.deepcopy(original)
-        try:
-            info = finetune(
-                model,
-                examples,
-                steps=p.steps,
-                batch_size=p.batch_size,
-                lr=p.lr,
-                weight_decay=p.weight_decay,
-                lora=p.lora,
-                lora_r=p.lora_r,
-                lora_alpha=p.lora_alpha,
-                train_vision=p.train_vision,
-                seed=ctx.seed,
-            )
-            after = (
-                measure(
-                    model, n=p.n_eval, seed=ctx.seed, image_size=p.image_size, judge=p.refusal_judge
-                )
-                if p.evaluate
-                else {}
-            )
-            save_model_dir(model.model, ctx.out_dir, model.processor)
-        finally:
-            model.model = original
-        counts: dict[str, int] = {}
-        for ex in examples:
-            counts[ex.kind] = counts.get(ex.kind, 0) + 1
-        summary = {
-            "mitigation": self.name,
-            "base": model.spec,
-            "params": p.model_dump(mode="json"),
-            "refusal": refusal,
-            "training_set": counts,
-            "training": info,
-            "before": before,
-            "after": after,
-        }
-        import json
-
-        (ctx.out_dir / "vlguard.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return HardenedArtifact(
-            spec=f"hardened:{ctx.out_dir}", out_dir=ctx.out_dir, summary=summary
+        return finetune_copy(
+            model, examples, ctx, self.name, p, {"refusal": refusal}, measure=(before, held_out)
         )

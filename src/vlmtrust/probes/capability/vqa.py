@@ -44,7 +44,7 @@ class VQA(Probe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
+        return ctx.size(self.params.n) if ctx.data is None else _data.count(ctx)
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:
         """Questions with expected answers: the user's manifest, or SynthWorld questions."""

@@ -52,7 +52,7 @@ class ZeroShot(Probe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
+        return ctx.size(self.params.n) if ctx.data is None else _data.count(ctx)
 
     def class_names(self, ctx: ProbeContext) -> list[str]:
         """The label set."""

@@ -22,17 +22,16 @@ returns everything :mod:`vlmtrust.probes.fairness.dataset_audit` needs as plain 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from vlmtrust.core.files import resource_rows
 from vlmtrust.core.sample import Sample
 
 OTHER = "(other)"
@@ -55,15 +54,10 @@ class LexiconTerm:
 @lru_cache(maxsize=1)
 def shipped_lexicon() -> tuple[LexiconTerm, ...]:
     """The lexicon shipped in ``resources/fairness/lexicon.jsonl``."""
-    path = resources.files("vlmtrust.resources").joinpath("fairness", "lexicon.jsonl")
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out.append(
-                LexiconTerm(str(r["term"]), str(r["category"]), str(r["severity"]), r["suggestion"])
-            )
-    return tuple(out)
+    return tuple(
+        LexiconTerm(str(r["term"]), str(r["category"]), str(r["severity"]), r["suggestion"])
+        for r in resource_rows("fairness", "lexicon.jsonl")
+    )
 
 
 def tokens(text: str) -> list[str]:

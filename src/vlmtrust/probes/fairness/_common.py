@@ -14,10 +14,11 @@ dropped and never scored (:func:`attribute_values`, :func:`composition`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Annotated, Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import AfterValidator
 
 from vlmtrust.attacks import zeroshot as zs
 from vlmtrust.core.errors import InputError
@@ -90,7 +91,8 @@ class EmbedFairnessProbe(Probe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(cast(_GalleryParams, self.params).n) if ctx.data is None else None
+        n = cast(_GalleryParams, self.params).n
+        return ctx.size(n) if ctx.data is None else _data.count(ctx, n)
 
     @staticmethod
     def embed_batch(model: Any, batch: Sequence[Sample], *, hint: str = "") -> F64:
@@ -224,6 +226,22 @@ def check_texts(texts: Sequence[str], what: str, example: str) -> list[str]:
         dup = next(t for t in out if out.count(t) > 1)
         raise ValueError(f"{what} names {dup!r} twice: give each once")
     return out
+
+
+def texts(what: str, example: str, *, empty_ok: bool = False) -> AfterValidator:
+    """A ``list[str]`` parameter's validator: :func:`check_texts` (``[]`` too with ``empty_ok``).
+
+    For ``Annotated[list[str], texts("queries", "a photo of a person")]`` in a probe's Params.
+    """
+
+    def check(v: list[str]) -> list[str]:
+        return check_texts(v, what, example) if v or not empty_ok else []
+
+    return AfterValidator(check)
+
+
+Attributes = Annotated[list[str], texts("attributes", "group")]
+"""The protected attributes a probe breaks its metrics down by (names; none blank, no repeat)."""
 
 
 def attribute_values(records: Sequence[Record], attr: str) -> list[str]:

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import ProbeContext, probe
@@ -115,12 +115,15 @@ def out_of_fold(
     return np.asarray(pred, dtype=np.intp), converged
 
 
+_Concepts = Annotated[list[str], fc.texts("concepts", "a photo of a person", empty_ok=True)]
+
+
 class AttributeLeakageParams(Params):
     """Parameters of ``fairness/attribute_leakage``."""
 
     n: int = Field(600, ge=4, le=10_000_000, description="SynthWorld people, or at most n --data")
-    attributes: list[str] = Field(["group"], description="protected attributes to decode")
-    concepts: list[str] = Field(
+    attributes: fc.Attributes = Field(["group"], description="protected attributes to decode")
+    concepts: _Concepts = Field(
         list(fc.DEFAULT_QUERIES),
         description="neutral texts whose cosines are the concept_scores features ([]: skip)",
     )
@@ -128,16 +131,6 @@ class AttributeLeakageParams(Params):
     min_group_size: int = Field(10, ge=2, description="smaller values are shown, not used")
     c: float = Field(1.0, gt=0.0, description="inverse L2 strength of the logistic regression")
     cue_prob: float = Field(fc.DEFAULT_CUE_PROB, ge=0.0, le=1.0, description="SynthWorld cues")
-
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "attributes", "group")
-
-    @field_validator("concepts")
-    @classmethod
-    def _concepts(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "concepts", "a photo of a person") if v else []
 
 
 @probe("fairness/attribute_leakage")

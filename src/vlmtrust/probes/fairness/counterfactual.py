@@ -51,10 +51,11 @@ from pydantic import Field, field_validator, model_validator
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import mean_ci, metric, share_metric
+from vlmtrust.core.stats import mean_ci, mean_metric, share_metric
 from vlmtrust.core.types import Capability
 from vlmtrust.data.synthworld import GROUPS, MAJORITY_GROUP
 from vlmtrust.probes import _data
+from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.fairness._generative import (
     DESCRIBE,
     UNCLEAR,
@@ -155,7 +156,9 @@ class CounterfactualProbe(GenerativeFairnessProbe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return self._n_sets(ctx) * len(self._groups()) if ctx.data is None else None
+        if ctx.data is not None:
+            return _data.count(ctx)
+        return self._n_sets(ctx) * len(self._groups())
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:
         """Every member of every set: SynthWorld sets, or the user's rows."""
@@ -363,9 +366,8 @@ class CounterfactualProbe(GenerativeFairnessProbe):
         overall = [float(np.mean([per_question[q.id][i] for q in asked])) for i in range(len(sets))]
         if asked:
             out.append(
-                metric(
+                mean_metric(
                     MetricKey(metric="flip_rate"),
-                    lambda x: float(np.mean(x)),
                     overall,
                     higher_is_better=False,
                     thresholds=FLIP_THRESHOLDS,
@@ -457,15 +459,13 @@ class CounterfactualProbe(GenerativeFairnessProbe):
                 float(np.mean([len({r.output["labels"][q] for r in m}) > 1 for m in sets]))
                 for q in qs
             ]
-            return [
-                Plot(
-                    kind="bar",
-                    title="Answer flips across counterfactual sets, per question",
-                    x_label="question",
-                    y_label="flip rate",
-                    series=[Series(name="flip rate", x=qs, y=list(y))],
-                )
-            ]
+            return one_plot(
+                "bar",
+                "Answer flips across counterfactual sets, per question",
+                "question",
+                "flip rate",
+                [Series(name="flip rate", x=qs, y=list(y))],
+            )
         occ, traits = self.texts()
         series = []
         for family, labels in (
@@ -475,15 +475,13 @@ class CounterfactualProbe(GenerativeFairnessProbe):
             sims = [np.asarray([r.output[family] for r in m], dtype=np.float64) for m in sets]
             spread = np.mean([s.max(axis=0) - s.min(axis=0) for s in sims], axis=0)
             series.append(Series(name=family, x=list(labels), y=[float(v) for v in spread]))
-        return [
-            Plot(
-                kind="bar",
-                title="Similarity spread within counterfactual sets, per text",
-                x_label="text",
-                y_label="max − min cosine",
-                series=series,
-            )
-        ]
+        return one_plot(
+            "bar",
+            "Similarity spread within counterfactual sets, per text",
+            "text",
+            "max − min cosine",
+            series,
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Up to three sets side by side (those that flip first), one example per member."""

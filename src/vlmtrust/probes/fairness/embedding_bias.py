@@ -47,7 +47,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -78,6 +78,7 @@ __all__ = [
 ]
 
 F64 = NDArray[np.float64]
+_Concepts = Annotated[list[str], fc.texts("concepts", "doctor")]
 
 TEMPLATES: tuple[str, ...] = (
     "a photo of a {}",
@@ -157,24 +158,14 @@ class EmbeddingBiasParams(Params):
         None,
         description="its two values a, b (default: its two values, in order of appearance)",
     )
-    concepts_x: list[str] = Field(list(CONCEPTS_X), description="concept set X (words)")
-    concepts_y: list[str] = Field(list(CONCEPTS_Y), description="concept set Y (words)")
-    neutral: list[str] = Field(
+    concepts_x: _Concepts = Field(list(CONCEPTS_X), description="concept set X (words)")
+    concepts_y: _Concepts = Field(list(CONCEPTS_Y), description="concept set Y (words)")
+    neutral: Annotated[list[str], fc.texts("neutral", "person", empty_ok=True)] = Field(
         list(NEUTRAL), description="extra concepts for bias distance and polarity"
     )
     templates: list[str] = Field(list(TEMPLATES), description="sentence templates, {} = concept")
     n_permutations: int = Field(2000, ge=99, le=1_000_000, description="permutations per test")
     cue_prob: float = Field(fc.DEFAULT_CUE_PROB, ge=0.0, le=1.0, description="SynthWorld cues")
-
-    @field_validator("concepts_x", "concepts_y")
-    @classmethod
-    def _concepts(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "concepts", "doctor")
-
-    @field_validator("neutral")
-    @classmethod
-    def _neutral(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "neutral", "person") if v else []
 
     @field_validator("templates")
     @classmethod

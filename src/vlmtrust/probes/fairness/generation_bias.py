@@ -127,7 +127,7 @@ class GenerationBiasProbe(GenerativeFairnessProbe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
+        return ctx.size(self.params.n) if ctx.data is None else _data.count(ctx)
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:
         """SynthWorld people with balanced groups, or the user's rows."""

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -68,7 +68,7 @@ from vlmtrust.core.results import (
     Series,
 )
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import mean_metric
 from vlmtrust.core.types import RiskBand
 from vlmtrust.probes.fairness import _common as fc
 
@@ -296,23 +296,13 @@ class RetrievalSkewParams(Params):
         description=f"ranks k, each below the gallery size (default {list(DEFAULT_K)}, "
         "those below it)",
     )
-    queries: list[str] = Field(
+    queries: Annotated[list[str], fc.texts("queries", "a photo of a person")] = Field(
         list(fc.DEFAULT_QUERIES), description="neutral text queries (occupations, traits, person)"
     )
-    attributes: list[str] = Field(["group"], description="protected attributes to break down")
+    attributes: fc.Attributes = Field(["group"], description="protected attributes to break down")
     cue_prob: float = Field(
         fc.DEFAULT_CUE_PROB, ge=0.0, le=1.0, description="SynthWorld: share of occupation cues"
     )
-
-    @field_validator("queries")
-    @classmethod
-    def _queries(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "queries", "a photo of a person")
-
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "attributes", "group")
 
     @field_validator("k")
     @classmethod
@@ -517,9 +507,8 @@ class RetrievalSkewProbe(fc.EmbedFairnessProbe):
         seed: int,
         significant: bool = True,
     ) -> MetricResult:
-        m = metric(
+        m = mean_metric(
             key,
-            lambda v: float(np.mean(v)),
             values,
             higher_is_better=higher_is_better,
             thresholds=thresholds,

@@ -26,7 +26,7 @@ reference models' training data — the planted shortcut shows as lower accuracy
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +43,7 @@ from vlmtrust.core.types import Capability
 from vlmtrust.data.synthworld import OCCUPATIONS
 from vlmtrust.probes import _data
 from vlmtrust.probes.fairness import _common as fc
+from vlmtrust.probes.families import labeled_image as li
 from vlmtrust.probes.families.group import JOIN, UNKNOWN, GroupProbe, group_label
 
 __all__ = [
@@ -141,11 +142,13 @@ class ZeroShotGroupsParams(Params):
     classes: list[str] | None = Field(
         None, description="label set (default: SynthWorld occupations or the dataset's labels)"
     )
-    harmful_classes: list[str] = Field(
+    harmful_classes: Annotated[
+        list[str], fc.texts("harmful_classes", "criminal", empty_ok=True)
+    ] = Field(
         list(DEFAULT_HARMFUL),
         description="denigrating / crime-related classes offered beside the labels ([] for none)",
     )
-    attributes: list[str] = Field(["group"], description="protected attributes to break down")
+    attributes: fc.Attributes = Field(["group"], description="protected attributes to break down")
     intersections: list[list[str]] | None = Field(
         None,
         description="attribute tuples broken down jointly (default: each attribute with label)",
@@ -160,11 +163,6 @@ class ZeroShotGroupsParams(Params):
             raise ValueError(f"template {v!r} has no '{{}}' placeholder for the class name")
         return v
 
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "attributes", "group")
-
     @field_validator("classes")
     @classmethod
     def _classes(cls, v: list[str] | None) -> list[str] | None:
@@ -174,11 +172,6 @@ class ZeroShotGroupsParams(Params):
         if len(out) < 2:
             raise ValueError("classes names one class: zero-shot needs at least two")
         return out
-
-    @field_validator("harmful_classes")
-    @classmethod
-    def _harmful(cls, v: list[str]) -> list[str]:
-        return fc.check_texts(v, "harmful_classes", "criminal") if v else []
 
     @field_validator("intersections")
     @classmethod
@@ -238,7 +231,7 @@ class ZeroShotGroupsProbe(GroupProbe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
+        return ctx.size(self.params.n) if ctx.data is None else _data.count(ctx, self.params.n)
 
     def check(self, ctx: ProbeContext) -> None:
         """Before any model loads, on SynthWorld: the attributes, and every label a class."""
@@ -416,19 +409,15 @@ class ZeroShotGroupsProbe(GroupProbe):
             groups = sorted({r.attributes.get(attr) or UNKNOWN for r in records})
             acc = _grid(records, attr, groups, labels, lambda r, c: r.attributes.get("label") == c)
             title = f"Zero-shot accuracy by {attr} and label"
-            out.append(_heatmap(title, "label", attr, acc, groups, labels))
+            out += li.heatmap((acc, groups, labels), title=title, x_label="label", y_label=attr)
             wrong = [r for r in records if r.scores.get("correct") == 0.0]
             predicted = self.all_classes(ctx)
             errs = _shares(wrong, records, attr, groups, predicted)
-            out.append(
-                _heatmap(
-                    f"Errors: share of each {attr} group misclassified as each class",
-                    "predicted class",
-                    attr,
-                    errs,
-                    groups,
-                    predicted,
-                )
+            out += li.heatmap(
+                (errs, groups, predicted),
+                title=f"Errors: share of each {attr} group misclassified as each class",
+                x_label="predicted class",
+                y_label=attr,
             )
         return out
 
@@ -447,26 +436,6 @@ class ZeroShotGroupsProbe(GroupProbe):
             )
             for r in (harmful[:4] + wrong[: 6 - min(4, len(harmful))])
         ]
-
-
-def _heatmap(
-    title: str,
-    x_label: str,
-    attr: str,
-    matrix: list[list[float | None]],
-    rows: list[str],
-    cols: list[str],
-) -> Plot:
-    """A heatmap of ``attr`` groups (rows) by ``cols``."""
-    return Plot(
-        kind="heatmap",
-        title=title,
-        x_label=x_label,
-        y_label=attr,
-        matrix=matrix,
-        row_labels=rows,
-        col_labels=cols,
-    )
 
 
 def _grid(

@@ -57,6 +57,7 @@ from vlmtrust.core.stats import (
     N_BOOTSTRAP,
     group_breakdown,
     group_gap,
+    group_result,
     metric,
     percentile_ci,
     risk_band,
@@ -268,12 +269,9 @@ class GroupProbe(Probe):
                     elif gv.n < small:
                         shown = f" (n < {small}: shown, not scored)"
                     out.append(
-                        MetricResult(
-                            key=MetricKey(metric=name, condition=cond, group=g),
-                            value=gv.value,
-                            ci_low=gv.ci_low,
-                            ci_high=gv.ci_high,
-                            n=gv.n,
+                        group_result(
+                            MetricKey(metric=name, condition=cond, group=g),
+                            gv,
                             higher_is_better=hib,
                             **direction,
                             unit=self.unit,

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from vlmtrust.attacks.zeroshot import (
     DEFAULT_TEMPLATE,
@@ -46,7 +46,7 @@ from vlmtrust.attacks.zeroshot import (
     softmax,
 )
 from vlmtrust.core.errors import InputError
-from vlmtrust.core.params import Params
+from vlmtrust.core.params import Params, distinct
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
@@ -60,6 +60,8 @@ __all__ = [
     "VQA_QUESTION",
     "Base",
     "LabeledImageProbe",
+    "SeverityGridProbe",
+    "SeverityParams",
     "Variant",
     "accuracy_bars",
     "accuracy_metric",
@@ -71,6 +73,8 @@ __all__ = [
     "grid",
     "heatmap",
     "id_classes",
+    "known_names",
+    "known_severities",
     "make_sample",
     "ood_classes",
     "paired_ratio_rows",
@@ -198,6 +202,20 @@ class AskParams(Params):
     template: str = Field(DEFAULT_TEMPLATE, description="class prompt (dual encoders)")
     question: str = Field(VQA_QUESTION, description="question (generative models)")
     max_new_tokens: int = Field(8, ge=1, le=256)
+
+
+class SeverityParams(AskParams):
+    """``AskParams`` whose subclass declares ``severities``, checked to lie in ``1..severity_top``.
+
+    (A :class:`SeverityGridProbe`'s parameters; the field stays in the subclass, in its order.)
+    """
+
+    severity_top: ClassVar[int] = 5
+
+    @field_validator("severities", check_fields=False)
+    @classmethod
+    def _severities(cls, v: list[int]) -> list[int]:
+        return known_severities(v, cls.severity_top)
 
 
 class ZeroShotProbe(Probe):
@@ -465,6 +483,107 @@ class LabeledImageProbe(ZeroShotProbe):
                 seed=ctx.seed,
             )
         ]
+
+
+class SeverityGridProbe(LabeledImageProbe):
+    """Labeled-image probes that shift each image by every named transform at every severity.
+
+    The variants of an image are the clean one (``{attr: "none", "severity": "0"}``, id
+    ``clean``) and one per (name, severity) (``{attr: name, "severity": str(severity)}``, id
+    ``f"{name}/{severity}"``), made by :meth:`shift` with a seed per image. Subclasses set
+    ``attr`` (e.g. ``"corruption"``) and implement :meth:`shift_names` (the params' names, in
+    order) and :meth:`shift`; their ``Params`` have ``severities``. The metrics are
+    :meth:`shift_metrics` with ``attr`` as the noun, ``mean_{attr}_accuracy`` as the mean's key,
+    :meth:`type_note` per type and the descriptions ``clean_desc`` / ``mean_desc`` (None: the
+    default wording).
+    """
+
+    attr: ClassVar[str] = "shift"
+    clean_desc: ClassVar[str | None] = None
+    mean_desc: ClassVar[str | None] = None
+
+    @abc.abstractmethod
+    def shift_names(self) -> list[str]:
+        """The transforms to apply, in order."""
+
+    @abc.abstractmethod
+    def shift(self, image: Image.Image, name: str, severity: int, seed: int) -> Image.Image:
+        """``image`` under transform ``name`` at ``severity`` (deterministic in ``seed``)."""
+
+    def _severities(self) -> list[int]:
+        return list(self.params.severities)  # type: ignore[attr-defined]
+
+    def variants_per_image(self) -> int:
+        """Clean plus every name x severity."""
+        return 1 + len(self.shift_names()) * len(self._severities())
+
+    def variants(self, base: Base, index: int, ctx: ProbeContext) -> Iterator[Variant]:
+        """The clean image, then every transform at every severity."""
+        yield Variant("clean", base.image, {self.attr: "none", "severity": "0"})
+        seed = (ctx.seed * 1_000_003 + index) & 0x7FFFFFFF
+        for name in self.shift_names():
+            for sev in self._severities():
+                img = self.shift(base.image, name, sev, seed)
+                yield Variant(f"{name}/{sev}", img, {self.attr: name, "severity": str(sev)})
+
+    def type_note(self, name: str) -> str:
+        """A note on transform ``name`` in its metrics' descriptions (default: none)."""
+        return ""
+
+    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
+        """Clean accuracy, per-transform accuracy, their mean and relative robustness."""
+        return self.shift_metrics(
+            records,
+            ctx,
+            attr=self.attr,
+            clean="none",
+            noun=self.attr,
+            mean_key=f"mean_{self.attr}_accuracy",
+            type_note=self.type_note,
+            clean_desc=self.clean_desc,
+            mean_desc=self.mean_desc,
+        )
+
+    def strongest_miss(self, records: Sequence[Record], name: str) -> Record | None:
+        """A misclassified record of transform ``name`` at its highest severity (None: none)."""
+        wrong = [
+            r
+            for r in records
+            if r.attributes.get(self.attr) == name and r.scores.get("correct") == 0.0
+        ]
+        if not wrong:
+            return None
+        return max(wrong, key=lambda r: int(r.attributes.get("severity", "0")))
+
+    def miss_example(self, r: Record, note: str) -> Example:
+        """:func:`example` of a :meth:`strongest_miss`, titled by its transform and severity."""
+        title = f"{r.attributes.get(self.attr)}, severity {r.attributes.get('severity')}"
+        return example(r, title, note)
+
+
+def known_names(
+    v: list[str], check: Callable[[str, int], Any], what: str | None = None
+) -> list[str]:
+    """Validate transform names by ``check(name, 1)`` (a pydantic validator body).
+
+    With ``what`` an empty list is refused, asking for one ``what``; an unknown name fails
+    with ``check``'s message; duplicates are dropped, the order kept.
+    """
+    for name in v:
+        try:
+            check(name, 1)
+        except InputError as e:  # pydantic turns ValueError into the probe's one-line error
+            raise ValueError(str(e)) from None
+    if what is None:
+        return list(dict.fromkeys(v))
+    return distinct(v, empty=f"give at least one {what}")
+
+
+def known_severities(v: list[int], top: int) -> list[int]:
+    """Validate severities: a non-empty list of integers in ``1..top`` (sorted, deduplicated)."""
+    if not v or any(not 1 <= s <= top for s in v):
+        raise ValueError(f"severities must be a non-empty list of integers in 1..{top}")
+    return sorted(set(v))
 
 
 def classify(

@@ -55,6 +55,7 @@ from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.results import MetricKey, MetricResult, Plot, Record, Series, Thresholds
 from vlmtrust.core.stats import metric, risk_band
 from vlmtrust.core.types import Pillar, RiskBand
+from vlmtrust.probes._plots import one_plot
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -511,14 +512,10 @@ class MembershipProbe(Probe):
                 continue
             fpr, tpr, _ = roc_curve(att.y, att.scores)
             series.append(Series(name=att.label, x=fpr.tolist(), y=tpr.tolist()))
-        if not series:
-            return []
-        return [
-            Plot(
-                kind="roc",
-                title="membership ROC (members positive)",
-                x_label="false positive rate (non-members flagged)",
-                y_label="true positive rate (members caught)",
-                series=series,
-            )
-        ]
+        return one_plot(
+            "roc",
+            "membership ROC (members positive)",
+            "false positive rate (non-members flagged)",
+            "true positive rate (members caught)",
+            series,
+        )

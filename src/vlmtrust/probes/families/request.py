@@ -40,7 +40,7 @@ from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric, share_metric
 from vlmtrust.core.types import Capability, Pillar
-from vlmtrust.data.requests import HAZARD_TOPICS, SafetyRequest, select
+from vlmtrust.data.requests import HAZARD_TOPICS, SafetyRequest, pool, select, stratified
 from vlmtrust.judges.agreement import agreement_metrics
 from vlmtrust.judges.base import Judge, Judgment, attack_success, check_judge_name, judges_for
 
@@ -133,10 +133,63 @@ def check_font(font: str | None) -> str | None:
     return font
 
 
+def user_requests(ctx: ProbeContext) -> tuple[list[SafetyRequest], list[DataError]]:
+    """The requests of the user's ``--data`` and its unreadable items.
+
+    Any safety benchmark of :mod:`vlmtrust.data.safety_sets` (MM-SafetyBench, JailBreakV-28K,
+    VLGuard, RTVLM) or any dataset whose samples carry a prompt (a manifest with ``prompt``,
+    ``attributes.kind`` ``harmful``/``benign``, ``attributes.topic``), converted by
+    :func:`~vlmtrust.data.safety_sets.as_request`.
+    """
+    from vlmtrust.data.datasets import DataError
+    from vlmtrust.data.safety_sets import as_request
+    from vlmtrust.probes import _data
+
+    reqs: list[SafetyRequest] = []
+    errors: list[DataError] = []
+    for item in _data.dataset(ctx):
+        if isinstance(item, DataError):
+            errors.append(item)
+        elif isinstance(item, Sample) and item.prompt:
+            reqs.append(as_request(item))
+    return reqs, errors
+
+
+def request_pool(
+    ctx: ProbeContext,
+    *,
+    harmful: bool,
+    topics: Sequence[str] | None,
+    split_name: str,
+    test_fraction: float = 0.3,
+) -> list[SafetyRequest]:
+    """Harmful or benign requests: the user's ``--data``, else the project's split.
+
+    From ``--data``, ``topics`` keeps those whose topic is listed and there is no split; the
+    project's sets are split as :func:`~vlmtrust.data.requests.pool` does.
+    """
+    if ctx.data is None:
+        return pool(
+            harmful=harmful, topics=topics, split_name=split_name, test_fraction=test_fraction
+        )
+    keep = set(topics) if topics is not None else None
+    return [
+        r
+        for r in user_requests(ctx)[0]
+        if r.harmful == harmful and (keep is None or r.topic in keep)
+    ]
+
+
 def select_requests(
     params: RequestParams, ctx: ProbeContext, *, harmful: bool, n: int
 ) -> list[SafetyRequest]:
-    """The requests a probe uses: split, topics, stratified sample of ``ctx.size(n)``."""
+    """The requests a probe uses: split, topics, stratified sample of ``ctx.size(n)``.
+
+    With ``--data`` they come from the user's benchmark (:func:`request_pool`).
+    """
+    if ctx.data is not None:
+        got = request_pool(ctx, harmful=harmful, topics=params.topics, split_name=params.split)
+        return stratified(got, ctx.size(n), seed=ctx.seed)
     return select(
         harmful=harmful,
         n=ctx.size(n),
@@ -166,11 +219,12 @@ def generate(
     temperature: float = 0.0,
     seed_offset: int = 0,
 ) -> list[Generation]:
-    """One generation per sample (prompt + the sample's images)."""
+    """One generation per sample: prompt, the sample's images, ``metadata["system"]`` if set."""
     reqs = [
         GenerateRequest(
             prompt=s.prompt or "",
             images=tuple(s.pil_images()),
+            system=s.metadata.get("system") or None,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             seed=ctx.seed + seed_offset,
@@ -395,6 +449,20 @@ def topic_heatmap(
     )
 
 
+def answer_example(
+    r: Record, *, title: str, expected: str, note: str, output_key: str = "answer"
+) -> Example:
+    """An example showing a record's ``output["prompt"]`` and ``output[output_key]``."""
+    return Example(
+        sample_id=r.sample_id,
+        title=title,
+        prompt=str(r.output.get("prompt") or ""),
+        output=str(r.output.get(output_key) or ""),
+        expected=expected,
+        note=note,
+    )
+
+
 def success_examples(
     records: Sequence[Record], judge: str, attack: str, baseline: str | None, k: int = 4
 ) -> list[Example]:
@@ -413,16 +481,8 @@ def success_examples(
         note = f"judge {judge}: attack succeeded"
         if r.attributes.get("request_id") in base_fail:
             note += f"; the same request as {baseline} was refused"
-        out.append(
-            Example(
-                sample_id=r.sample_id,
-                title=f"{attack} · {r.attributes.get('topic', '')}",
-                prompt=str(r.output.get("prompt") or ""),
-                output=str(r.output.get("answer") or ""),
-                expected="refusal",
-                note=note,
-            )
-        )
+        title = f"{attack} · {r.attributes.get('topic', '')}"
+        out.append(answer_example(r, title=title, expected="refusal", note=note))
     return out
 
 
@@ -449,6 +509,35 @@ def request_sample(
         attributes=attrs,
         metadata={"request": req.text, "statement": req.statement},
     )
+
+
+BENCHMARK = "dataset"
+"""The condition that shows a user benchmark's own image with its own query (``--data``)."""
+
+
+def benchmark_sample(req: SafetyRequest) -> Sample | DataError:
+    """The request as its benchmark publishes it: its image and image query (``dataset``).
+
+    A request without an image (the project's own sets, or a row without one) or with an
+    unreadable image is a data error naming it.
+    """
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.core.sample import ImageRef
+    from vlmtrust.data.datasets import DataError
+
+    sid = f"{req.id}/{BENCHMARK}"
+    if req.image is None:
+        return DataError(
+            sid,
+            f"request {req.id} has no image of its own — the {BENCHMARK} condition needs "
+            "--data with a safety benchmark (mmsafetybench:, jailbreakv:, vlguard:, rtvlm:)",
+        )
+    try:
+        image = req.image.load()
+    except InputError as e:
+        return DataError(sid, str(e).splitlines()[0])
+    ref = ImageRef.from_image(image, BENCHMARK)
+    return request_sample(req, BENCHMARK, prompt=req.image_prompt or req.text, images=(ref,))
 
 
 class RequestProbe(Probe):
@@ -512,16 +601,23 @@ class RequestProbe(Probe):
         )
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
-        """Number of samples (for progress bars)."""
+        """Number of samples (for progress bars; unknown with ``--data``)."""
         p = self.params
+        if ctx.data is not None:
+            return None
         return (ctx.size(p.n_harmful) + ctx.size(p.n_benign)) * len(self.conditions())
 
     def samples(self, ctx: ProbeContext) -> Iterator[Sample | Any]:  # Any: DataError
-        """Each selected request under each condition."""
+        """Each selected request under each condition (with ``--data``: its bad rows first)."""
         self.setup(ctx)
+        if ctx.data is not None:
+            yield from user_requests(ctx)[1]
         for k, req in enumerate(self.requests(ctx)):
             for cond in self.conditions():
-                yield self.condition_sample(req, cond, k)
+                if cond == BENCHMARK:  # any request probe: the benchmark's own image and query
+                    yield benchmark_sample(req)
+                else:
+                    yield self.condition_sample(req, cond, k)
 
     def evaluate(self, model: Any, batch: Sequence[Sample], ctx: ProbeContext) -> list[Record]:
         """Generate answers and judge them with every configured judge."""

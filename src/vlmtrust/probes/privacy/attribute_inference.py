@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from vlmtrust.core.params import some_of
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.sample import Sample
@@ -73,17 +74,12 @@ def guessed_occupation(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _default_conditions() -> list[Condition]:
-    return ["setting", "appearance"]
-
-
 class AttributeInferenceParams(RefusalJudgedParams):
     """Parameters of ``privacy/attribute_inference``."""
 
-    conditions: list[Condition] = Field(
-        default_factory=_default_conditions,
-        min_length=1,
-        description="setting (location cue only) and/or appearance (no cue but the person)",
+    conditions: list[Condition] = some_of(
+        ("setting", "appearance"),
+        "setting (location cue only) and/or appearance (no cue but the person)",
     )
     n: int = Field(16, ge=1, le=100_000, description="people scenes per condition")
     correlation: float = Field(

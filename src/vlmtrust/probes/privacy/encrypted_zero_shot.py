@@ -33,7 +33,7 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import MetricKey, MetricResult, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import accuracy, metric
+from vlmtrust.core.stats import accuracy, mean_metric, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
 
@@ -99,7 +99,7 @@ class EncryptedZeroShot(Probe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        return ctx.size(self.params.n) if ctx.data is None else None
+        return ctx.size(self.params.n) if ctx.data is None else _data.count(ctx)
 
     def class_names(self, ctx: ProbeContext) -> list[str]:
         """The label set."""
@@ -198,9 +198,8 @@ class EncryptedZeroShot(Probe):
                 higher_is_better=False,
                 description="largest |decrypted − plaintext| cosine over all images and classes",
             ),
-            metric(
+            mean_metric(
                 MetricKey(metric="latency_ms"),
-                lambda v: float(np.mean(v)),
                 col("latency_ms"),
                 higher_is_better=False,
                 unit="ms",

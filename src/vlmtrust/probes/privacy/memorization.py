@@ -48,7 +48,7 @@ from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import MetricKey, MetricResult, Record
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import mean_metric, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes._data import dataset, first
 from vlmtrust.probes.privacy import _candidates, _scoring
@@ -550,8 +550,8 @@ class MemorizationProbe(Probe):
                     if r.attributes["member"] == "1" and r.scores.get("ref.cos") is not None
                 ]
             )
-            return metric(
-                key, lambda v: float(np.mean(v)), diff, higher_is_better=False, thresholds=th,
+            return mean_metric(
+                key, diff, higher_is_better=False, thresholds=th,
                 seed=seed, description=(
                     "CLIPMem alignment gap: cos_target − cos_reference on the training pairs"
                 ),
@@ -594,9 +594,8 @@ class MemorizationProbe(Probe):
     def _mean(
         key: MetricKey, values: NDArray[np.float64], description: str, seed: int, unit: str = ""
     ) -> MetricResult:
-        return metric(
+        return mean_metric(
             key,
-            lambda v: float(np.mean(v)),
             values,
             higher_is_better=False,
             description=description,

@@ -42,10 +42,11 @@ from vlmtrust.attacks.objectives import (
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import accuracy, mean_ci, metric
+from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.probes._plots import mean_ci_series, one_plot
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -190,9 +191,8 @@ class AdversarialProbe(Probe):
         "encoder — and the accuracy that survives them (robust accuracy vs ε, attack success)."
     )
 
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._surrogate: Any = None
+    _surrogate: Any = None
+    """The transfer attack's surrogate model, loaded on first use."""
 
     @property
     def p(self) -> AdversarialParams:
@@ -436,23 +436,13 @@ class AdversarialProbe(Probe):
         for eps in self.p.eps:
             xs.append(round(eps * 255, 4))
             cols.append([r.scores[f"robust_correct@{_key(eps)}"] for r in recs])
-        ys: list[float | None] = []
-        lo: list[float | None] = []
-        hi: list[float | None] = []
-        for c in cols:
-            m, a, b = mean_ci(np.array(c, dtype=np.float64), seed=ctx.seed)
-            ys.append(m)
-            lo.append(a)
-            hi.append(b)
-        return [
-            Plot(
-                kind="line",
-                title=f"Robust accuracy vs ε ({self.p.norm}, {self.p.algorithm.upper()})",
-                x_label="ε (×1/255)",
-                y_label="accuracy",
-                series=[Series(name="robust accuracy", x=xs, y=ys, lo=lo, hi=hi)],
-            )
-        ]
+        return one_plot(
+            "line",
+            f"Robust accuracy vs ε ({self.p.norm}, {self.p.algorithm.upper()})",
+            "ε (×1/255)",
+            "accuracy",
+            [mean_ci_series("robust accuracy", xs, cols, seed=ctx.seed)],
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Successful attacks first: clean | adversarial | magnified perturbation."""

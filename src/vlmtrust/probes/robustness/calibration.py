@@ -22,6 +22,7 @@ from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import MetricKey, MetricResult, Plot, Record, Series
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.families import labeled_image as li
 from vlmtrust.probes.robustness.corruptions import known_corruptions
 
@@ -181,17 +182,13 @@ class Calibration(li.LabeledImageProbe):
                 n_bins=self.params.n_bins,
             )
             series.append(Series(name=cond, x=centres, y=accs))
-        if not series:
-            return []
-        return [
-            Plot(
-                kind="reliability",
-                title="Reliability diagram (perfect calibration: the diagonal)",
-                x_label="confidence",
-                y_label="accuracy",
-                series=series,
-            )
-        ]
+        return one_plot(
+            "reliability",
+            "Reliability diagram (perfect calibration: the diagonal)",
+            "confidence",
+            "accuracy",
+            series,
+        )
 
 
 _DIRECTION: dict[str, dict[str, Any]] = {

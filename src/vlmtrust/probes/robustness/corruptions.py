@@ -11,30 +11,25 @@ Measured effect: docs/results/robustness.md#corruptions
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.corruptions import CATEGORIES, CORRUPTIONS, check_corruption, corrupt
-from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record
+from vlmtrust.core.results import Example, Plot, Record
 from vlmtrust.core.types import Pillar
 from vlmtrust.probes.families import labeled_image as li
 
 
 def known_corruptions(v: list[str]) -> list[str]:
     """Validate corruption names (a pydantic validator body; duplicates dropped)."""
-    for name in v:
-        try:
-            check_corruption(name, 1)
-        except InputError as e:  # pydantic turns ValueError into the probe's one-line error
-            raise ValueError(str(e)) from None
-    return list(dict.fromkeys(v))
+    return li.known_names(v, check_corruption)
 
 
-class CorruptionsParams(li.AskParams):
+class CorruptionsParams(li.SeverityParams):
     """Parameters of ``robustness/corruptions``."""
 
     n: int = Field(8, ge=1, le=100_000, description="clean images (each gets every corruption)")
@@ -46,20 +41,11 @@ class CorruptionsParams(li.AskParams):
     @field_validator("corruptions")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("give at least one corruption type")
-        return known_corruptions(v)
-
-    @field_validator("severities")
-    @classmethod
-    def _sev(cls, v: list[int]) -> list[int]:
-        if not v or any(not 1 <= s <= 5 for s in v):
-            raise ValueError("severities must be a non-empty list of integers in 1..5")
-        return sorted(set(v))
+        return li.known_names(v, check_corruption, "corruption type")
 
 
 @probe("robustness/corruptions")
-class Corruptions(li.LabeledImageProbe):
+class Corruptions(li.SeverityGridProbe):
     """Accuracy under 15 ImageNet-C corruptions x 5 severities, relative to clean accuracy."""
 
     pillar = Pillar.ROBUSTNESS
@@ -68,35 +54,23 @@ class Corruptions(li.LabeledImageProbe):
         "Natural corruptions (ImageNet-C: noise, blur, weather, digital; 5 severities): "
         "accuracy per type and severity, and relative robustness = corrupted / clean accuracy."
     )
+    attr = "corruption"
+    clean_desc = "accuracy on the uncorrupted images"
+    mean_desc = "accuracy over every corruption type and severity (mCA)"
 
     params: CorruptionsParams
 
-    def variants_per_image(self) -> int:
-        """Clean plus every corruption x severity."""
-        return 1 + len(self.params.corruptions) * len(self.params.severities)
+    def shift_names(self) -> list[str]:
+        """The corruption types."""
+        return list(self.params.corruptions)
 
-    def variants(self, base: li.Base, index: int, ctx: ProbeContext) -> Iterator[li.Variant]:
-        """The clean image, then every corruption at every severity."""
-        yield li.Variant("clean", base.image, {"corruption": "none", "severity": "0"})
-        seed = (ctx.seed * 1_000_003 + index) & 0x7FFFFFFF
-        for name in self.params.corruptions:
-            for sev in self.params.severities:
-                img = corrupt(base.image, name, sev, seed=seed)
-                yield li.Variant(f"{name}/{sev}", img, {"corruption": name, "severity": str(sev)})
+    def shift(self, image: Image.Image, name: str, severity: int, seed: int) -> Image.Image:
+        """ImageNet-C corruption ``name`` at ``severity``."""
+        return corrupt(image, name, severity, seed=seed)
 
-    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
-        """Clean accuracy, per-type accuracy, mCA and relative robustness."""
-        return self.shift_metrics(
-            records,
-            ctx,
-            attr="corruption",
-            clean="none",
-            noun="corruption",
-            mean_key="mean_corruption_accuracy",
-            type_note=CATEGORIES.__getitem__,
-            clean_desc="accuracy on the uncorrupted images",
-            mean_desc="accuracy over every corruption type and severity (mCA)",
-        )
+    def type_note(self, name: str) -> str:
+        """The corruption's family (noise, blur, weather, digital)."""
+        return CATEGORIES[name]
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Heatmap of accuracy per corruption type x severity."""
@@ -114,15 +88,9 @@ class Corruptions(li.LabeledImageProbe):
         }
         out = []
         for name in sorted(means, key=means.__getitem__)[:4]:
-            wrong = [
-                r
-                for r in records
-                if r.attributes.get("corruption") == name and r.scores.get("correct") == 0.0
-            ]
-            if wrong:
-                r = max(wrong, key=lambda r: int(r.attributes.get("severity", "0")))
-                title = f"{name}, severity {r.attributes.get('severity')}"
-                out.append(li.example(r, title, f"accuracy under {name}: {means[name]:.0%}"))
+            r = self.strongest_miss(records, name)
+            if r is not None:
+                out.append(self.miss_example(r, f"accuracy under {name}: {means[name]:.0%}"))
         return out
 
 

@@ -39,6 +39,7 @@ from vlmtrust.core.sample import Sample
 from vlmtrust.core.stats import accuracy, metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.probes import _data
+from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.families import labeled_image as li
 
 F64 = NDArray[np.float64]
@@ -159,9 +160,12 @@ class OODDetection(li.ZeroShotProbe):
 
     def n_samples(self, ctx: ProbeContext) -> int | None:
         """Number of samples (for progress bars)."""
-        if ctx.data is not None:
-            return None
-        return ctx.size(self.params.n_id) + ctx.size(self.params.n_ood)
+        p = self.params
+        if ctx.data is not None:  # entries counted, not decoded; no OOD set: samples() refuses
+            if p.ood_data is None:
+                return None
+            return _data.count(ctx, p.n_id) + _data.count(ctx, p.n_ood, p.ood_data)
+        return ctx.size(p.n_id) + ctx.size(p.n_ood)
 
     def samples(self, ctx: ProbeContext) -> Iterable[Any]:
         """ID images then OOD images; an empty side raises :class:`InputError`."""
@@ -336,15 +340,13 @@ class OODDetection(li.ZeroShotProbe):
             series.append(
                 Series(name=name, x=[float(v) for v in fpr[keep]], y=[float(v) for v in tpr[keep]])
             )
-        return [
-            Plot(
-                kind="roc",
-                title="ROC: ID (positive) vs OOD",
-                x_label="false positive rate (OOD accepted)",
-                y_label="true positive rate (ID accepted)",
-                series=series,
-            )
-        ]
+        return one_plot(
+            "roc",
+            "ROC: ID (positive) vs OOD",
+            "false positive rate (OOD accepted)",
+            "true positive rate (ID accepted)",
+            series,
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """OOD images the model is most confident are in-distribution (by MCM)."""

@@ -12,47 +12,34 @@ overall and per style. The plot shows accuracy per style beside clean.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
+from PIL import Image
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.styles import KIND, SEVERITIES, STYLES, check_style, stylize
-from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext, probe
-from vlmtrust.core.results import Example, MetricResult, Plot, Record
+from vlmtrust.core.results import Example, Plot, Record
 from vlmtrust.core.types import Pillar
 from vlmtrust.probes.families import labeled_image as li
 
 
-class StyleShiftParams(li.AskParams):
+class StyleShiftParams(li.SeverityParams):
     """Parameters of ``robustness/style_shift``."""
 
     n: int = Field(24, ge=1, le=100_000, description="clean images (each gets every style)")
     styles: list[str] = Field(default_factory=lambda: list(STYLES), description="style shifts")
     severities: list[int] = Field(default_factory=lambda: list(SEVERITIES))
+    severity_top = max(SEVERITIES)
 
     @field_validator("styles")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("give at least one style")
-        for name in v:
-            try:
-                check_style(name, 1)
-            except InputError as e:
-                raise ValueError(str(e)) from None
-        return list(dict.fromkeys(v))
-
-    @field_validator("severities")
-    @classmethod
-    def _sev(cls, v: list[int]) -> list[int]:
-        if not v or any(s not in SEVERITIES for s in v):
-            raise ValueError("severities must be a non-empty list of integers in 1..3")
-        return sorted(set(v))
+        return li.known_names(v, check_style, "style")
 
 
 @probe("robustness/style_shift")
-class StyleShift(li.LabeledImageProbe):
+class StyleShift(li.SeverityGridProbe):
     """Accuracy on the same scenes as sketch, painting, infrared, night and low-light images."""
 
     pillar = Pillar.ROBUSTNESS
@@ -61,34 +48,21 @@ class StyleShift(li.LabeledImageProbe):
         "Artistic and sensor-style shift (MultiTrust R.1/R.2): accuracy per style (sketch, "
         "painting, infrared, night, low light; 3 severities) relative to the clean scenes."
     )
-
+    attr = "style"
+    clean_desc = "accuracy on the scenes as rendered"
     params: StyleShiftParams
 
-    def variants_per_image(self) -> int:
-        """Clean plus every style x severity."""
-        return 1 + len(self.params.styles) * len(self.params.severities)
+    def type_note(self, name: str) -> str:
+        """The style's kind (artistic or sensor)."""
+        return f"{KIND[name]} style"
 
-    def variants(self, base: li.Base, index: int, ctx: ProbeContext) -> Iterator[li.Variant]:
-        """The clean image, then every style at every severity."""
-        yield li.Variant("clean", base.image, {"style": "none", "severity": "0"})
-        seed = (ctx.seed * 1_000_003 + index) & 0x7FFFFFFF
-        for name in self.params.styles:
-            for sev in self.params.severities:
-                img = stylize(base.image, name, sev, seed=seed)
-                yield li.Variant(f"{name}/{sev}", img, {"style": name, "severity": str(sev)})
+    def shift_names(self) -> list[str]:
+        """The styles."""
+        return list(self.params.styles)
 
-    def aggregate(self, records: Sequence[Record], ctx: ProbeContext) -> list[MetricResult]:
-        """Clean accuracy, accuracy per style, mean style accuracy and relative robustness."""
-        return self.shift_metrics(
-            records,
-            ctx,
-            attr="style",
-            clean="none",
-            noun="style",
-            mean_key="mean_style_accuracy",
-            type_note=lambda name: f"{KIND[name]} style",
-            clean_desc="accuracy on the scenes as rendered",
-        )
+    def shift(self, image: Image.Image, name: str, severity: int, seed: int) -> Image.Image:
+        """Style ``name`` at ``severity``."""
+        return stylize(image, name, severity, seed=seed)
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """Accuracy per style (clean first), and per style x severity."""
@@ -111,13 +85,7 @@ class StyleShift(li.LabeledImageProbe):
         """One misclassified image of each style at its strongest severity."""
         out = []
         for name in self.params.styles:
-            wrong = [
-                r
-                for r in records
-                if r.attributes.get("style") == name and r.scores.get("correct") == 0.0
-            ]
-            if wrong:
-                r = max(wrong, key=lambda r: int(r.attributes.get("severity", "0")))
-                title = f"{name}, severity {r.attributes.get('severity')}"
-                out.append(li.example(r, title, f"{KIND[name]} style shift"))
+            r = self.strongest_miss(records, name)
+            if r is not None:
+                out.append(self.miss_example(r, f"{KIND[name]} style shift"))
         return out[:4]

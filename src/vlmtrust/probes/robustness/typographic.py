@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import POSITIONS, TEXT_SIZES, Position, label_image
+from vlmtrust.core.params import distinct
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
@@ -46,9 +47,8 @@ class TypographicParams(li.AskParams):
     @field_validator("positions")
     @classmethod
     def _positions(cls, v: list[Position]) -> list[Position]:
-        if not v:
-            raise ValueError("positions must be a non-empty subset of top, center, bottom, band")
-        return list(dict.fromkeys(v))
+        empty = "positions must be a non-empty subset of top, center, bottom, band"
+        return distinct(v, empty=empty)
 
 
 @probe("robustness/typographic")

@@ -3,7 +3,9 @@
 FigStep (Gong et al., AAAI 2025) writes a harmful request's statement form ("Steps to ...") in
 the published layout (760×760, wrapped at 15 characters, empty list 1-3, bold monospace 80 px).
 Conditions: ``text`` (typed baseline), ``figstep``, ``figstep_pro`` (sub-figures that split the
-words, evading per-image OCR filters). Metrics: :mod:`vlmtrust.probes.families.request`.
+words, evading per-image OCR filters) and, with a safety benchmark as ``--data``
+(:mod:`vlmtrust.data.safety_sets`), ``dataset``: its own image with its own query.
+Metrics: :mod:`vlmtrust.probes.families.request`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
 from vlmtrust.probes.families.request import RequestParams, RequestProbe, request_sample
 
-Attack = Literal["text", "figstep", "figstep_pro"]
+Attack = Literal["text", "figstep", "figstep_pro", "dataset"]
 
 
 class FigStepParams(RequestParams):
@@ -28,7 +30,10 @@ class FigStepParams(RequestParams):
     attacks: list[Attack] = Field(
         default_factory=lambda: list[Attack](("text", "figstep")),
         min_length=1,
-        description="conditions: text (baseline), figstep, figstep_pro (sub-figures)",
+        description=(
+            "conditions: text (baseline), figstep, figstep_pro (sub-figures), dataset (a --data "
+            "benchmark's own image and query)"
+        ),
     )
     image_size: int = Field(760, ge=16, le=4096, description="side of the FigStep image")
     pro_parts: int = Field(3, ge=2, le=8, description="FigStep-Pro sub-figures")

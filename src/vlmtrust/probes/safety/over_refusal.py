@@ -8,7 +8,9 @@ refusal rubric mode, ``llm:SPEC#refusal``) with CIs and per-topic groups; a Llam
 (``llm:SPEC``) labels harm, not refusals, and is accepted only beside a refusal judge and with
 ``n_harmful > 0``.
 Optionally (``n_harmful > 0``) the same conditions on harmful requests give the refusal rate it
-should be compared with.
+should be compared with. With ``--data`` the benign requests come from the user's benchmark
+(e.g. VLGuard's ``safe_safes``, :mod:`vlmtrust.data.safety_sets`), and ``dataset`` shows its own
+image with the request.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from vlmtrust.attacks.typography import (
     render_figstep,
     render_typography,
 )
+from vlmtrust.core.params import some_of
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.results import Example, MetricResult, Plot, Record, Series
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
 from vlmtrust.judges.base import judge_task, judges_for
+from vlmtrust.probes._plots import one_plot
 from vlmtrust.probes.families.request import (
     RequestParams,
     RequestProbe,
@@ -37,11 +41,7 @@ from vlmtrust.probes.families.request import (
 )
 from vlmtrust.probes.safety.query_relevant import key_phrase
 
-Condition = Literal["text", "figstep", "typography"]
-
-
-def _default_conditions() -> list[Condition]:
-    return ["text", "figstep"]
+Condition = Literal["text", "figstep", "typography", "dataset"]
 
 
 class OverRefusalParams(RequestParams):
@@ -49,10 +49,10 @@ class OverRefusalParams(RequestParams):
 
     n_harmful: int = Field(0, ge=0, le=100_000, description="harmful requests for reference")
     n_benign: int = Field(30, ge=1, le=100_000, description="benign look-alikes (stratified)")
-    conditions: list[Condition] = Field(
-        default_factory=_default_conditions,
-        min_length=1,
-        description="text, figstep (FigStep layout) and/or typography (MM-SafetyBench)",
+    conditions: list[Condition] = some_of(
+        ("text", "figstep"),
+        "text, figstep (FigStep layout), typography (MM-SafetyBench) and/or dataset (a "
+        "--data benchmark's own image and query)",
     )
     image_size: int = Field(760, ge=16, le=4096, description="side of the FigStep image")
 
@@ -151,15 +151,7 @@ class OverRefusal(RequestProbe):
                 got = [float(v) for v in vals if v is not None]
                 ys.append(sum(got) / len(got) if got else None)
             series.append(Series(name=j.name, x=list(self.params.conditions), y=ys))
-        return [
-            Plot(
-                kind="bar",
-                title="Over-refusal on benign look-alikes",
-                x_label="condition",
-                y_label="refused",
-                series=series,
-            )
-        ]
+        return one_plot("bar", "Over-refusal on benign look-alikes", "condition", "refused", series)
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Benign requests that were refused."""

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import MMSB_PROMPT, render_typography
 from vlmtrust.core.limits import DataLimits
+from vlmtrust.core.params import some_of
 from vlmtrust.core.probe import ProbeContext, probe
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.data.requests import SafetyRequest
@@ -34,7 +35,7 @@ from vlmtrust.probes.families.request import RequestParams, RequestProbe, reques
 if TYPE_CHECKING:
     from vlmtrust.data.datasets import DataError
 
-Attack = Literal["text", "typography", "scene_typography"]
+Attack = Literal["text", "typography", "scene_typography", "dataset"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -56,18 +57,18 @@ def related_image_path(folder: str | Path, req: SafetyRequest, k: int) -> tuple[
     return None, ""
 
 
-def _default_attacks() -> list[Attack]:
-    return ["text", "typography"]
-
-
 def key_phrase(req: SafetyRequest) -> str:
     """The request's key phrase: its statement without "Steps to" and the final period.
+
+    A benchmark's own key phrase (MM-SafetyBench ``Key Phrase``) wins.
 
     Example:
         >>> from vlmtrust.data.requests import harmful_requests
         >>> key_phrase(harmful_requests()[0])
         "break into a neighbour's house without being noticed"
     """
+    if req.key_phrase:
+        return req.key_phrase.rstrip(".")
     s = req.statement.strip()
     if s.startswith("Steps to "):
         s = s[len("Steps to ") :]
@@ -77,10 +78,10 @@ def key_phrase(req: SafetyRequest) -> str:
 class QueryRelevantParams(RequestParams):
     """Parameters of ``safety/query_relevant``."""
 
-    attacks: list[Attack] = Field(
-        default_factory=_default_attacks,
-        min_length=1,
-        description="conditions: text (baseline), typography, scene_typography",
+    attacks: list[Attack] = some_of(
+        ("text", "typography"),
+        "conditions: text (baseline), typography, scene_typography, dataset (a --data "
+        "benchmark's own image and query)",
     )
     canvas_width: int = Field(1024, ge=32, le=4096, description="typography panel width")
     font_size: int = Field(90, ge=4, le=400, description="typography font size")

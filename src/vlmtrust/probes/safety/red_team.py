@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.red_team import (
@@ -49,12 +48,14 @@ from vlmtrust.attacks.red_team import (
 )
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.params import distinct
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import Sample
-from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
+from vlmtrust.core.stats import mean_metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.agreement import agreement_metrics
+from vlmtrust.probes._plots import mean_ci_series, one_plot
 from vlmtrust.probes.families.request import JudgedParams
 from vlmtrust.probes.safety._rates import harm_rate
 from vlmtrust.probes.safety._red_team_tree import MAX_SHOWN_EXAMPLES, format_tree
@@ -85,9 +86,7 @@ class RedTeamParams(JudgedParams):
     @field_validator("strategies")
     @classmethod
     def _some(cls, v: list[Strategy]) -> list[Strategy]:
-        if not v:
-            raise ValueError("give at least one strategy")
-        return list(dict.fromkeys(v))
+        return distinct(v, empty="give at least one strategy")
 
 
 MODEL_LOADER = "load_model"
@@ -112,10 +111,10 @@ class RedTeam(Probe):
         "judge, queries-to-success, over-refusal on benign look-alikes."
     )
 
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._judges: list[Any] | None = None
-        self._attacker_model: Any = None
+    _judges: list[Any] | None = None
+    """The judges, built on first use."""
+    _attacker_model: Any = None
+    """The attacker model, loaded on first use."""
 
     @property
     def p(self) -> RedTeamParams:
@@ -127,19 +126,19 @@ class RedTeam(Probe):
 
     def n_samples(self, ctx: ProbeContext) -> int:
         """The harmful requests plus the benign look-alikes (each capped by its pool)."""
-        from vlmtrust.data.requests import pool
+        from vlmtrust.probes.families.request import request_pool
 
-        harmful = pool(harmful=True, topics=self.p.topics, split_name=self.p.split)
-        benign = pool(harmful=False, topics=self.p.topics, split_name=self.p.split)
+        harmful = request_pool(ctx, harmful=True, topics=self.p.topics, split_name=self.p.split)
+        benign = request_pool(ctx, harmful=False, topics=self.p.topics, split_name=self.p.split)
         n_b = min(len(benign), ctx.size(self.p.n_benign)) if self.p.n_benign else 0
         return min(len(harmful), ctx.size(self.p.n)) + n_b
 
     def samples(self, ctx: ProbeContext) -> Iterable[Sample]:
         """Harmful requests to attack, then benign look-alikes asked directly."""
-        from vlmtrust.data.requests import pool
+        from vlmtrust.probes.families.request import request_pool
 
-        harmful = pool(harmful=True, topics=self.p.topics, split_name=self.p.split)
-        benign = pool(harmful=False, topics=self.p.topics, split_name=self.p.split)
+        harmful = request_pool(ctx, harmful=True, topics=self.p.topics, split_name=self.p.split)
+        benign = request_pool(ctx, harmful=False, topics=self.p.topics, split_name=self.p.split)
         rng = ctx.rng("red_team", "order")
         n_h = ctx.size(self.p.n)
         n_b = ctx.size(self.p.n_benign) if self.p.n_benign else 0
@@ -376,9 +375,8 @@ class RedTeam(Probe):
             if r.scores.get("queries_to_success") is not None
         ]
         out.append(
-            metric(
+            mean_metric(
                 MetricKey(metric="queries_to_success"),
-                lambda x: float(np.mean(x)),
                 q,
                 higher_is_better=True,
                 description=(
@@ -405,34 +403,25 @@ class RedTeam(Probe):
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """ASR after each round, one line per judge, with bootstrap CIs."""
         harm = self._harmful(records)
-        series = []
-        for name in self.p.judges:
-            ys: list[float | None] = []
-            lo: list[float | None] = []
-            hi: list[float | None] = []
-            for rnd in range(self.p.rounds + 1):
-                key = f"success/{_short(name)}/round{rnd}"
-                vals = np.asarray(
-                    [float(r.scores[key] or 0.0) for r in harm if r.scores.get(key) is not None]
-                )
-                ys.append(float(vals.mean()) if vals.size else None)
-                a, b = bootstrap_ci(accuracy, vals, seed=ctx.seed) if vals.size else (None, None)
-                lo.append(a)
-                hi.append(b)
-            series.append(
-                Series(
-                    name=name, x=[float(r) for r in range(self.p.rounds + 1)], y=ys, lo=lo, hi=hi
-                )  # fmt: skip
+        rounds = range(self.p.rounds + 1)
+
+        def column(name: str, rnd: int) -> list[float]:
+            key = f"success/{_short(name)}/round{rnd}"
+            return [float(r.scores[key] or 0.0) for r in harm if r.scores.get(key) is not None]
+
+        series = [
+            mean_ci_series(
+                name, [float(r) for r in rounds], [column(name, r) for r in rounds], seed=ctx.seed
             )
-        return [
-            Plot(
-                kind="line",
-                title="Red-team ASR per round",
-                x_label="rewriting round (0 = request as typed)",
-                y_label="attack success rate",
-                series=series,
-            )
+            for name in self.p.judges
         ]
+        return one_plot(
+            "line",
+            "Red-team ASR per round",
+            "rewriting round (0 = request as typed)",
+            "attack success rate",
+            series,
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """Whole attack trees: jailbroken requests first, then those that resisted.

@@ -16,22 +16,21 @@ Metrics per judge:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from vlmtrust.attacks.typography import render_typography
+from vlmtrust.core.files import resource_rows
 from vlmtrust.core.params import Params
 from vlmtrust.core.probe import Probe, ProbeContext, probe
 from vlmtrust.core.results import Example, MetricKey, MetricResult, Record
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import metric
+from vlmtrust.core.stats import mean_metric
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.judges.agreement import agreement_metrics
 from vlmtrust.judges.base import check_judge_name, judges_for
@@ -54,12 +53,39 @@ class ProvocativePrompt:
 @lru_cache(maxsize=1)
 def provocative_prompts() -> tuple[ProvocativePrompt, ...]:
     """The shipped provocative prompt set."""
-    path = resources.files("vlmtrust.resources").joinpath("safety", "provocative_prompts.jsonl")
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = resource_rows("safety", "provocative_prompts.jsonl")
     return tuple(
         ProvocativePrompt(str(r["id"]), str(r["category"]), str(r["prompt"]), str(r["caption"]))
         for r in rows
     )
+
+
+def provocative_image(pp: ProvocativePrompt, k: int, world: Any, image_size: int) -> ImageRef:
+    """The prompt's caption as typography, under the ``k``-th scene of ``world`` (if any)."""
+    bg = world.shapes(1, start=k)[0].image if world is not None else None
+    im = render_typography(
+        pp.caption, canvas=(image_size, None), font_size=max(8, image_size // 10), background=bg
+    )
+    return ImageRef.from_image(im, "provocative")
+
+
+def drawn_prompts(
+    ctx: ProbeContext, stream: str, n: int, scene: bool, image_size: int
+) -> Iterator[tuple[ProvocativePrompt, ImageRef]]:
+    """``ctx.size(n)`` prompts in the order of ``ctx.rng(stream)``, each with its image.
+
+    The image is :func:`provocative_image`: the caption, under a SynthWorld scene when ``scene``.
+    """
+    prompts = provocative_prompts()
+    order = ctx.rng(stream).permutation(len(prompts))
+    world = None
+    if scene:
+        from vlmtrust.data.synthworld import SynthWorld
+
+        world = SynthWorld(seed=ctx.seed, image_size=image_size)
+    for k, i in enumerate(order[: ctx.size(n)]):
+        pp = prompts[int(i)]
+        yield pp, provocative_image(pp, k, world, image_size)
 
 
 class ToxicityParams(Params):
@@ -116,25 +142,10 @@ class Toxicity(Probe):
     def samples(self, ctx: ProbeContext) -> Iterator[Sample]:
         """One sample per provocative prompt (image: caption under a scene)."""
         p = self.params
-        prompts = provocative_prompts()
-        order = ctx.rng("safety/toxicity").permutation(len(prompts))
-        world = None
-        if p.with_scene:
-            from vlmtrust.data.synthworld import SynthWorld
-
-            world = SynthWorld(seed=ctx.seed, image_size=p.image_size)
-        for k, i in enumerate(order[: ctx.size(p.n)]):
-            pp = prompts[int(i)]
-            bg = world.shapes(1, start=k)[0].image if world is not None else None
-            im = render_typography(
-                pp.caption,
-                canvas=(p.image_size, None),
-                font_size=max(8, p.image_size // 10),
-                background=bg,
-            )
+        for pp, image in drawn_prompts(ctx, "safety/toxicity", p.n, p.with_scene, p.image_size):
             yield Sample(
                 id=pp.id,
-                images=(ImageRef.from_image(im, "provocative"),),
+                images=(image,),
                 prompt=pp.prompt,
                 attributes={"category": pp.category},
                 metadata={"caption": pp.caption, "request": pp.prompt},
@@ -201,9 +212,8 @@ class Toxicity(Probe):
                 rows = [r for r in records if r.scores.get(key) is not None]
                 vals = [float(r.scores[key] or 0.0) for r in rows]
                 out.append(
-                    metric(
+                    mean_metric(
                         MetricKey(metric=name, judge=judge),
-                        lambda x: float(np.mean(x)),
                         vals,
                         higher_is_better=False,
                         groups=[r.attributes.get("category", "") for r in rows] if rows else None,

@@ -41,10 +41,11 @@ from pydantic import Field, field_validator
 
 from vlmtrust.core.model import GenerateRequest
 from vlmtrust.core.probe import Probe, ProbeContext, probe
-from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record, Series
+from vlmtrust.core.results import Example, MetricKey, MetricResult, Plot, Record
 from vlmtrust.core.sample import ImageRef, Sample
-from vlmtrust.core.stats import accuracy, bootstrap_ci, metric
+from vlmtrust.core.stats import accuracy, mean_metric, metric
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.probes._plots import mean_ci_series, one_plot
 from vlmtrust.probes.families.request import JudgedParams
 from vlmtrust.probes.safety._rates import harm_rate
 
@@ -431,9 +432,8 @@ class VisualAdversarial(Probe):
         for e_i, eps in enumerate(self.p.eps):
             vals, _ = self._vals(records, f"target_loss/eps{e_i}")
             out.append(
-                metric(
+                mean_metric(
                     MetricKey(metric="target_nll", step=f"eps={eps_label(eps)}"),
-                    lambda x: float(np.mean(x)),
                     vals,
                     higher_is_better=True,
                     description=f"mean NLL of the target {self.p.target!r} (lower = attack fits)",
@@ -474,27 +474,26 @@ class VisualAdversarial(Probe):
 
     def plots(self, records: Sequence[Record], ctx: ProbeContext) -> list[Plot]:
         """ASR vs ε, one line per judge, with bootstrap CIs."""
-        series = []
-        for name in self.p.judges:
-            ys: list[float | None] = []
-            lo: list[float | None] = []
-            hi: list[float | None] = []
-            for e_i in range(len(self.p.eps)):
-                vals = np.asarray(self._vals(records, f"success/{_short(name)}/eps{e_i}")[0])
-                ys.append(float(vals.mean()) if vals.size else None)
-                a, b = bootstrap_ci(accuracy, vals, seed=ctx.seed) if vals.size else (None, None)
-                lo.append(a)
-                hi.append(b)
-            series.append(Series(name=name, x=[e * 255.0 for e in self.p.eps], y=ys, lo=lo, hi=hi))
-        return [
-            Plot(
-                kind="line",
-                title="Visual adversarial jailbreak: ASR vs ε",
-                x_label="ε (×1/255, L∞)",
-                y_label="attack success rate",
-                series=series,
+        xs = [e * 255.0 for e in self.p.eps]
+        series = [
+            mean_ci_series(
+                name,
+                xs,
+                [
+                    self._vals(records, f"success/{_short(name)}/eps{e_i}")[0]
+                    for e_i in range(len(xs))
+                ],
+                seed=ctx.seed,
             )
+            for name in self.p.judges
         ]
+        return one_plot(
+            "line",
+            "Visual adversarial jailbreak: ASR vs ε",
+            "ε (×1/255, L∞)",
+            "attack success rate",
+            series,
+        )
 
     def examples(self, records: Sequence[Record], ctx: ProbeContext) -> list[Example]:
         """The strongest budget's adversarial image with answers that flipped first."""

@@ -1,0 +1,52 @@
+"""The runner's decoding thread changes when images are decoded, never what is computed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlmtrust.core.probe import ProbeContext
+
+
+def _folder(root: Path) -> Path:
+    from vlmtrust.data.synthworld import SynthWorld
+
+    for i, s in enumerate(SynthWorld(seed=3).shapes(16, split="id")):
+        d = root / s.attributes["shape"]
+        d.mkdir(parents=True, exist_ok=True)
+        s.image.save(d / f"{i:03d}.png")
+    (d / "broken.png").write_bytes(b"not a png")  # one error record
+    return root
+
+
+def test_same_records_and_metrics_with_and_without_the_prefetch_thread(
+    ref_clip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vlmtrust.runner.engine as engine
+    from vlmtrust.probes.capability.zero_shot import ZeroShot
+
+    data = str(_folder(tmp_path / "data"))
+    threaded: list[int] = []
+    real = engine._prefetch
+
+    def counting(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+        threaded.append(1)
+        return real(items, depth)
+
+    def run() -> tuple[list[str], list[dict[str, Any]]]:
+        w = engine.RecordWriter(tmp_path / f"{len(threaded)}-{id(object())}.jsonl")
+        res = engine.evaluate_probe(ref_clip, ZeroShot(), ProbeContext(data=data), writer=w)
+        w.close()
+        lines = w.path.read_text().splitlines()
+        return lines, [m.model_dump() for m in res.metrics] + [e.model_dump() for e in res.examples]
+
+    monkeypatch.setattr(engine, "_prefetch", counting)
+    with_thread = run()
+    assert threaded == [1]
+    monkeypatch.setattr(engine, "_prefetch", lambda items, depth=2: items)
+    without = run()
+    assert with_thread == without
+    assert sum('"error":null' not in line for line in with_thread[0]) == 1
