@@ -148,10 +148,10 @@ class CoTSafetyModel(GuardedModel):
 class CoTSafety(WrapperMitigation):
     """Chain-of-thought safety reasoning (describe the image, judge the request), then answer."""
 
-    Params = CoTSafetyParams
-    params: CoTSafetyParams
     pillar = Pillar.SAFETY
     requires = Capability.GENERATE
+    Params = CoTSafetyParams
+    params: CoTSafetyParams
     description = (
         "Chain-of-thought safety: the model describes the image text, judges the request "
         "(a refusal = unsafe), then answers the original request; the reasoning stays out of "
