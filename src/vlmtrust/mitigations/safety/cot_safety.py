@@ -148,15 +148,15 @@ class CoTSafetyModel(GuardedModel):
 class CoTSafety(WrapperMitigation):
     """Chain-of-thought safety reasoning (describe the image, judge the request), then answer."""
 
-    pillar = Pillar.SAFETY
-    requires = Capability.GENERATE
-    Params = CoTSafetyParams
-    params: CoTSafetyParams
     description = (
         "Chain-of-thought safety: the model describes the image text, judges the request "
         "(a refusal = unsafe), then answers the original request; the reasoning stays out of "
         "the answer."
     )
+    params: CoTSafetyParams
+    Params = CoTSafetyParams
+    pillar = Pillar.SAFETY
+    requires = Capability.GENERATE
 
     def wrap(self, model: Any) -> CoTSafetyModel:
         """Put the describe–judge–answer steps around ``model``."""
