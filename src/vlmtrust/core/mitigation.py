@@ -96,6 +96,9 @@ class WrapperMitigation(Mitigation):
     kind: ClassVar[Literal["model", "wrapper", "data"]] = "wrapper"
     wrapper: ClassVar[type[Any] | None] = None
     """The wrapped-model class, built as ``wrapper(model, params)`` by :meth:`wrap`."""
+    source_dir: Path | None = None
+    """The folder of ``wrapper.json`` when ``hardened:DIR`` loads the wrapper (files a wrapper
+    saved beside it, e.g. trained weights, are read from there); None otherwise."""
 
     def wrap(self, model: Any) -> Any:
         """Return a model with the same surface as ``model``, hardened.

@@ -83,6 +83,18 @@ def optimizer_step(
     train_step(step, losses[-1])
 
 
+def model_dir_artifact(
+    out_dir: Any, summary_file: str, summary: dict[str, Any]
+) -> HardenedArtifact:
+    """The :class:`~vlmtrust.core.mitigation.HardenedArtifact` of a model saved in ``out_dir``.
+
+    ``summary`` is also written there as ``summary_file`` (indented JSON).
+    """
+    out = Path(out_dir)
+    (out / summary_file).write_text(json.dumps(summary, indent=2) + "\n")
+    return HardenedArtifact(spec=f"hardened:{out}", out_dir=out, summary=summary)
+
+
 def need_dual(model: Any, name: str, verb: str = "hardens") -> None:
     """Refuse a model that is not a dual encoder (``name verb dual encoders; …``).
 

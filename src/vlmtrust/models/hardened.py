@@ -45,7 +45,9 @@ def load_hardened(target: str, *, spec: str, **kwargs: Any) -> Any:
         cls = get_mitigation(name)
         if not issubclass(cls, WrapperMitigation):
             raise ModelSpecError(f"{wrapper}: mitigation {name!r} is not a wrapper")
-        model = cls(params).wrap(load_model(base, **kwargs))
+        mit = cls(params)
+        mit.source_dir = path
+        model = mit.wrap(load_model(base, **kwargs))
         model.spec = spec
         return model
     from vlmtrust.models.loader import _load_hf
