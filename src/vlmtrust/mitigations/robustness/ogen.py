@@ -294,7 +294,9 @@ class OGEN(WrapperMitigation):
         labels = np.array([index[n] for n in names], dtype=np.int64)
         missing = [c for c in known if not (labels == index[c]).any()]
         if missing:
-            raise InputError(f"{self.name}: no training images of {missing}; raise n_train")
+            raise InputError(
+                f"{self.name}: no training images of {missing}; give more with -p n_train=N"
+            )
         kt = _norm(np.asarray(model.embed_texts([p.template.format(c) for c in known]), float))
         synth = None
         txt = kt
