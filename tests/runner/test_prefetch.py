@@ -44,9 +44,10 @@ def test_same_records_and_metrics_with_and_without_the_prefetch_thread(
         return lines, [m.model_dump() for m in res.metrics] + [e.model_dump() for e in res.examples]
 
     monkeypatch.setattr(engine, "_prefetch", counting)
+    without = run()  # the default for an in-process model: no thread
+    assert threaded == []
+    monkeypatch.setattr(engine, "PREFETCH_LOCAL", True)
     with_thread = run()
     assert threaded == [1]
-    monkeypatch.setattr(engine, "_prefetch", lambda items, depth=2: items)
-    without = run()
     assert with_thread == without
     assert sum('"error":null' not in line for line in with_thread[0]) == 1

@@ -312,11 +312,22 @@ def _batches(pending: Pending) -> Iterator[tuple[list[Record], list[tuple[int, S
 _DONE = object()
 
 
+PREFETCH_LOCAL = False
+"""Whether batches for an in-process model are also produced in a background thread.
+
+Off: on a 2-core machine the thread's decoding and SynthWorld rendering hold the GIL against
+the model's own Python preprocessing, and bench/bench_runner.py measured the runner slower with
+it than without (reference:clip and the ViT-B/32-size model alike). Remote models
+(``batches_in_flight`` > 1) wait on the network, so they always get the thread.
+"""
+
+
 def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """Produce ``items`` in a background thread, ``depth`` ahead of the consumer.
 
     Sample generation and image decoding then overlap the model's forward passes (torch and
-    PIL release the GIL). Measured effect: docs/results/robustness.md#runner.
+    PIL release the GIL part of the time); used for remote models and with
+    :data:`PREFETCH_LOCAL`.
     """
     import queue
     import threading
@@ -369,8 +380,10 @@ def _stream(
     records still come out in sample order, batch by batch.
     """
     probe, ctx = pending.probe, pending.ctx
-    items = _prefetch(_batches(pending))
     depth = batches_in_flight(model, probe)
+    items = _batches(pending)
+    if depth > 1 or PREFETCH_LOCAL:
+        items = _prefetch(items)
     if depth <= 1:
         for errors, batch in items:
             yield errors + (_evaluate_batch(model, probe, batch, ctx, limit) if batch else [])
