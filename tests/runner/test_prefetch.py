@@ -36,18 +36,18 @@ def test_same_records_and_metrics_with_and_without_the_prefetch_thread(
         threaded.append(1)
         return real(items, depth)
 
-    def run() -> tuple[list[str], list[dict[str, Any]]]:
-        w = engine.RecordWriter(tmp_path / f"{len(threaded)}-{id(object())}.jsonl")
+    def run(name: str) -> tuple[list[str], list[dict[str, Any]]]:
+        w = engine.RecordWriter(tmp_path / f"{name}.jsonl")
         res = engine.evaluate_probe(ref_clip, ZeroShot(), ProbeContext(data=data), writer=w)
         w.close()
         lines = w.path.read_text().splitlines()
         return lines, [m.model_dump() for m in res.metrics] + [e.model_dump() for e in res.examples]
 
     monkeypatch.setattr(engine, "_prefetch", counting)
-    without = run()  # the default for an in-process model: no thread
+    without = run("without")  # the default for an in-process model: no thread
     assert threaded == []
     monkeypatch.setattr(engine, "PREFETCH_LOCAL", True)
-    with_thread = run()
+    with_thread = run("with")
     assert threaded == [1]
     assert with_thread == without
     assert sum('"error":null' not in line for line in with_thread[0]) == 1
