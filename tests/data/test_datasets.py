@@ -111,8 +111,8 @@ def test_unreadable_label_folder_is_a_data_error(
     _png(root / "b" / "2.png")
     real = mod._sorted_entries
 
-    def deny_b(directory: Path) -> list[os.DirEntry[str]]:
-        if directory.name == "b":  # as if chmod 000 (tests may run as root)
+    def deny_b(directory: Path | str) -> list[os.DirEntry[str]]:
+        if Path(directory).name == "b":  # as if chmod 000 (tests may run as root)
             raise PermissionError(13, "Permission denied")
         return real(directory)
 

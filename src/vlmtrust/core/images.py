@@ -42,6 +42,7 @@ from typing import IO, Final, NoReturn
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vlmtrust.core import _png
 from vlmtrust.core.errors import ImageLoadError, InputError
 from vlmtrust.core.limits import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, option
 
@@ -129,6 +130,12 @@ def load_image(
         _fail(name, "file is empty (0 bytes)", "re-export the image or remove it from the data")
     try:
         with p.open("rb") as fp:
+            head = fp.read(len(_png.SIGNATURE))
+            if head == _png.SIGNATURE and _png.available():
+                fast = _fast_png(head + fp.read(), name, max_pixels, max_aspect_ratio)
+                if fast is not None:
+                    return fast
+            fp.seek(0)
             return _decode(fp, name, max_pixels, max_aspect_ratio)
     except PermissionError:
         _fail(name, "permission denied", "make the file readable by this user")
@@ -168,7 +175,12 @@ def load_image_bytes(
         )
     if len(data) == 0:
         _fail(name, "data is empty (0 bytes)", "re-export the image or remove it from the data")
-    with io.BytesIO(bytes(data)) as fp:
+    raw = bytes(data)
+    if raw[: len(_png.SIGNATURE)] == _png.SIGNATURE:
+        fast = _fast_png(raw, name, max_pixels, max_aspect_ratio)
+        if fast is not None:
+            return fast
+    with io.BytesIO(raw) as fp:
         return _decode(fp, name, max_pixels, max_aspect_ratio)
 
 
@@ -257,6 +269,26 @@ def to_rgb(image: Image.Image, *, name: str = "<in-memory image>") -> Image.Imag
 
 # --------------------------------------------------------------------------------------------
 # internals
+
+
+def _fast_png(data: bytes, name: str, max_pixels: int, max_ratio: float) -> Image.Image | None:
+    """A plain 8-bit PNG decoded by :mod:`vlmtrust.core._png`, or None: decode it with Pillow.
+
+    The limits are checked from the IHDR header first, with the Pillow path's messages. Sizes
+    Pillow itself would warn about or refuse (beyond ``Image.MAX_IMAGE_PIXELS``), and empty
+    ones, go to Pillow so that its errors stay the loader's.
+    """
+    size = _png.png_size(data)
+    if size is None:
+        return None
+    width, height = size
+    if width == 0 or height == 0 or width * height > (Image.MAX_IMAGE_PIXELS or 0):
+        return None
+    _check_size(name, width, height, max_pixels, max_ratio)
+    im = _png.decode_plain_png(data)
+    if im is None:
+        return None
+    return im if im.mode == "RGB" else to_rgb(im, name=name)
 
 
 def _decode(fp: IO[bytes], name: str, max_pixels: int, max_aspect_ratio: float) -> Image.Image:

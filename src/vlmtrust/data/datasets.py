@@ -335,7 +335,7 @@ def _class_names(parsed: DataSpec, limits: DataLimits, notes: _Notes) -> list[st
             if _is_visible_dir(entry)
             and any(
                 not isinstance(item, DataError)
-                for item in _walk_images(Path(entry.path), entry.name)
+                for item in _walk_images(entry.path, entry.name)
             )
         )
     elif parsed.kind == "manifest":
@@ -509,7 +509,7 @@ def _require_dir(root: Path) -> None:
         raise InputError(f"data {root}: image folder not found — check the path")
 
 
-def _sorted_entries(directory: Path) -> list[os.DirEntry[str]]:
+def _sorted_entries(directory: Path | str) -> list[os.DirEntry[str]]:
     with os.scandir(directory) as it:
         return sorted(it, key=lambda e: e.name)
 
@@ -519,12 +519,14 @@ def _is_visible_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def _walk_images(
-    directory: Path, rel: str, seen: set[str] | None = None
-) -> Iterator[tuple[str, Path] | DataError]:
+    directory: Path | str, rel: str, seen: set[str] | None = None
+) -> Iterator[tuple[str, str] | DataError]:
     """``(relative posix path, path)`` of image files under ``directory``, sorted, depth-first.
 
     Hidden entries are skipped; directory symlink loops are visited once. An unreadable
-    sub-folder becomes a :class:`DataError` (its siblings are still listed).
+    sub-folder becomes a :class:`DataError` (its siblings are still listed). Paths are
+    strings: the runner lists every file of a dataset twice (its count, then its samples),
+    and ``pathlib`` objects per file cost as much as the rest of the walk.
     """
     seen = set() if seen is None else seen
     real = os.path.realpath(directory)
@@ -546,9 +548,9 @@ def _walk_images(
             continue
         child_rel = f"{rel}/{entry.name}" if rel else entry.name
         if entry.is_dir(follow_symlinks=True):
-            yield from _walk_images(Path(entry.path), child_rel, seen)
-        elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
-            yield child_rel, Path(entry.path)
+            yield from _walk_images(entry.path, child_rel, seen)
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+            yield child_rel, entry.path
 
 
 def _iter_folder(root: Path, limits: DataLimits, notes: _Notes) -> Iterator[Sample | DataError]:
@@ -573,7 +575,7 @@ def _iter_folder(root: Path, limits: DataLimits, notes: _Notes) -> Iterator[Samp
 
 
 def _folder_samples(
-    items: Iterator[tuple[str, Path] | DataError], limits: DataLimits
+    items: Iterator[tuple[str, str] | DataError], limits: DataLimits
 ) -> Iterator[Sample | DataError]:
     for item in items:
         if isinstance(item, DataError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vlmtrust.core.errors import CapabilityError, InputError, VlmtrustError, one_line
+from vlmtrust.core.limits import DataLimits
 from vlmtrust.core.probe import Probe, ProbeContext
 from vlmtrust.core.redact import redact_data, redact_text
 from vlmtrust.core.results import (
@@ -40,7 +42,7 @@ from vlmtrust.core.results import (
     RequestStats,
     RunSpec,
 )
-from vlmtrust.core.sample import Sample
+from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.runner.cache import Cache, with_cache
 from vlmtrust.runner.data import Thumbnails, with_data
 from vlmtrust.runner.outcome import DID_NOT_RUN, SUMMARY_FAILED
@@ -294,19 +296,113 @@ def group(items: Iterable[Record | _T], size: int) -> Iterator[tuple[list[Record
 
 
 def _batches(pending: Pending) -> Iterator[tuple[list[Record], list[tuple[int, Sample]]]]:
-    """Group the probe's pending samples into decoded batches (plus error records)."""
+    """Group the probe's pending samples into decoded batches (plus error records).
+
+    Image files are decoded in the child process of :mod:`vlmtrust.runner.decoder` (when
+    :func:`~vlmtrust.runner.decoder.enabled`), :data:`DECODE_AHEAD` batches ahead of the one
+    the model computes; the batches, records and previews are the same either way.
+    """
+    from vlmtrust.runner import decoder
+
+    def here(it: tuple[int, Sample]) -> tuple[int, Sample] | Record:
+        out = prepare_or_error(*it)
+        if not isinstance(out, Record):
+            pending.thumbs.keep(it[1], out[1])
+        return out
 
     def decoded() -> Iterator[tuple[int, Sample] | Record]:
         for it in pending.items():
-            if isinstance(it, Record):
-                yield it
-                continue
-            out = prepare_or_error(*it)
-            if not isinstance(out, Record):
-                pending.thumbs.keep(it[1], out[1])
-            yield out
+            yield it if isinstance(it, Record) else here(it)
 
-    return group(decoded(), pending.batch_size)
+    items = _decoded_ahead(pending, here) if decoder.enabled() else decoded()
+    return group(items, pending.batch_size)
+
+
+DECODE_AHEAD = 2
+"""Batches of image files the decoder process works on ahead of the model."""
+
+
+def _files(sample: Sample) -> list[ImageRef]:
+    """The sample's images still to decode from a file."""
+    return [r for r in sample.images if r.image is None and r.path is not None]
+
+
+def _job(ref: ImageRef) -> tuple[str, int, float]:
+    """What the decoder process needs to load ``ref`` as :meth:`ImageRef.load` would."""
+    limits = ref.limits or DataLimits()
+    return str(ref.path), limits.max_image_pixels, limits.max_aspect_ratio
+
+
+def _decoded_ahead(
+    pending: Pending, here: Callable[[tuple[int, Sample]], tuple[int, Sample] | Record]
+) -> Iterator[tuple[int, Sample] | Record]:
+    """``pending.items()`` decoded as :func:`prepare_or_error` would, by the decoder process.
+
+    Chunks of one batch's worth of items go to the process :data:`DECODE_AHEAD` chunks before
+    they are needed; a chunk sent while the process is still starting, or lost with it, is
+    decoded in-process by ``here``.
+    """
+    from collections import deque
+
+    from vlmtrust.runner import decoder
+
+    dec: decoder.Decoder | None = None
+    window: deque[tuple[list[tuple[int, Sample] | Record], int | None]] = deque()
+
+    def finish(
+        chunk: list[tuple[int, Sample] | Record], ticket: int | None
+    ) -> Iterator[tuple[int, Sample] | Record]:
+        got: Iterator[Any] | None = None
+        if ticket is not None and dec is not None:
+            try:
+                got = iter(dec.result(ticket))
+            except OSError:
+                got = None
+        for it in chunk:
+            if isinstance(it, Record) or got is None or not _files(it[1]):
+                yield it if isinstance(it, Record) else here(it)
+                continue
+            index, sample = it
+            refs, error = [], None
+            for ref in sample.images:
+                if ref.image is not None or ref.path is None:
+                    refs.append(ref)
+                    continue
+                image = next(got)
+                if isinstance(image, InputError):
+                    error = error or image
+                    continue
+                refs.append(replace(ref, image=image, label=ref.label or ref.path))
+            if error is not None:
+                yield _error_record(sample.id, index, one_line(error), sample.attributes)
+                continue
+            out = sample.with_images(tuple(refs))
+            pending.thumbs.keep(sample, out)
+            yield index, out
+
+    chunk: list[tuple[int, Sample] | Record] = []
+    for it in itertools.chain(pending.items(), [None]):
+        if it is not None:
+            chunk.append(it)
+            if len(chunk) < pending.batch_size:
+                continue
+        if not chunk:
+            break
+        jobs = [_job(r) for x in chunk if not isinstance(x, Record) for r in _files(x[1])]
+        ticket = None
+        if jobs:
+            dec = dec or decoder.shared()
+            if dec is not None and dec.usable:
+                try:
+                    ticket = dec.submit(jobs)
+                except OSError:
+                    ticket = None
+        window.append((chunk, ticket))
+        chunk = []
+        while len(window) > DECODE_AHEAD:
+            yield from finish(*window.popleft())
+    while window:
+        yield from finish(*window.popleft())
 
 
 _DONE = object()
@@ -315,9 +411,10 @@ _DONE = object()
 PREFETCH_LOCAL = False
 """Whether batches for an in-process model are also produced in a background thread.
 
-Off: on a 2-core machine the thread's decoding and SynthWorld rendering hold the GIL against
-the model's own Python preprocessing, and bench/bench_runner.py measured the runner slower with
-it than without (reference:clip and the ViT-B/32-size model alike). Remote models
+Off: the thread's decoding and SynthWorld rendering hold the GIL against the model's own
+Python preprocessing, so on a 2-core machine the runner was slower with it than without
+(reference:clip and the ViT-B/32-size model alike); image files are overlapped with the model
+by the decoder process instead (:mod:`vlmtrust.runner.decoder`). Remote models
 (``batches_in_flight`` > 1) wait on the network, so they always get the thread.
 """
 
