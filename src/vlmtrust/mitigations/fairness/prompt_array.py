@@ -49,6 +49,7 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
+from vlmtrust.data.synthworld import NEUTRAL_QUERIES
 from vlmtrust.mitigations import _train
 from vlmtrust.mitigations.fairness import _dual, _trained
 
@@ -64,8 +65,10 @@ class PromptArrayParams(Params):
     attribute: str = Field("group", description="protected attribute the adversary predicts")
     concept: str = Field("occupation", description="attribute whose zero-shot accuracy is kept")
     template: str = Field("a photo of a {}", description="concept prompt; {} is the name")
-    queries: list[str] | None = Field(
-        None, description="neutral training queries (default: concept names in 3 templates)"
+    queries: list[str] | Literal["probe"] | None = Field(
+        None,
+        description='neutral training queries (default: concept names in 3 templates; "probe": '
+        "fairness/retrieval_skew's default queries)",
     )
     n_tokens: int = Field(4, ge=1, le=16, description="learned prompt tokens")
     epochs: int = Field(16, ge=1, le=1000, description="epochs (one checkpoint each)")
@@ -81,8 +84,16 @@ class PromptArrayParams(Params):
         32, ge=0, le=4096, description="random vocabulary prompts per step in the keep term"
     )
     adv_hidden: int = Field(32, ge=0, le=4096, description="adversary hidden width (0: linear)")
-    adversary: Literal["joint", "fisher"] = Field(
-        "joint", description="one MLP over all queries, or a closed-form one per query"
+    adversary: Literal["joint", "fisher", "topk"] = Field(
+        "joint",
+        description="one MLP over all queries, a closed-form reader per query, or the "
+        "group shares of each query's soft top share",
+    )
+    top_share: float = Field(
+        0.083, gt=0.0, lt=1.0, description="topk: share of the images counted as a query's top"
+    )
+    top_temperature: float = Field(
+        0.25, gt=0.0, le=10.0, description="topk: softness of the top cut (standardised units)"
     )
     val_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share held out for selection")
     max_drop: float = Field(
@@ -136,6 +147,40 @@ def separability(z: Any, groups: Any, n_groups: int) -> Any:
     share = onehot.mean(0)
     means = onehot.T @ z / onehot.sum(0).clamp_min(1.0)[:, None]
     return (share[:, None] * means.square()).sum(0).mean()
+
+
+def top_skew(z: Any, groups: Any, n_groups: int, share: float, temperature: float) -> Any:
+    """Mean over columns of the KL divergence of the group shares in a soft top from the prior.
+
+    ``z`` ``(b, q)`` has standardised columns. Each image's weight in a column's top is
+    ``sigmoid((z − cut) / temperature)``, the cut the column's ``1 − share`` quantile (not
+    differentiated); the group shares of that weighted top are compared with the groups' shares
+    of the batch. 0 when every column's top holds the groups in their batch proportions (what
+    MaxSkew@k against the prior asks of a ranking).
+    """
+    import torch
+
+    onehot = torch.nn.functional.one_hot(groups, n_groups).to(z.dtype)
+    prior = onehot.mean(0).clamp_min(1e-6)
+    cut = torch.quantile(z.detach(), 1.0 - share, dim=0)
+    w = torch.sigmoid((z - cut) / temperature)
+    top = (onehot.T @ w) / w.sum(0).clamp_min(1e-6)
+    return (top * (top.clamp_min(1e-6) / prior[:, None]).log()).sum(0).mean()
+
+
+def query_top_skew(sims: NDArray[np.float64], groups: NDArray[Any], share: float) -> float:
+    """Mean over columns of MaxSkew@k against the prior, ``k = share · rows`` (at least 1)."""
+    values, codes = np.unique(groups, return_inverse=True)
+    n = len(codes)
+    k = int(min(max(1, round(share * n)), n - 1))
+    prior = np.bincount(codes, minlength=len(values)) / n
+    out = []
+    for j in range(sims.shape[1]):
+        top = np.argsort(-sims[:, j], kind="stable")[:k]
+        counts = np.bincount(codes[top], minlength=len(values))
+        p = np.where(counts > 0, counts, 1.0) / k
+        out.append(float(np.max(np.log(p / prior))))
+    return float(np.mean(out))
 
 
 def _standardise(s: Any) -> Any:
@@ -246,6 +291,8 @@ class PromptArray(_dual.FittedWrapper):
     def _queries(self) -> list[str]:
         p = self.params
         if p.queries is not None:
+            if p.queries == "probe":
+                return list(NEUTRAL_QUERIES)
             if not p.queries:
                 raise InputError(f"{self.name}: queries is empty; name neutral queries or omit it")
             return list(p.queries)
@@ -281,7 +328,14 @@ class PromptArray(_dual.FittedWrapper):
         s0 = x @ base_q.T  # joint: standardised by the base model's statistics
         mu, sd = s0.mean(0), s0.std(0).clamp_min(1e-6)
         adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
-        leakage = query_leakage if fisher else _trained.linear_leakage
+        topk = p.adversary == "topk"
+
+        def leakage(sims: NDArray[np.float64], labels: NDArray[Any], seed: int) -> float:
+            if topk:
+                return query_top_skew(sims, labels, p.top_share)
+            if fisher:
+                return query_leakage(sims, labels, seed)
+            return _trained.linear_leakage(sims, labels, seed)
 
         opt_p = torch.optim.Adam([prefix], lr=p.lr)
         opt_a = torch.optim.Adam(adv.parameters(), lr=p.adv_lr)
@@ -304,8 +358,10 @@ class PromptArray(_dual.FittedWrapper):
                     tq = prefixed_text_features(model, queries, prefix)
                     tc = prefixed_text_features(model, prompts, prefix)
                     s = x[idx] @ tq.T
-                    z = _standardise(s) if fisher else (s - mu) / sd
-                    if fisher:  # the best per-query reader, refitted on every batch
+                    z = _standardise(s) if fisher or topk else (s - mu) / sd
+                    if topk:
+                        confusion = top_skew(z, g[idx], len(groups), p.top_share, p.top_temperature)
+                    elif fisher:  # the best per-query reader, refitted on every batch
                         read = [z]
                         if p.anchors and vocab:  # and random words in the training templates
                             words = rng.choice(len(vocab), size=min(p.anchors, len(vocab)))
