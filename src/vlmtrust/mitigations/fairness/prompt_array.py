@@ -8,31 +8,54 @@ vectors, not vocabulary words). The image tower is unchanged.
 Training, on the train part of the labelled fitting gallery (:func:`_trained.split_fit`):
 
 * an adversary reads the protected attribute from an image's similarities to the neutral
-  training ``queries`` embedded with the prompt. By default (``adversary="joint"``, Berg et
-  al.'s form) it is a small MLP over all the similarities together (standardised by their
-  mean and spread under the base model), trained by gradient steps alongside the prompt,
-  whose output the prompt drives to uniform. With ``adversary="fisher"`` each query's
-  similarities are standardised over the batch (what it reads is where an image ranks, not a
-  shift or scale of a query's scores, which the prompt could move without changing any
-  ranking) and the adversary is the best single-threshold reader of each query on its own,
-  refitted in closed form on every batch: its score is the share of each query's variance that
-  lies between the groups (:func:`separability`), averaged over the queries and over
-  ``anchors`` random vocabulary words in the training templates (drawn anew each step), so
-  the group is to be unreadable from any one query's ranking, which is what MaxSkew measures.
-  Measured on reference:clip neither form lowers MaxSkew@50 reliably over 5 seeds
-  (``docs/results/fairness-mitigations.md``);
+  training ``queries`` embedded with the prompt. The queries are the concept names in
+  :data:`TRAIN_TEMPLATES` by default (wordings the probes do not use), or, with
+  ``queries="probe"``, :data:`~vlmtrust.data.synthworld.NEUTRAL_QUERIES`, the default queries
+  of ``fairness/retrieval_skew`` (a prompt fitted for the wordings that probe measures; its
+  images stay held out), or a list. Three adversaries (``adversary``):
+
+  - ``"topk"`` (default): for each query, the group shares among the images in a soft top
+    ``top_share`` of the query's ranking (each column standardised; an image's weight is a
+    sigmoid of its distance above the column's ``1 − top_share`` quantile) against the groups'
+    shares of all training images; the term is the mean over queries of their KL divergence
+    (:func:`top_skew`), the quantity MaxSkew@k reads, and it reads every training image on
+    each step;
+  - ``"joint"`` (Berg et al.'s form): a small MLP over all the similarities together
+    (standardised by their mean and spread under the base model), trained by gradient steps
+    alongside the prompt, whose output the prompt drives to uniform;
+  - ``"fisher"``: each query's similarities standardised over the batch, read by the best
+    single-threshold reader of each query, refitted in closed form on every batch: the share of
+    each query's variance between the groups (:func:`separability`), averaged over the queries
+    and ``anchors`` random vocabulary words in the training templates.
+
+  A shift or scale of one query's similarities changes no ranking, which is why ``topk`` and
+  ``fisher`` standardise each query over the batch. What each form does on reference:clip,
+  over 5 seeds: ``docs/results/fairness-mitigations.md``;
 * the prompt is updated to minimise ``zero-shot CE + adv_weight · adversary term +
-  keep_weight · (1 − cos(prompted text, original text))``: the zero-shot term classifies each
-  image's ``concept`` (occupation) among the concept prompts, the keep term holds the
-  prompted training texts and ``anchors`` prompts ``"a photo of a WORD"`` of random
-  vocabulary words near their original embeddings, so prompts the training never saw keep
-  working.
+  keep_weight · (1 − cos(prompted text, original text))`` (``adv_weight`` by default 30 for
+  ``topk``, 3 for ``joint``, 20 for ``fisher``): the zero-shot term classifies each image's
+  ``concept`` (occupation) among the concept prompts, the keep term holds the prompted
+  training texts and ``anchors`` prompts ``"a photo of a WORD"`` of random vocabulary words
+  near their original embeddings, so prompts the training never saw keep working.
 
 After each epoch the prompt is a checkpoint; the checkpoint kept is chosen on the validation
-part only (:func:`_trained.select_checkpoint`): the lowest linear leakage of the attribute
-from the similarities (fisher: the mean over queries of the leakage from that query's
-similarity alone; joint: from all of them) among checkpoints within ``max_drop`` of the base
-zero-shot accuracy.
+part only (:func:`_trained.select_checkpoint`): the lowest validation bias among checkpoints
+within ``max_drop`` of the base zero-shot accuracy of the concept prompts. The bias is, for
+``topk``, the mean over queries of MaxSkew@k against the prior with ``k = top_share`` of the
+validation images (:func:`query_top_skew`); for ``fisher``, the mean over queries of the linear
+leakage of the attribute from that query's similarity; for ``joint``, the linear leakage from
+all of them.
+
+Berg et al.'s protocol, for comparison (their paper and the authors' code,
+``oxai/debias-vision-lang``): CLIP ViT-B/16 and others, FairFace images; the prompt array
+(2 tokens in the released models) is trained on half of a list of paired adjectives in one
+template (``"a photo of a {} person"``) and bias is measured by MaxSkew/NDKL over the
+training prompts together with held-out adjectives in two templates; the adversary is an MLP
+that reads the gender from an image's similarity logits to the training prompts, pre-trained
+alone for some epochs and then alternated with the prompt, which ascends the adversary's
+cross-entropy; a penalty keeps the training prompts' embeddings near the original ones and an
+image–text contrastive loss (Flickr30K) keeps the representation; checkpoints are kept on
+the bias measure, and training stops once zero-shot / retrieval performance falls too far.
 Needs a CLIP-style transformers dual encoder (``hf:`` CLIP or ``reference:clip``); the prompt
 is stored in ``wrapper.json``.
 """
@@ -58,6 +81,9 @@ __all__ = ["PromptArray", "PromptArrayModel", "PromptArrayParams", "prefixed_tex
 TRAIN_TEMPLATES: tuple[str, ...] = ("a picture of a {}", "an image of a {}", "a {} at work")
 """Templates of the default training queries (the concept names in each)."""
 
+ADV_WEIGHTS: dict[str, float] = {"topk": 30.0, "joint": 3.0, "fisher": 20.0}
+"""Default ``adv_weight`` of each adversary."""
+
 
 class PromptArrayParams(Params):
     """Parameters of ``fairness/prompt_array``."""
@@ -73,11 +99,16 @@ class PromptArrayParams(Params):
     n_tokens: int = Field(4, ge=1, le=16, description="learned prompt tokens")
     epochs: int = Field(16, ge=1, le=1000, description="epochs (one checkpoint each)")
     steps_per_epoch: int = Field(10, ge=1, le=10_000, description="optimiser steps per epoch")
-    batch_size: int = Field(64, ge=2, le=4096, description="images per step")
+    batch_size: int = Field(
+        64, ge=2, le=4096, description="images per step (topk: every training image)"
+    )
     lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the prompt")
     adv_lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the adversary")
-    adv_weight: float = Field(
-        3.0, ge=0.0, le=1e4, description="weight of the adversary term (fisher: try 20)"
+    adv_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1e4,
+        description="weight of the adversary term (default: topk 30, joint 3, fisher 20)",
     )
     keep_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the keep term")
     anchors: int = Field(
@@ -85,9 +116,9 @@ class PromptArrayParams(Params):
     )
     adv_hidden: int = Field(32, ge=0, le=4096, description="adversary hidden width (0: linear)")
     adversary: Literal["joint", "fisher", "topk"] = Field(
-        "joint",
-        description="one MLP over all queries, a closed-form reader per query, or the "
-        "group shares of each query's soft top share",
+        "topk",
+        description="group shares of each query's soft top (topk), one MLP over all queries "
+        "(joint, Berg et al.), or a closed-form reader per query (fisher)",
     )
     top_share: float = Field(
         0.083, gt=0.0, lt=1.0, description="topk: share of the images counted as a query's top"
@@ -329,6 +360,7 @@ class PromptArray(_dual.FittedWrapper):
         mu, sd = s0.mean(0), s0.std(0).clamp_min(1e-6)
         adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
         topk = p.adversary == "topk"
+        adv_weight = ADV_WEIGHTS[p.adversary] if p.adv_weight is None else p.adv_weight
 
         def leakage(sims: NDArray[np.float64], labels: NDArray[Any], seed: int) -> float:
             if topk:
@@ -348,13 +380,13 @@ class PromptArray(_dual.FittedWrapper):
         frozen = [q for q in model.model.parameters() if q.requires_grad]
         for q in frozen:  # only the prompt and the adversary learn
             q.requires_grad_(False)
+        # topk reads every training image: the top share of a small batch is a handful
+        size = len(x) if topk else min(p.batch_size, len(x))
         try:
             step = 0
             for _epoch in range(p.epochs):
                 for _ in range(p.steps_per_epoch):
-                    idx = torch.as_tensor(
-                        rng.choice(len(x), size=min(p.batch_size, len(x)), replace=False)
-                    )
+                    idx = torch.as_tensor(rng.choice(len(x), size=size, replace=False))
                     tq = prefixed_text_features(model, queries, prefix)
                     tc = prefixed_text_features(model, prompts, prefix)
                     s = x[idx] @ tq.T
@@ -386,7 +418,7 @@ class PromptArray(_dual.FittedWrapper):
                         keep = keep + (1 - (ta * t0).sum(-1)).mean()
                     loss = (
                         ce(scale * x[idx] @ tc.T, c[idx])
-                        + p.adv_weight * confusion
+                        + adv_weight * confusion
                         + p.keep_weight * keep
                     )
                     _train.optimizer_step(opt_p, loss, losses, step, None)
