@@ -99,9 +99,7 @@ class PromptArrayParams(Params):
     n_tokens: int = Field(4, ge=1, le=16, description="learned prompt tokens")
     epochs: int = Field(16, ge=1, le=1000, description="epochs (one checkpoint each)")
     steps_per_epoch: int = Field(10, ge=1, le=10_000, description="optimiser steps per epoch")
-    batch_size: int = Field(
-        64, ge=2, le=4096, description="images per step (topk: every training image)"
-    )
+    batch_size: int = Field(64, ge=2, le=4096, description="images per step (topk: all)")
     lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the prompt")
     adv_lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the adversary")
     adv_weight: float | None = Field(
