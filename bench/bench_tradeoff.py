@@ -66,10 +66,13 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
 
 TRAINED: list[tuple[str, str, dict[str, Any]]] = [
     ("prompt_array", "fairness/prompt_array", {}),
+    ("prompt_array (probe queries)", "fairness/prompt_array", {"queries": "probe"}),
+    ("prompt_array (joint, Berg)", "fairness/prompt_array", {"adversary": "joint"}),
     ("dear", "fairness/dear", {}),
     ("resample", "fairness/resample", {}),
 ]
-"""Trained debiasers (defaults), each fitted over ``--seeds`` training seeds."""
+"""Trained debiasers (defaults; the prompt array also fitted on the probe's own queries and with
+Berg et al.'s joint adversary), each fitted over ``--seeds`` training seeds."""
 
 
 class Memo:

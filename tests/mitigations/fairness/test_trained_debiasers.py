@@ -22,7 +22,9 @@ from vlmtrust.mitigations.fairness import _trained
 from vlmtrust.mitigations.fairness.prompt_array import (
     _standardise,
     prefixed_text_features,
+    query_top_skew,
     separability,
+    top_skew,
 )
 from vlmtrust.mitigations.fairness.resample import cluster_weights
 from vlmtrust.probes.capability.zero_shot import ZeroShot
@@ -77,14 +79,54 @@ def base(clip: Any) -> dict[str, float]:
 def test_prompt_array_lowers_maxskew_and_keeps_zero_shot(
     clip: Any, base: dict[str, float], tmp_path: Path
 ) -> None:
+    """Berg et al.'s joint adversary (lowers the skew in this setting, not over 5 seeds)."""
     hardened = _harden(
-        clip, "fairness/prompt_array", tmp_path, epochs=6, steps_per_epoch=8, anchors=16, lr=0.03
+        clip,
+        "fairness/prompt_array",
+        tmp_path,
+        adversary="joint",
+        epochs=6,
+        steps_per_epoch=8,
+        anchors=16,
+        lr=0.03,
     )
     texts = ["a photo of a doctor", "a photo of a person"]
     assert not np.allclose(hardened.embed_texts(texts), clip.embed_texts(texts))
     skew = _excess_skew(hardened)
     assert skew <= 0.8 * base["skew"], (base["skew"], skew)
     assert _zero_shot(hardened) >= base["acc"] - 0.03
+
+
+def test_prompt_array_topk_on_the_probe_queries_lowers_maxskew(
+    clip: Any, base: dict[str, float], tmp_path: Path
+) -> None:
+    """The default top-share adversary fitted on retrieval_skew's own queries, measured on
+    the probe's held-out images: excess MaxSkew@50 0.287 -> 0.174 (0.61x) when measured, zero-shot
+    unchanged. It needs 400 fitting images here (at 200 the top 8% of 140 training images is
+    too few to learn from: 1.08x)."""
+    hardened = _harden(
+        clip, "fairness/prompt_array", tmp_path, queries="probe", epochs=8, n_fit=400
+    )
+    skew = _excess_skew(hardened)
+    assert skew <= 0.75 * base["skew"], (base["skew"], skew)
+    assert _zero_shot(hardened) >= base["acc"] - 0.02
+
+
+def test_top_skew_is_zero_for_a_group_blind_top_and_reads_rankings() -> None:
+    import torch
+
+    g = torch.arange(200) % 2
+    blind = torch.arange(200, dtype=torch.float32)[:, None]  # groups alternate down the ranking
+    assert float(top_skew(_standardise(blind), g, 2, 0.1, 0.05)) < 1e-3
+    z = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    z[:, 0] += 3.0 * g  # one group fills column 0's top
+    skew = top_skew(_standardise(z), g, 2, 0.1, 0.05)
+    moved = top_skew(_standardise(z * 4.0 - 2.0), g, 2, 0.1, 0.05)
+    assert float(skew) > 0.2 and torch.isclose(skew, moved, atol=1e-5)
+    sims = z.double().numpy()
+    labels = np.array(["a", "b"])[g.numpy()]
+    assert query_top_skew(sims[:, [0]], labels, 0.1) == pytest.approx(np.log(2.0))
+    assert query_top_skew(np.arange(200.0)[:, None], labels, 0.1) == pytest.approx(0.0)
 
 
 def test_the_adversary_reads_rankings_not_shifts() -> None:

@@ -61,6 +61,18 @@ MAJORITY_GROUP: dict[str, str] = {
 }
 """Group an occupation is skewed towards when ``correlation > 0``."""
 
+TRAITS: tuple[str, ...] = ("intelligent", "friendly", "dangerous", "successful")
+"""Trait words of the neutral queries (words a model may not know embed as unknown)."""
+
+NEUTRAL_QUERIES: tuple[str, ...] = (
+    *(f"a photo of a {o}" for o in OCCUPATIONS),
+    "a photo of a person",
+    *(f"a photo of {'an' if t[0] in 'aeiou' else 'a'} {t} person" for t in TRAITS),
+)
+"""Neutral queries about SynthWorld people: one per occupation, "a photo of a person" and one
+per trait. ``fairness/retrieval_skew`` (and the other dual-encoder fairness probes) measure
+these by default; ``fairness/prompt_array`` can be fitted on them (``queries="probe"``)."""
+
 WORDS: tuple[str, ...] = (
     *ID_SHAPES,
     *COLOURS.keys(),

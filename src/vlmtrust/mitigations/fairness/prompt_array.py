@@ -8,31 +8,54 @@ vectors, not vocabulary words). The image tower is unchanged.
 Training, on the train part of the labelled fitting gallery (:func:`_trained.split_fit`):
 
 * an adversary reads the protected attribute from an image's similarities to the neutral
-  training ``queries`` embedded with the prompt. By default (``adversary="joint"``, Berg et
-  al.'s form) it is a small MLP over all the similarities together (standardised by their
-  mean and spread under the base model), trained by gradient steps alongside the prompt,
-  whose output the prompt drives to uniform. With ``adversary="fisher"`` each query's
-  similarities are standardised over the batch (what it reads is where an image ranks, not a
-  shift or scale of a query's scores, which the prompt could move without changing any
-  ranking) and the adversary is the best single-threshold reader of each query on its own,
-  refitted in closed form on every batch: its score is the share of each query's variance that
-  lies between the groups (:func:`separability`), averaged over the queries and over
-  ``anchors`` random vocabulary words in the training templates (drawn anew each step), so
-  the group is to be unreadable from any one query's ranking, which is what MaxSkew measures.
-  Measured on reference:clip neither form lowers MaxSkew@50 reliably over 5 seeds
-  (``docs/results/fairness-mitigations.md``);
+  training ``queries`` embedded with the prompt. The queries are the concept names in
+  :data:`TRAIN_TEMPLATES` by default (wordings the probes do not use), or, with
+  ``queries="probe"``, :data:`~vlmtrust.data.synthworld.NEUTRAL_QUERIES`, the default queries
+  of ``fairness/retrieval_skew`` (a prompt fitted for the wordings that probe measures; its
+  images stay held out), or a list. Three adversaries (``adversary``):
+
+  - ``"topk"`` (default): for each query, the group shares among the images in a soft top
+    ``top_share`` of the query's ranking (each column standardised; an image's weight is a
+    sigmoid of its distance above the column's ``1 − top_share`` quantile) against the groups'
+    shares of all training images; the term is the mean over queries of their KL divergence
+    (:func:`top_skew`), the quantity MaxSkew@k reads, and it reads every training image on
+    each step;
+  - ``"joint"`` (Berg et al.'s form): a small MLP over all the similarities together
+    (standardised by their mean and spread under the base model), trained by gradient steps
+    alongside the prompt, whose output the prompt drives to uniform;
+  - ``"fisher"``: each query's similarities standardised over the batch, read by the best
+    single-threshold reader of each query, refitted in closed form on every batch: the share of
+    each query's variance between the groups (:func:`separability`), averaged over the queries
+    and ``anchors`` random vocabulary words in the training templates.
+
+  A shift or scale of one query's similarities changes no ranking, which is why ``topk`` and
+  ``fisher`` standardise each query over the batch. What each form does on reference:clip,
+  over 5 seeds: ``docs/results/fairness-mitigations.md``;
 * the prompt is updated to minimise ``zero-shot CE + adv_weight · adversary term +
-  keep_weight · (1 − cos(prompted text, original text))``: the zero-shot term classifies each
-  image's ``concept`` (occupation) among the concept prompts, the keep term holds the
-  prompted training texts and ``anchors`` prompts ``"a photo of a WORD"`` of random
-  vocabulary words near their original embeddings, so prompts the training never saw keep
-  working.
+  keep_weight · (1 − cos(prompted text, original text))`` (``adv_weight`` by default 30 for
+  ``topk``, 3 for ``joint``, 20 for ``fisher``): the zero-shot term classifies each image's
+  ``concept`` (occupation) among the concept prompts, the keep term holds the prompted
+  training texts and ``anchors`` prompts ``"a photo of a WORD"`` of random vocabulary words
+  near their original embeddings, so prompts the training never saw keep working.
 
 After each epoch the prompt is a checkpoint; the checkpoint kept is chosen on the validation
-part only (:func:`_trained.select_checkpoint`): the lowest linear leakage of the attribute
-from the similarities (fisher: the mean over queries of the leakage from that query's
-similarity alone; joint: from all of them) among checkpoints within ``max_drop`` of the base
-zero-shot accuracy.
+part only (:func:`_trained.select_checkpoint`): the lowest validation bias among checkpoints
+within ``max_drop`` of the base zero-shot accuracy of the concept prompts. The bias is, for
+``topk``, the mean over queries of MaxSkew@k against the prior with ``k = top_share`` of the
+validation images (:func:`query_top_skew`); for ``fisher``, the mean over queries of the linear
+leakage of the attribute from that query's similarity; for ``joint``, the linear leakage from
+all of them.
+
+Berg et al.'s protocol, for comparison (their paper and the authors' code,
+``oxai/debias-vision-lang``): CLIP ViT-B/16 and others, FairFace images; the prompt array
+(2 tokens in the released models) is trained on half of a list of paired adjectives in one
+template (``"a photo of a {} person"``) and bias is measured by MaxSkew/NDKL over the
+training prompts together with held-out adjectives in two templates; the adversary is an MLP
+that reads the gender from an image's similarity logits to the training prompts, pre-trained
+alone for some epochs and then alternated with the prompt, which ascends the adversary's
+cross-entropy; a penalty keeps the training prompts' embeddings near the original ones and an
+image–text contrastive loss (Flickr30K) keeps the representation; checkpoints are kept on
+the bias measure, and training stops once zero-shot / retrieval performance falls too far.
 Needs a CLIP-style transformers dual encoder (``hf:`` CLIP or ``reference:clip``); the prompt
 is stored in ``wrapper.json``.
 """
@@ -49,6 +72,7 @@ from pydantic import Field
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.mitigation import MitigationContext, mitigation
 from vlmtrust.core.params import Params
+from vlmtrust.data.synthworld import NEUTRAL_QUERIES
 from vlmtrust.mitigations import _train
 from vlmtrust.mitigations.fairness import _dual, _trained
 
@@ -57,6 +81,9 @@ __all__ = ["PromptArray", "PromptArrayModel", "PromptArrayParams", "prefixed_tex
 TRAIN_TEMPLATES: tuple[str, ...] = ("a picture of a {}", "an image of a {}", "a {} at work")
 """Templates of the default training queries (the concept names in each)."""
 
+ADV_WEIGHTS: dict[str, float] = {"topk": 30.0, "joint": 3.0, "fisher": 20.0}
+"""Default ``adv_weight`` of each adversary."""
+
 
 class PromptArrayParams(Params):
     """Parameters of ``fairness/prompt_array``."""
@@ -64,25 +91,38 @@ class PromptArrayParams(Params):
     attribute: str = Field("group", description="protected attribute the adversary predicts")
     concept: str = Field("occupation", description="attribute whose zero-shot accuracy is kept")
     template: str = Field("a photo of a {}", description="concept prompt; {} is the name")
-    queries: list[str] | None = Field(
-        None, description="neutral training queries (default: concept names in 3 templates)"
+    queries: list[str] | Literal["probe"] | None = Field(
+        None,
+        description='neutral training queries (default: concept names in 3 templates; "probe": '
+        "fairness/retrieval_skew's default queries)",
     )
     n_tokens: int = Field(4, ge=1, le=16, description="learned prompt tokens")
     epochs: int = Field(16, ge=1, le=1000, description="epochs (one checkpoint each)")
     steps_per_epoch: int = Field(10, ge=1, le=10_000, description="optimiser steps per epoch")
-    batch_size: int = Field(64, ge=2, le=4096, description="images per step")
+    batch_size: int = Field(64, ge=2, le=4096, description="images per step (topk: all)")
     lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the prompt")
     adv_lr: float = Field(0.01, gt=0.0, lt=1.0, description="Adam learning rate of the adversary")
-    adv_weight: float = Field(
-        3.0, ge=0.0, le=1e4, description="weight of the adversary term (fisher: try 20)"
+    adv_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1e4,
+        description="weight of the adversary term (default: topk 30, joint 3, fisher 20)",
     )
     keep_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the keep term")
     anchors: int = Field(
         32, ge=0, le=4096, description="random vocabulary prompts per step in the keep term"
     )
     adv_hidden: int = Field(32, ge=0, le=4096, description="adversary hidden width (0: linear)")
-    adversary: Literal["joint", "fisher"] = Field(
-        "joint", description="one MLP over all queries, or a closed-form one per query"
+    adversary: Literal["joint", "fisher", "topk"] = Field(
+        "topk",
+        description="group shares of each query's soft top (topk), one MLP over all queries "
+        "(joint, Berg et al.), or a closed-form reader per query (fisher)",
+    )
+    top_share: float = Field(
+        0.083, gt=0.0, lt=1.0, description="topk: share of the images counted as a query's top"
+    )
+    top_temperature: float = Field(
+        0.25, gt=0.0, le=10.0, description="topk: softness of the top cut (standardised units)"
     )
     val_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="share held out for selection")
     max_drop: float = Field(
@@ -136,6 +176,40 @@ def separability(z: Any, groups: Any, n_groups: int) -> Any:
     share = onehot.mean(0)
     means = onehot.T @ z / onehot.sum(0).clamp_min(1.0)[:, None]
     return (share[:, None] * means.square()).sum(0).mean()
+
+
+def top_skew(z: Any, groups: Any, n_groups: int, share: float, temperature: float) -> Any:
+    """Mean over columns of the KL divergence of the group shares in a soft top from the prior.
+
+    ``z`` ``(b, q)`` has standardised columns. Each image's weight in a column's top is
+    ``sigmoid((z − cut) / temperature)``, the cut the column's ``1 − share`` quantile (not
+    differentiated); the group shares of that weighted top are compared with the groups' shares
+    of the batch. 0 when every column's top holds the groups in their batch proportions (what
+    MaxSkew@k against the prior asks of a ranking).
+    """
+    import torch
+
+    onehot = torch.nn.functional.one_hot(groups, n_groups).to(z.dtype)
+    prior = onehot.mean(0).clamp_min(1e-6)
+    cut = torch.quantile(z.detach(), 1.0 - share, dim=0)
+    w = torch.sigmoid((z - cut) / temperature)
+    top = (onehot.T @ w) / w.sum(0).clamp_min(1e-6)
+    return (top * (top.clamp_min(1e-6) / prior[:, None]).log()).sum(0).mean()
+
+
+def query_top_skew(sims: NDArray[np.float64], groups: NDArray[Any], share: float) -> float:
+    """Mean over columns of MaxSkew@k against the prior, ``k = share · rows`` (at least 1)."""
+    values, codes = np.unique(groups, return_inverse=True)
+    n = len(codes)
+    k = int(min(max(1, round(share * n)), n - 1))
+    prior = np.bincount(codes, minlength=len(values)) / n
+    out = []
+    for j in range(sims.shape[1]):
+        top = np.argsort(-sims[:, j], kind="stable")[:k]
+        counts = np.bincount(codes[top], minlength=len(values))
+        p = np.where(counts > 0, counts, 1.0) / k
+        out.append(float(np.max(np.log(p / prior))))
+    return float(np.mean(out))
 
 
 def _standardise(s: Any) -> Any:
@@ -246,6 +320,8 @@ class PromptArray(_dual.FittedWrapper):
     def _queries(self) -> list[str]:
         p = self.params
         if p.queries is not None:
+            if p.queries == "probe":
+                return list(NEUTRAL_QUERIES)
             if not p.queries:
                 raise InputError(f"{self.name}: queries is empty; name neutral queries or omit it")
             return list(p.queries)
@@ -281,7 +357,15 @@ class PromptArray(_dual.FittedWrapper):
         s0 = x @ base_q.T  # joint: standardised by the base model's statistics
         mu, sd = s0.mean(0), s0.std(0).clamp_min(1e-6)
         adv = _trained.mlp(len(queries), p.adv_hidden, len(groups))
-        leakage = query_leakage if fisher else _trained.linear_leakage
+        topk = p.adversary == "topk"
+        adv_weight = ADV_WEIGHTS[p.adversary] if p.adv_weight is None else p.adv_weight
+
+        def leakage(sims: NDArray[np.float64], labels: NDArray[Any], seed: int) -> float:
+            if topk:
+                return query_top_skew(sims, labels, p.top_share)
+            if fisher:
+                return query_leakage(sims, labels, seed)
+            return _trained.linear_leakage(sims, labels, seed)
 
         opt_p = torch.optim.Adam([prefix], lr=p.lr)
         opt_a = torch.optim.Adam(adv.parameters(), lr=p.adv_lr)
@@ -294,18 +378,20 @@ class PromptArray(_dual.FittedWrapper):
         frozen = [q for q in model.model.parameters() if q.requires_grad]
         for q in frozen:  # only the prompt and the adversary learn
             q.requires_grad_(False)
+        # topk reads every training image: the top share of a small batch is a handful
+        size = len(x) if topk else min(p.batch_size, len(x))
         try:
             step = 0
             for _epoch in range(p.epochs):
                 for _ in range(p.steps_per_epoch):
-                    idx = torch.as_tensor(
-                        rng.choice(len(x), size=min(p.batch_size, len(x)), replace=False)
-                    )
+                    idx = torch.as_tensor(rng.choice(len(x), size=size, replace=False))
                     tq = prefixed_text_features(model, queries, prefix)
                     tc = prefixed_text_features(model, prompts, prefix)
                     s = x[idx] @ tq.T
-                    z = _standardise(s) if fisher else (s - mu) / sd
-                    if fisher:  # the best per-query reader, refitted on every batch
+                    z = _standardise(s) if fisher or topk else (s - mu) / sd
+                    if topk:
+                        confusion = top_skew(z, g[idx], len(groups), p.top_share, p.top_temperature)
+                    elif fisher:  # the best per-query reader, refitted on every batch
                         read = [z]
                         if p.anchors and vocab:  # and random words in the training templates
                             words = rng.choice(len(vocab), size=min(p.anchors, len(vocab)))
@@ -330,7 +416,7 @@ class PromptArray(_dual.FittedWrapper):
                         keep = keep + (1 - (ta * t0).sum(-1)).mean()
                     loss = (
                         ce(scale * x[idx] @ tc.T, c[idx])
-                        + p.adv_weight * confusion
+                        + adv_weight * confusion
                         + p.keep_weight * keep
                     )
                     _train.optimizer_step(opt_p, loss, losses, step, None)

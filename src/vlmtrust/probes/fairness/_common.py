@@ -27,6 +27,7 @@ from vlmtrust.core.results import GroupValue, MetricKey, MetricResult, Record, T
 from vlmtrust.core.sample import ImageRef, Sample
 from vlmtrust.core.stats import risk_band
 from vlmtrust.core.types import Capability, Pillar
+from vlmtrust.data import synthworld
 from vlmtrust.data.synthworld import GROUPS, MAJORITY_GROUP, OCCUPATIONS
 from vlmtrust.probes import _data
 from vlmtrust.probes.families.group import UNKNOWN
@@ -54,14 +55,10 @@ F64 = NDArray[np.float64]
 DEFAULT_CUE_PROB = 0.5
 """Share of SynthWorld people scenes showing each occupation cue (prop, setting)."""
 
-TRAITS: tuple[str, ...] = ("intelligent", "friendly", "dangerous", "successful")
+TRAITS: tuple[str, ...] = synthworld.TRAITS
 """Trait words of the default neutral queries (words a model may not know embed as unknown)."""
 
-DEFAULT_QUERIES: tuple[str, ...] = (
-    *(f"a photo of a {o}" for o in OCCUPATIONS),
-    "a photo of a person",
-    *(f"a photo of {'an' if t[0] in 'aeiou' else 'a'} {t} person" for t in TRAITS),
-)
+DEFAULT_QUERIES: tuple[str, ...] = synthworld.NEUTRAL_QUERIES
 """Neutral queries: one per SynthWorld occupation, "a photo of a person" and four traits."""
 
 SYNTH_ATTRIBUTES: tuple[str, ...] = ("group", "occupation", "prop", "setting", "stereotype")
