@@ -26,6 +26,7 @@ max_pixels, max_aspect_ratio], ...]}``; the answer one JSON line ``{"id", "items
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -91,6 +92,7 @@ class Decoder:
             stderr=subprocess.DEVNULL,
             env=env,
         )
+        _widen(self._proc.stdout)
         self._reader = threading.Thread(target=self._read, name="vlmtrust-decoder", daemon=True)
         self._reader.start()
 
@@ -142,16 +144,20 @@ class Decoder:
                 if not line:
                     return
                 head = json.loads(line)
+                sizes = [(int(it["w"]), int(it["h"])) for it in head["items"] if "error" not in it]
+                total = sum(w * h * 3 for w, h in sizes)
+                payload = memoryview(out.read(total))  # one read: the GIL taken once per answer
+                if len(payload) != total:
+                    return
                 items: list[Image.Image | ImageLoadError] = []
+                at = 0
                 for it in head["items"]:
                     if "error" in it:
                         items.append(ImageLoadError(str(it["error"])))
                         continue
                     w, h = int(it["w"]), int(it["h"])
-                    data = out.read(w * h * 3)
-                    if len(data) != w * h * 3:
-                        return
-                    im = Image.frombytes("RGB", (w, h), data)
+                    im = Image.frombytes("RGB", (w, h), payload[at : at + w * h * 3])
+                    at += w * h * 3
                     if it.get("note"):
                         from vlmtrust.core.images import NOTE_KEY
 
@@ -188,6 +194,23 @@ class Decoder:
         except (OSError, subprocess.TimeoutExpired, ValueError):
             self._proc.kill()
         self.dead.set()
+
+
+PIPE_BYTES = 1 << 20
+"""Pipe capacity asked for (Linux): a batch of small images' pixels fits in one write."""
+
+
+def _widen(pipe: IO[bytes] | None) -> None:
+    """Grow ``pipe``'s kernel buffer to :data:`PIPE_BYTES` where the system allows it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the default pipe
+        return
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if pipe is None or setpipe is None:
+        return
+    with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: keep the default
+        fcntl.fcntl(pipe.fileno(), setpipe, PIPE_BYTES)
 
 
 _shared: Decoder | None = None

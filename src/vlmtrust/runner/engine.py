@@ -318,7 +318,7 @@ def _batches(pending: Pending) -> Iterator[tuple[list[Record], list[tuple[int, S
     return group(items, pending.batch_size)
 
 
-DECODE_AHEAD = 2
+DECODE_AHEAD = 3
 """Batches of image files the decoder process works on ahead of the model."""
 
 
