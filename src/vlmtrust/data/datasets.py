@@ -334,8 +334,7 @@ def _class_names(parsed: DataSpec, limits: DataLimits, notes: _Notes) -> list[st
             for entry in _sorted_entries(parsed.path)
             if _is_visible_dir(entry)
             and any(
-                not isinstance(item, DataError)
-                for item in _walk_images(entry.path, entry.name)
+                not isinstance(item, DataError) for item in _walk_images(entry.path, entry.name)
             )
         )
     elif parsed.kind == "manifest":
