@@ -16,8 +16,10 @@ Layouts:
 * ``composite``: one image — a grid of the ``k`` examples and the request's image (last
   tile, bottom right), each tile at the request image's size; the text names the tiles.
 * ``auto`` (default): ``multi_image`` when the model declares ``max_images`` of at least
-  ``k + 1``, else ``composite``. No built-in backend declares ``max_images`` yet, so ``auto``
-  composes; pass ``layout=multi_image`` for a model known to take several images.
+  ``k + 1``, else ``composite``. ``hf:`` (and ``reference:``) models declare it from their
+  family and context length (:mod:`vlmtrust.models.hf_generative`), ``openai:`` models from
+  the ``max_images`` option (default 1). The fingerprint names the layout used, so cached
+  answers of the two layouts never mix.
 
 Requests without images pass unchanged. The wrapper drops ``GRADIENT`` and ``TRAIN`` (white-box
 attacks and fine-tuning go to the base model).
@@ -102,6 +104,7 @@ class InContextModel(GuardedModel):
         self.layout = (
             params.layout if params.layout != "auto" else ("multi_image" if multi else "composite")
         )
+        self.fingerprint = f"{self.fingerprint}#layout={self.layout}"
 
     def shots(self, request: GenerateRequest) -> GenerateRequest:
         """``request`` with the examples added (unchanged without images)."""
