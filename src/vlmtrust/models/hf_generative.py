@@ -60,9 +60,11 @@ MAX_IMAGES = 16
 
 
 def images_that_fit(model_type: str, context: int | None, tokens_per_image: int) -> int:
-    """``max_images`` of a model: 1 outside :data:`MULTI_IMAGE_TYPES`, else the images whose
-    tokens fill at most half of ``context`` (unknown: no bound), between 1 and
-    :data:`MAX_IMAGES`."""
+    """``max_images`` of a model of ``model_type``.
+
+    1 outside :data:`MULTI_IMAGE_TYPES`; else as many images of ``tokens_per_image`` tokens as
+    fill at most half of ``context`` (unknown: no bound), between 1 and :data:`MAX_IMAGES`.
+    """
     if model_type not in MULTI_IMAGE_TYPES:
         return 1
     if not context or tokens_per_image < 1:

@@ -144,7 +144,9 @@ def test_in_context_retrieves_the_nearest_examples_with_distinct_answers(
 
     real = loader.load_model  # the session's reference:clip, not a second copy
     monkeypatch.setattr(
-        loader, "load_model", lambda spec, **kw: ref_clip if spec == "reference:clip" else real(spec)
+        loader,
+        "load_model",
+        lambda spec, **kw: ref_clip if spec == "reference:clip" else real(spec),
     )
 
     params = {"k": 3, "retriever": "reference:clip", "pool": 6, "layout": "multi_image"}

@@ -37,13 +37,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from PIL import Image
 from pydantic import Field
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
-from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.model import EmbeddingModel, GenerateRequest
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import GuardedModel
@@ -94,7 +94,9 @@ def example_set(p: InContextParams, n: int | None = None) -> list[tuple[Image.Im
             style = p.example_styles[(i if n is None else j) % len(p.example_styles)]
             seed = i * n_styles + j
             image = (
-                s.image if style == "none" else stylize(s.image, style, p.example_severity, seed=seed)
+                s.image
+                if style == "none"
+                else stylize(s.image, style, p.example_severity, seed=seed)
             )
             out.append((image, str(s.attributes["shape"])))
     return out
@@ -113,10 +115,10 @@ class Retriever:
                 f"robustness/in_context: retriever {params.retriever!r} is not a dual model; "
                 "use an image-text encoder spec such as reference:clip"
             )
-        self.model = model
+        self.model = cast("EmbeddingModel", model)  # its kind is checked above
         self.k = params.k
         self.pool = example_set(params, params.pool)
-        self.embeddings = model.embed_images([im for im, _ in self.pool])
+        self.embeddings = self.model.embed_images([im for im, _ in self.pool])
 
     def nearest(self, images: Sequence[Image.Image]) -> list[list[tuple[Image.Image, str]]]:
         """For each query image, its ``k`` examples (distinct answers, most similar last)."""
@@ -163,8 +165,10 @@ class InContextModel(GuardedModel):
     def shots(
         self, request: GenerateRequest, examples: Sequence[tuple[Image.Image, str]] | None = None
     ) -> GenerateRequest:
-        """``request`` with ``examples`` (default: the fixed ones) added; unchanged without
-        images."""
+        """``request`` with ``examples`` (default: the fixed ones) added.
+
+        Requests without images are returned unchanged.
+        """
         if not request.images:
             return request
         shown = self.examples if examples is None else examples
