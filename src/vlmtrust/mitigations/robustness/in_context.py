@@ -75,7 +75,7 @@ class InContextParams(Params):
     retriever: str | None = Field(
         None, description="dual model spec whose image embeddings pick each request's examples"
     )
-    pool: int = Field(40, ge=1, le=2000, description="scenes of the retrieval pool (per style)")
+    pool: int = Field(40, ge=1, le=2000, description="retrieval pool scenes (each in every style)")
 
 
 def example_set(p: InContextParams, n: int | None = None) -> list[tuple[Image.Image, str]]:
