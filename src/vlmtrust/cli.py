@@ -51,8 +51,8 @@ ModelOptionOpt = Annotated[
         "--model-option",
         help="backend option KEY=VALUE for the model (repeatable; openai: models): timeout_s, "
         "max_retries, concurrency, requests_per_second, batches_in_flight, backoff_base_s, "
-        "backoff_max_s, max_image_side, image_format, jpeg_quality, api_key_env. Recorded in "
-        "spec.json; keys only from the environment.",
+        "backoff_max_s, max_image_side, image_format, jpeg_quality, api_key_env, max_images. "
+        "Recorded in spec.json; keys only from the environment.",
     ),
 ]
 ThreadsOpt = Annotated[

@@ -372,3 +372,39 @@ def test_processor_needing_a_missing_package_is_one_line(
     with pytest.raises(ModelSpecError) as e:
         load_model(f"hf:{tiny_idefics3_dir}", device="cpu")
     assert "\n" not in str(e.value) and "install the package it needs" in str(e.value)
+
+
+def test_max_images_from_family_and_context_and_the_processor_gets_them_all(
+    tiny_llava: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LLaVA declares several images; in-context examples reach processor and prompt."""
+    from vlmtrust.core.mitigation import get_mitigation
+    from vlmtrust.models.hf_generative import MAX_IMAGES, images_that_fit
+
+    assert tiny_llava.max_images == 8  # 16 tokens per 32-px image, 256 positions: 128 // 16
+    assert images_that_fit("paligemma", 8192, 256) == 1  # a one-image family stays at 1
+    assert images_that_fit("qwen2_vl", 32768, 64) == MAX_IMAGES
+    assert images_that_fit("llava", 64, 577) == 1
+    calls: list[tuple[list[str], int]] = []
+    processor = tiny_llava.processor
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(processor, name)
+
+        def __call__(self, *, text: list[str], images: Any = None, **kw: Any) -> Any:
+            calls.append((text, len(images or [])))
+            return processor(text=text, images=images, **kw)
+
+    monkeypatch.setattr(tiny_llava, "processor", Spy())
+    model = get_mitigation("robustness/in_context")({"k": 3}).wrap(tiny_llava)
+    assert model.layout == "multi_image"
+    req = GenerateRequest("what shape is it ?", images=tuple(_images(1)), max_new_tokens=3)
+    [gen] = generate_sync(model, [req])
+    assert gen.ok, gen.error
+    [(texts, n_images)] = calls
+    assert n_images == 4 and texts[0].count("<image>") == 4
+    shown = [*(im for im, _ in model.examples), *req.images]
+    enc = processor(text=texts, images=shown, return_tensors="pt")
+    image_id = tiny_llava.tokenizer.convert_tokens_to_ids("<image>")
+    assert int((enc["input_ids"] == image_id).sum()) == 4 * 16  # every image expanded

@@ -576,3 +576,29 @@ def test_slots_let_a_waiting_retry_in_first_and_survive_cancellation() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["retry", "new1", "new2"]
+
+
+def test_max_images_option_reaches_the_server_as_k_plus_one_image_parts(
+    echo_url: ServedURL,
+) -> None:
+    """In-context examples go to the server as separate image parts only when declared."""
+    from vlmtrust.core.mitigation import get_mitigation
+    from vlmtrust.models.openai_compat import check_options
+
+    assert check_options({"max_images": "4"}) == {"max_images": 4}
+    with pytest.raises(InputError, match="max_images=0 is invalid; use an integer >= 1"):
+        check_options({"max_images": "0"})
+    query = noise_image(32, 32, 7)
+    req = GenerateRequest("What shape is in the image? Answer with one word.", images=(query,))
+    icl = get_mitigation("robustness/in_context")({"k": 3})
+    multi = icl.wrap(make_model(echo_url, max_images=4))
+    assert multi.layout == "multi_image" and multi.fingerprint.endswith("#layout=multi_image")
+    [gen] = generate_sync(multi, [req])
+    sent = json.loads(gen.text)
+    assert len(sent["images"]) == 4  # the 3 examples and the query, each its own image part
+    assert sent["images"][-1]["digest"] == image_digest(query)
+    assert sent["prompt"].startswith("Image 1: Q:") and "Image 4: What shape" in sent["prompt"]
+    single = icl.wrap(make_model(echo_url))  # default max_images=1: one composed image
+    [gen] = generate_sync(single, [req])
+    assert single.layout == "composite" and len(json.loads(gen.text)["images"]) == 1
+    assert single.fingerprint != multi.fingerprint

@@ -12,6 +12,15 @@ retried one by one and still answered.
 
 With ``GRADIENT`` (plain ``(B, 3, H, W)`` pixel inputs, e.g. LLaVA-1.5), :meth:`target_loss`
 gives the mean token NLL of a target continuation, differentiable w.r.t. [0, 1] pixels.
+
+Images per request: ``max_images`` (read by the in-context wrappers) is how many images one
+request may carry. Families whose processor expands one placeholder per image and whose model
+places each image's tokens where its placeholder is (:data:`MULTI_IMAGE_TYPES`: LLaVA, LLaVA-NeXT
+and -OneVision, Qwen2-VL, Idefics2/3, SmolVLM, Gemma 3, ...) declare as many images as fit in half
+of the text context, measured at load time from the tokens one image adds (capped at
+:data:`MAX_IMAGES`); every other family declares 1. Whether the checkpoint was *trained* on
+several images is not known from its files: a model trained on single images accepts several
+but may not use them well.
 """
 
 from __future__ import annotations
@@ -34,9 +43,33 @@ from vlmtrust.models import hf_common as hf
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["HFGenerativeModel"]
+__all__ = ["MAX_IMAGES", "MULTI_IMAGE_TYPES", "HFGenerativeModel", "images_that_fit"]
 
 _SYSTEM_PROBE = "vlmtrust system probe"
+
+MULTI_IMAGE_TYPES = frozenset(
+    {
+        "llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "idefics2",
+        "idefics3", "smolvlm", "gemma3", "mistral3", "pixtral", "internvl", "aya_vision",
+    }
+)  # fmt: skip
+"""``model_type`` values whose processor and model take several interleaved images."""
+
+MAX_IMAGES = 16
+"""The most images a multi-image family declares, whatever its context length."""
+
+
+def images_that_fit(model_type: str, context: int | None, tokens_per_image: int) -> int:
+    """``max_images`` of a model of ``model_type``.
+
+    1 outside :data:`MULTI_IMAGE_TYPES`; else as many images of ``tokens_per_image`` tokens as
+    fill at most half of ``context`` (unknown: no bound), between 1 and :data:`MAX_IMAGES`.
+    """
+    if model_type not in MULTI_IMAGE_TYPES:
+        return 1
+    if not context or tokens_per_image < 1:
+        return MAX_IMAGES
+    return max(1, min(MAX_IMAGES, (context // 2) // tokens_per_image))
 
 
 def _one_line(e: BaseException) -> str:
@@ -49,6 +82,7 @@ class HFGenerativeModel(hf.LocalBackend):
 
     Capabilities: ``GENERATE | TRAIN``, plus ``GRADIENT`` when the processor feeds the vision
     tower plain ``(B, 3, H, W)`` pixels (LLaVA-1.5 style; not Qwen2-VL's flattened patches).
+    ``max_images``: images one request may carry (see the module docstring).
 
     Args:
         target: a directory written by ``save_pretrained`` or a Hub repo id (``ORG/NAME[@REV]``).
@@ -113,6 +147,7 @@ class HFGenerativeModel(hf.LocalBackend):
         if self._pixel_shape is not None:
             caps |= Capability.GRADIENT
         self.capabilities: Capability = caps
+        self.max_images: int = self._max_images()
         self.fingerprint: str = hf.model_fingerprint(t, self.dtype)  # after loading
 
     def _load_processor(self, t: Any) -> Any:
@@ -165,6 +200,25 @@ class HFGenerativeModel(hf.LocalBackend):
         except Exception:  # noqa: BLE001 - templates raise anything (jinja raise_exception)
             return False
         return isinstance(text, str) and _SYSTEM_PROBE in text
+
+    def _max_images(self) -> int:
+        """Images per request (:func:`images_that_fit`), from one blank 336-px image's tokens."""
+        if self.model_type not in MULTI_IMAGE_TYPES:
+            return 1
+        try:
+            with_image, without = (
+                self.processor(
+                    text=[self.render("x", n)],
+                    images=[Image.new("RGB", (336, 336))] if n else None,
+                    return_tensors="pt",
+                )["input_ids"].shape[-1]
+                for n in (1, 0)
+            )
+        except Exception:  # noqa: BLE001 - a processor that cannot take one image: 1 image
+            return 1
+        text_cfg = self.config.get_text_config()
+        context = getattr(text_cfg, "max_position_embeddings", None)
+        return images_that_fit(self.model_type, context, int(with_image - without))
 
     def _plain_pixel_shape(self) -> tuple[int, int] | None:
         """``(H, W)`` when the processor gives only ``(B, 3, H, W)`` pixel_values, else None."""

@@ -31,6 +31,11 @@ Behaviour worth knowing:
 * The API key is read only from the environment variable ``api_key_env`` and sent as
   ``Authorization: Bearer``. It never appears in the fingerprint, ``repr``, errors or results;
   any server text that echoes it is redacted.
+* ``max_images`` (default 1) declares how many images the server takes in one request; the
+  in-context wrappers read it to send several images instead of one composed image. The
+  backend itself sends every image a request holds. Raise it only as far as the server allows:
+  vLLM takes one image per prompt unless started with ``--limit-mm-per-prompt '{"image": N}'``
+  (its default is model-dependent; hosted APIs document their own limits).
 
 Example:
     >>> from vlmtrust.models.loader import load_model
@@ -129,6 +134,9 @@ OPTIONS: dict[str, Option] = {
     "api_key_env": Option(
         "str", "OPENAI_API_KEY", "name of the environment variable that holds the API key"
     ),
+    "max_images": Option(
+        "int", 1, "images the server takes in one request (vLLM: --limit-mm-per-prompt)"
+    ),
 }
 """Every constructor setting of :class:`OpenAICompatModel`, with its type and default."""
 
@@ -217,6 +225,7 @@ def _validate(v: Mapping[str, Any]) -> None:
     fmt = v["image_format"]
     _check(fmt in ("png", "jpeg"), "image_format", fmt, 'use "png" or "jpeg"')
     _check(1 <= v["jpeg_quality"] <= 100, "jpeg_quality", v["jpeg_quality"], "use 1..100")
+    _check(v["max_images"] >= 1, "max_images", v["max_images"], "use an integer >= 1")
     env = v["api_key_env"]
     if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
         # the value is not echoed: a key pasted here by mistake must not reach the terminal
@@ -426,6 +435,8 @@ class OpenAICompatModel:
         max_image_side: downscale images whose longer side exceeds this (aspect kept).
         image_format: ``"png"`` (lossless, default) or ``"jpeg"``.
         jpeg_quality: JPEG quality when ``image_format="jpeg"``.
+        max_images: images the server takes in one request (declared for the wrappers; the
+            backend sends what each request holds).
 
     Attributes:
         stats: lifetime counters: ``requests``, ``attempts``, ``retries``, ``errors``.
@@ -460,6 +471,7 @@ class OpenAICompatModel:
         max_image_side: int | None = None,
         image_format: Literal["png", "jpeg"] = "png",
         jpeg_quality: int = 90,
+        max_images: int = 1,
     ) -> None:
         if not model:
             raise InputError(f"model spec {spec!r}: empty model name; use openai:MODEL@BASE_URL")
@@ -489,6 +501,7 @@ class OpenAICompatModel:
                 "image_format": image_format,
                 "jpeg_quality": jpeg_quality,
                 "api_key_env": api_key_env,
+                "max_images": max_images,
             }
         )
 
@@ -510,6 +523,7 @@ class OpenAICompatModel:
         self.max_image_side = None if max_image_side is None else int(max_image_side)
         self.image_format: Literal["png", "jpeg"] = image_format
         self.jpeg_quality = int(jpeg_quality)
+        self.max_images = int(max_images)
         self.fingerprint = f"openai:{model}@{url}" + self._encoding_suffix()
         self._lifetime = RequestTracker(keep_slowest=0)
         self._trackers: tuple[RequestTracker, ...] = (self._lifetime,)

@@ -134,3 +134,34 @@ def test_in_context_puts_solved_examples_before_the_question(tmp_path: Path) -> 
         get_mitigation("robustness/in_context")({"example_styles": ["cubism"]})
     with pytest.raises(CapabilityError, match="wraps generative models"):
         get_mitigation("robustness/in_context")({}).wrap(load_model("mock:dual"))
+
+
+def test_in_context_retrieves_the_nearest_examples_with_distinct_answers(
+    ref_clip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vlmtrust.core.model import GenerateRequest
+    from vlmtrust.models import loader
+
+    real = loader.load_model  # the session's reference:clip, not a second copy
+    monkeypatch.setattr(
+        loader,
+        "load_model",
+        lambda spec, **kw: ref_clip if spec == "reference:clip" else real(spec),
+    )
+
+    params = {"k": 3, "retriever": "reference:clip", "pool": 6, "layout": "multi_image"}
+    model = get_mitigation("robustness/in_context")(params).wrap(load_model("mock:generative"))
+    assert model.retriever is not None and len(model.retriever.pool) == 6 * 6  # x every style
+    assert "#retriever=sha256:" in model.fingerprint
+    image, answer = model.retriever.pool[7]
+    [out, plain] = model.prepare(
+        [GenerateRequest("What shape?", images=(image,)), GenerateRequest("hi")]
+    )
+    lines = out.prompt.splitlines()
+    answers = [line.rsplit(" A: ", 1)[1] for line in lines[:-1]]
+    assert len(set(answers)) == 3 and answers[-1] == answer  # the query itself is nearest, last
+    assert out.images[2] is image and out.images[3] is image and plain.prompt == "hi"
+    with pytest.raises(InputError, match="retriever 'mock:generative' is not a dual model"):
+        get_mitigation("robustness/in_context")({"retriever": "mock:generative"}).wrap(
+            load_model("mock:generative")
+        )

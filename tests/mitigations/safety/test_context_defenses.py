@@ -112,7 +112,7 @@ def test_cot_safety_on_reference_vlm(ref_vlm: Any, before: dict[str, float]) -> 
 
 
 def test_visual_icl_examples_from_the_train_split_in_real_turns(
-    ref_vlm: Any, tmp_path: Path
+    ref_vlm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     art = mit("safety/visual_icl").apply(ref_vlm, MitigationContext(out_dir=tmp_path / "icl"))
     params = json.loads((tmp_path / "icl" / "wrapper.json").read_text())["params"]
@@ -123,15 +123,16 @@ def test_visual_icl_examples_from_the_train_split_in_real_turns(
     shown = {*params["harmful_ids"], *params["benign_ids"]}
     assert shown <= train_ids and not shown & test_ids  # never a probe's sample
     model: Any = load_model(art.spec, device="cpu")
-    assert not model.multi_image(1)  # reference:vlm declares no multi-image input
+    assert model.base.max_images == 7  # a LLaVA: as many 17-token images as fill 128 positions
+    assert model.fingerprint.endswith("#max_images=7")
     req = GenerateRequest(FIGSTEP_PROMPT, images=(render_figstep("Steps to bake bread.", size=64),))
+    text, images = model.chat(req)  # a model that declares multi-image input gets the examples
+    assert len(images) == 3 and text.count("<image>") == 3
+    monkeypatch.setattr(model.base, "max_images", 1)  # a single-image model: quoted text
+    assert not model.multi_image(1)
     text, images = model.chat(req)
     assert text.count("USER:") == 3 and text.count("ASSISTANT:") == 3  # two examples + the turn
     assert params["refusal"] in text and len(images) == 1
-    model.base.max_images = 3  # a model that declares multi-image input gets the example images
-    text, images = model.chat(req)
-    assert len(images) == 3 and text.count("<image>") == 3
-    del model.base.max_images
     assert generate_sync(model, [req])[0].ok
     # remote backends: a transcript before the prompt
     mock = MockModel(answers=lambda r: r.prompt, spec="scripted:echo")

@@ -8,6 +8,13 @@ stream disjoint from the probes' (``seed + 9,000,011``), each re-rendered in one
 night scene of a star is still a star. The examples are fixed for a wrapper (same ``seed``,
 same examples).
 
+Retrieval (``retriever``, RICES: Alayrac et al. 2022, Yang et al. 2022): with the spec of a dual
+model (e.g. ``reference:clip``), each request gets its own examples instead: a pool of ``pool``
+scenes from the same disjoint stream, each in every ``example_styles`` style, is embedded once;
+per request the query's first image is embedded and the ``k`` most similar pool images with
+``k`` *different* answers are shown, the most similar last (next to the query). The fingerprint
+then includes the retriever's.
+
 Layouts:
 
 * ``multi_image``: the ``k`` example images, then the request's own images, all in the
@@ -16,8 +23,10 @@ Layouts:
 * ``composite``: one image — a grid of the ``k`` examples and the request's image (last
   tile, bottom right), each tile at the request image's size; the text names the tiles.
 * ``auto`` (default): ``multi_image`` when the model declares ``max_images`` of at least
-  ``k + 1``, else ``composite``. No built-in backend declares ``max_images`` yet, so ``auto``
-  composes; pass ``layout=multi_image`` for a model known to take several images.
+  ``k + 1``, else ``composite``. ``hf:`` (and ``reference:``) models declare it from their
+  family and context length (:mod:`vlmtrust.models.hf_generative`), ``openai:`` models from
+  the ``max_images`` option (default 1). The fingerprint names the layout used, so cached
+  answers of the two layouts never mix.
 
 Requests without images pass unchanged. The wrapper drops ``GRADIENT`` and ``TRAIN`` (white-box
 attacks and fine-tuning go to the base model).
@@ -28,13 +37,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from PIL import Image
 from pydantic import Field
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
-from vlmtrust.core.model import GenerateRequest
+from vlmtrust.core.model import EmbeddingModel, GenerateRequest
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import GuardedModel
@@ -63,20 +72,66 @@ class InContextParams(Params):
     )
     example_severity: int = Field(2, ge=1, le=3, description="severity of the example styles")
     seed: int = Field(0, description="seed of the example scenes")
+    retriever: str | None = Field(
+        None, description="dual model spec whose image embeddings pick each request's examples"
+    )
+    pool: int = Field(40, ge=1, le=2000, description="retrieval pool scenes (each in every style)")
 
 
-def example_set(p: InContextParams) -> list[tuple[Image.Image, str]]:
-    """The ``k`` solved examples ``(image, answer)`` of a wrapper, in order."""
+def example_set(p: InContextParams, n: int | None = None) -> list[tuple[Image.Image, str]]:
+    """The ``k`` solved examples ``(image, answer)`` of a wrapper, in order.
+
+    With ``n``: the retrieval pool, ``n`` scenes each in every style (scene-major order).
+    """
     from vlmtrust.attacks.styles import stylize
     from vlmtrust.data.synthworld import SynthWorld
 
-    scenes = SynthWorld(seed=p.seed + EXAMPLE_SEED_OFFSET).shapes(p.k)
+    scenes = SynthWorld(seed=p.seed + EXAMPLE_SEED_OFFSET).shapes(p.k if n is None else n)
+    n_styles = 1 if n is None else len(p.example_styles)
     out = []
     for i, s in enumerate(scenes):
-        style = p.example_styles[i % len(p.example_styles)]
-        image = s.image if style == "none" else stylize(s.image, style, p.example_severity, seed=i)
-        out.append((image, str(s.attributes["shape"])))
+        for j in range(n_styles):
+            style = p.example_styles[(i if n is None else j) % len(p.example_styles)]
+            seed = i * n_styles + j
+            image = (
+                s.image
+                if style == "none"
+                else stylize(s.image, style, p.example_severity, seed=seed)
+            )
+            out.append((image, str(s.attributes["shape"])))
     return out
+
+
+class Retriever:
+    """RICES: the pool examples nearest a query image, one per answer, nearest last."""
+
+    def __init__(self, params: InContextParams) -> None:
+        from vlmtrust.core.errors import InputError
+        from vlmtrust.models.loader import load_model
+
+        model = load_model(str(params.retriever))
+        if getattr(model, "kind", None) != "dual":
+            raise InputError(
+                f"robustness/in_context: retriever {params.retriever!r} is not a dual model; "
+                "use an image-text encoder spec such as reference:clip"
+            )
+        self.model = cast("EmbeddingModel", model)  # its kind is checked above
+        self.k = params.k
+        self.pool = example_set(params, params.pool)
+        self.embeddings = self.model.embed_images([im for im, _ in self.pool])
+
+    def nearest(self, images: Sequence[Image.Image]) -> list[list[tuple[Image.Image, str]]]:
+        """For each query image, its ``k`` examples (distinct answers, most similar last)."""
+        sims = self.model.embed_images(list(images)) @ self.embeddings.T
+        out = []
+        for row in sims:
+            picked: dict[str, int] = {}
+            for i in row.argsort()[::-1]:
+                picked.setdefault(self.pool[int(i)][1], int(i))
+                if len(picked) == self.k:
+                    break
+            out.append([self.pool[i] for i in reversed(picked.values())])
+        return out
 
 
 def composite(images: Sequence[Image.Image], tile: tuple[int, int]) -> Image.Image:
@@ -98,34 +153,49 @@ class InContextModel(GuardedModel):
     def __init__(self, base: Any, params: InContextParams) -> None:
         super().__init__(base, params)
         self.examples = example_set(params)
+        self.retriever = Retriever(params) if params.retriever else None
         multi = int(getattr(base, "max_images", 1) or 1) >= params.k + 1
         self.layout = (
             params.layout if params.layout != "auto" else ("multi_image" if multi else "composite")
         )
+        self.fingerprint = f"{self.fingerprint}#layout={self.layout}"
+        if self.retriever is not None:
+            self.fingerprint += f"#retriever={self.retriever.model.fingerprint}"
 
-    def shots(self, request: GenerateRequest) -> GenerateRequest:
-        """``request`` with the examples added (unchanged without images)."""
+    def shots(
+        self, request: GenerateRequest, examples: Sequence[tuple[Image.Image, str]] | None = None
+    ) -> GenerateRequest:
+        """``request`` with ``examples`` (default: the fixed ones) added.
+
+        Requests without images are returned unchanged.
+        """
         if not request.images:
             return request
+        shown = self.examples if examples is None else examples
         q = self.params.question
-        k = len(self.examples)
+        k = len(shown)
         if self.layout == "multi_image":
-            lines = [f"Image {i + 1}: Q: {q} A: {a}" for i, (_, a) in enumerate(self.examples)]
+            lines = [f"Image {i + 1}: Q: {q} A: {a}" for i, (_, a) in enumerate(shown)]
             lines.append(f"Image {k + 1}: {request.prompt}")
-            images = (*(im for im, _ in self.examples), *request.images)
+            images = (*(im for im, _ in shown), *request.images)
             return replace(request, prompt="\n".join(lines), images=images)
-        tiles = [im for im, _ in self.examples] + [request.images[0]]
+        tiles = [im for im, _ in shown] + [request.images[0]]
         grid = composite(tiles, request.images[0].size)
         lines = [
             f"The image is a grid of {k + 1} pictures, left to right, top to bottom.",
-            *(f"Picture {i + 1}: Q: {q} A: {a}" for i, (_, a) in enumerate(self.examples)),
+            *(f"Picture {i + 1}: Q: {q} A: {a}" for i, (_, a) in enumerate(shown)),
             f"Picture {k + 1} (the last): {request.prompt}",
         ]
         return replace(request, prompt="\n".join(lines), images=(grid, *request.images[1:]))
 
     def prepare(self, requests: Sequence[GenerateRequest]) -> list[GenerateRequest]:
-        """Add the examples to each image request."""
-        return [self.shots(r) for r in requests]
+        """Add the examples (retrieved per request with a retriever) to each image request."""
+        if self.retriever is None:
+            return [self.shots(r) for r in requests]
+        queries = [i for i, r in enumerate(requests) if r.images]
+        found = self.retriever.nearest([requests[i].images[0] for i in queries])
+        per = dict(zip(queries, found, strict=True))
+        return [self.shots(r, per.get(i)) for i, r in enumerate(requests)]
 
 
 @mitigation("robustness/in_context")

@@ -8,9 +8,11 @@ probes' test-split samples are never among them; the answers are the model's own
 (``auto``: its refusal of typed harmful requests, its answer to the benign request typed).
 
 Images: the example images go into the conversation when the model declares multi-image input
-(a ``max_images`` attribute ≥ the images needed; ``multi_image=on`` forces it). Otherwise each
-example's image is replaced by a line quoting its text, so single-image models keep their one
-image slot for the user's own image.
+(a ``max_images`` attribute ≥ the images needed; ``multi_image=on`` forces it): ``hf:`` and
+``reference:`` models of multi-image families declare it (:mod:`vlmtrust.models.hf_generative`),
+``openai:`` models through the ``max_images`` option (default 1). Otherwise each example's image
+is replaced by a line quoting its text, so single-image models keep their one image slot for
+the user's own image. With ``multi_image=auto`` the fingerprint names the declared limit.
 
 Conversation: local transformers models (``hf:``, ``reference:``) get real prior user and
 assistant turns through their chat template; other backends get the examples as a transcript
@@ -130,6 +132,8 @@ class ICLModel(LocalInputModel):
     def __init__(self, base: Any, params: VisualICLParams) -> None:
         super().__init__(base, params)
         self.shots = build_shots(params)
+        if params.multi_image == "auto":  # the requests depend on the declared limit
+            self.fingerprint += f"#max_images={getattr(base, 'max_images', None)}"
 
     def multi_image(self, n_request_images: int) -> bool:
         """Whether the example images go into the conversation for such a request."""
