@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vlmtrust.core.probe import Probe, ProbeContext, registry
-from vlmtrust.core.results import MetricResult, Record
+from vlmtrust.core.results import MetricResult, ProbeResult, Record
 
 
 def make_probe(probe: str | Probe, params: Mapping[str, Any] | None = None) -> Probe:
@@ -49,3 +49,31 @@ def metrics(
 ) -> dict[str, MetricResult]:
     """``probe.aggregate`` keyed by metric name (``{m.name: m for m in ...}``)."""
     return {m.name: m for m in probe.aggregate(records, ctx or ProbeContext())}
+
+
+def evaluated(
+    model: Any, name: str, params: Mapping[str, Any] | None = None, **ctx: Any
+) -> ProbeResult:
+    """The runner's result of probe ``name`` (with ``params``) on ``model``."""
+    from vlmtrust.runner.engine import evaluate_probe
+
+    return evaluate_probe(model, make_probe(name, params), ProbeContext(**ctx))
+
+
+def value(res: ProbeResult, name: str) -> float:
+    """The value of metric ``name`` (asserted to exist)."""
+    v = res.metric(name).value
+    assert v is not None, name
+    return v
+
+
+def shape_folder(root: Any, n: int, seed: int) -> str:
+    """An image folder of ``n`` SynthWorld shapes (label = shape) plus one broken file."""
+    from vlmtrust.data.synthworld import SynthWorld
+
+    for i, s in enumerate(SynthWorld(seed=seed).shapes(n, split="id")):
+        d = root / s.attributes["shape"]
+        d.mkdir(parents=True, exist_ok=True)
+        s.image.save(d / f"{i:03d}.png")
+    (d / "broken.png").write_bytes(b"not a png")  # one error record
+    return str(root)

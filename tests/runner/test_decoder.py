@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import shape_folder
 from vlmtrust.core.errors import ImageLoadError
 from vlmtrust.core.images import NOTE_KEY, load_image
 from vlmtrust.core.probe import ProbeContext
@@ -62,17 +63,6 @@ def test_decoder_gives_the_loaders_pixels_notes_and_errors(
     assert sum(isinstance(x, ImageLoadError) for x in got) == 3
 
 
-def _folder(root: Path) -> str:
-    from vlmtrust.data.synthworld import SynthWorld
-
-    for i, s in enumerate(SynthWorld(seed=4).shapes(40, split="id")):
-        d = root / s.attributes["shape"]
-        d.mkdir(parents=True, exist_ok=True)
-        s.image.save(d / f"{i:03d}.png")
-    (d / "broken.png").write_bytes(b"not a png")  # one error record
-    return str(root)
-
-
 def _run(model: Any, data: str, out: Path) -> tuple[list[str], list[dict[str, Any]]]:
     import vlmtrust.runner.engine as engine
     from vlmtrust.probes.capability.zero_shot import ZeroShot
@@ -89,7 +79,7 @@ def _run(model: Any, data: str, out: Path) -> tuple[list[str], list[dict[str, An
 def test_same_records_and_metrics_with_the_decoder_process_and_without(
     ref_clip: Any, started: decoder.Decoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = _folder(tmp_path / "data")
+    data = shape_folder(tmp_path / "data", 40, seed=4)
     monkeypatch.setenv(decoder.ENV, "off")
     here = _run(ref_clip, data, tmp_path / "here.jsonl")
     sent: list[int] = []

@@ -8,18 +8,8 @@ from typing import Any
 
 import pytest
 
+from helpers import shape_folder
 from vlmtrust.core.probe import ProbeContext
-
-
-def _folder(root: Path) -> Path:
-    from vlmtrust.data.synthworld import SynthWorld
-
-    for i, s in enumerate(SynthWorld(seed=3).shapes(16, split="id")):
-        d = root / s.attributes["shape"]
-        d.mkdir(parents=True, exist_ok=True)
-        s.image.save(d / f"{i:03d}.png")
-    (d / "broken.png").write_bytes(b"not a png")  # one error record
-    return root
 
 
 def test_same_records_and_metrics_with_and_without_the_prefetch_thread(
@@ -28,7 +18,7 @@ def test_same_records_and_metrics_with_and_without_the_prefetch_thread(
     import vlmtrust.runner.engine as engine
     from vlmtrust.probes.capability.zero_shot import ZeroShot
 
-    data = str(_folder(tmp_path / "data"))
+    data = shape_folder(tmp_path / "data", 16, seed=3)
     threaded: list[int] = []
     real = engine._prefetch
 

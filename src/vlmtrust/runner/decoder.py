@@ -41,6 +41,7 @@ from typing import IO, Any
 from PIL import Image
 
 from vlmtrust.core.errors import ImageLoadError
+from vlmtrust.core.images import NOTE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,6 @@ class Decoder:
                     im = Image.frombytes("RGB", (w, h), payload[at : at + w * h * 3])
                     at += w * h * 3
                     if it.get("note"):
-                        from vlmtrust.core.images import NOTE_KEY
-
                         im.info[NOTE_KEY] = str(it["note"])
                     items.append(im)
                 answer = self._answers.get(int(head["id"]))
@@ -239,7 +238,7 @@ def shared() -> Decoder | None:
 
 def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
     from vlmtrust.core.errors import InputError
-    from vlmtrust.core.images import NOTE_KEY, load_image
+    from vlmtrust.core.images import load_image
 
     out.write(READY)
     out.flush()

@@ -8,23 +8,11 @@ from typing import Any
 
 import pytest
 
+from helpers import evaluated as run
+from helpers import value
 from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.mitigation import MitigationContext, get_mitigation
-from vlmtrust.core.probe import ProbeContext, get_probe
-from vlmtrust.core.results import ProbeResult
 from vlmtrust.models.loader import load_model
-from vlmtrust.runner.engine import evaluate_probe
-
-
-def run(model: Any, name: str, params: dict[str, Any]) -> ProbeResult:
-    return evaluate_probe(model, get_probe(name)(params), ProbeContext())
-
-
-def value(res: ProbeResult, name: str) -> float:
-    v = res.metric(name).value
-    assert v is not None, name
-    return v
-
 
 OOD = {"n_id": 80, "n_ood": 80}
 

@@ -9,26 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import evaluated as run
+from helpers import value
 from vlmtrust.attacks.styles import STYLES, stylize
 from vlmtrust.core.errors import InputError
 from vlmtrust.core.probe import ProbeContext, get_probe
-from vlmtrust.core.results import ProbeResult
 from vlmtrust.core.types import Capability
 from vlmtrust.data.synthworld import SynthWorld
 from vlmtrust.probes.families import labeled_image as li
 from vlmtrust.probes.robustness.modality_gap import centroid_gap, gap_vector, shifted_cosines
-from vlmtrust.runner.engine import evaluate_probe
-
-
-def run(model: Any, name: str, params: dict[str, Any]) -> ProbeResult:
-    return evaluate_probe(model, get_probe(name)(params), ProbeContext())
-
-
-def value(res: ProbeResult, name: str) -> float:
-    v = res.metric(name).value
-    assert v is not None, name
-    return v
-
 
 # --------------------------------------------------------------------------- styles
 
