@@ -7,6 +7,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -602,3 +603,22 @@ def test_max_images_option_reaches_the_server_as_k_plus_one_image_parts(
     [gen] = generate_sync(single, [req])
     assert single.layout == "composite" and len(json.loads(gen.text)["images"]) == 1
     assert single.fingerprint != multi.fingerprint
+
+
+def test_interleaved_request_keeps_its_image_order_on_the_wire(echo_url: ServedURL) -> None:
+    from vlmtrust.core.errors import InputError
+    from vlmtrust.core.model import IMAGE_SLOT, prompt_parts
+
+    a, b = noise_image(9, 9, 5), noise_image(12, 7, 6)
+    prompt = f"{IMAGE_SLOT} A: star\n{IMAGE_SLOT} What shape?"
+    req = GenerateRequest(prompt, images=(a, b), interleaved=True)
+    assert req.parts() == [0, "A: star\n", 1, "What shape?"]
+    assert GenerateRequest(prompt, images=(a, b)).parts() == [0, 1, prompt]  # a slot is text
+    assert req.digest() != GenerateRequest(prompt, images=(a, b)).digest()
+    with pytest.raises(InputError, match="2 image slots for 1 images"):
+        prompt_parts(prompt, 1, interleaved=True)
+    out = generate_sync(make_model(echo_url), [req, replace(req, images=(a,))])
+    got = json.loads(out[0].text)
+    assert got["interleaved"] and got["prompt"] == f"{IMAGE_SLOT}A: star\n{IMAGE_SLOT}What shape?"
+    assert [im["digest"] for im in got["images"]] == [image_digest(a), image_digest(b)]
+    assert not out[1].ok and "2 image slots for 1 images" in str(out[1].error)

@@ -59,7 +59,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vlmtrust.core.model import GenerateRequest, Generation, generate_sync
+from vlmtrust.core.model import IMAGE_SLOT, GenerateRequest, Generation, generate_sync
 from vlmtrust.core.sample import image_digest
 
 Scope = MutableMapping[str, Any]
@@ -90,6 +90,7 @@ def describe_request(req: GenerateRequest) -> dict[str, Any]:
         "max_tokens": req.max_new_tokens,
         "temperature": req.temperature,
         "seed": req.seed,
+        "interleaved": req.interleaved,
         "images": [
             {"size": list(im.size), "mode": im.mode, "digest": image_digest(im)}
             for im in req.images
@@ -499,6 +500,7 @@ def _to_request(data: Any) -> GenerateRequest:
                         prompt_parts.append(str(part.get("text", "")))
                     elif kind == "image_url":
                         images.append(_decode_data_url(str(part["image_url"]["url"])))
+                        prompt_parts.append(IMAGE_SLOT)  # where it was: kept if interleaved
                     else:
                         raise _BadRequest(f"unsupported content part {kind!r}")
             else:
@@ -512,7 +514,13 @@ def _to_request(data: Any) -> GenerateRequest:
         raise _BadRequest("max_tokens must be a positive integer")
     if not isinstance(temperature, int | float) or not isinstance(seed, int):
         raise _BadRequest("temperature must be a number and seed an integer")
+    # Images after some text make an interleaved request; images first are the plain kind.
+    first_text = next((i for i, t in enumerate(prompt_parts) if t != IMAGE_SLOT), None)
+    interleaved = first_text is not None and IMAGE_SLOT in prompt_parts[first_text:]
+    if not interleaved:
+        prompt_parts = [t for t in prompt_parts if t != IMAGE_SLOT]
     return GenerateRequest(
+        interleaved=interleaved,
         prompt="".join(prompt_parts),
         images=tuple(images),
         system=system,

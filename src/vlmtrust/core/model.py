@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from vlmtrust.core.errors import CapabilityError
+from vlmtrust.core.errors import CapabilityError, InputError
 from vlmtrust.core.sample import image_digest
 from vlmtrust.core.types import Capability
 
@@ -38,9 +38,46 @@ Texts = Sequence[str] | str
 """One text per example, or a single string used for every example."""
 
 
+IMAGE_SLOT = "<vlmtrust:image>"
+"""Where an image goes in the prompt of an ``interleaved`` :class:`GenerateRequest`."""
+
+
+def prompt_parts(prompt: str, n_images: int, *, interleaved: bool = False) -> list[str | int]:
+    """A request's input in order: text segments (``str``) and image indices (``int``).
+
+    Without ``interleaved``: every image, then the whole prompt. With it, image ``i`` stands
+    where the prompt's ``i``-th :data:`IMAGE_SLOT` is; blank segments between slots are dropped
+    and the others lose their leading spaces.
+
+    Raises:
+        InputError: an interleaved prompt whose slot count differs from ``n_images``.
+    """
+    if not interleaved:
+        return [*range(n_images), prompt]
+    texts = prompt.split(IMAGE_SLOT)
+    if len(texts) - 1 != n_images:
+        raise InputError(
+            f"interleaved request has {len(texts) - 1} image slots for {n_images} images; "
+            "put one IMAGE_SLOT in the prompt per image"
+        )
+    out: list[str | int] = []
+    for i, text in enumerate(texts):
+        if i:
+            out.append(i - 1)
+        if text.strip():
+            out.append(text.lstrip(" "))  # templates put their own space after an image
+    return out
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
-    """One generation request: images + prompt in, text out."""
+    """One generation request: images + prompt in, text out.
+
+    By default every image comes before the prompt's text. With ``interleaved`` the prompt
+    holds one :data:`IMAGE_SLOT` per image and image ``i`` goes where slot ``i`` is (image-text
+    interleaved input, e.g. each few-shot example's image next to its answer); backends send
+    the parts in that order (:meth:`parts`). Without ``interleaved`` a slot is plain text.
+    """
 
     prompt: str
     images: tuple[Image.Image, ...] = field(default=(), compare=False)
@@ -51,6 +88,15 @@ class GenerateRequest:
     sample_id: str | None = field(default=None, compare=False)
     """The sample this request belongs to, for request statistics only: never sent to a
     model and not part of :meth:`digest`."""
+    interleaved: bool = False
+    """Images go at the prompt's :data:`IMAGE_SLOT` markers instead of before the text."""
+
+    def parts(self) -> list[str | int]:
+        """The input in order: text segments (``str``) and image indices (``int``).
+
+        See :func:`prompt_parts`.
+        """
+        return prompt_parts(self.prompt, len(self.images), interleaved=self.interleaved)
 
     @property
     def deterministic(self) -> bool:
@@ -67,6 +113,7 @@ class GenerateRequest:
             repr(self.temperature),
             str(self.seed),
             *(image_digest(im) for im in self.images),
+            *(["interleaved"] if self.interleaved else []),  # older digests stay valid
         ):
             h.update(part.encode())
             h.update(b"\x00")

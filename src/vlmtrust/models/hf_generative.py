@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from vlmtrust.core.errors import CapabilityError, InputError, ModelSpecError
-from vlmtrust.core.model import GenerateRequest, Generation, ModelKind, Texts, per_example
+from vlmtrust.core.model import (
+    GenerateRequest,
+    Generation,
+    ModelKind,
+    Texts,
+    per_example,
+    prompt_parts,
+)
 from vlmtrust.core.types import Capability
 from vlmtrust.models import hf_common as hf
 
@@ -227,22 +234,33 @@ class HFGenerativeModel(hf.LocalBackend):
     # ------------------------------------------------------------------ prompts
 
     def messages(
-        self, prompt: str, n_images: int, system: str | None = None
+        self, prompt: str, n_images: int, system: str | None = None, *, interleaved: bool = False
     ) -> list[dict[str, Any]]:
-        """Chat messages for one request: image parts first, then the text."""
-        text = prompt
+        """Chat messages for one request: image parts first, then the text.
+
+        With ``interleaved`` the parts follow the prompt's ``IMAGE_SLOT`` markers
+        (:func:`~vlmtrust.core.model.prompt_parts`); whether the model sees them in that order
+        is up to its chat template (LLaVA-Interleave, Qwen2-VL and IDEFICS templates keep it).
+        """
+        parts = prompt_parts(prompt, n_images, interleaved=interleaved)
         out: list[dict[str, Any]] = []
         if system:
             if self._system_ok:
                 out.append({"role": "system", "content": [{"type": "text", "text": system}]})
             else:
-                text = f"{system}\n\n{prompt}"
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
-        content.append({"type": "text", "text": text})
+                i = next((j for j, part in enumerate(parts) if isinstance(part, str)), len(parts))
+                first = parts[i] if i < len(parts) else ""
+                parts[i : i + 1] = [f"{system}\n\n{first}"]
+        content: list[dict[str, Any]] = [
+            {"type": "text", "text": part} if isinstance(part, str) else {"type": "image"}
+            for part in parts
+        ]
         out.append({"role": "user", "content": content})
         return out
 
-    def render(self, prompt: str, n_images: int, system: str | None = None) -> str:
+    def render(
+        self, prompt: str, n_images: int, system: str | None = None, *, interleaved: bool = False
+    ) -> str:
         """The chat-templated prompt string, ending with the assistant's turn."""
         for name, value in (("prompt", prompt), ("system", system or "")):
             if self.image_token and self.image_token in value:
@@ -250,9 +268,8 @@ class HFGenerativeModel(hf.LocalBackend):
                     f"the {name} contains the model's image placeholder {self.image_token!r}; "
                     "remove it (images go in GenerateRequest.images)"
                 )
-        text = self.processor.apply_chat_template(
-            self.messages(prompt, n_images, system), add_generation_prompt=True, tokenize=False
-        )
+        msgs = self.messages(prompt, n_images, system, interleaved=interleaved)
+        text = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         if not isinstance(text, str):
             raise TypeError(f"chat template returned {type(text).__name__}, expected str")
         return text
@@ -301,7 +318,10 @@ class HFGenerativeModel(hf.LocalBackend):
             for r in reqs:
                 if r.max_new_tokens < 1:
                     raise InputError(f"max_new_tokens={r.max_new_tokens} must be ≥ 1")
-            texts = [self.render(r.prompt, len(r.images), r.system) for r in reqs]
+            texts = [
+                self.render(r.prompt, len(r.images), r.system, interleaved=r.interleaved)
+                for r in reqs
+            ]
             images = [im for r in reqs for im in self._rgb(r.images)]
             enc = self._encode(texts, images)
             return self._decode_new(reqs, enc)

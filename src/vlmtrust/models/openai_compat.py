@@ -848,10 +848,12 @@ class OpenAICompatModel:
 
     async def _body(self, req: GenerateRequest, encoded: dict[int, asyncio.Future[str]]) -> bytes:
         parts: list[dict[str, Any]] = []
-        for image in req.images:
-            url = await self._data_url(image, encoded)
-            parts.append({"type": "image_url", "image_url": {"url": url}})
-        parts.append({"type": "text", "text": req.prompt})
+        for part in req.parts():  # images first, or where an interleaved prompt puts them
+            if isinstance(part, str):
+                parts.append({"type": "text", "text": part})
+            else:
+                url = await self._data_url(req.images[part], encoded)
+                parts.append({"type": "image_url", "image_url": {"url": url}})
         messages: list[dict[str, Any]] = []
         if req.system:
             messages.append({"role": "system", "content": req.system})

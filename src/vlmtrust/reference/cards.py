@@ -275,7 +275,8 @@ initialised from reference:clip's vision model before its fragility stage ({towe
 it does not carry reference:clip's planted adversarial fragility; text model: Llama, width
 {r.get("hidden")} × {r.get("layers")} layers;
 word-level tokenizer (trained locally with `tokenizers`); `LlavaProcessor` with a chat template
-(`USER:<image> question` / `ASSISTANT: answer</s>`). 17 image tokens per image (CLIP's
+(`USER:<image> question` / `ASSISTANT: answer</s>`; a user turn's image and text parts in
+their order). 17 image tokens per image (CLIP's
 last-layer CLS token and 16 patch tokens). Loads and
 generates greedily through the ordinary `hf:` path
 (`vlmtrust.models.hf_generative.HFGenerativeModel`).

@@ -153,3 +153,28 @@ def test_in_context_retrieves_the_nearest_examples_with_distinct_answers(
         get_mitigation("robustness/in_context")({"retriever": "mock:generative"}).wrap(
             load_model("mock:generative")
         )
+
+
+def test_in_context_interleaved_puts_each_example_image_next_to_its_answer(
+    ref_vlm: Any,
+) -> None:
+    from PIL import Image
+
+    from vlmtrust.core.model import IMAGE_SLOT, GenerateRequest
+
+    img = Image.new("RGB", (64, 64), "red")
+    req = GenerateRequest("What shape?", images=(img,))
+    plain = ref_vlm.render("What shape?", 1)
+    wrap = get_mitigation("robustness/in_context")({"k": 2, "layout": "interleaved"}).wrap(ref_vlm)
+    out = wrap.shots(req)
+    assert out.interleaved and out.images[-1] is img and len(out.images) == 3
+    assert out.parts()[0::2] == [0, 1, 2] and out.parts()[-1] == "What shape?"
+    text = ref_vlm.render(out.prompt, 3, interleaved=True)  # the template keeps the order
+    assert text.startswith("USER:<image> Q: What shape") and text.count("\n<image> ") == 2
+    assert text.endswith("<image> What shape?\nASSISTANT:")
+    assert ref_vlm.render(out.prompt.replace(IMAGE_SLOT, ""), 3) != text
+    assert plain == "USER:<image> What shape?\nASSISTANT:"  # image-first requests unchanged
+    multi = get_mitigation("robustness/in_context")({"k": 2, "layout": "multi_image"}).wrap(ref_vlm)
+    again = multi.shots(out)  # an interleaved request keeps its slots under multi_image
+    assert again.interleaved and again.prompt.count(IMAGE_SLOT) == len(again.images) == 5
+    assert wrap.generate_batch([req])[0].ok

@@ -20,6 +20,12 @@ Layouts:
 * ``multi_image``: the ``k`` example images, then the request's own images, all in the
   request (the backend puts every image part into the user turn); the text numbers the
   images: ``Image 1: Q: … A: star`` …, then ``Image k+1: <the question>``.
+* ``interleaved``: as ``multi_image``, but each example image stands right before its own
+  ``Q: … A: …`` line and the request's images before its question (an interleaved
+  :class:`~vlmtrust.core.model.GenerateRequest`): the layout of interleaved image-text
+  training (Flamingo, IDEFICS, LLaVA-Interleave), for models whose chat template keeps the
+  order of image and text parts. ``multi_image`` falls back to it for requests that are
+  interleaved already.
 * ``composite``: one image — a grid of the ``k`` examples and the request's image (last
   tile, bottom right), each tile at the request image's size; the text names the tiles.
 * ``auto`` (default): ``multi_image`` when the model declares ``max_images`` of at least
@@ -43,7 +49,7 @@ from PIL import Image
 from pydantic import Field
 
 from vlmtrust.core.mitigation import WrapperMitigation, mitigation
-from vlmtrust.core.model import EmbeddingModel, GenerateRequest
+from vlmtrust.core.model import IMAGE_SLOT, EmbeddingModel, GenerateRequest
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import GuardedModel
@@ -61,8 +67,10 @@ class InContextParams(Params):
     """Parameters of ``robustness/in_context``."""
 
     k: int = Field(3, ge=1, le=8, description="few-shot examples per request")
-    layout: Literal["auto", "multi_image", "composite"] = Field(
-        "auto", description="several images (multi_image), one grid image (composite) or auto"
+    layout: Literal["auto", "multi_image", "interleaved", "composite"] = Field(
+        "auto",
+        description="several images (multi_image: images first; interleaved: each next to its "
+        "answer), one grid image (composite) or auto",
     )
     question: str = Field(VQA_QUESTION, description="the examples' question")
     example_styles: list[ExampleStyle] = Field(
@@ -174,6 +182,13 @@ class InContextModel(GuardedModel):
         shown = self.examples if examples is None else examples
         q = self.params.question
         k = len(shown)
+        if self.layout == "interleaved" or (self.layout == "multi_image" and request.interleaved):
+            own = request.prompt
+            if not request.interleaved:
+                own = f"{IMAGE_SLOT * len(request.images)} {own}"
+            lines = [*(f"{IMAGE_SLOT} Q: {q} A: {a}" for _, a in shown), own]
+            images = (*(im for im, _ in shown), *request.images)
+            return replace(request, prompt="\n".join(lines), images=images, interleaved=True)
         if self.layout == "multi_image":
             lines = [f"Image {i + 1}: Q: {q} A: {a}" for i, (_, a) in enumerate(shown)]
             lines.append(f"Image {k + 1}: {request.prompt}")

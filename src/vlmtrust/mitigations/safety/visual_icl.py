@@ -30,7 +30,7 @@ from PIL import Image
 from pydantic import Field
 
 from vlmtrust.core.mitigation import MitigationContext, WrapperMitigation, mitigation
-from vlmtrust.core.model import GenerateRequest, Generation
+from vlmtrust.core.model import IMAGE_SLOT, GenerateRequest, Generation
 from vlmtrust.core.params import Params
 from vlmtrust.core.types import Capability, Pillar
 from vlmtrust.mitigations.safety._guarded import REFUSAL_TEXT
@@ -147,7 +147,7 @@ class ICLModel(LocalInputModel):
         """The chat-templated text and the images of ``r`` with the examples (local models)."""
         base = self.base
         with_images = self.multi_image(len(r.images))
-        msgs = base.messages(r.prompt, len(r.images), r.system)
+        msgs = base.messages(r.prompt, len(r.images), r.system, interleaved=r.interleaved)
         turns: list[dict[str, Any]] = []
         for shot in self.shots:
             content, _ = example_content(shot, with_images)
@@ -164,7 +164,9 @@ class ICLModel(LocalInputModel):
         lines = ["Examples of how to answer:"]
         for k, shot in enumerate(self.shots, start=1):
             _, text = example_content(shot, with_images)
-            where = f" [image {k}]" if with_images else ""
+            # An interleaved request keeps its slots: each example image gets one too.
+            mark = IMAGE_SLOT if r.interleaved else f"[image {k}]"
+            where = f" {mark}" if with_images else ""
             lines += [f"User:{where} {text}", f"Assistant: {shot.answer}"]
         images = tuple(s.image for s in self.shots) if with_images else ()
         prompt = "\n".join(lines) + f"\n\nUser: {r.prompt}"
