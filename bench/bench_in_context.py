@@ -1,11 +1,13 @@
-"""``robustness/in_context`` on reference:vlm: style-shift VQA before and after, both layouts.
+"""``robustness/in_context`` on a generative VLM: style-shift VQA before and after, per layout.
 
 Measures ``robustness/style_shift`` (generative: the shape question, ``--n`` scenes, severity
-``--severity``, probe seed ``--seed``) on the unwrapped model and on the wrapper in each layout
-(``multi_image``: the k example images and the query as separate images; ``composite``: one grid
-image), on the same scenes. Prints one JSON object: per variant the clean and mean style
-accuracy with 95% bootstrap CIs, and the paired difference to the unwrapped model (mean style
-accuracy; bootstrap over clean scenes, every style of a scene resampled together).
+``--severity``, probe seed ``--seed``) on the unwrapped model (``--model``, default
+reference:vlm) and on the wrapper in each layout (``multi_image``: the k example images and the
+query as separate images, images first; ``interleaved``: each example image next to its answer;
+``composite``: one grid image), on the same scenes. Prints one JSON object: per variant the
+clean and mean style accuracy with 95% bootstrap CIs, and the paired difference to the
+unwrapped model (mean style accuracy; bootstrap over clean scenes, every style of a scene
+resampled together).
 
 ``--interleaved`` also fine-tunes a copy of reference:vlm (in a temporary directory; the shipped
 model is not touched) on in-context episodes (:meth:`Episodes.episode`): k solved examples of k
@@ -20,7 +22,8 @@ retrieving (RICES through reference:clip), all multi_image, on the same scenes; 
 episode accuracy (other scenes, permuted names; chance 1/k) says whether it learned to match. Not
 part of the tests.
 
-Usage: ``python bench/bench_in_context.py [--k 3] [--n 24] [--interleaved [--steps 800]]``.
+Usage: ``python bench/bench_in_context.py [--model SPEC] [--k 3] [--n 24]
+[--interleaved [--steps 800]]``.
 """
 
 from __future__ import annotations
@@ -224,6 +227,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="reference:vlm", help="generative model spec")
     ap.add_argument("--k", type=int, default=3, help="examples per request")
     ap.add_argument("--n", type=int, default=24, help="clean scenes (each in every style)")
     ap.add_argument("--severity", type=int, default=3)
@@ -237,9 +241,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         t0 = time.perf_counter()
-        ref = load_model("reference:vlm", device="cpu")
-        layouts = {lay: {**params, "layout": lay} for lay in ("multi_image", "composite")}
-        report["reference:vlm"] = before_after(ref, layouts, a, tmp)
+        ref = load_model(a.model, device="cpu")
+        kinds = ("multi_image", "interleaved", "composite")
+        layouts = {lay: {**params, "layout": lay} for lay in kinds}
+        report[a.model] = before_after(ref, layouts, a, tmp)
         report["reference_seconds"] = round(time.perf_counter() - t0, 1)
         if a.interleaved:
             t0 = time.perf_counter()
